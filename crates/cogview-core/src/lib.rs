@@ -1,0 +1,31 @@
+//! # cogview-core
+//!
+//! The tensor-library-free heart of cogview: the component traits a pipeline is built from
+//! ([`ImageTokenizer`], [`GlobalGenerator`], [`LocalSuperResolver`], [`Sampler`], [`TextTokenizer`]),
+//! the data that crosses between them, the one [`Error`] type, and the algorithms every backend must
+//! agree on: sampling with a seedable [`Rng`], CogLM's query layout, positions and mask, and the
+//! stage-1 generation loop. Backends (candle, plugins) implement [`lm::AutoregressiveLm`] and own the math.
+//!
+//! ```
+//! use cogview_core::{sampling::TopKSampler, Rng, Sampler};
+//! let sampler = TopKSampler { temperature: 1.0, top_k: 2 };
+//! let mut rng = Rng::from_seed(42);
+//! let id = sampler.sample(&[0.1, 3.0, 2.5, -1.0], &mut rng).unwrap();
+//! assert!(id == 1 || id == 2);
+//! ```
+
+pub mod coglm;
+pub mod context;
+pub mod error;
+pub mod lm;
+pub mod npy;
+pub mod rng;
+pub mod sampling;
+pub mod traits;
+pub mod types;
+
+pub use context::{CancelToken, Progress, RunContext};
+pub use error::{Error, Result, ShapeMismatch};
+pub use rng::Rng;
+pub use traits::{Compression, GlobalGenerator, ImageTokenizer, LocalSuperResolver, Sampler, TextTokenizer};
+pub use types::{DType, Device, Image, TextTokens, TokenGrid};

@@ -1,0 +1,122 @@
+//! Data that crosses between components: text tokens, token grids, images, numeric types.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Token ids of a text, as the text tokenizer produced them (icetk ids: text pieces are 20000..149999).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TextTokens(pub Vec<u32>);
+
+impl TextTokens {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A row-major grid of image-token ids (VQ codebook indices), e.g. 20×20 after CogLM or 60×60 after DSR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGrid {
+    pub height: usize,
+    pub width: usize,
+    /// `height * width` ids, row-major.
+    pub ids: Vec<u32>,
+}
+
+impl TokenGrid {
+    pub fn new(height: usize, width: usize, ids: Vec<u32>) -> Result<Self> {
+        if height == 0 || width == 0 {
+            return Err(Error::invalid_input("token grid", format!("grid size {height}x{width} is empty")));
+        }
+        if ids.len() != height * width {
+            return Err(Error::invalid_input(
+                "token grid",
+                format!("{} ids do not fill a {height}x{width} grid ({} needed)", ids.len(), height * width),
+            ));
+        }
+        Ok(TokenGrid { height, width, ids })
+    }
+    pub fn get(&self, row: usize, col: usize) -> u32 {
+        self.ids[row * self.width + col]
+    }
+}
+
+/// An 8-bit RGB image, row-major, 3 bytes per pixel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl Image {
+    pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<Self> {
+        if pixels.len() != width * height * 3 {
+            return Err(Error::invalid_input(
+                "image",
+                format!("{} bytes for a {width}x{height} RGB image ({} needed)", pixels.len(), width * height * 3),
+            ));
+        }
+        Ok(Image { width, height, pixels })
+    }
+}
+
+/// The numeric type a backend computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl std::str::FromStr for DType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" | "fp32" => Ok(DType::F32),
+            "f16" | "float16" | "fp16" | "half" => Ok(DType::F16),
+            "bf16" | "bfloat16" => Ok(DType::Bf16),
+            other => Err(Error::invalid_input("dtype", format!("unknown dtype '{other}'; use f32, f16 or bf16"))),
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::Bf16 => "bf16",
+        })
+    }
+}
+
+/// Where a backend runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "index")]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.to_ascii_lowercase();
+        if s == "cpu" {
+            return Ok(Device::Cpu);
+        }
+        if s == "cuda" {
+            return Ok(Device::Cuda(0));
+        }
+        if let Some(i) = s.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            return Ok(Device::Cuda(i));
+        }
+        Err(Error::invalid_input("device", format!("unknown device '{s}'; use cpu, cuda or cuda:N")))
+    }
+}
