@@ -1,1 +1,14 @@
-pub fn _x(){}
+//! # cogview-candle
+//!
+//! The candle backend: CogLM, the SwissArmyTransformer sandwich-LayerNorm GPT as CogView2 uses it,
+//! with a pre-allocated KV cache and batched incremental decoding, on CPU (or CUDA with the `cuda`
+//! feature), in f32, f16 or bf16. It implements [`cogview_core::lm::AutoregressiveLm`]; the stage-1
+//! algorithm itself (layout, mask, sampling) lives in `cogview-core`.
+
+mod coglm;
+mod config;
+mod util;
+
+pub use coglm::{CoglmModel, CoglmSession};
+pub use config::CoglmConfig;
+pub use util::{device, LoadOptions};

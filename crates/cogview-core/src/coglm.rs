@@ -134,6 +134,23 @@ impl CoglmMask {
     }
 }
 
+/// Logits of every position of one sequence under the CogLM mask, over the first `vocab` ids:
+/// `[tokens.len(), vocab]`. Used for parity checks and captions.
+pub fn full_logits(
+    model: &dyn AutoregressiveLm,
+    tokens: &[u32],
+    positions: &[u32],
+    mask: CoglmMask,
+    vocab: usize,
+) -> Result<crate::lm::Logits> {
+    let n = tokens.len();
+    if mask.text_len > n {
+        return Err(Error::invalid_input("text_len", format!("text_len {} exceeds the {n} tokens", mask.text_len)));
+    }
+    let mut session = model.new_session(1, n.max(1))?;
+    session.forward(&LmInput { tokens, positions, bias: &mask.bias_rows(0, n, n), logits: LogitsRequest::All { vocab } })
+}
+
 /// Where stage 1 puts things: the image grid, the position of `<start_of_image>` and the text limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

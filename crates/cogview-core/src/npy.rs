@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn reads_the_official_cluster_labels() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/cluster_label.npy");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/cluster_label.npy");
         let a = read_npy_file(path).unwrap();
         assert_eq!(a.dtype, NpyDtype::I64);
         assert_eq!(a.shape, vec![20000]);

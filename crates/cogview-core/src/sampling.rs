@@ -156,6 +156,14 @@ impl ClusterLabels {
         Self::new(array.to_i64().map_err(|e| Error::invalid_input(path.display().to_string(), e))?)
     }
 
+    /// The official table of CogView2 (`cluster_label.npy`: 500 clusters over the 20000 icetk image
+    /// codes, Apache-2.0, from THUDM/CogView2), embedded in the library.
+    pub fn official() -> Self {
+        const NPY: &[u8] = include_bytes!("../data/cluster_label.npy");
+        let array = crate::npy::parse_npy(NPY, "embedded cluster_label.npy").expect("embedded table parses");
+        Self::new(array.to_i64().expect("integer table")).expect("valid table")
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }

@@ -1,0 +1,33 @@
+//! `cogview convert`: a SAT checkpoint folder → one safetensors file with its configuration inside.
+
+use cogview::checkpoint::{write_safetensors, Checkpoint, SatFolder};
+use cogview::{Error, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Convert a SAT checkpoint folder (latest, model_config.json, <iter>/mp_rank_00_model_states.pt)
+/// to a safetensors file, dtypes unchanged, with model_config.json stored in its metadata.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The SAT checkpoint folder.
+    folder: PathBuf,
+    /// The safetensors file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let sat = SatFolder::open(&args.folder)?;
+    let config = sat.config()?;
+    let ckpt = Checkpoint::open(&sat.model_file, None)?;
+    let mut meta = HashMap::new();
+    meta.insert(
+        "model_config".to_string(),
+        serde_json::to_string(&config.values).map_err(|e| Error::Backend(e.to_string()))?,
+    );
+    meta.insert("source".to_string(), format!("SAT folder {} iteration {}", sat.dir.display(), sat.iteration));
+    meta.insert("format".to_string(), "pt".to_string());
+    let n = write_safetensors(&ckpt, |_| true, meta, &args.output)?;
+    eprintln!("wrote {n} tensors to {}", args.output.display());
+    Ok(())
+}
