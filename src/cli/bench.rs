@@ -30,29 +30,40 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     if args.batch == 0 || args.steps == 0 {
-        return Err(Error::invalid_input("--batch/--steps", "must be at least 1"));
+        return Err(Error::invalid_input(
+            "--batch/--steps",
+            "must be at least 1",
+        ));
     }
     let model = CoglmModel::load(&args.model, args.backend.load_options())?;
     let spec = model.spec();
     let image_vocab = spec.image_vocab_size;
     let text_vocab_start = image_vocab as u32;
     // Context: text ids above the image codes, then <start_of_image> at position 512.
-    let mut context: Vec<u32> =
-        (0..args.text_len as u32).map(|i| text_vocab_start + (i * 7919) % (spec.start_of_image_id - text_vocab_start)).collect();
+    let mut context: Vec<u32> = (0..args.text_len as u32)
+        .map(|i| text_vocab_start + (i * 7919) % (spec.start_of_image_id - text_vocab_start))
+        .collect();
     context.push(spec.start_of_image_id);
     let mut positions: Vec<u32> = (0..args.text_len as u32).collect();
     positions.push(512);
-    let mask = CoglmMask { text_len: args.text_len, text_bias: 1.4 };
+    let mask = CoglmMask {
+        text_len: args.text_len,
+        text_bias: 1.4,
+    };
     let capacity = context.len() + args.steps + 1;
     let mut session = model.session(args.batch, capacity)?;
-    let tokens: Vec<u32> = (0..args.batch).flat_map(|_| context.iter().copied()).collect();
+    let tokens: Vec<u32> = (0..args.batch)
+        .flat_map(|_| context.iter().copied())
+        .collect();
     let logits = session.forward(&LmInput {
         tokens: &tokens,
         positions: &positions,
         bias: &mask.bias_rows(0, context.len(), context.len()),
         logits: LogitsRequest::Last { vocab: image_vocab },
     })?;
-    let mut next: Vec<u32> = (0..args.batch).map(|b| argmax(logits.row(b)) as u32).collect();
+    let mut next: Vec<u32> = (0..args.batch)
+        .map(|b| argmax(logits.row(b)) as u32)
+        .collect();
     let mut step = |j: usize, next: &mut Vec<u32>| -> Result<()> {
         let q = session.cached_len();
         let l = session.forward(&LmInput {
@@ -70,7 +81,9 @@ pub fn run(args: Args) -> Result<()> {
         step(j, &mut next)?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let out = serde_json::json!({
         "impl": "candle", "batch": args.batch, "dtype": args.backend.dtype.to_string(), "steps": args.steps,
         "tokens_per_s": (args.batch * args.steps) as f64 / seconds, "seconds": seconds,

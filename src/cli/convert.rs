@@ -25,7 +25,14 @@ pub fn run(args: Args) -> Result<()> {
         "model_config".to_string(),
         serde_json::to_string(&config.values).map_err(|e| Error::Backend(e.to_string()))?,
     );
-    meta.insert("source".to_string(), format!("SAT folder {} iteration {}", sat.dir.display(), sat.iteration));
+    meta.insert(
+        "source".to_string(),
+        format!(
+            "SAT folder {} iteration {}",
+            sat.dir.display(),
+            sat.iteration
+        ),
+    );
     meta.insert("format".to_string(), "pt".to_string());
     let n = write_safetensors(&ckpt, |_| true, meta, &args.output)?;
     eprintln!("wrote {n} tensors to {}", args.output.display());

@@ -81,7 +81,10 @@ pub fn run(args: Args) -> Result<()> {
     let image_vocab = model.config().image_vocab_size;
     let temperature = args.temperature.unwrap_or(args.style.stage1_temperature());
     let sampler: Arc<dyn Sampler> = match args.sampler {
-        SamplerKind::TopK => Arc::new(TopKSampler { temperature, top_k: args.top_k }),
+        SamplerKind::TopK => Arc::new(TopKSampler {
+            temperature,
+            top_k: args.top_k,
+        }),
         SamplerKind::Cluster => {
             let labels = match &args.cluster_labels {
                 Some(p) => ClusterLabels::from_npy_file(p)?,
@@ -106,7 +109,11 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let settings = Stage1Settings {
-        layout: Stage1Layout { grid_height: args.grid, grid_width: args.grid, ..Default::default() },
+        layout: Stage1Layout {
+            grid_height: args.grid,
+            grid_width: args.grid,
+            ..Default::default()
+        },
         text_bias: args.text_bias,
         max_batch: args.batch_size,
     };

@@ -46,6 +46,9 @@ pub struct BackendArgs {
 
 impl BackendArgs {
     pub fn load_options(&self) -> cogview::candle::LoadOptions {
-        cogview::candle::LoadOptions { device: self.device, dtype: self.dtype }
+        cogview::candle::LoadOptions {
+            device: self.device,
+            dtype: self.dtype,
+        }
     }
 }

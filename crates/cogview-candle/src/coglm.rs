@@ -6,7 +6,9 @@ use crate::config::CoglmConfig;
 use crate::util::{cdtype, device, load_tensor, BackendResult, LoadOptions};
 use candle_core::{DType as CDType, Device as CDevice, Tensor};
 use cogview_checkpoint::{Checkpoint, ModelConfig, SatFolder};
-use cogview_core::lm::{validate_input, AutoregressiveLm, LmInput, LmSession, LmSpec, Logits, LogitsRequest};
+use cogview_core::lm::{
+    validate_input, AutoregressiveLm, LmInput, LmSession, LmSpec, Logits, LogitsRequest,
+};
 use cogview_core::{Error, Result};
 use std::path::Path;
 
@@ -20,7 +22,12 @@ impl LayerNorm {
     /// Normalises in f32 (as apex's FusedLayerNorm does for fp16 inputs) and returns `x`'s dtype.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dt = x.dtype();
-        let y = candle_nn::ops::layer_norm(&x.to_dtype(CDType::F32)?, &self.weight, &self.bias, self.eps)?;
+        let y = candle_nn::ops::layer_norm(
+            &x.to_dtype(CDType::F32)?,
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )?;
         y.to_dtype(dt)
     }
 }
@@ -76,7 +83,10 @@ impl CoglmModel {
             let cfg = match ckpt.metadata().get("model_config") {
                 Some(text) => ModelConfig::parse(text, path)?,
                 None => {
-                    let beside = path.parent().unwrap_or(Path::new(".")).join("model_config.json");
+                    let beside = path
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join("model_config.json");
                     if !beside.is_file() {
                         return Err(Error::config(
                             path.display().to_string(),
@@ -92,23 +102,36 @@ impl CoglmModel {
             };
             (ckpt, cfg)
         };
-        let positions_rows = ckpt.info("transformer.position_embeddings.weight").map(|i| i.shape[0]);
+        let positions_rows = ckpt
+            .info("transformer.position_embeddings.weight")
+            .map(|i| i.shape[0]);
         let config = CoglmConfig::from_model_config(&model_config, positions_rows)?;
         Self::from_checkpoint(&ckpt, config, options)
     }
 
     /// Builds the model from already-opened weights, checking every tensor's name, shape and dtype.
-    pub fn from_checkpoint(ckpt: &Checkpoint, config: CoglmConfig, options: LoadOptions) -> Result<Self> {
+    pub fn from_checkpoint(
+        ckpt: &Checkpoint,
+        config: CoglmConfig,
+        options: LoadOptions,
+    ) -> Result<Self> {
         ckpt.check(&config.expected_tensors(), |_| false)?;
         let dev = device(options.device)?;
         let dtype = cdtype(options.dtype);
         let eps = config.layernorm_epsilon as f32;
         let t = |name: &str, dt: CDType| load_tensor(ckpt, name, dt, &dev);
         let ln = |p: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm { weight: t(&format!("{p}.weight"), CDType::F32)?, bias: t(&format!("{p}.bias"), CDType::F32)?, eps })
+            Ok(LayerNorm {
+                weight: t(&format!("{p}.weight"), CDType::F32)?,
+                bias: t(&format!("{p}.bias"), CDType::F32)?,
+                eps,
+            })
         };
         let lin = |p: &str| -> Result<Linear> {
-            Ok(Linear { weight: t(&format!("{p}.weight"), dtype)?, bias: t(&format!("{p}.bias"), dtype)? })
+            Ok(Linear {
+                weight: t(&format!("{p}.weight"), dtype)?,
+                bias: t(&format!("{p}.bias"), dtype)?,
+            })
         };
         let mut layers = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
@@ -150,14 +173,19 @@ impl CoglmModel {
         if vocab == self.config.image_vocab_size {
             Ok(self.image_head.clone())
         } else {
-            self.word_embeddings.narrow(0, 0, vocab)?.to_dtype(CDType::F32)
+            self.word_embeddings
+                .narrow(0, 0, vocab)?
+                .to_dtype(CDType::F32)
         }
     }
 
     /// A session with its own KV cache (concrete type; [`AutoregressiveLm::new_session`] boxes it).
     pub fn session(&self, batch: usize, capacity: usize) -> Result<CoglmSession<'_>> {
         if batch == 0 || capacity == 0 {
-            return Err(Error::invalid_input("session", "batch and capacity must be at least 1"));
+            return Err(Error::invalid_input(
+                "session",
+                "batch and capacity must be at least 1",
+            ));
         }
         let c = &self.config;
         let shape = (batch, c.num_attention_heads, capacity, c.head_dim);
@@ -167,7 +195,23 @@ impl CoglmModel {
             let v = Tensor::zeros(shape, self.dtype, &self.device).be()?;
             cache.push((k, v));
         }
-        Ok(CoglmSession { model: self, cache, len: 0, batch, capacity })
+        Ok(CoglmSession {
+            model: self,
+            cache,
+            len: 0,
+            batch,
+            capacity,
+        })
+    }
+}
+
+impl std::fmt::Debug for CoglmModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoglmModel")
+            .field("config", &self.config)
+            .field("dtype", &self.dtype)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
     }
 }
 
@@ -196,14 +240,23 @@ pub struct CoglmSession<'m> {
 }
 
 impl CoglmSession<'_> {
-    fn attention(&mut self, layer: usize, x: &Tensor, bias: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    fn attention(
+        &mut self,
+        layer: usize,
+        x: &Tensor,
+        bias: &Tensor,
+        n: usize,
+    ) -> candle_core::Result<Tensor> {
         let c = &self.model.config;
         let l = &self.model.layers[layer];
         let (b, heads, d) = (self.batch, c.num_attention_heads, c.head_dim);
         let a = heads * d;
         let qkv = l.query_key_value.forward(x)?.reshape((b, n, 3 * a))?;
         let split = |i: usize| -> candle_core::Result<Tensor> {
-            qkv.narrow(2, i * a, a)?.reshape((b, n, heads, d))?.transpose(1, 2)?.contiguous()
+            qkv.narrow(2, i * a, a)?
+                .reshape((b, n, heads, d))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let (kc, vc) = &self.cache[layer];
@@ -213,9 +266,15 @@ impl CoglmSession<'_> {
         let keys = kc.narrow(2, 0, total)?;
         let values = vc.narrow(2, 0, total)?;
         let q = (q * (1.0 / (d as f64).sqrt()))?;
-        let scores = q.matmul(&keys.t()?)?.to_dtype(CDType::F32)?.broadcast_add(bias)?;
+        let scores = q
+            .matmul(&keys.t()?)?
+            .to_dtype(CDType::F32)?
+            .broadcast_add(bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
-        let ctx = probs.matmul(&values)?.transpose(1, 2)?.reshape((b * n, a))?;
+        let ctx = probs
+            .matmul(&values)?
+            .transpose(1, 2)?
+            .reshape((b * n, a))?;
         l.dense.forward(&ctx)
     }
 
@@ -225,15 +284,24 @@ impl CoglmSession<'_> {
         let h = c.hidden_size;
         let tokens = Tensor::from_slice(input.tokens, (self.batch * n,), &m.device)?;
         let positions = Tensor::from_slice(input.positions, (n,), &m.device)?;
-        let words = m.word_embeddings.index_select(&tokens, 0)?.reshape((self.batch, n, h))?;
-        let pos = m.position_embeddings.index_select(&positions, 0)?.unsqueeze(0)?;
+        let words = m
+            .word_embeddings
+            .index_select(&tokens, 0)?
+            .reshape((self.batch, n, h))?;
+        let pos = m
+            .position_embeddings
+            .index_select(&positions, 0)?
+            .unsqueeze(0)?;
         let mut x = words.broadcast_add(&pos)?.reshape((self.batch * n, h))?;
         let bias = Tensor::from_slice(input.bias, (n, self.len + n), &m.device)?;
         for i in 0..m.layers.len() {
             let l = &m.layers[i];
             let a = self.attention(i, &l.input_layernorm.forward(&x)?, &bias, n)?;
             x = (x + l.third_layernorm.forward(&a)?)?;
-            let y = l.dense_h_to_4h.forward(&l.post_attention_layernorm.forward(&x)?)?.gelu()?;
+            let y = l
+                .dense_h_to_4h
+                .forward(&l.post_attention_layernorm.forward(&x)?)?
+                .gelu()?;
             let y = l.dense_4h_to_h.forward(&y)?;
             x = (x + l.fourth_layernorm.forward(&y)?)?;
         }
@@ -242,7 +310,10 @@ impl CoglmSession<'_> {
             LogitsRequest::Last { .. } => (x.narrow(1, n - 1, 1)?, self.batch),
             LogitsRequest::All { .. } => (x, self.batch * n),
         };
-        let x = m.final_layernorm.forward(&x.reshape((rows, h))?)?.to_dtype(CDType::F32)?;
+        let x = m
+            .final_layernorm
+            .forward(&x.reshape((rows, h))?)?
+            .to_dtype(CDType::F32)?;
         x.matmul(&m.head(input.logits.vocab())?.t()?)
     }
 }
@@ -259,10 +330,20 @@ impl LmSession for CoglmSession<'_> {
     }
 
     fn forward(&mut self, input: &LmInput) -> Result<Logits> {
-        let n = validate_input(&self.model.spec(), self.batch, self.len, self.capacity, input)?;
+        let n = validate_input(
+            &self.model.spec(),
+            self.batch,
+            self.len,
+            self.capacity,
+            input,
+        )?;
         let logits = self.run(input, n).be()?;
         self.len += n;
         let (rows, vocab) = logits.dims2().be()?;
-        Ok(Logits { rows, vocab, data: logits.flatten_all().and_then(|t| t.to_vec1::<f32>()).be()? })
+        Ok(Logits {
+            rows,
+            vocab,
+            data: logits.flatten_all().and_then(|t| t.to_vec1::<f32>()).be()?,
+        })
     }
 }

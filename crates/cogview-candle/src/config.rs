@@ -49,7 +49,9 @@ impl CoglmConfig {
                     return Err(Error::config(
                         &src,
                         "num_attention_heads",
-                        format!("{num_attention_heads} heads do not divide hidden_size {hidden_size}"),
+                        format!(
+                            "{num_attention_heads} heads do not divide hidden_size {hidden_size}"
+                        ),
                     ));
                 }
                 hidden_size / num_attention_heads
@@ -57,7 +59,8 @@ impl CoglmConfig {
         };
         let max_sequence_length = match cfg.opt_usize("max_sequence_length")? {
             Some(n) => n,
-            None => positions_rows.ok_or_else(|| Error::config(&src, "max_sequence_length", "missing"))?,
+            None => positions_rows
+                .ok_or_else(|| Error::config(&src, "max_sequence_length", "missing"))?,
         };
         let c = CoglmConfig {
             num_layers: cfg.usize("num_layers")?,
@@ -65,7 +68,9 @@ impl CoglmConfig {
             num_attention_heads,
             vocab_size: cfg.usize("vocab_size")?,
             max_sequence_length,
-            inner_hidden_size: cfg.opt_usize("inner_hidden_size")?.unwrap_or(4 * hidden_size),
+            inner_hidden_size: cfg
+                .opt_usize("inner_hidden_size")?
+                .unwrap_or(4 * hidden_size),
             head_dim,
             layernorm_epsilon: cfg.opt_f64("layernorm_epsilon")?.unwrap_or(1e-5),
             image_vocab_size: cfg.opt_usize("image_vocab_size")?.unwrap_or(20000),
@@ -80,7 +85,10 @@ impl CoglmConfig {
             return Err(Error::config(
                 src,
                 "vocab_size",
-                format!("{} is smaller than the image vocabulary of {}", self.vocab_size, self.image_vocab_size),
+                format!(
+                    "{} is smaller than the image vocabulary of {}",
+                    self.vocab_size, self.image_vocab_size
+                ),
             ));
         }
         if self.start_of_image_id as usize >= self.vocab_size {
@@ -105,18 +113,32 @@ impl CoglmConfig {
         let a = self.num_attention_heads * self.head_dim;
         let f = self.inner_hidden_size;
         let mut v = vec![
-            ("transformer.word_embeddings.weight".to_string(), vec![self.vocab_size, h]),
-            ("transformer.position_embeddings.weight".to_string(), vec![self.max_sequence_length, h]),
+            (
+                "transformer.word_embeddings.weight".to_string(),
+                vec![self.vocab_size, h],
+            ),
+            (
+                "transformer.position_embeddings.weight".to_string(),
+                vec![self.max_sequence_length, h],
+            ),
             ("transformer.final_layernorm.weight".to_string(), vec![h]),
             ("transformer.final_layernorm.bias".to_string(), vec![h]),
         ];
         for i in 0..self.num_layers {
             let p = format!("transformer.layers.{i}");
-            for ln in ["input_layernorm", "third_layernorm", "post_attention_layernorm", "fourth_layernorm"] {
+            for ln in [
+                "input_layernorm",
+                "third_layernorm",
+                "post_attention_layernorm",
+                "fourth_layernorm",
+            ] {
                 v.push((format!("{p}.{ln}.weight"), vec![h]));
                 v.push((format!("{p}.{ln}.bias"), vec![h]));
             }
-            v.push((format!("{p}.attention.query_key_value.weight"), vec![3 * a, h]));
+            v.push((
+                format!("{p}.attention.query_key_value.weight"),
+                vec![3 * a, h],
+            ));
             v.push((format!("{p}.attention.query_key_value.bias"), vec![3 * a]));
             v.push((format!("{p}.attention.dense.weight"), vec![h, a]));
             v.push((format!("{p}.attention.dense.bias"), vec![h]));
@@ -130,6 +152,9 @@ impl CoglmConfig {
 
     /// Parameter count.
     pub fn parameters(&self) -> usize {
-        self.expected_tensors().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.expected_tensors()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 }

@@ -41,17 +41,29 @@ pub(crate) fn cdtype(d: DType) -> CDType {
 }
 
 /// Loads one tensor from a checkpoint onto `device` as `dtype`.
-pub(crate) fn load_tensor(ckpt: &Checkpoint, name: &str, dtype: CDType, device: &CDevice) -> Result<Tensor> {
-    let info = ckpt.info(name).ok_or_else(|| Error::checkpoint(ckpt.path(), format!("no tensor named {name}")))?;
+pub(crate) fn load_tensor(
+    ckpt: &Checkpoint,
+    name: &str,
+    dtype: CDType,
+    device: &CDevice,
+) -> Result<Tensor> {
+    let info = ckpt
+        .info(name)
+        .ok_or_else(|| Error::checkpoint(ckpt.path(), format!("no tensor named {name}")))?;
     let src = match info.dtype {
         WeightDType::F32 => CDType::F32,
         WeightDType::F16 => CDType::F16,
         WeightDType::BF16 => CDType::BF16,
         WeightDType::F64 => CDType::F64,
         other => {
-            return Err(Error::checkpoint(ckpt.path(), format!("tensor {name} is {}, not floating point", other.name())))
+            return Err(Error::checkpoint(
+                ckpt.path(),
+                format!("tensor {name} is {}, not floating point", other.name()),
+            ))
         }
     };
     let bytes = ckpt.bytes(name)?;
-    Tensor::from_raw_buffer(&bytes, src, &info.shape, device).and_then(|t| t.to_dtype(dtype)).be()
+    Tensor::from_raw_buffer(&bytes, src, &info.shape, device)
+        .and_then(|t| t.to_dtype(dtype))
+        .be()
 }

@@ -50,7 +50,10 @@ impl WeightDType {
         }
     }
     pub fn is_float(self) -> bool {
-        matches!(self, WeightDType::F64 | WeightDType::F32 | WeightDType::F16 | WeightDType::BF16)
+        matches!(
+            self,
+            WeightDType::F64 | WeightDType::F32 | WeightDType::F16 | WeightDType::BF16
+        )
     }
     fn from_torch_storage(class: &str) -> Option<Self> {
         Some(match class {
@@ -182,21 +185,40 @@ impl Checkpoint {
 
     fn open_safetensors(path: &Path, map: Arc<Mmap>) -> Result<Self> {
         let (header, meta) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
-            Error::checkpoint(path, format!("neither a torch.save zip nor a valid safetensors file ({e})"))
+            Error::checkpoint(
+                path,
+                format!("neither a torch.save zip nor a valid safetensors file ({e})"),
+            )
         })?;
         let base = 8 + header;
         let mut tensors = BTreeMap::new();
         for (name, info) in meta.tensors() {
-            let dtype = WeightDType::from_safetensors(info.dtype)
-                .ok_or_else(|| Error::checkpoint(path, format!("tensor {name} has unsupported dtype {:?}", info.dtype)))?;
+            let dtype = WeightDType::from_safetensors(info.dtype).ok_or_else(|| {
+                Error::checkpoint(
+                    path,
+                    format!("tensor {name} has unsupported dtype {:?}", info.dtype),
+                )
+            })?;
             let (s, e) = info.data_offsets;
             tensors.insert(
                 name,
-                Entry { dtype, shape: info.shape.clone(), stride: None, storage: base + s..base + e, offset: 0 },
+                Entry {
+                    dtype,
+                    shape: info.shape.clone(),
+                    stride: None,
+                    storage: base + s..base + e,
+                    offset: 0,
+                },
             );
         }
         let metadata = meta.metadata().clone().unwrap_or_default();
-        Ok(Checkpoint { path: path.to_path_buf(), format: Format::Safetensors, map, tensors, metadata })
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            format: Format::Safetensors,
+            map,
+            tensors,
+            metadata,
+        })
     }
 
     fn open_torch_zip(path: &Path, map: Arc<Mmap>, key: Option<&str>) -> Result<Self> {
@@ -210,15 +232,32 @@ impl Checkpoint {
             .map(|n| n.into_owned())
             .ok_or_else(|| bad("the zip archive has no data.pkl: not a torch.save file".into()))?;
         let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
-        let entry_range = |zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str| -> Result<std::ops::Range<usize>> {
-            let f = zip.by_name(name).map_err(|e| bad(format!("missing archive entry {name} ({e})")))?;
+        let entry_range = |zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+                           name: &str|
+         -> Result<std::ops::Range<usize>> {
+            let f = zip
+                .by_name(name)
+                .map_err(|e| bad(format!("missing archive entry {name} ({e})")))?;
             if f.compression() != zip::CompressionMethod::Stored {
-                return Err(bad(format!("archive entry {name} is compressed; torch.save stores entries uncompressed")));
+                return Err(bad(format!(
+                    "archive entry {name} is compressed; torch.save stores entries uncompressed"
+                )));
             }
-            let start = f.data_start().ok_or_else(|| bad(format!("cannot locate the data of {name}")))? as usize;
+            let start = f
+                .data_start()
+                .ok_or_else(|| bad(format!("cannot locate the data of {name}")))?
+                as usize;
             let end = start + f.size() as usize;
             if end > map.len() {
-                return Err(bad(format!("archive entry {name} runs past the end of the file (truncated)")));
+                return Err(bad(format!(
+                    "archive entry {name} runs past the end of the file (truncated)"
+                )));
+            }
+            // Stored entries carry a CRC-32: check it, so corrupt weights are an error, not wrong output.
+            if crc32fast::hash(&map[start..end]) != f.crc32() {
+                return Err(bad(format!(
+                    "archive entry {name} fails its CRC-32 check (the file is corrupt)"
+                )));
             }
             Ok(start..end)
         };
@@ -236,9 +275,15 @@ impl Checkpoint {
             .ok_or_else(|| bad("the saved object is not a dict of tensors".into()))?;
         let mut tensors = BTreeMap::new();
         for (k, v) in items {
-            let (pickle::Value::Str(name), pickle::Value::Tensor(t)) = (k, v) else { continue };
-            let dtype = WeightDType::from_torch_storage(&t.storage_class)
-                .ok_or_else(|| bad(format!("tensor {name} has unsupported storage {}", t.storage_class)))?;
+            let (pickle::Value::Str(name), pickle::Value::Tensor(t)) = (k, v) else {
+                continue;
+            };
+            let dtype = WeightDType::from_torch_storage(&t.storage_class).ok_or_else(|| {
+                bad(format!(
+                    "tensor {name} has unsupported storage {}",
+                    t.storage_class
+                ))
+            })?;
             let storage = entry_range(&mut zip, &format!("{prefix}data/{}", t.storage_key))?;
             if t.shape.len() != t.stride.len() {
                 return Err(bad(format!("tensor {name}: shape and stride ranks differ")));
@@ -247,7 +292,12 @@ impl Checkpoint {
             // The last element must lie inside the storage.
             let numel: usize = t.shape.iter().product();
             if numel > 0 {
-                let last = t.storage_offset + t.shape.iter().zip(&t.stride).map(|(d, s)| (d - 1) * s).sum::<usize>();
+                let last = t.storage_offset
+                    + t.shape
+                        .iter()
+                        .zip(&t.stride)
+                        .map(|(d, s)| (d - 1) * s)
+                        .sum::<usize>();
                 if (last + 1) * dtype.size() > storage.len() {
                     return Err(bad(format!(
                         "tensor {name} needs {} bytes but its storage holds {} (truncated or corrupt)",
@@ -270,7 +320,13 @@ impl Checkpoint {
         if tensors.is_empty() {
             return Err(bad("no tensors found in the saved dict".into()));
         }
-        Ok(Checkpoint { path: path.to_path_buf(), format: Format::TorchZip, map, tensors, metadata: Default::default() })
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            format: Format::TorchZip,
+            map,
+            tensors,
+            metadata: Default::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -293,7 +349,10 @@ impl Checkpoint {
         self.tensors.keys().map(|s| s.as_str())
     }
     pub fn info(&self, name: &str) -> Option<TensorInfo> {
-        self.tensors.get(name).map(|e| TensorInfo { dtype: e.dtype, shape: e.shape.clone() })
+        self.tensors.get(name).map(|e| TensorInfo {
+            dtype: e.dtype,
+            shape: e.shape.clone(),
+        })
     }
 
     /// The tensor's elements as contiguous little-endian bytes (borrowed when stored contiguously).
@@ -309,16 +368,16 @@ impl Checkpoint {
             None => {
                 let start = e.offset * es;
                 let end = start + numel * es;
-                storage
-                    .get(start..end)
-                    .map(Cow::Borrowed)
-                    .ok_or_else(|| Error::checkpoint(&self.path, format!("tensor {name} is truncated")))
+                storage.get(start..end).map(Cow::Borrowed).ok_or_else(|| {
+                    Error::checkpoint(&self.path, format!("tensor {name} is truncated"))
+                })
             }
             Some(stride) => {
                 let mut out = Vec::with_capacity(numel * es);
                 let mut index = vec![0usize; e.shape.len()];
                 for _ in 0..numel {
-                    let off = e.offset + index.iter().zip(stride).map(|(i, s)| i * s).sum::<usize>();
+                    let off =
+                        e.offset + index.iter().zip(stride).map(|(i, s)| i * s).sum::<usize>();
                     out.extend_from_slice(&storage[off * es..(off + 1) * es]);
                     for d in (0..index.len()).rev() {
                         index[d] += 1;
@@ -335,19 +394,32 @@ impl Checkpoint {
 
     /// The tensor converted to f32 (from f32, f16, bf16 or f64).
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let info = self.info(name).ok_or_else(|| Error::checkpoint(&self.path, format!("no tensor named {name}")))?;
+        let info = self
+            .info(name)
+            .ok_or_else(|| Error::checkpoint(&self.path, format!("no tensor named {name}")))?;
         let b = self.bytes(name)?;
         Ok(match info.dtype {
-            WeightDType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            WeightDType::F16 => {
-                b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-            }
-            WeightDType::BF16 => {
-                b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-            }
-            WeightDType::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            WeightDType::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            WeightDType::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            WeightDType::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            WeightDType::F64 => b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
             other => {
-                return Err(Error::checkpoint(&self.path, format!("tensor {name} is {}, not floating point", other.name())))
+                return Err(Error::checkpoint(
+                    &self.path,
+                    format!("tensor {name} is {}, not floating point", other.name()),
+                ))
             }
         })
     }
@@ -355,7 +427,11 @@ impl Checkpoint {
     /// Compares the tensors with `expected` (name → shape; floating point required). Every missing,
     /// unexpected, mis-shaped or non-float tensor is reported by name in one error. Names matching
     /// `ignore` (training-only buffers) are not reported as unexpected.
-    pub fn check(&self, expected: &[(String, Vec<usize>)], ignore: impl Fn(&str) -> bool) -> Result<()> {
+    pub fn check(
+        &self,
+        expected: &[(String, Vec<usize>)],
+        ignore: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         let mut missing = Vec::new();
         let mut mis_shaped = Vec::new();
         let mut bad_dtype = Vec::new();
@@ -364,21 +440,42 @@ impl Checkpoint {
                 None => missing.push(name.clone()),
                 Some(e) => {
                     if &e.shape != shape {
-                        mis_shaped.push(ShapeMismatch { name: name.clone(), expected: shape.clone(), found: e.shape.clone() });
+                        mis_shaped.push(ShapeMismatch {
+                            name: name.clone(),
+                            expected: shape.clone(),
+                            found: e.shape.clone(),
+                        });
                     }
-                    if !matches!(e.dtype, WeightDType::F32 | WeightDType::F16 | WeightDType::BF16) {
+                    if !matches!(
+                        e.dtype,
+                        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16
+                    ) {
                         bad_dtype.push((name.clone(), e.dtype.name().to_string()));
                     }
                 }
             }
         }
-        let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-        let unexpected: Vec<String> =
-            self.names().filter(|n| !known.contains(n) && !ignore(n)).map(str::to_string).collect();
-        if missing.is_empty() && unexpected.is_empty() && mis_shaped.is_empty() && bad_dtype.is_empty() {
+        let known: std::collections::HashSet<&str> =
+            expected.iter().map(|(n, _)| n.as_str()).collect();
+        let unexpected: Vec<String> = self
+            .names()
+            .filter(|n| !known.contains(n) && !ignore(n))
+            .map(str::to_string)
+            .collect();
+        if missing.is_empty()
+            && unexpected.is_empty()
+            && mis_shaped.is_empty()
+            && bad_dtype.is_empty()
+        {
             Ok(())
         } else {
-            Err(Error::WeightMismatch { path: self.path.clone(), missing, unexpected, mis_shaped, bad_dtype })
+            Err(Error::WeightMismatch {
+                path: self.path.clone(),
+                missing,
+                unexpected,
+                mis_shaped,
+                bad_dtype,
+            })
         }
     }
 }

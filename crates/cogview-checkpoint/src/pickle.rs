@@ -19,7 +19,10 @@ pub enum Value {
     /// `module.name` of a global (a class or function).
     Global(String, String),
     /// A storage named by a persistent id: (key, storage class name).
-    Storage { key: String, class: String },
+    Storage {
+        key: String,
+        class: String,
+    },
     Tensor(TensorRef),
     Mark,
 }
@@ -41,7 +44,11 @@ pub enum Obj {
     Dict(Vec<(Value, Value)>),
     List(Vec<Value>),
     /// An instance of a class we do not interpret.
-    Object { class: Box<Value>, args: Vec<Value>, state: Option<Value> },
+    Object {
+        class: Box<Value>,
+        args: Vec<Value>,
+        state: Option<Value>,
+    },
 }
 
 /// The result of unpickling: the root value and the arena its references point into.
@@ -71,7 +78,10 @@ impl Unpickled {
 
     /// Looks up a string key in a dict value.
     pub fn get<'a>(&'a self, dict: &Value, key: &str) -> Option<&'a Value> {
-        self.dict(dict)?.iter().find(|(k, _)| matches!(k, Value::Str(s) if s == key)).map(|(_, v)| v)
+        self.dict(dict)?
+            .iter()
+            .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+            .map(|(_, v)| v)
     }
 }
 
@@ -88,7 +98,11 @@ type R<T> = Result<T, String>;
 
 impl<'a> Machine<'a> {
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or("truncated pickle data")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or("truncated pickle data")?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -107,15 +121,22 @@ impl<'a> Machine<'a> {
     }
     fn line(&mut self) -> R<&'a str> {
         let rest = &self.data[self.pos..];
-        let nl = rest.iter().position(|&b| b == b'\n').ok_or("truncated pickle data")?;
+        let nl = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("truncated pickle data")?;
         self.pos += nl + 1;
         std::str::from_utf8(&rest[..nl]).map_err(|_| "non-UTF-8 text in pickle".to_string())
     }
     fn pop(&mut self) -> R<Value> {
-        self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack
+            .pop()
+            .ok_or_else(|| "pickle stack underflow".to_string())
     }
     fn top(&mut self) -> R<&mut Value> {
-        self.stack.last_mut().ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack
+            .last_mut()
+            .ok_or_else(|| "pickle stack underflow".to_string())
     }
     fn pop_mark(&mut self) -> R<Vec<Value>> {
         let m = self.marks.pop().ok_or("pickle MARK missing")?;
@@ -130,13 +151,19 @@ impl<'a> Machine<'a> {
     }
     fn str(&mut self, n: usize) -> R<Value> {
         let b = self.take(n)?;
-        Ok(Value::Str(std::str::from_utf8(b).map_err(|_| "invalid UTF-8 string in pickle")?.to_string()))
+        Ok(Value::Str(
+            std::str::from_utf8(b)
+                .map_err(|_| "invalid UTF-8 string in pickle")?
+                .to_string(),
+        ))
     }
     fn set_items(&mut self, target: &Value, items: Vec<Value>) -> R<()> {
         if items.len() % 2 != 0 {
             return Err("odd number of items for a dict".into());
         }
-        let Value::Ref(i) = target else { return Err("SETITEMS on a non-dict".into()) };
+        let Value::Ref(i) = target else {
+            return Err("SETITEMS on a non-dict".into());
+        };
         match &mut self.arena[*i] {
             Obj::Dict(d) => {
                 let mut it = items.into_iter();
@@ -155,7 +182,9 @@ impl<'a> Machine<'a> {
         }
     }
     fn append(&mut self, target: &Value, items: Vec<Value>) -> R<()> {
-        let Value::Ref(i) = target else { return Err("APPEND on a non-list".into()) };
+        let Value::Ref(i) = target else {
+            return Err("APPEND on a non-list".into());
+        };
         match &mut self.arena[*i] {
             Obj::List(l) => {
                 l.extend(items);
@@ -173,17 +202,27 @@ impl<'a> Machine<'a> {
         };
         if let Value::Global(module, name) = &callable {
             match (module.as_str(), name.as_str()) {
-                ("collections", "OrderedDict") | ("builtins", "dict") => return Ok(self.alloc(Obj::Dict(Vec::new()))),
+                ("collections", "OrderedDict") | ("builtins", "dict") => {
+                    return Ok(self.alloc(Obj::Dict(Vec::new())))
+                }
                 ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
                     return rebuild_tensor(&args).map(Value::Tensor);
                 }
-                ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
-                    return args.into_iter().next().ok_or_else(|| "_rebuild_parameter without a tensor".into());
+                ("torch._utils", "_rebuild_parameter")
+                | ("torch._utils", "_rebuild_parameter_with_state") => {
+                    return args
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| "_rebuild_parameter without a tensor".into());
                 }
                 _ => {}
             }
         }
-        Ok(self.alloc(Obj::Object { class: Box::new(callable), args, state: None }))
+        Ok(self.alloc(Obj::Object {
+            class: Box::new(callable),
+            args,
+            state: None,
+        }))
     }
 
     fn run(&mut self) -> R<Value> {
@@ -270,18 +309,27 @@ impl<'a> Machine<'a> {
                 }
                 0x8a | 0x8b => {
                     // LONG1 / LONG4: little-endian two's complement
-                    let n = if op == 0x8a { self.u8()? as usize } else { self.u32()? as usize };
+                    let n = if op == 0x8a {
+                        self.u8()? as usize
+                    } else {
+                        self.u32()? as usize
+                    };
                     let b = self.take(n)?;
                     if n > 8 {
                         return Err("integer too large in pickle".into());
                     }
-                    let mut buf = if b.last().is_some_and(|x| x & 0x80 != 0) { [0xffu8; 8] } else { [0u8; 8] };
+                    let mut buf = if b.last().is_some_and(|x| x & 0x80 != 0) {
+                        [0xffu8; 8]
+                    } else {
+                        [0u8; 8]
+                    };
                     buf[..n].copy_from_slice(b);
                     self.stack.push(Value::Int(i64::from_le_bytes(buf)))
                 }
                 b'G' => {
                     let b = self.take(8)?;
-                    self.stack.push(Value::Float(f64::from_be_bytes(b.try_into().unwrap())))
+                    self.stack
+                        .push(Value::Float(f64::from_be_bytes(b.try_into().unwrap())))
                 }
                 b'I' => {
                     let l = self.line()?;
@@ -294,11 +342,15 @@ impl<'a> Machine<'a> {
                 }
                 b'L' => {
                     let l = self.line()?.trim_end_matches('L');
-                    self.stack.push(Value::Int(l.parse().map_err(|_| format!("bad LONG '{l}'"))?))
+                    self.stack.push(Value::Int(
+                        l.parse().map_err(|_| format!("bad LONG '{l}'"))?,
+                    ))
                 }
                 b'F' => {
                     let l = self.line()?;
-                    self.stack.push(Value::Float(l.parse().map_err(|_| format!("bad FLOAT '{l}'"))?))
+                    self.stack.push(Value::Float(
+                        l.parse().map_err(|_| format!("bad FLOAT '{l}'"))?,
+                    ))
                 }
                 b'X' => {
                     let n = self.u32()? as usize;
@@ -318,12 +370,14 @@ impl<'a> Machine<'a> {
                 b'U' => {
                     let n = self.u8()? as usize;
                     let v = self.take(n)?.to_vec();
-                    self.stack.push(Value::Str(String::from_utf8_lossy(&v).into_owned()))
+                    self.stack
+                        .push(Value::Str(String::from_utf8_lossy(&v).into_owned()))
                 }
                 b'T' => {
                     let n = self.u32()? as usize;
                     let v = self.take(n)?.to_vec();
-                    self.stack.push(Value::Str(String::from_utf8_lossy(&v).into_owned()))
+                    self.stack
+                        .push(Value::Str(String::from_utf8_lossy(&v).into_owned()))
                 }
                 b'C' | b'B' | 0x8e => {
                     let n = match op {
@@ -370,12 +424,20 @@ impl<'a> Machine<'a> {
                 }
                 b'h' => {
                     let i = self.u8()? as u32;
-                    let v = self.memo.get(&i).cloned().ok_or(format!("pickle memo {i} missing"))?;
+                    let v = self
+                        .memo
+                        .get(&i)
+                        .cloned()
+                        .ok_or(format!("pickle memo {i} missing"))?;
                     self.stack.push(v)
                 }
                 b'j' => {
                     let i = self.u32()?;
-                    let v = self.memo.get(&i).cloned().ok_or(format!("pickle memo {i} missing"))?;
+                    let v = self
+                        .memo
+                        .get(&i)
+                        .cloned()
+                        .ok_or(format!("pickle memo {i} missing"))?;
                     self.stack.push(v)
                 }
                 b'0' => {
@@ -446,7 +508,12 @@ impl<'a> Machine<'a> {
                     let v = persistent_storage(&pid)?;
                     self.stack.push(v)
                 }
-                other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1)),
+                other => {
+                    return Err(format!(
+                        "unsupported pickle opcode 0x{other:02x} at byte {}",
+                        self.pos - 1
+                    ))
+                }
             }
         }
     }
@@ -455,7 +522,9 @@ impl<'a> Machine<'a> {
 fn as_usize(v: &Value, what: &str) -> R<usize> {
     match v {
         Value::Int(i) if *i >= 0 => Ok(*i as usize),
-        other => Err(format!("{what}: expected a non-negative integer, found {other:?}")),
+        other => Err(format!(
+            "{what}: expected a non-negative integer, found {other:?}"
+        )),
     }
 }
 
@@ -468,10 +537,17 @@ fn as_usize_tuple(v: &Value, what: &str) -> R<Vec<usize>> {
 
 fn persistent_storage(pid: &Value) -> R<Value> {
     // ('storage', <class torch.FloatStorage>, key, location, numel)
-    let Value::Tuple(items) = pid else { return Err("persistent id is not a tuple".into()) };
+    let Value::Tuple(items) = pid else {
+        return Err("persistent id is not a tuple".into());
+    };
     match items.as_slice() {
-        [Value::Str(kind), Value::Global(_, class), Value::Str(key), _, ..] if kind == "storage" => {
-            Ok(Value::Storage { key: key.clone(), class: class.clone() })
+        [Value::Str(kind), Value::Global(_, class), Value::Str(key), _, ..]
+            if kind == "storage" =>
+        {
+            Ok(Value::Storage {
+                key: key.clone(),
+                class: class.clone(),
+            })
         }
         _ => Err(format!("unsupported persistent id {pid:?}")),
     }
@@ -482,7 +558,9 @@ fn rebuild_tensor(args: &[Value]) -> R<TensorRef> {
         return Err("_rebuild_tensor_v2 with too few arguments".into());
     };
     let Value::Storage { key, class } = storage else {
-        return Err(format!("tensor storage is not a persistent storage: {storage:?}"));
+        return Err(format!(
+            "tensor storage is not a persistent storage: {storage:?}"
+        ));
     };
     Ok(TensorRef {
         storage_key: key.clone(),
@@ -495,9 +573,19 @@ fn rebuild_tensor(args: &[Value]) -> R<TensorRef> {
 
 /// Runs the pickle program in `data`.
 pub fn unpickle(data: &[u8]) -> Result<Unpickled, String> {
-    let mut m = Machine { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), arena: Vec::new() };
+    let mut m = Machine {
+        data,
+        pos: 0,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        arena: Vec::new(),
+    };
     let root = m.run()?;
-    Ok(Unpickled { root, arena: m.arena })
+    Ok(Unpickled {
+        root,
+        arena: m.arena,
+    })
 }
 
 #[cfg(test)]
@@ -510,11 +598,21 @@ mod tests {
         let data: &[u8] = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01X\x01\x00\x00\x00bq\x02]q\x03(G@\x04\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00xq\x04eX\x01\x00\x00\x00cq\x05(\x88NJ\xfd\xff\xff\xffJp\x11\x01\x00tq\x06u.";
         let u = unpickle(data).unwrap();
         assert_eq!(u.get(&u.root, "a"), Some(&Value::Int(1)));
-        let Some(Value::Ref(l)) = u.get(&u.root, "b") else { panic!() };
-        assert_eq!(u.arena[*l], Obj::List(vec![Value::Float(2.5), Value::Str("x".into())]));
+        let Some(Value::Ref(l)) = u.get(&u.root, "b") else {
+            panic!()
+        };
+        assert_eq!(
+            u.arena[*l],
+            Obj::List(vec![Value::Float(2.5), Value::Str("x".into())])
+        );
         assert_eq!(
             u.get(&u.root, "c"),
-            Some(&Value::Tuple(vec![Value::Bool(true), Value::None, Value::Int(-3), Value::Int(70000)]))
+            Some(&Value::Tuple(vec![
+                Value::Bool(true),
+                Value::None,
+                Value::Int(-3),
+                Value::Int(70000)
+            ]))
         );
     }
 
@@ -525,6 +623,8 @@ mod tests {
         for cut in 1..data.len() - 1 {
             assert!(unpickle(&data[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(unpickle(b"\x80\x02\xff.").unwrap_err().contains("opcode 0xff"));
+        assert!(unpickle(b"\x80\x02\xff.")
+            .unwrap_err()
+            .contains("opcode 0xff"));
     }
 }

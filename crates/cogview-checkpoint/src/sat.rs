@@ -20,11 +20,23 @@ impl ModelConfig {
 
     /// Parses the JSON text of a model configuration; `path` names its source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::config(path.display().to_string(), "(file)", format!("not valid JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            Error::config(
+                path.display().to_string(),
+                "(file)",
+                format!("not valid JSON: {e}"),
+            )
+        })?;
         match v {
-            serde_json::Value::Object(values) => Ok(ModelConfig { path: path.to_path_buf(), values }),
-            _ => Err(Error::config(path.display().to_string(), "(file)", "expected a JSON object")),
+            serde_json::Value::Object(values) => Ok(ModelConfig {
+                path: path.to_path_buf(),
+                values,
+            }),
+            _ => Err(Error::config(
+                path.display().to_string(),
+                "(file)",
+                "expected a JSON object",
+            )),
         }
     }
 
@@ -34,7 +46,8 @@ impl ModelConfig {
 
     /// A required positive integer.
     pub fn usize(&self, key: &str) -> Result<usize> {
-        self.opt_usize(key)?.ok_or_else(|| self.err(key, "missing; SAT writes it for every model"))
+        self.opt_usize(key)?
+            .ok_or_else(|| self.err(key, "missing; SAT writes it for every model"))
     }
 
     /// An optional positive integer (`null` counts as absent).
@@ -51,7 +64,10 @@ impl ModelConfig {
     pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.values.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
         }
     }
 
@@ -82,19 +98,31 @@ impl SatFolder {
         let latest = dir.join("latest");
         let iteration = std::fs::read_to_string(&latest)
             .map_err(|e| {
-                Error::checkpoint(&dir, format!("not a SAT checkpoint folder: cannot read {} ({e})", latest.display()))
+                Error::checkpoint(
+                    &dir,
+                    format!(
+                        "not a SAT checkpoint folder: cannot read {} ({e})",
+                        latest.display()
+                    ),
+                )
             })?
             .trim()
             .to_string();
         if iteration.is_empty() || iteration.contains(['/', '\\']) || iteration == ".." {
-            return Err(Error::checkpoint(&latest, format!("'{iteration}' is not an iteration number")));
+            return Err(Error::checkpoint(
+                &latest,
+                format!("'{iteration}' is not an iteration number"),
+            ));
         }
         let iter_dir = dir.join(&iteration);
         let model_file = iter_dir.join("mp_rank_00_model_states.pt");
         if !model_file.is_file() {
             return Err(Error::checkpoint(
                 &dir,
-                format!("`latest` says iteration {iteration} but {} does not exist", model_file.display()),
+                format!(
+                    "`latest` says iteration {iteration} but {} does not exist",
+                    model_file.display()
+                ),
             ));
         }
         if iter_dir.join("mp_rank_01_model_states.pt").exists() {
@@ -104,7 +132,12 @@ impl SatFolder {
             ));
         }
         let config_file = dir.join("model_config.json");
-        Ok(SatFolder { dir, iteration, model_file, config_file })
+        Ok(SatFolder {
+            dir,
+            iteration,
+            model_file,
+            config_file,
+        })
     }
 
     pub fn config(&self) -> Result<ModelConfig> {
@@ -112,7 +145,10 @@ impl SatFolder {
             return Err(Error::config(
                 self.dir.display().to_string(),
                 "model_config.json",
-                format!("{} is missing; SAT folders carry their model sizes in it", self.config_file.display()),
+                format!(
+                    "{} is missing; SAT folders carry their model sizes in it",
+                    self.config_file.display()
+                ),
             ));
         }
         ModelConfig::read(&self.config_file)

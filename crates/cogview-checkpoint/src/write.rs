@@ -54,7 +54,14 @@ pub fn write_safetensors(
     let mut views = Vec::new();
     for name in ckpt.names().filter(|n| keep(n)) {
         let info = ckpt.info(name).expect("listed tensor");
-        views.push((name.to_string(), View { dtype: st_dtype(info.dtype), shape: info.shape, data: ckpt.bytes(name)? }));
+        views.push((
+            name.to_string(),
+            View {
+                dtype: st_dtype(info.dtype),
+                shape: info.shape,
+                data: ckpt.bytes(name)?,
+            },
+        ));
     }
     let n = views.len();
     safetensors::serialize_to_file(views, Some(metadata), out)

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 /// The official prompt styles (`--style` in `cogview2_text2image.py`); each appends a Chinese suffix
 /// to the prompt before `<start_of_image>`. `Mainbody` is the official default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Style {
     None,
@@ -92,10 +94,16 @@ impl Style {
 impl std::str::FromStr for Style {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Style::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Style::ALL.iter().map(|s| s.name()).collect();
-            Error::invalid_input("style", format!("unknown style '{s}'; use one of {}", names.join(", ")))
-        })
+        Style::ALL
+            .into_iter()
+            .find(|st| st.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Style::ALL.iter().map(|s| s.name()).collect();
+                Error::invalid_input(
+                    "style",
+                    format!("unknown style '{s}'; use one of {}", names.join(", ")),
+                )
+            })
     }
 }
 
@@ -145,10 +153,18 @@ pub fn full_logits(
 ) -> Result<crate::lm::Logits> {
     let n = tokens.len();
     if mask.text_len > n {
-        return Err(Error::invalid_input("text_len", format!("text_len {} exceeds the {n} tokens", mask.text_len)));
+        return Err(Error::invalid_input(
+            "text_len",
+            format!("text_len {} exceeds the {n} tokens", mask.text_len),
+        ));
     }
     let mut session = model.new_session(1, n.max(1))?;
-    session.forward(&LmInput { tokens, positions, bias: &mask.bias_rows(0, n, n), logits: LogitsRequest::All { vocab } })
+    session.forward(&LmInput {
+        tokens,
+        positions,
+        bias: &mask.bias_rows(0, n, n),
+        logits: LogitsRequest::All { vocab },
+    })
 }
 
 /// Where stage 1 puts things: the image grid, the position of `<start_of_image>` and the text limit.
@@ -168,7 +184,12 @@ pub struct Stage1Layout {
 
 impl Default for Stage1Layout {
     fn default() -> Self {
-        Stage1Layout { grid_height: 20, grid_width: 20, start_of_image_position: 512, max_text_tokens: 109 }
+        Stage1Layout {
+            grid_height: 20,
+            grid_width: 20,
+            start_of_image_position: 512,
+            max_text_tokens: 109,
+        }
     }
 }
 
@@ -185,13 +206,18 @@ impl Stage1Layout {
     /// The context of stage 1: `text + [start_of_image]` and its position ids `0..n-1, 512`.
     pub fn query(&self, text: &[u32], start_of_image_id: u32) -> Result<(Vec<u32>, Vec<u32>)> {
         if text.len() > self.max_text_tokens {
-            return Err(Error::TextTooLong { tokens: text.len(), max: self.max_text_tokens, what: "CogLM".into() });
+            return Err(Error::TextTooLong {
+                tokens: text.len(),
+                max: self.max_text_tokens,
+                what: "CogLM".into(),
+            });
         }
         if text.len() > self.start_of_image_position {
             return Err(Error::TextTooLong {
                 tokens: text.len(),
                 max: self.start_of_image_position,
-                what: "the position layout (text positions must stay below <start_of_image>)".into(),
+                what: "the position layout (text positions must stay below <start_of_image>)"
+                    .into(),
             });
         }
         let mut tokens = text.to_vec();
@@ -205,7 +231,11 @@ impl Stage1Layout {
     pub fn check_fits(&self, max_positions: usize) -> Result<()> {
         let last = self.start_of_image_position + self.image_tokens();
         if self.grid_height == 0 || self.grid_width == 0 {
-            return Err(Error::config("stage-1 layout", "grid", "the image grid is empty"));
+            return Err(Error::config(
+                "stage-1 layout",
+                "grid",
+                "the image grid is empty",
+            ));
         }
         if last >= max_positions {
             return Err(Error::config(
@@ -230,7 +260,11 @@ pub struct Stage1Settings {
 
 impl Default for Stage1Settings {
     fn default() -> Self {
-        Stage1Settings { layout: Stage1Layout::default(), text_bias: 1.4, max_batch: 8 }
+        Stage1Settings {
+            layout: Stage1Layout::default(),
+            text_bias: 1.4,
+            max_batch: 8,
+        }
     }
 }
 
@@ -243,7 +277,11 @@ pub struct CoglmGenerator {
 }
 
 impl CoglmGenerator {
-    pub fn new(model: Arc<dyn AutoregressiveLm>, sampler: Arc<dyn Sampler>, settings: Stage1Settings) -> Result<Self> {
+    pub fn new(
+        model: Arc<dyn AutoregressiveLm>,
+        sampler: Arc<dyn Sampler>,
+        settings: Stage1Settings,
+    ) -> Result<Self> {
         let spec = model.spec();
         settings.layout.check_fits(spec.max_positions)?;
         if settings.max_batch == 0 {
@@ -253,19 +291,36 @@ impl CoglmGenerator {
             return Err(Error::config(
                 "model",
                 "image_vocab_size",
-                format!("{} is not within the vocabulary of {}", spec.image_vocab_size, spec.vocab_size),
+                format!(
+                    "{} is not within the vocabulary of {}",
+                    spec.image_vocab_size, spec.vocab_size
+                ),
             ));
         }
-        Ok(CoglmGenerator { model, sampler, settings })
+        Ok(CoglmGenerator {
+            model,
+            sampler,
+            settings,
+        })
     }
 
-    fn generate_batch(&self, text: &[u32], seeds: &[u64], ctx: &RunContext, done: usize, total: usize) -> Result<Vec<TokenGrid>> {
+    fn generate_batch(
+        &self,
+        text: &[u32],
+        seeds: &[u64],
+        ctx: &RunContext,
+        done: usize,
+        total: usize,
+    ) -> Result<Vec<TokenGrid>> {
         let spec = self.model.spec();
         let layout = &self.settings.layout;
         let (context, positions) = layout.query(text, spec.start_of_image_id)?;
         let n_img = layout.image_tokens();
         let batch = seeds.len();
-        let mask = CoglmMask { text_len: text.len(), text_bias: self.settings.text_bias };
+        let mask = CoglmMask {
+            text_len: text.len(),
+            text_bias: self.settings.text_bias,
+        };
         let vocab = spec.image_vocab_size;
         let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::from_seed(s)).collect();
         let mut session = self.model.new_session(batch, context.len() + n_img)?;
@@ -281,8 +336,9 @@ impl CoglmGenerator {
         })?;
         for j in 0..n_img {
             ctx.check_cancelled()?;
-            let next: Vec<u32> =
-                (0..batch).map(|b| self.sampler.sample(logits.row(b), &mut rngs[b])).collect::<Result<_>>()?;
+            let next: Vec<u32> = (0..batch)
+                .map(|b| self.sampler.sample(logits.row(b), &mut rngs[b]))
+                .collect::<Result<_>>()?;
             for (b, &t) in next.iter().enumerate() {
                 out[b].push(t);
             }
@@ -298,22 +354,47 @@ impl CoglmGenerator {
                 logits: LogitsRequest::Last { vocab },
             })?;
         }
-        out.into_iter().map(|ids| TokenGrid::new(layout.grid_height, layout.grid_width, ids)).collect()
+        out.into_iter()
+            .map(|ids| TokenGrid::new(layout.grid_height, layout.grid_width, ids))
+            .collect()
     }
 }
 
 impl GlobalGenerator for CoglmGenerator {
-    fn generate(&self, text: &TextTokens, seeds: &[u64], ctx: &RunContext) -> Result<Vec<TokenGrid>> {
-        let _span = tracing::info_span!("coglm", images = seeds.len(), text_len = text.len()).entered();
+    fn generate(
+        &self,
+        text: &TextTokens,
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<TokenGrid>> {
+        let _span =
+            tracing::info_span!("coglm", images = seeds.len(), text_len = text.len()).entered();
         let spec = self.model.spec();
-        if let Some((i, &t)) = text.0.iter().enumerate().find(|(_, &t)| t as usize >= spec.vocab_size) {
-            return Err(Error::TokenOutOfVocab { token: t, index: i, vocab_size: spec.vocab_size });
+        if let Some((i, &t)) = text
+            .0
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= spec.vocab_size)
+        {
+            return Err(Error::TokenOutOfVocab {
+                token: t,
+                index: i,
+                vocab_size: spec.vocab_size,
+            });
         }
-        self.settings.layout.query(&text.0, spec.start_of_image_id)?;
+        self.settings
+            .layout
+            .query(&text.0, spec.start_of_image_id)?;
         let total = seeds.len() * self.settings.layout.image_tokens();
         let mut grids = Vec::with_capacity(seeds.len());
         for chunk in seeds.chunks(self.settings.max_batch) {
-            grids.extend(self.generate_batch(&text.0, chunk, ctx, grids.len() * self.settings.layout.image_tokens(), total)?);
+            grids.extend(self.generate_batch(
+                &text.0,
+                chunk,
+                ctx,
+                grids.len() * self.settings.layout.image_tokens(),
+                total,
+            )?);
         }
         Ok(grids)
     }
@@ -326,7 +407,10 @@ mod tests {
     #[test]
     fn mask_matches_the_official_definition() {
         // tril(ones) with every row seeing the text columns, as get_masks_and_position_ids_coglm builds it.
-        let m = CoglmMask { text_len: 3, text_bias: 1.4 };
+        let m = CoglmMask {
+            text_len: 3,
+            text_bias: 1.4,
+        };
         let n = 6;
         let rows = m.bias_rows(0, n, n);
         for q in 0..n {
@@ -341,7 +425,17 @@ mod tests {
             }
         }
         // Text rows see all text but no image; the text bias is uniform over a text row.
-        assert_eq!(&rows[0..6], &[1.4, 1.4, 1.4, f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY]);
+        assert_eq!(
+            &rows[0..6],
+            &[
+                1.4,
+                1.4,
+                1.4,
+                f32::NEG_INFINITY,
+                f32::NEG_INFINITY,
+                f32::NEG_INFINITY
+            ]
+        );
         // An incremental step's row equals the full mask's row.
         assert_eq!(m.bias_rows(4, 1, 5), rows[4 * n..4 * n + 5].to_vec());
     }
@@ -355,16 +449,26 @@ mod tests {
         assert_eq!(l.image_position(0), 513);
         assert_eq!(l.image_position(399), 912);
         let err = l.query(&vec![20100; 110], 150000).unwrap_err().to_string();
-        assert!(err.contains("110 tokens") && err.contains("at most 109"), "{err}");
+        assert!(
+            err.contains("110 tokens") && err.contains("at most 109"),
+            "{err}"
+        );
         assert!(l.check_fits(1024).is_ok());
         assert!(l.check_fits(912).is_err());
     }
 
     #[test]
     fn styles_parse_and_give_the_official_templates() {
-        assert_eq!("mainbody".parse::<Style>().unwrap().query_text("a cat"), "a cat 高清摄影 隔绝");
+        assert_eq!(
+            "mainbody".parse::<Style>().unwrap().query_text("a cat"),
+            "a cat 高清摄影 隔绝"
+        );
         assert_eq!(Style::None.query_text("x"), "x");
         assert_eq!(Style::Chinese.stage1_temperature(), 1.12);
-        assert!("nope".parse::<Style>().unwrap_err().to_string().contains("watercolor"));
+        assert!("nope"
+            .parse::<Style>()
+            .unwrap_err()
+            .to_string()
+            .contains("watercolor"));
     }
 }

@@ -51,7 +51,10 @@ impl std::fmt::Debug for RunContext {
 
 impl RunContext {
     pub fn with_seed(seed: u64) -> Self {
-        RunContext { seed, ..Default::default() }
+        RunContext {
+            seed,
+            ..Default::default()
+        }
     }
 
     /// The seeds of `n` images: `seed, seed + 1, …` (wrapping). Each image is sampled from its own

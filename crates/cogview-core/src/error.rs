@@ -22,16 +22,29 @@ pub enum Error {
 
     /// A token id is not in the model's vocabulary.
     #[error("token id {token} at index {index} is outside the vocabulary of {vocab_size} ids; use ids in 0..{vocab_size}")]
-    TokenOutOfVocab { token: u32, index: usize, vocab_size: usize },
+    TokenOutOfVocab {
+        token: u32,
+        index: usize,
+        vocab_size: usize,
+    },
 
     /// The text (prompt plus template) is longer than the model accepts.
-    #[error("the text is {tokens} tokens long but {what} accepts at most {max}; shorten the prompt")]
-    TextTooLong { tokens: usize, max: usize, what: String },
+    #[error(
+        "the text is {tokens} tokens long but {what} accepts at most {max}; shorten the prompt"
+    )]
+    TextTooLong {
+        tokens: usize,
+        max: usize,
+        what: String,
+    },
 
     // ---- files on disk ------------------------------------------------------------------
     /// A file could not be read or written.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A checkpoint file is truncated, corrupt or in a format cogview does not read.
     #[error("{path}: not a readable checkpoint: {reason}")]
@@ -50,7 +63,11 @@ pub enum Error {
 
     /// A configuration file or value is missing or invalid.
     #[error("{source_name}: configuration `{key}`: {reason}")]
-    Config { source_name: String, key: String, reason: String },
+    Config {
+        source_name: String,
+        key: String,
+        reason: String,
+    },
 
     // ---- the running system -------------------------------------------------------------
     /// The backend (tensor library) failed.
@@ -70,7 +87,12 @@ fn describe_mismatch(
 ) -> String {
     fn list(items: &[String]) -> String {
         const MAX: usize = 8;
-        let mut s = items.iter().take(MAX).cloned().collect::<Vec<_>>().join(", ");
+        let mut s = items
+            .iter()
+            .take(MAX)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         if items.len() > MAX {
             s.push_str(&format!(" and {} more", items.len() - MAX));
         }
@@ -78,17 +100,33 @@ fn describe_mismatch(
     }
     let mut parts = Vec::new();
     if !missing.is_empty() {
-        parts.push(format!("{} missing tensor(s): {}", missing.len(), list(missing)));
+        parts.push(format!(
+            "{} missing tensor(s): {}",
+            missing.len(),
+            list(missing)
+        ));
     }
     if !mis_shaped.is_empty() {
         let items: Vec<String> = mis_shaped
             .iter()
-            .map(|m| format!("{} (expected {:?}, found {:?})", m.name, m.expected, m.found))
+            .map(|m| {
+                format!(
+                    "{} (expected {:?}, found {:?})",
+                    m.name, m.expected, m.found
+                )
+            })
             .collect();
-        parts.push(format!("{} tensor(s) of the wrong shape: {}", items.len(), list(&items)));
+        parts.push(format!(
+            "{} tensor(s) of the wrong shape: {}",
+            items.len(),
+            list(&items)
+        ));
     }
     if !bad_dtype.is_empty() {
-        let items: Vec<String> = bad_dtype.iter().map(|(n, d)| format!("{n} ({d})")).collect();
+        let items: Vec<String> = bad_dtype
+            .iter()
+            .map(|(n, d)| format!("{n} ({d})"))
+            .collect();
         parts.push(format!(
             "{} tensor(s) of an unsupported dtype (need f32, f16 or bf16): {}",
             items.len(),
@@ -96,7 +134,11 @@ fn describe_mismatch(
         ));
     }
     if !unexpected.is_empty() {
-        parts.push(format!("{} unexpected tensor(s): {}", unexpected.len(), list(unexpected)));
+        parts.push(format!(
+            "{} unexpected tensor(s): {}",
+            unexpected.len(),
+            list(unexpected)
+        ));
     }
     parts.push("check that the checkpoint and its model_config.json belong together".into());
     parts.join("; ")
@@ -104,16 +146,33 @@ fn describe_mismatch(
 
 impl Error {
     pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidInput { field: field.into(), reason: reason.into() }
+        Error::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
-    pub fn config(source_name: impl Into<String>, key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Config { source_name: source_name.into(), key: key.into(), reason: reason.into() }
+    pub fn config(
+        source_name: impl Into<String>,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            source_name: source_name.into(),
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::InvalidCheckpoint { path: path.into(), reason: reason.into() }
+        Error::InvalidCheckpoint {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -27,5 +27,7 @@ pub mod types;
 pub use context::{CancelToken, Progress, RunContext};
 pub use error::{Error, Result, ShapeMismatch};
 pub use rng::Rng;
-pub use traits::{Compression, GlobalGenerator, ImageTokenizer, LocalSuperResolver, Sampler, TextTokenizer};
+pub use traits::{
+    Compression, GlobalGenerator, ImageTokenizer, LocalSuperResolver, Sampler, TextTokenizer,
+};
 pub use types::{DType, Device, Image, TextTokens, TokenGrid};

@@ -79,7 +79,13 @@ pub trait LmSession {
 }
 
 /// The checks every backend applies before running a forward call.
-pub fn validate_input(spec: &LmSpec, batch: usize, cached: usize, capacity: usize, input: &LmInput) -> Result<usize> {
+pub fn validate_input(
+    spec: &LmSpec,
+    batch: usize,
+    cached: usize,
+    capacity: usize,
+    input: &LmInput,
+) -> Result<usize> {
     let n = input.positions.len();
     if n == 0 {
         return Err(Error::invalid_input("positions", "no tokens given"));
@@ -87,40 +93,81 @@ pub fn validate_input(spec: &LmSpec, batch: usize, cached: usize, capacity: usiz
     if input.tokens.len() != batch * n {
         return Err(Error::invalid_input(
             "tokens",
-            format!("{} tokens for {batch} row(s) of {n} positions ({} needed)", input.tokens.len(), batch * n),
+            format!(
+                "{} tokens for {batch} row(s) of {n} positions ({} needed)",
+                input.tokens.len(),
+                batch * n
+            ),
         ));
     }
     if cached + n > capacity {
         return Err(Error::invalid_input(
             "tokens",
-            format!("{} positions exceed the session's capacity of {capacity}", cached + n),
+            format!(
+                "{} positions exceed the session's capacity of {capacity}",
+                cached + n
+            ),
         ));
     }
     if input.bias.len() != n * (cached + n) {
         return Err(Error::invalid_input(
             "bias",
-            format!("{} bias entries for {n} queries over {} keys ({} needed)", input.bias.len(), cached + n, n * (cached + n)),
+            format!(
+                "{} bias entries for {n} queries over {} keys ({} needed)",
+                input.bias.len(),
+                cached + n,
+                n * (cached + n)
+            ),
         ));
     }
-    if let Some((i, &t)) = input.tokens.iter().enumerate().find(|(_, &t)| t as usize >= spec.vocab_size) {
-        return Err(Error::TokenOutOfVocab { token: t, index: i, vocab_size: spec.vocab_size });
+    if let Some((i, &t)) = input
+        .tokens
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| t as usize >= spec.vocab_size)
+    {
+        return Err(Error::TokenOutOfVocab {
+            token: t,
+            index: i,
+            vocab_size: spec.vocab_size,
+        });
     }
-    if let Some((i, &p)) = input.positions.iter().enumerate().find(|(_, &p)| p as usize >= spec.max_positions) {
+    if let Some((i, &p)) = input
+        .positions
+        .iter()
+        .enumerate()
+        .find(|(_, &p)| p as usize >= spec.max_positions)
+    {
         return Err(Error::invalid_input(
             "positions",
-            format!("position id {p} at index {i} is outside the model's {} positions", spec.max_positions),
+            format!(
+                "position id {p} at index {i} is outside the model's {} positions",
+                spec.max_positions
+            ),
         ));
     }
     let v = input.logits.vocab();
     if v == 0 || v > spec.vocab_size {
-        return Err(Error::invalid_input("logits", format!("cannot return {v} logits of a {}-id vocabulary", spec.vocab_size)));
+        return Err(Error::invalid_input(
+            "logits",
+            format!(
+                "cannot return {v} logits of a {}-id vocabulary",
+                spec.vocab_size
+            ),
+        ));
     }
     for (q, row) in input.bias.chunks(cached + n).enumerate() {
         if row.iter().all(|b| *b == f32::NEG_INFINITY) {
-            return Err(Error::invalid_input("bias", format!("query {q} may not attend to any key")));
+            return Err(Error::invalid_input(
+                "bias",
+                format!("query {q} may not attend to any key"),
+            ));
         }
         if row.iter().any(|b| b.is_nan()) {
-            return Err(Error::invalid_input("bias", format!("query {q} has a NaN bias")));
+            return Err(Error::invalid_input(
+                "bias",
+                format!("query {q} has a NaN bias"),
+            ));
         }
     }
     Ok(n)

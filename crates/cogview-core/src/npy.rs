@@ -82,7 +82,9 @@ impl NpyArray {
             NpyDtype::U32 => |b| u32::from_le_bytes(b.try_into().unwrap()) as i64,
             NpyDtype::I64 => |b| i64::from_le_bytes(b.try_into().unwrap()),
             NpyDtype::U64 => |b| u64::from_le_bytes(b.try_into().unwrap()) as i64,
-            NpyDtype::F32 | NpyDtype::F64 => return Err(format!("expected an integer array, found {:?}", self.dtype)),
+            NpyDtype::F32 | NpyDtype::F64 => {
+                return Err(format!("expected an integer array, found {:?}", self.dtype))
+            }
         };
         Ok(self.elems().map(conv).collect())
     }
@@ -90,9 +92,20 @@ impl NpyArray {
     /// The values as f32 (integers are converted).
     pub fn to_f32(&self) -> Vec<f32> {
         match self.dtype {
-            NpyDtype::F32 => self.elems().map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            NpyDtype::F64 => self.elems().map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-            _ => self.to_i64().unwrap().into_iter().map(|x| x as f32).collect(),
+            NpyDtype::F32 => self
+                .elems()
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            NpyDtype::F64 => self
+                .elems()
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
+            _ => self
+                .to_i64()
+                .unwrap()
+                .into_iter()
+                .map(|x| x as f32)
+                .collect(),
         }
     }
 }
@@ -110,7 +123,10 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> std::result::Result<NpyArray, Stri
             if bytes.len() < 12 {
                 return Err("truncated .npy header".into());
             }
-            (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
+            (
+                u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+                12,
+            )
         }
         v => return Err(format!("unsupported .npy format version {v}")),
     };
@@ -119,31 +135,50 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> std::result::Result<NpyArray, Stri
         .ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
     let field = |key: &str| -> std::result::Result<&str, String> {
-        let at = header.find(&format!("'{key}'")).ok_or(format!("the .npy header has no '{key}'"))?;
+        let at = header
+            .find(&format!("'{key}'"))
+            .ok_or(format!("the .npy header has no '{key}'"))?;
         let rest = &header[at + key.len() + 2..];
         let colon = rest.find(':').ok_or("malformed .npy header")?;
         Ok(rest[colon + 1..].trim_start())
     };
     let descr = field("descr")?;
-    let descr = descr.strip_prefix('\'').and_then(|d| d.split('\'').next()).ok_or("malformed descr")?;
-    let (dtype, big_endian) =
-        NpyDtype::parse(descr).ok_or(format!("unsupported .npy dtype '{descr}' (need integers or f4/f8)"))?;
+    let descr = descr
+        .strip_prefix('\'')
+        .and_then(|d| d.split('\'').next())
+        .ok_or("malformed descr")?;
+    let (dtype, big_endian) = NpyDtype::parse(descr).ok_or(format!(
+        "unsupported .npy dtype '{descr}' (need integers or f4/f8)"
+    ))?;
     if field("fortran_order")?.starts_with("True") {
-        return Err("Fortran-ordered .npy arrays are not supported; save with np.ascontiguousarray".into());
+        return Err(
+            "Fortran-ordered .npy arrays are not supported; save with np.ascontiguousarray".into(),
+        );
     }
     let shape_text = field("shape")?;
-    let shape_text = shape_text.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or("malformed shape")?;
+    let shape_text = shape_text
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or("malformed shape")?;
     let shape = shape_text
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("malformed shape entry '{s}'")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("malformed shape entry '{s}'"))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let n: usize = shape.iter().product();
     let body = &bytes[start + header_len..];
     let need = n * dtype.size();
     if body.len() < need {
-        return Err(format!("truncated .npy data: {} bytes for {} elements of {:?}", body.len(), n, dtype));
+        return Err(format!(
+            "truncated .npy data: {} bytes for {} elements of {:?}",
+            body.len(),
+            n,
+            dtype
+        ));
     }
     let mut data = body[..need].to_vec();
     if big_endian {
@@ -166,7 +201,14 @@ pub fn read_npy_file(path: impl AsRef<Path>) -> Result<NpyArray> {
 pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let shape_text = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
@@ -208,7 +250,11 @@ mod tests {
         let a = parse_npy(&bytes, "x").unwrap();
         assert_eq!(a.shape, vec![2, 3]);
         assert_eq!(a.to_f32(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
-        assert!(parse_npy(&bytes[..bytes.len() - 1], "x").unwrap_err().contains("truncated"));
-        assert!(parse_npy(b"hello world!", "x").unwrap_err().contains("magic"));
+        assert!(parse_npy(&bytes[..bytes.len() - 1], "x")
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(parse_npy(b"hello world!", "x")
+            .unwrap_err()
+            .contains("magic"));
     }
 }

@@ -23,7 +23,12 @@ impl Rng {
     /// A generator whose whole stream is determined by `seed`.
     pub fn from_seed(seed: u64) -> Self {
         let mut sm = seed;
-        let s = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
+        let s = [
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+        ];
         Rng { s }
     }
 
@@ -55,7 +60,14 @@ mod tests {
         // Reference values of SplitMix64 from seed 1234567 (Vigna's splitmix64.c test vector).
         let mut s = 1234567u64;
         let got: Vec<u64> = (0..3).map(|_| splitmix64(&mut s)).collect();
-        assert_eq!(got, vec![6457827717110365317, 3203168211198807973, 9817491932198370423]);
+        assert_eq!(
+            got,
+            vec![
+                6457827717110365317,
+                3203168211198807973,
+                9817491932198370423
+            ]
+        );
     }
 
     #[test]
@@ -63,7 +75,10 @@ mod tests {
         // The reference C implementation started from state {1, 2, 3, 4} gives these first outputs.
         let mut r = Rng { s: [1, 2, 3, 4] };
         let got: Vec<u64> = (0..4).map(|_| r.next_u64()).collect();
-        assert_eq!(got, vec![41943041, 58720359, 3588806011781223, 3591011842654386]);
+        assert_eq!(
+            got,
+            vec![41943041, 58720359, 3588806011781223, 3591011842654386]
+        );
     }
 
     #[test]

@@ -17,21 +17,33 @@ fn check_logits(logits: &[f32]) -> Result<()> {
     if logits.is_empty() {
         return Err(Error::invalid_input("logits", "empty logits row"));
     }
-    if let Some(i) = logits.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
+    if let Some(i) = logits
+        .iter()
+        .position(|x| x.is_nan() || *x == f32::INFINITY)
+    {
         return Err(Error::invalid_input(
             "logits",
-            format!("logit {i} is {}; the model produced non-finite values (try dtype f32)", logits[i]),
+            format!(
+                "logit {i} is {}; the model produced non-finite values (try dtype f32)",
+                logits[i]
+            ),
         ));
     }
     if logits.iter().all(|x| *x == f32::NEG_INFINITY) {
-        return Err(Error::invalid_input("logits", "every logit is -inf; nothing can be sampled"));
+        return Err(Error::invalid_input(
+            "logits",
+            "every logit is -inf; nothing can be sampled",
+        ));
     }
     Ok(())
 }
 
 fn check_temperature(t: f32, what: &str) -> Result<()> {
     if !(t.is_finite() && t >= 0.0) {
-        return Err(Error::invalid_input(what, format!("{t} is not a finite temperature >= 0")));
+        return Err(Error::invalid_input(
+            what,
+            format!("{t} is not a finite temperature >= 0"),
+        ));
     }
     Ok(())
 }
@@ -76,7 +88,13 @@ fn softmax_weights(logits: &[f32], t: f64, keep: impl Fn(usize) -> bool) -> Vec<
     logits
         .iter()
         .enumerate()
-        .map(|(i, &x)| if keep(i) { ((x as f64 - max) / t).exp() } else { 0.0 })
+        .map(|(i, &x)| {
+            if keep(i) {
+                ((x as f64 - max) / t).exp()
+            } else {
+                0.0
+            }
+        })
         .collect()
 }
 
@@ -84,7 +102,9 @@ fn softmax_weights(logits: &[f32], t: f64, keep: impl Fn(usize) -> bool) -> Vec<
 fn kth_largest(logits: &[f32], k: usize) -> f32 {
     let mut v: Vec<f32> = logits.to_vec();
     let k = k.min(v.len());
-    v.select_nth_unstable_by(k - 1, |a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
+    v.select_nth_unstable_by(k - 1, |a, b| {
+        b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal)
+    });
     v[k - 1]
 }
 
@@ -132,7 +152,11 @@ impl ClusterLabels {
         if labels.is_empty() {
             return Err(Error::invalid_input("cluster labels", "the table is empty"));
         }
-        if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| !(0..=u32::MAX as i64).contains(&l)) {
+        if let Some((i, l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| !(0..=u32::MAX as i64).contains(&l))
+        {
             return Err(Error::invalid_input(
                 "cluster labels",
                 format!("token {i} has cluster label {l}; labels must be non-negative"),
@@ -140,7 +164,10 @@ impl ClusterLabels {
         }
         let labels: Vec<u32> = labels.into_iter().map(|l| l as u32).collect();
         let num_clusters = *labels.iter().max().unwrap() as usize + 1;
-        Ok(ClusterLabels { labels, num_clusters })
+        Ok(ClusterLabels {
+            labels,
+            num_clusters,
+        })
     }
 
     /// Reads a `.npy` file holding a 1-D integer array (like the official `cluster_label.npy`).
@@ -150,17 +177,25 @@ impl ClusterLabels {
         if array.shape.len() != 1 {
             return Err(Error::invalid_input(
                 path.display().to_string(),
-                format!("expected a 1-D array of cluster labels, found shape {:?}", array.shape),
+                format!(
+                    "expected a 1-D array of cluster labels, found shape {:?}",
+                    array.shape
+                ),
             ));
         }
-        Self::new(array.to_i64().map_err(|e| Error::invalid_input(path.display().to_string(), e))?)
+        Self::new(
+            array
+                .to_i64()
+                .map_err(|e| Error::invalid_input(path.display().to_string(), e))?,
+        )
     }
 
     /// The official table of CogView2 (`cluster_label.npy`: 500 clusters over the 20000 icetk image
     /// codes, Apache-2.0, from THUDM/CogView2), embedded in the library.
     pub fn official() -> Self {
         const NPY: &[u8] = include_bytes!("../data/cluster_label.npy");
-        let array = crate::npy::parse_npy(NPY, "embedded cluster_label.npy").expect("embedded table parses");
+        let array = crate::npy::parse_npy(NPY, "embedded cluster_label.npy")
+            .expect("embedded table parses");
         Self::new(array.to_i64().expect("integer table")).expect("valid table")
     }
 
@@ -211,7 +246,12 @@ impl ClusterSampler {
     /// The `top_k_clusters` clusters with the largest mass (ties: lower cluster id first).
     pub fn top_clusters(&self, mass: &[f64]) -> Vec<usize> {
         let mut order: Vec<usize> = (0..mass.len()).collect();
-        order.sort_by(|&a, &b| mass[b].partial_cmp(&mass[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            mass[b]
+                .partial_cmp(&mass[a])
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(&b))
+        });
         order.truncate(self.top_k_clusters.max(1));
         order
     }
@@ -239,12 +279,16 @@ impl Sampler for ClusterSampler {
         let top = self.top_clusters(&mass);
         let top_mass: Vec<f64> = top.iter().map(|&c| mass[c]).collect();
         let cluster = top[sample_weighted(&top_mass, rng)];
-        let in_cluster = |i: usize| self.labels.label(i) == cluster && logits[i] > f32::NEG_INFINITY;
+        let in_cluster =
+            |i: usize| self.labels.label(i) == cluster && logits[i] > f32::NEG_INFINITY;
         if self.inner_temperature == 0.0 {
-            let best = (0..logits.len()).filter(|&i| in_cluster(i)).fold(None, |b: Option<usize>, i| match b {
-                Some(j) if logits[j] >= logits[i] => Some(j),
-                _ => Some(i),
-            });
+            let best =
+                (0..logits.len())
+                    .filter(|&i| in_cluster(i))
+                    .fold(None, |b: Option<usize>, i| match b {
+                        Some(j) if logits[j] >= logits[i] => Some(j),
+                        _ => Some(i),
+                    });
             return Ok(best.unwrap_or_else(|| argmax(logits)) as u32);
         }
         let t = self.temperature as f64 * self.inner_temperature as f64;
@@ -286,9 +330,15 @@ mod tests {
     fn topk_target(logits: &[f32], t: f64, k: usize) -> Vec<f64> {
         let mut sorted: Vec<f32> = logits.to_vec();
         sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
-        let thr = if k == 0 || k >= logits.len() { f32::NEG_INFINITY } else { sorted[k - 1] };
-        let e: Vec<f64> =
-            logits.iter().map(|&x| if x >= thr { (x as f64 / t).exp() } else { 0.0 }).collect();
+        let thr = if k == 0 || k >= logits.len() {
+            f32::NEG_INFINITY
+        } else {
+            sorted[k - 1]
+        };
+        let e: Vec<f64> = logits
+            .iter()
+            .map(|&x| if x >= thr { (x as f64 / t).exp() } else { 0.0 })
+            .collect();
         let s: f64 = e.iter().sum();
         e.iter().map(|x| x / s).collect()
     }
@@ -390,10 +440,15 @@ mod tests {
     #[test]
     fn same_seed_same_tokens() {
         let logits: Vec<f32> = (0..100).map(|i| ((i * 37 % 11) as f32) * 0.3).collect();
-        let s = TopKSampler { temperature: 1.0, top_k: 20 };
+        let s = TopKSampler {
+            temperature: 1.0,
+            top_k: 20,
+        };
         let draw = |seed| {
             let mut r = Rng::from_seed(seed);
-            (0..32).map(|_| s.sample(&logits, &mut r).unwrap()).collect::<Vec<_>>()
+            (0..32)
+                .map(|_| s.sample(&logits, &mut r).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(5), draw(5));
         assert_ne!(draw(5), draw(6));
@@ -402,10 +457,18 @@ mod tests {
     #[test]
     fn bad_logits_and_tables_are_errors() {
         let mut rng = Rng::from_seed(0);
-        let s = TopKSampler { temperature: 1.0, top_k: 0 };
+        let s = TopKSampler {
+            temperature: 1.0,
+            top_k: 0,
+        };
         assert!(s.sample(&[], &mut rng).is_err());
         assert!(s.sample(&[0.0, f32::NAN], &mut rng).is_err());
-        assert!(TopKSampler { temperature: -1.0, top_k: 0 }.sample(&[0.0, 1.0], &mut rng).is_err());
+        assert!(TopKSampler {
+            temperature: -1.0,
+            top_k: 0
+        }
+        .sample(&[0.0, 1.0], &mut rng)
+        .is_err());
         let c = ClusterSampler {
             labels: Arc::new(ClusterLabels::new(vec![0, 1, 1]).unwrap()),
             temperature: 1.0,
@@ -413,7 +476,10 @@ mod tests {
             inner_temperature: 1.0,
         };
         let err = c.sample(&[0.0, 1.0], &mut rng).unwrap_err().to_string();
-        assert!(err.contains("2 logits") && err.contains("3 tokens"), "{err}");
+        assert!(
+            err.contains("2 logits") && err.contains("3 tokens"),
+            "{err}"
+        );
         assert!(ClusterLabels::new(vec![0, -1]).is_err());
     }
 }

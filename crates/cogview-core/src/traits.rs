@@ -46,7 +46,12 @@ pub trait ImageTokenizer: Send + Sync {
 pub trait GlobalGenerator: Send + Sync {
     /// Generates one grid per seed. `text` is the query text (prompt plus style template) without the
     /// start-of-image token, which the generator appends.
-    fn generate(&self, text: &TextTokens, seeds: &[u64], ctx: &RunContext) -> Result<Vec<TokenGrid>>;
+    fn generate(
+        &self,
+        text: &TextTokens,
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<TokenGrid>>;
 }
 
 /// Stages 2-3: low-resolution grid → high-resolution grid (DSR + ItersR).

@@ -28,12 +28,19 @@ pub struct TokenGrid {
 impl TokenGrid {
     pub fn new(height: usize, width: usize, ids: Vec<u32>) -> Result<Self> {
         if height == 0 || width == 0 {
-            return Err(Error::invalid_input("token grid", format!("grid size {height}x{width} is empty")));
+            return Err(Error::invalid_input(
+                "token grid",
+                format!("grid size {height}x{width} is empty"),
+            ));
         }
         if ids.len() != height * width {
             return Err(Error::invalid_input(
                 "token grid",
-                format!("{} ids do not fill a {height}x{width} grid ({} needed)", ids.len(), height * width),
+                format!(
+                    "{} ids do not fill a {height}x{width} grid ({} needed)",
+                    ids.len(),
+                    height * width
+                ),
             ));
         }
         Ok(TokenGrid { height, width, ids })
@@ -56,10 +63,18 @@ impl Image {
         if pixels.len() != width * height * 3 {
             return Err(Error::invalid_input(
                 "image",
-                format!("{} bytes for a {width}x{height} RGB image ({} needed)", pixels.len(), width * height * 3),
+                format!(
+                    "{} bytes for a {width}x{height} RGB image ({} needed)",
+                    pixels.len(),
+                    width * height * 3
+                ),
             ));
         }
-        Ok(Image { width, height, pixels })
+        Ok(Image {
+            width,
+            height,
+            pixels,
+        })
     }
 }
 
@@ -80,7 +95,10 @@ impl std::str::FromStr for DType {
             "f32" | "float32" | "fp32" => Ok(DType::F32),
             "f16" | "float16" | "fp16" | "half" => Ok(DType::F16),
             "bf16" | "bfloat16" => Ok(DType::Bf16),
-            other => Err(Error::invalid_input("dtype", format!("unknown dtype '{other}'; use f32, f16 or bf16"))),
+            other => Err(Error::invalid_input(
+                "dtype",
+                format!("unknown dtype '{other}'; use f32, f16 or bf16"),
+            )),
         }
     }
 }
@@ -117,6 +135,9 @@ impl std::str::FromStr for Device {
         if let Some(i) = s.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
             return Ok(Device::Cuda(i));
         }
-        Err(Error::invalid_input("device", format!("unknown device '{s}'; use cpu, cuda or cuda:N")))
+        Err(Error::invalid_input(
+            "device",
+            format!("unknown device '{s}'; use cpu, cuda or cuda:N"),
+        ))
     }
 }
