@@ -38,9 +38,21 @@ struct Linear {
 }
 
 impl Linear {
-    /// y = x Wᵀ + b for x of shape [rows, in].
+    /// y = x Wᵀ + b for x of shape [rows, in]; the result has `x`'s dtype.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+        matmul_wt(x, &self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// x Wᵀ for x [rows, in], W [out, in], in `x`'s dtype. Few rows on the CPU (decoding steps) take
+/// the memory-bound kernel of [`crate::cpu_linear`], which reads W in its own dtype; everything
+/// else candle's matmul in W's dtype.
+fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
+        x.contiguous()?
+            .apply_op2_no_bwd(w, &crate::cpu_linear::SmallRowsLinear)
+    } else {
+        x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
     }
 }
 
@@ -58,7 +70,12 @@ struct Layer {
 /// A loaded CogLM. Read-only; any number of [`CoglmSession`]s may use it.
 pub struct CoglmModel {
     config: CoglmConfig,
+    /// The dtype of the weight matrices (f32, f16 or bf16).
     dtype: CDType,
+    /// The dtype of activations and the KV cache: f32 on the CPU (weights alone are stored in half
+    /// precision there: element-wise half-precision arithmetic is slow on CPUs and less accurate),
+    /// the weight dtype on GPUs.
+    act_dtype: CDType,
     device: CDevice,
     word_embeddings: Tensor,
     position_embeddings: Tensor,
@@ -118,6 +135,7 @@ impl CoglmModel {
         ckpt.check(&config.expected_tensors(), |_| false)?;
         let dev = device(options.device)?;
         let dtype = cdtype(options.dtype);
+        let act_dtype = if dev.is_cpu() { CDType::F32 } else { dtype };
         let eps = config.layernorm_epsilon as f32;
         let t = |name: &str, dt: CDType| load_tensor(ckpt, name, dt, &dev);
         let ln = |p: &str| -> Result<LayerNorm> {
@@ -130,7 +148,7 @@ impl CoglmModel {
         let lin = |p: &str| -> Result<Linear> {
             Ok(Linear {
                 weight: t(&format!("{p}.weight"), dtype)?,
-                bias: t(&format!("{p}.bias"), dtype)?,
+                bias: t(&format!("{p}.bias"), act_dtype)?,
             })
         };
         let mut layers = Vec::with_capacity(config.num_layers);
@@ -159,6 +177,7 @@ impl CoglmModel {
             image_head,
             layers,
             dtype,
+            act_dtype,
             device: dev,
             config,
         })
@@ -191,8 +210,8 @@ impl CoglmModel {
         let shape = (batch, c.num_attention_heads, capacity, c.head_dim);
         let mut cache = Vec::with_capacity(c.num_layers);
         for _ in 0..c.num_layers {
-            let k = Tensor::zeros(shape, self.dtype, &self.device).be()?;
-            let v = Tensor::zeros(shape, self.dtype, &self.device).be()?;
+            let k = Tensor::zeros(shape, self.act_dtype, &self.device).be()?;
+            let v = Tensor::zeros(shape, self.act_dtype, &self.device).be()?;
             cache.push((k, v));
         }
         Ok(CoglmSession {
@@ -292,7 +311,10 @@ impl CoglmSession<'_> {
             .position_embeddings
             .index_select(&positions, 0)?
             .unsqueeze(0)?;
-        let mut x = words.broadcast_add(&pos)?.reshape((self.batch * n, h))?;
+        let mut x = words
+            .broadcast_add(&pos)?
+            .reshape((self.batch * n, h))?
+            .to_dtype(m.act_dtype)?;
         let bias = Tensor::from_slice(input.bias, (n, self.len + n), &m.device)?;
         for i in 0..m.layers.len() {
             let l = &m.layers[i];
@@ -314,7 +336,7 @@ impl CoglmSession<'_> {
             .final_layernorm
             .forward(&x.reshape((rows, h))?)?
             .to_dtype(CDType::F32)?;
-        x.matmul(&m.head(input.logits.vocab())?.t()?)
+        matmul_wt(&x, &m.head(input.logits.vocab())?)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod coglm;
 mod config;
+mod cpu_linear;
 mod util;
 
 pub use coglm::{CoglmModel, CoglmSession};
