@@ -9,7 +9,9 @@ mod coglm;
 mod config;
 mod cpu_linear;
 mod util;
+mod vqvae;
 
 pub use coglm::{CoglmModel, CoglmSession};
 pub use config::CoglmConfig;
 pub use util::{device, LoadOptions};
+pub use vqvae::{VqConfig, VqTokenizer};

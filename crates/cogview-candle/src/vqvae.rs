@@ -1,0 +1,589 @@
+//! icetk's image tokenizer: a hierarchical VQ-VAE (taming-style ResNet encoder, residual
+//! down-samplers, a 1×1 pre-projection, one shared codebook, three decoders for ×16, ×8 and ×4).
+//! Module and tensor names follow icetk's `HVQVAE` so that `ice_image.pt` loads as it is.
+
+use crate::util::{cdtype, device, load_tensor, BackendResult, LoadOptions};
+use candle_core::{DType as CDType, Device as CDevice, Module, Tensor, D};
+use candle_nn::{Conv2d, Conv2dConfig, GroupNorm};
+use cogview_checkpoint::Checkpoint;
+use cogview_core::{Compression, Error, Image, ImageTokenizer, Result, TokenGrid};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Sizes of an icetk VQ-VAE. The defaults are the official `ice_image.pt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VqConfig {
+    /// Base channel count of the encoder and decoders (official 128).
+    pub channels: usize,
+    /// Encoder channel multipliers per level (official [1, 2, 4]: ×4 downsampling).
+    pub enc_channels_mult: Vec<usize>,
+    /// ResNet blocks per encoder level (official 2).
+    pub enc_num_res_blocks: usize,
+    /// Encoder output channels (official 256).
+    pub z_channels: usize,
+    /// Codebook vector size (official 256).
+    pub embedding_dim: usize,
+    /// Codebook entries (official 20000).
+    pub n_embed: usize,
+    /// Decoder multipliers for compression ×16, ×8, ×4 (official [1,1,1,2,4], [1,1,2,4], [1,2,4]).
+    pub dec_channels_mult: [Vec<usize>; 3],
+    /// `num_res_blocks` of the decoders; each level has this + 1 blocks (official 0).
+    pub dec_num_res_blocks: usize,
+    /// taming's nominal resolution, which decides where attention blocks are (official 256).
+    pub resolution: usize,
+    /// Resolutions with an attention block in the down/up paths (official [16]).
+    pub attn_resolutions: Vec<usize>,
+    /// GroupNorm groups (official 32) and epsilon (official 1e-6).
+    pub norm_groups: usize,
+    pub norm_eps: f64,
+    /// Pixel normalisation: x = (rgb/255 − mean) / std.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for VqConfig {
+    fn default() -> Self {
+        VqConfig {
+            channels: 128,
+            enc_channels_mult: vec![1, 2, 4],
+            enc_num_res_blocks: 2,
+            z_channels: 256,
+            embedding_dim: 256,
+            n_embed: 20000,
+            dec_channels_mult: [vec![1, 1, 1, 2, 4], vec![1, 1, 2, 4], vec![1, 2, 4]],
+            dec_num_res_blocks: 0,
+            resolution: 256,
+            attn_resolutions: vec![16],
+            norm_groups: 32,
+            norm_eps: 1e-6,
+            mean: [0.79093, 0.76271, 0.75340],
+            std: [0.30379, 0.32279, 0.32800],
+        }
+    }
+}
+
+/// A tensor name → shape list, built while describing the model, used for the strict check.
+#[derive(Default)]
+struct Expected(Vec<(String, Vec<usize>)>);
+
+impl Expected {
+    fn conv(&mut self, p: &str, cin: usize, cout: usize, k: usize) {
+        self.0.push((format!("{p}.weight"), vec![cout, cin, k, k]));
+        self.0.push((format!("{p}.bias"), vec![cout]));
+    }
+    fn norm(&mut self, p: &str, c: usize) {
+        self.0.push((format!("{p}.weight"), vec![c]));
+        self.0.push((format!("{p}.bias"), vec![c]));
+    }
+    fn resnet(&mut self, p: &str, cin: usize, cout: usize) {
+        self.norm(&format!("{p}.norm1"), cin);
+        self.conv(&format!("{p}.conv1"), cin, cout, 3);
+        self.norm(&format!("{p}.norm2"), cout);
+        self.conv(&format!("{p}.conv2"), cout, cout, 3);
+        if cin != cout {
+            self.conv(&format!("{p}.nin_shortcut"), cin, cout, 1);
+        }
+    }
+    fn attn(&mut self, p: &str, c: usize) {
+        self.norm(&format!("{p}.norm"), c);
+        for n in ["q", "k", "v", "proj_out"] {
+            self.conv(&format!("{p}.{n}"), c, c, 1);
+        }
+    }
+}
+
+impl VqConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::config("vq config", key, why));
+        if self.channels == 0 || self.z_channels == 0 || self.embedding_dim == 0 || self.n_embed == 0 {
+            return bad("channels", "sizes must be positive".into());
+        }
+        if self.enc_channels_mult.is_empty() || self.dec_channels_mult.iter().any(|m| m.is_empty()) {
+            return bad("channels_mult", "every multiplier list needs at least one level".into());
+        }
+        let groups_ok = |c: usize| self.norm_groups > 0 && c % self.norm_groups == 0;
+        let all = self.enc_channels_mult.iter().chain(self.dec_channels_mult.iter().flatten());
+        if let Some(m) = all.map(|m| m * self.channels).find(|c| !groups_ok(*c)) {
+            return bad("norm_groups", format!("{} groups do not divide {m} channels", self.norm_groups));
+        }
+        if self.std.iter().any(|s| !(*s > 0.0)) {
+            return bad("std", "must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Every tensor `ice_image.pt` must hold, with its shape.
+    pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let mut e = Expected::default();
+        let ch = self.channels;
+        // Encoder.
+        let m = &self.enc_channels_mult;
+        e.conv("enc.conv_in", 3, ch, 3);
+        let mut cin = ch;
+        let mut res = self.resolution;
+        for (i, &mult) in m.iter().enumerate() {
+            let cout = ch * mult;
+            for j in 0..self.enc_num_res_blocks {
+                e.resnet(&format!("enc.down.{i}.block.{j}"), cin, cout);
+                cin = cout;
+                if self.attn_resolutions.contains(&res) {
+                    e.attn(&format!("enc.down.{i}.attn.{j}"), cout);
+                }
+            }
+            if i + 1 != m.len() {
+                e.conv(&format!("enc.down.{i}.downsample.conv"), cin, cin, 3);
+                res /= 2;
+            }
+        }
+        e.resnet("enc.mid.block_1", cin, cin);
+        e.attn("enc.mid.attn_1", cin);
+        e.resnet("enc.mid.block_2", cin, cin);
+        e.norm("enc.norm_out", cin);
+        e.conv("enc.conv_out", cin, self.z_channels, 3);
+        for l in 0..2 {
+            e.conv(&format!("down_samplers.{l}.conv_down_sampler.conv"), self.z_channels, self.z_channels, 3);
+        }
+        e.conv("quantize.proj", self.z_channels, self.embedding_dim, 1);
+        e.0.push(("quantize.embed.weight".into(), vec![self.n_embed, self.embedding_dim]));
+        for (d, m) in self.dec_channels_mult.iter().enumerate() {
+            let p = format!("decs.{d}");
+            let mut block_in = ch * m[m.len() - 1];
+            let mut res = self.resolution >> (m.len() - 1);
+            e.conv(&format!("{p}.conv_in"), self.embedding_dim, block_in, 3);
+            e.resnet(&format!("{p}.mid.block_1"), block_in, block_in);
+            e.attn(&format!("{p}.mid.attn_1"), block_in);
+            e.resnet(&format!("{p}.mid.block_2"), block_in, block_in);
+            for i in (0..m.len()).rev() {
+                let cout = ch * m[i];
+                for j in 0..self.dec_num_res_blocks + 1 {
+                    e.resnet(&format!("{p}.up.{i}.block.{j}"), block_in, cout);
+                    block_in = cout;
+                    if self.attn_resolutions.contains(&res) {
+                        e.attn(&format!("{p}.up.{i}.attn.{j}"), cout);
+                    }
+                }
+                if i != 0 {
+                    e.conv(&format!("{p}.up.{i}.upsample.conv"), block_in, block_in, 3);
+                    res *= 2;
+                }
+            }
+            e.norm(&format!("{p}.norm_out"), block_in);
+            e.conv(&format!("{p}.conv_out"), block_in, 3, 3);
+        }
+        e.0
+    }
+}
+
+fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::silu(x)
+}
+
+struct Weights<'a> {
+    ckpt: &'a Checkpoint,
+    dtype: CDType,
+    device: &'a CDevice,
+    cfg: &'a VqConfig,
+}
+
+impl Weights<'_> {
+    fn t(&self, name: &str) -> Result<Tensor> {
+        load_tensor(self.ckpt, name, self.dtype, self.device)
+    }
+    fn conv(&self, p: &str, padding: usize, stride: usize) -> Result<Conv2d> {
+        let cfg = Conv2dConfig { padding, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
+        Ok(Conv2d::new(self.t(&format!("{p}.weight"))?, Some(self.t(&format!("{p}.bias"))?), cfg))
+    }
+    fn norm(&self, p: &str) -> Result<GroupNorm> {
+        let w = self.t(&format!("{p}.weight"))?;
+        let c = w.dim(0).be()?;
+        GroupNorm::new(w, self.t(&format!("{p}.bias"))?, c, self.cfg.norm_groups, self.cfg.norm_eps).be()
+    }
+    fn has(&self, name: &str) -> bool {
+        self.ckpt.info(name).is_some()
+    }
+}
+
+struct ResnetBlock {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    nin_shortcut: Option<Conv2d>,
+}
+
+impl ResnetBlock {
+    fn load(w: &Weights, p: &str) -> Result<Self> {
+        let nin = format!("{p}.nin_shortcut");
+        Ok(ResnetBlock {
+            norm1: w.norm(&format!("{p}.norm1"))?,
+            conv1: w.conv(&format!("{p}.conv1"), 1, 1)?,
+            norm2: w.norm(&format!("{p}.norm2"))?,
+            conv2: w.conv(&format!("{p}.conv2"), 1, 1)?,
+            nin_shortcut: if w.has(&format!("{nin}.weight")) { Some(w.conv(&nin, 0, 1)?) } else { None },
+        })
+    }
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let h = self.conv1.forward(&swish(&self.norm1.forward(x)?)?)?;
+        let h = self.conv2.forward(&swish(&self.norm2.forward(&h)?)?)?;
+        match &self.nin_shortcut {
+            Some(s) => s.forward(x)? + h,
+            None => x + h,
+        }
+    }
+}
+
+/// Single-head self-attention over the spatial positions with 1×1 convolutions.
+struct AttnBlock {
+    norm: GroupNorm,
+    q: Conv2d,
+    k: Conv2d,
+    v: Conv2d,
+    proj_out: Conv2d,
+}
+
+impl AttnBlock {
+    fn load(w: &Weights, p: &str) -> Result<Self> {
+        Ok(AttnBlock {
+            norm: w.norm(&format!("{p}.norm"))?,
+            q: w.conv(&format!("{p}.q"), 0, 1)?,
+            k: w.conv(&format!("{p}.k"), 0, 1)?,
+            v: w.conv(&format!("{p}.v"), 0, 1)?,
+            proj_out: w.conv(&format!("{p}.proj_out"), 0, 1)?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, c, h, wd) = x.dims4()?;
+        let n = self.norm.forward(x)?;
+        let q = self.q.forward(&n)?.reshape((b, c, h * wd))?.transpose(1, 2)?; // [b, hw, c]
+        let k = self.k.forward(&n)?.reshape((b, c, h * wd))?; // [b, c, hw]
+        let v = self.v.forward(&n)?.reshape((b, c, h * wd))?;
+        let dt = q.dtype();
+        let scores = (q.contiguous()?.matmul(&k.contiguous()?)?.to_dtype(CDType::F32)? * (c as f64).powf(-0.5))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dt)?; // [b, hw_q, hw_k]
+        let out = v.contiguous()?.matmul(&probs.transpose(1, 2)?.contiguous()?)?; // [b, c, hw_q]
+        x + self.proj_out.forward(&out.reshape((b, c, h, wd))?)?
+    }
+}
+
+/// A level's blocks, each optionally followed by attention.
+struct Level {
+    blocks: Vec<(ResnetBlock, Option<AttnBlock>)>,
+    resample: Option<Conv2d>,
+}
+
+struct Encoder {
+    conv_in: Conv2d,
+    down: Vec<Level>,
+    mid: (ResnetBlock, AttnBlock, ResnetBlock),
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Encoder {
+    fn load(w: &Weights, p: &str) -> Result<Self> {
+        let m = &w.cfg.enc_channels_mult;
+        let mut down = Vec::new();
+        for i in 0..m.len() {
+            let mut blocks = Vec::new();
+            for j in 0..w.cfg.enc_num_res_blocks {
+                let a = format!("{p}.down.{i}.attn.{j}");
+                let attn = if w.has(&format!("{a}.q.weight")) { Some(AttnBlock::load(w, &a)?) } else { None };
+                blocks.push((ResnetBlock::load(w, &format!("{p}.down.{i}.block.{j}"))?, attn));
+            }
+            let resample =
+                if i + 1 != m.len() { Some(w.conv(&format!("{p}.down.{i}.downsample.conv"), 0, 2)?) } else { None };
+            down.push(Level { blocks, resample });
+        }
+        Ok(Encoder {
+            conv_in: w.conv(&format!("{p}.conv_in"), 1, 1)?,
+            down,
+            mid: (
+                ResnetBlock::load(w, &format!("{p}.mid.block_1"))?,
+                AttnBlock::load(w, &format!("{p}.mid.attn_1"))?,
+                ResnetBlock::load(w, &format!("{p}.mid.block_2"))?,
+            ),
+            norm_out: w.norm(&format!("{p}.norm_out"))?,
+            conv_out: w.conv(&format!("{p}.conv_out"), 1, 1)?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut h = self.conv_in.forward(x)?;
+        for level in &self.down {
+            for (block, attn) in &level.blocks {
+                h = block.forward(&h)?;
+                if let Some(a) = attn {
+                    h = a.forward(&h)?;
+                }
+            }
+            if let Some(conv) = &level.resample {
+                // taming's Downsample: pad right and bottom by one, then a stride-2 3×3 conv.
+                h = conv.forward(&h.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(D::Minus2, 0, 1)?)?;
+            }
+        }
+        let h = self.mid.0.forward(&h)?;
+        let h = self.mid.1.forward(&h)?;
+        let h = self.mid.2.forward(&h)?;
+        self.conv_out.forward(&swish(&self.norm_out.forward(&h)?)?)
+    }
+}
+
+struct Decoder {
+    conv_in: Conv2d,
+    mid: (ResnetBlock, AttnBlock, ResnetBlock),
+    /// Levels from the highest (coarsest) to level 0.
+    up: Vec<Level>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Decoder {
+    fn load(w: &Weights, p: &str, levels: usize) -> Result<Self> {
+        let mut up = Vec::new();
+        for i in (0..levels).rev() {
+            let mut blocks = Vec::new();
+            for j in 0..w.cfg.dec_num_res_blocks + 1 {
+                let a = format!("{p}.up.{i}.attn.{j}");
+                let attn = if w.has(&format!("{a}.q.weight")) { Some(AttnBlock::load(w, &a)?) } else { None };
+                blocks.push((ResnetBlock::load(w, &format!("{p}.up.{i}.block.{j}"))?, attn));
+            }
+            let resample = if i != 0 { Some(w.conv(&format!("{p}.up.{i}.upsample.conv"), 1, 1)?) } else { None };
+            up.push(Level { blocks, resample });
+        }
+        Ok(Decoder {
+            conv_in: w.conv(&format!("{p}.conv_in"), 1, 1)?,
+            mid: (
+                ResnetBlock::load(w, &format!("{p}.mid.block_1"))?,
+                AttnBlock::load(w, &format!("{p}.mid.attn_1"))?,
+                ResnetBlock::load(w, &format!("{p}.mid.block_2"))?,
+            ),
+            up,
+            norm_out: w.norm(&format!("{p}.norm_out"))?,
+            conv_out: w.conv(&format!("{p}.conv_out"), 1, 1)?,
+        })
+    }
+    fn forward(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        let h = self.conv_in.forward(z)?;
+        let h = self.mid.0.forward(&h)?;
+        let h = self.mid.1.forward(&h)?;
+        let mut h = self.mid.2.forward(&h)?;
+        for level in &self.up {
+            for (block, attn) in &level.blocks {
+                h = block.forward(&h)?;
+                if let Some(a) = attn {
+                    h = a.forward(&h)?;
+                }
+            }
+            if let Some(conv) = &level.resample {
+                let (_, _, hh, ww) = h.dims4()?;
+                h = conv.forward(&h.upsample_nearest2d(hh * 2, ww * 2)?)?;
+            }
+        }
+        self.conv_out.forward(&swish(&self.norm_out.forward(&h)?)?)
+    }
+}
+
+/// The loaded image tokenizer.
+pub struct VqTokenizer {
+    config: VqConfig,
+    device: CDevice,
+    dtype: CDType,
+    encoder: Encoder,
+    /// Residual down-samplers (`avg_pool2d(2) + conv3x3/2`), one per extra compression level.
+    down_samplers: Vec<Conv2d>,
+    proj: Conv2d,
+    /// Codebook [n_embed, dim] in f32, and its squared norms.
+    codebook: Tensor,
+    codebook_sq: Tensor,
+    decoders: Vec<Decoder>,
+    codebook_sha256: String,
+}
+
+impl std::fmt::Debug for VqTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VqTokenizer").field("config", &self.config).field("dtype", &self.dtype).finish_non_exhaustive()
+    }
+}
+
+/// Training-only buffers of icetk's EMA quantizer; present in `ice_image.pt`, unused here.
+fn training_buffer(name: &str) -> bool {
+    matches!(name, "quantize.cluster_size" | "quantize.embed_avg" | "quantize.initted")
+}
+
+fn level(c: Compression) -> usize {
+    match c {
+        Compression::X4 => 0,
+        Compression::X8 => 1,
+        Compression::X16 => 2,
+    }
+}
+
+impl VqTokenizer {
+    /// Loads `ice_image.pt`, a safetensors file, or a folder holding one of them
+    /// (`ice_image.pt` or `ice_image.safetensors`). Sizes come from `vq_config.json` beside the
+    /// weights (or the safetensors metadata key `vq_config`); without one, the official sizes.
+    pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let file = if path.is_dir() {
+            ["ice_image.pt", "ice_image.safetensors"].iter().map(|n| path.join(n)).find(|p| p.is_file()).ok_or_else(
+                || Error::checkpoint(path, "the folder has no ice_image.pt or ice_image.safetensors"),
+            )?
+        } else {
+            path.to_path_buf()
+        };
+        let ckpt = Checkpoint::open(&file, None)?;
+        let config = match ckpt.metadata().get("vq_config") {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| Error::config(file.display().to_string(), "vq_config", e.to_string()))?,
+            None => {
+                let beside = file.parent().unwrap_or(Path::new(".")).join("vq_config.json");
+                if beside.is_file() {
+                    let text = std::fs::read_to_string(&beside).map_err(|e| Error::io(&beside, e))?;
+                    serde_json::from_str(&text).map_err(|e| {
+                        Error::config(beside.display().to_string(), "(file)", format!("invalid VQ configuration: {e}"))
+                    })?
+                } else {
+                    VqConfig::default()
+                }
+            }
+        };
+        Self::from_checkpoint(&ckpt, config, options)
+    }
+
+    pub fn from_checkpoint(ckpt: &Checkpoint, config: VqConfig, options: LoadOptions) -> Result<Self> {
+        config.validate()?;
+        ckpt.check(&config.expected_tensors(), training_buffer)?;
+        let dev = device(options.device)?;
+        let w = Weights { ckpt, dtype: cdtype(options.dtype), device: &dev, cfg: &config };
+        let codebook = load_tensor(ckpt, "quantize.embed.weight", CDType::F32, &dev)?;
+        let codebook_sq = codebook.sqr().and_then(|t| t.sum(1)).be()?;
+        let codebook_sha256 = {
+            use sha2::Digest;
+            let bytes: Vec<u8> = ckpt.to_f32("quantize.embed.weight")?.iter().flat_map(|x| x.to_le_bytes()).collect();
+            format!("{:x}", sha2::Sha256::digest(&bytes))
+        };
+        Ok(VqTokenizer {
+            encoder: Encoder::load(&w, "enc")?,
+            down_samplers: (0..2)
+                .map(|l| w.conv(&format!("down_samplers.{l}.conv_down_sampler.conv"), 0, 2))
+                .collect::<Result<_>>()?,
+            proj: w.conv("quantize.proj", 0, 1)?,
+            decoders: (0..3).map(|d| Decoder::load(&w, &format!("decs.{d}"), config.dec_channels_mult[d].len())).collect::<Result<_>>()?,
+            codebook,
+            codebook_sq,
+            codebook_sha256,
+            dtype: w.dtype,
+            device: dev,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &VqConfig {
+        &self.config
+    }
+
+    /// SHA-256 of the codebook (f32 little-endian): identifies what the token ids mean.
+    pub fn codebook_sha256(&self) -> &str {
+        &self.codebook_sha256
+    }
+
+    /// Pixels (RGB8) → normalised tensor [1, 3, h, w] in the compute dtype.
+    pub fn normalize(&self, image: &Image) -> Result<Tensor> {
+        let (w, h) = (image.width, image.height);
+        let mut data = vec![0f32; 3 * w * h];
+        for (i, px) in image.pixels.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                data[c * w * h + i] = (px[c] as f32 / 255.0 - self.config.mean[c]) / self.config.std[c];
+            }
+        }
+        Tensor::from_vec(data, (1, 3, h, w), &self.device).and_then(|t| t.to_dtype(self.dtype)).be()
+    }
+
+    /// The encoder's continuous output at `compression`, before quantization: [1, dim, h, w].
+    fn encode_latent(&self, x: &Tensor, compression: Compression) -> candle_core::Result<Tensor> {
+        let mut h = self.encoder.forward(x)?;
+        for conv in &self.down_samplers[..level(compression)] {
+            // icetk's ResidualDownSample: avg_pool2d(2) + stride-2 conv with right/bottom padding.
+            let padded = h.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(D::Minus2, 0, 1)?;
+            h = (h.avg_pool2d(2)? + conv.forward(&padded)?)?;
+        }
+        self.proj.forward(&h)
+    }
+
+    /// Nearest codebook entry (squared L2) of every position: ids [h·w], row-major.
+    fn quantize(&self, z: &Tensor) -> candle_core::Result<(usize, usize, Vec<u32>)> {
+        let (_, c, h, w) = z.dims4()?;
+        let flat = z.to_dtype(CDType::F32)?.reshape((c, h * w))?.t()?.contiguous()?; // [hw, c]
+        let dots = flat.matmul(&self.codebook.t()?)?; // [hw, n]
+        let dist = self.codebook_sq.unsqueeze(0)?.broadcast_sub(&(dots * 2.0)?)?;
+        let ids = dist.argmin(D::Minus1)?.to_dtype(CDType::U32)?.to_vec1::<u32>()?;
+        Ok((h, w, ids))
+    }
+
+    /// Encodes the normalised input [1, 3, H, W] (H, W multiples of the compression).
+    pub fn encode_tensor(&self, x: &Tensor, compression: Compression) -> Result<TokenGrid> {
+        let _span = tracing::info_span!("vq_encode", compression = compression.factor()).entered();
+        let (h, w, ids) = self.encode_latent(x, compression).and_then(|z| self.quantize(&z)).be()?;
+        TokenGrid::new(h, w, ids)
+    }
+
+    /// Decodes ids to the de-normalised float image [3, H, W] (not clamped), in f32.
+    pub fn decode_tensor(&self, grid: &TokenGrid, compression: Compression) -> Result<Tensor> {
+        let _span = tracing::info_span!("vq_decode", compression = compression.factor()).entered();
+        if let Some((i, &t)) = grid.ids.iter().enumerate().find(|(_, &t)| t as usize >= self.config.n_embed) {
+            return Err(Error::TokenOutOfVocab { token: t, index: i, vocab_size: self.config.n_embed });
+        }
+        let run = || -> candle_core::Result<Tensor> {
+            let ids = Tensor::from_slice(&grid.ids, grid.ids.len(), &self.device)?;
+            let z = self
+                .codebook
+                .index_select(&ids, 0)?
+                .t()?
+                .reshape((1, self.config.embedding_dim, grid.height, grid.width))?
+                .to_dtype(self.dtype)?;
+            let x = self.decoders[2 - level(compression)].forward(&z)?.to_dtype(CDType::F32)?.squeeze(0)?;
+            let mean = Tensor::new(&self.config.mean, &self.device)?.reshape((3, 1, 1))?;
+            let std = Tensor::new(&self.config.std, &self.device)?.reshape((3, 1, 1))?;
+            x.broadcast_mul(&std)?.broadcast_add(&mean)
+        };
+        run().be()
+    }
+}
+
+fn check_size(image: &Image, compression: Compression) -> Result<()> {
+    let f = compression.factor();
+    if image.width < f || image.height < f || image.width % f != 0 || image.height % f != 0 {
+        return Err(Error::invalid_input(
+            "image",
+            format!(
+                "a {}x{} image cannot be tokenized at compression {f}: both sides must be positive multiples of {f} \
+                 (resize it, e.g. to 160 or 480 px)",
+                image.width, image.height
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl ImageTokenizer for VqTokenizer {
+    fn encode(&self, image: &Image, compression: Compression) -> Result<TokenGrid> {
+        check_size(image, compression)?;
+        self.encode_tensor(&self.normalize(image)?, compression)
+    }
+
+    fn decode(&self, grid: &TokenGrid, compression: Compression) -> Result<Image> {
+        let x = self.decode_tensor(grid, compression)?;
+        let (_, h, w) = x.dims3().be()?;
+        // The official scripts: clamp(x·255 + 0.5, 0, 255) → uint8.
+        let v = x.to_vec3::<f32>().be()?;
+        let mut pixels = vec![0u8; 3 * h * w];
+        for y in 0..h {
+            for xx in 0..w {
+                for c in 0..3 {
+                    pixels[(y * w + xx) * 3 + c] = (v[c][y][xx] * 255.0 + 0.5).clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        Image::new(w, h, pixels)
+    }
+}
