@@ -3,3 +3,5 @@ pub use cogview_candle as candle;
 pub use cogview_checkpoint as checkpoint;
 pub use cogview_core as core;
 pub use cogview_core::*;
+pub use cogview_image as image;
+pub use cogview_text as text;

@@ -4,6 +4,7 @@ mod bench;
 mod convert;
 mod generate;
 mod logits;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 use cogview::Result;
@@ -22,6 +23,9 @@ enum Command {
     Logits(logits::Args),
     Convert(convert::Args),
     Bench(bench::Args),
+    Tokenize(tokenize::TokenizeArgs),
+    Detokenize(tokenize::DetokenizeArgs),
+    TokenizeText(tokenize::TokenizeTextArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -30,6 +34,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logits(a) => logits::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Tokenize(a) => tokenize::tokenize(a),
+        Command::Detokenize(a) => tokenize::detokenize(a),
+        Command::TokenizeText(a) => tokenize::tokenize_text(a),
     }
 }
 

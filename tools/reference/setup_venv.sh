@@ -39,8 +39,16 @@ from sat.model.cached_autoregressive_model import CachedAutoregressiveMixin
 from sat.training.model_io import save_checkpoint
 from sat.generation.autoregressive_sampling import filling_sequence
 import sat
+# icetk pieces used by make_icetk_fixtures.py / vq_torch_bench.py (importing icetk builds a lazy
+# IceTokenizer; nothing is downloaded until a model file is requested)
+import icetk, sentencepiece, torchvision, PIL
+from icetk.text_tokenizer import TextTokenizer
+from icetk.image_tokenizer import ImageTokenizer
+from icetk.vqvae import HVQVAE, Encoder, Decoder, ResidualDownSample, VectorQuantizeEMA
 x = torch.randn(4, 4)
 assert torch.allclose(x @ torch.eye(4), x)
 print(f"ok: torch {torch.__version__} (cuda available: {torch.cuda.is_available()}), "
-      f"numpy {numpy.__version__}, SwissArmyTransformer {sat.__version__}")
+      f"numpy {numpy.__version__}, SwissArmyTransformer {sat.__version__}, "
+      f"torchvision {torchvision.__version__}, sentencepiece {sentencepiece.__version__}, "
+      f"pillow {PIL.__version__}, icetk (no __version__; pinned 0.0.7)")
 PY

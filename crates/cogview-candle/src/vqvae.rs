@@ -96,16 +96,30 @@ impl Expected {
 impl VqConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, why: String| Err(Error::config("vq config", key, why));
-        if self.channels == 0 || self.z_channels == 0 || self.embedding_dim == 0 || self.n_embed == 0 {
+        if self.channels == 0
+            || self.z_channels == 0
+            || self.embedding_dim == 0
+            || self.n_embed == 0
+        {
             return bad("channels", "sizes must be positive".into());
         }
-        if self.enc_channels_mult.is_empty() || self.dec_channels_mult.iter().any(|m| m.is_empty()) {
-            return bad("channels_mult", "every multiplier list needs at least one level".into());
+        if self.enc_channels_mult.is_empty() || self.dec_channels_mult.iter().any(|m| m.is_empty())
+        {
+            return bad(
+                "channels_mult",
+                "every multiplier list needs at least one level".into(),
+            );
         }
         let groups_ok = |c: usize| self.norm_groups > 0 && c % self.norm_groups == 0;
-        let all = self.enc_channels_mult.iter().chain(self.dec_channels_mult.iter().flatten());
+        let all = self
+            .enc_channels_mult
+            .iter()
+            .chain(self.dec_channels_mult.iter().flatten());
         if let Some(m) = all.map(|m| m * self.channels).find(|c| !groups_ok(*c)) {
-            return bad("norm_groups", format!("{} groups do not divide {m} channels", self.norm_groups));
+            return bad(
+                "norm_groups",
+                format!("{} groups do not divide {m} channels", self.norm_groups),
+            );
         }
         if self.std.iter().any(|s| !(*s > 0.0)) {
             return bad("std", "must be positive".into());
@@ -142,10 +156,18 @@ impl VqConfig {
         e.norm("enc.norm_out", cin);
         e.conv("enc.conv_out", cin, self.z_channels, 3);
         for l in 0..2 {
-            e.conv(&format!("down_samplers.{l}.conv_down_sampler.conv"), self.z_channels, self.z_channels, 3);
+            e.conv(
+                &format!("down_samplers.{l}.conv_down_sampler.conv"),
+                self.z_channels,
+                self.z_channels,
+                3,
+            );
         }
         e.conv("quantize.proj", self.z_channels, self.embedding_dim, 1);
-        e.0.push(("quantize.embed.weight".into(), vec![self.n_embed, self.embedding_dim]));
+        e.0.push((
+            "quantize.embed.weight".into(),
+            vec![self.n_embed, self.embedding_dim],
+        ));
         for (d, m) in self.dec_channels_mult.iter().enumerate() {
             let p = format!("decs.{d}");
             let mut block_in = ch * m[m.len() - 1];
@@ -191,13 +213,30 @@ impl Weights<'_> {
         load_tensor(self.ckpt, name, self.dtype, self.device)
     }
     fn conv(&self, p: &str, padding: usize, stride: usize) -> Result<Conv2d> {
-        let cfg = Conv2dConfig { padding, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
-        Ok(Conv2d::new(self.t(&format!("{p}.weight"))?, Some(self.t(&format!("{p}.bias"))?), cfg))
+        let cfg = Conv2dConfig {
+            padding,
+            stride,
+            dilation: 1,
+            groups: 1,
+            cudnn_fwd_algo: None,
+        };
+        Ok(Conv2d::new(
+            self.t(&format!("{p}.weight"))?,
+            Some(self.t(&format!("{p}.bias"))?),
+            cfg,
+        ))
     }
     fn norm(&self, p: &str) -> Result<GroupNorm> {
         let w = self.t(&format!("{p}.weight"))?;
         let c = w.dim(0).be()?;
-        GroupNorm::new(w, self.t(&format!("{p}.bias"))?, c, self.cfg.norm_groups, self.cfg.norm_eps).be()
+        GroupNorm::new(
+            w,
+            self.t(&format!("{p}.bias"))?,
+            c,
+            self.cfg.norm_groups,
+            self.cfg.norm_eps,
+        )
+        .be()
     }
     fn has(&self, name: &str) -> bool {
         self.ckpt.info(name).is_some()
@@ -220,7 +259,11 @@ impl ResnetBlock {
             conv1: w.conv(&format!("{p}.conv1"), 1, 1)?,
             norm2: w.norm(&format!("{p}.norm2"))?,
             conv2: w.conv(&format!("{p}.conv2"), 1, 1)?,
-            nin_shortcut: if w.has(&format!("{nin}.weight")) { Some(w.conv(&nin, 0, 1)?) } else { None },
+            nin_shortcut: if w.has(&format!("{nin}.weight")) {
+                Some(w.conv(&nin, 0, 1)?)
+            } else {
+                None
+            },
         })
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -255,13 +298,23 @@ impl AttnBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c, h, wd) = x.dims4()?;
         let n = self.norm.forward(x)?;
-        let q = self.q.forward(&n)?.reshape((b, c, h * wd))?.transpose(1, 2)?; // [b, hw, c]
+        let q = self
+            .q
+            .forward(&n)?
+            .reshape((b, c, h * wd))?
+            .transpose(1, 2)?; // [b, hw, c]
         let k = self.k.forward(&n)?.reshape((b, c, h * wd))?; // [b, c, hw]
         let v = self.v.forward(&n)?.reshape((b, c, h * wd))?;
         let dt = q.dtype();
-        let scores = (q.contiguous()?.matmul(&k.contiguous()?)?.to_dtype(CDType::F32)? * (c as f64).powf(-0.5))?;
+        let scores = (q
+            .contiguous()?
+            .matmul(&k.contiguous()?)?
+            .to_dtype(CDType::F32)?
+            * (c as f64).powf(-0.5))?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dt)?; // [b, hw_q, hw_k]
-        let out = v.contiguous()?.matmul(&probs.transpose(1, 2)?.contiguous()?)?; // [b, c, hw_q]
+        let out = v
+            .contiguous()?
+            .matmul(&probs.transpose(1, 2)?.contiguous()?)?; // [b, c, hw_q]
         x + self.proj_out.forward(&out.reshape((b, c, h, wd))?)?
     }
 }
@@ -288,11 +341,21 @@ impl Encoder {
             let mut blocks = Vec::new();
             for j in 0..w.cfg.enc_num_res_blocks {
                 let a = format!("{p}.down.{i}.attn.{j}");
-                let attn = if w.has(&format!("{a}.q.weight")) { Some(AttnBlock::load(w, &a)?) } else { None };
-                blocks.push((ResnetBlock::load(w, &format!("{p}.down.{i}.block.{j}"))?, attn));
+                let attn = if w.has(&format!("{a}.q.weight")) {
+                    Some(AttnBlock::load(w, &a)?)
+                } else {
+                    None
+                };
+                blocks.push((
+                    ResnetBlock::load(w, &format!("{p}.down.{i}.block.{j}"))?,
+                    attn,
+                ));
             }
-            let resample =
-                if i + 1 != m.len() { Some(w.conv(&format!("{p}.down.{i}.downsample.conv"), 0, 2)?) } else { None };
+            let resample = if i + 1 != m.len() {
+                Some(w.conv(&format!("{p}.down.{i}.downsample.conv"), 0, 2)?)
+            } else {
+                None
+            };
             down.push(Level { blocks, resample });
         }
         Ok(Encoder {
@@ -318,7 +381,11 @@ impl Encoder {
             }
             if let Some(conv) = &level.resample {
                 // taming's Downsample: pad right and bottom by one, then a stride-2 3×3 conv.
-                h = conv.forward(&h.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(D::Minus2, 0, 1)?)?;
+                h = conv.forward(&h.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(
+                    D::Minus2,
+                    0,
+                    1,
+                )?)?;
             }
         }
         let h = self.mid.0.forward(&h)?;
@@ -344,10 +411,21 @@ impl Decoder {
             let mut blocks = Vec::new();
             for j in 0..w.cfg.dec_num_res_blocks + 1 {
                 let a = format!("{p}.up.{i}.attn.{j}");
-                let attn = if w.has(&format!("{a}.q.weight")) { Some(AttnBlock::load(w, &a)?) } else { None };
-                blocks.push((ResnetBlock::load(w, &format!("{p}.up.{i}.block.{j}"))?, attn));
+                let attn = if w.has(&format!("{a}.q.weight")) {
+                    Some(AttnBlock::load(w, &a)?)
+                } else {
+                    None
+                };
+                blocks.push((
+                    ResnetBlock::load(w, &format!("{p}.up.{i}.block.{j}"))?,
+                    attn,
+                ));
             }
-            let resample = if i != 0 { Some(w.conv(&format!("{p}.up.{i}.upsample.conv"), 1, 1)?) } else { None };
+            let resample = if i != 0 {
+                Some(w.conv(&format!("{p}.up.{i}.upsample.conv"), 1, 1)?)
+            } else {
+                None
+            };
             up.push(Level { blocks, resample });
         }
         Ok(Decoder {
@@ -401,13 +479,19 @@ pub struct VqTokenizer {
 
 impl std::fmt::Debug for VqTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VqTokenizer").field("config", &self.config).field("dtype", &self.dtype).finish_non_exhaustive()
+        f.debug_struct("VqTokenizer")
+            .field("config", &self.config)
+            .field("dtype", &self.dtype)
+            .finish_non_exhaustive()
     }
 }
 
 /// Training-only buffers of icetk's EMA quantizer; present in `ice_image.pt`, unused here.
 fn training_buffer(name: &str) -> bool {
-    matches!(name, "quantize.cluster_size" | "quantize.embed_avg" | "quantize.initted")
+    matches!(
+        name,
+        "quantize.cluster_size" | "quantize.embed_avg" | "quantize.initted"
+    )
 }
 
 fn level(c: Compression) -> usize {
@@ -425,22 +509,38 @@ impl VqTokenizer {
     pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         let file = if path.is_dir() {
-            ["ice_image.pt", "ice_image.safetensors"].iter().map(|n| path.join(n)).find(|p| p.is_file()).ok_or_else(
-                || Error::checkpoint(path, "the folder has no ice_image.pt or ice_image.safetensors"),
-            )?
+            ["ice_image.pt", "ice_image.safetensors"]
+                .iter()
+                .map(|n| path.join(n))
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    Error::checkpoint(
+                        path,
+                        "the folder has no ice_image.pt or ice_image.safetensors",
+                    )
+                })?
         } else {
             path.to_path_buf()
         };
         let ckpt = Checkpoint::open(&file, None)?;
         let config = match ckpt.metadata().get("vq_config") {
-            Some(text) => serde_json::from_str(text)
-                .map_err(|e| Error::config(file.display().to_string(), "vq_config", e.to_string()))?,
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                Error::config(file.display().to_string(), "vq_config", e.to_string())
+            })?,
             None => {
-                let beside = file.parent().unwrap_or(Path::new(".")).join("vq_config.json");
+                let beside = file
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("vq_config.json");
                 if beside.is_file() {
-                    let text = std::fs::read_to_string(&beside).map_err(|e| Error::io(&beside, e))?;
+                    let text =
+                        std::fs::read_to_string(&beside).map_err(|e| Error::io(&beside, e))?;
                     serde_json::from_str(&text).map_err(|e| {
-                        Error::config(beside.display().to_string(), "(file)", format!("invalid VQ configuration: {e}"))
+                        Error::config(
+                            beside.display().to_string(),
+                            "(file)",
+                            format!("invalid VQ configuration: {e}"),
+                        )
                     })?
                 } else {
                     VqConfig::default()
@@ -450,16 +550,29 @@ impl VqTokenizer {
         Self::from_checkpoint(&ckpt, config, options)
     }
 
-    pub fn from_checkpoint(ckpt: &Checkpoint, config: VqConfig, options: LoadOptions) -> Result<Self> {
+    pub fn from_checkpoint(
+        ckpt: &Checkpoint,
+        config: VqConfig,
+        options: LoadOptions,
+    ) -> Result<Self> {
         config.validate()?;
         ckpt.check(&config.expected_tensors(), training_buffer)?;
         let dev = device(options.device)?;
-        let w = Weights { ckpt, dtype: cdtype(options.dtype), device: &dev, cfg: &config };
+        let w = Weights {
+            ckpt,
+            dtype: cdtype(options.dtype),
+            device: &dev,
+            cfg: &config,
+        };
         let codebook = load_tensor(ckpt, "quantize.embed.weight", CDType::F32, &dev)?;
         let codebook_sq = codebook.sqr().and_then(|t| t.sum(1)).be()?;
         let codebook_sha256 = {
             use sha2::Digest;
-            let bytes: Vec<u8> = ckpt.to_f32("quantize.embed.weight")?.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let bytes: Vec<u8> = ckpt
+                .to_f32("quantize.embed.weight")?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
             format!("{:x}", sha2::Sha256::digest(&bytes))
         };
         Ok(VqTokenizer {
@@ -468,7 +581,9 @@ impl VqTokenizer {
                 .map(|l| w.conv(&format!("down_samplers.{l}.conv_down_sampler.conv"), 0, 2))
                 .collect::<Result<_>>()?,
             proj: w.conv("quantize.proj", 0, 1)?,
-            decoders: (0..3).map(|d| Decoder::load(&w, &format!("decs.{d}"), config.dec_channels_mult[d].len())).collect::<Result<_>>()?,
+            decoders: (0..3)
+                .map(|d| Decoder::load(&w, &format!("decs.{d}"), config.dec_channels_mult[d].len()))
+                .collect::<Result<_>>()?,
             codebook,
             codebook_sq,
             codebook_sha256,
@@ -493,10 +608,13 @@ impl VqTokenizer {
         let mut data = vec![0f32; 3 * w * h];
         for (i, px) in image.pixels.chunks_exact(3).enumerate() {
             for c in 0..3 {
-                data[c * w * h + i] = (px[c] as f32 / 255.0 - self.config.mean[c]) / self.config.std[c];
+                data[c * w * h + i] =
+                    (px[c] as f32 / 255.0 - self.config.mean[c]) / self.config.std[c];
             }
         }
-        Tensor::from_vec(data, (1, 3, h, w), &self.device).and_then(|t| t.to_dtype(self.dtype)).be()
+        Tensor::from_vec(data, (1, 3, h, w), &self.device)
+            .and_then(|t| t.to_dtype(self.dtype))
+            .be()
     }
 
     /// The encoder's continuous output at `compression`, before quantization: [1, dim, h, w].
@@ -504,7 +622,9 @@ impl VqTokenizer {
         let mut h = self.encoder.forward(x)?;
         for conv in &self.down_samplers[..level(compression)] {
             // icetk's ResidualDownSample: avg_pool2d(2) + stride-2 conv with right/bottom padding.
-            let padded = h.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(D::Minus2, 0, 1)?;
+            let padded = h
+                .pad_with_zeros(D::Minus1, 0, 1)?
+                .pad_with_zeros(D::Minus2, 0, 1)?;
             h = (h.avg_pool2d(2)? + conv.forward(&padded)?)?;
         }
         self.proj.forward(&h)
@@ -513,25 +633,47 @@ impl VqTokenizer {
     /// Nearest codebook entry (squared L2) of every position: ids [h·w], row-major.
     fn quantize(&self, z: &Tensor) -> candle_core::Result<(usize, usize, Vec<u32>)> {
         let (_, c, h, w) = z.dims4()?;
-        let flat = z.to_dtype(CDType::F32)?.reshape((c, h * w))?.t()?.contiguous()?; // [hw, c]
+        let flat = z
+            .to_dtype(CDType::F32)?
+            .reshape((c, h * w))?
+            .t()?
+            .contiguous()?; // [hw, c]
         let dots = flat.matmul(&self.codebook.t()?)?; // [hw, n]
-        let dist = self.codebook_sq.unsqueeze(0)?.broadcast_sub(&(dots * 2.0)?)?;
-        let ids = dist.argmin(D::Minus1)?.to_dtype(CDType::U32)?.to_vec1::<u32>()?;
+        let dist = self
+            .codebook_sq
+            .unsqueeze(0)?
+            .broadcast_sub(&(dots * 2.0)?)?;
+        let ids = dist
+            .argmin(D::Minus1)?
+            .to_dtype(CDType::U32)?
+            .to_vec1::<u32>()?;
         Ok((h, w, ids))
     }
 
     /// Encodes the normalised input [1, 3, H, W] (H, W multiples of the compression).
     pub fn encode_tensor(&self, x: &Tensor, compression: Compression) -> Result<TokenGrid> {
         let _span = tracing::info_span!("vq_encode", compression = compression.factor()).entered();
-        let (h, w, ids) = self.encode_latent(x, compression).and_then(|z| self.quantize(&z)).be()?;
+        let (h, w, ids) = self
+            .encode_latent(x, compression)
+            .and_then(|z| self.quantize(&z))
+            .be()?;
         TokenGrid::new(h, w, ids)
     }
 
     /// Decodes ids to the de-normalised float image [3, H, W] (not clamped), in f32.
     pub fn decode_tensor(&self, grid: &TokenGrid, compression: Compression) -> Result<Tensor> {
         let _span = tracing::info_span!("vq_decode", compression = compression.factor()).entered();
-        if let Some((i, &t)) = grid.ids.iter().enumerate().find(|(_, &t)| t as usize >= self.config.n_embed) {
-            return Err(Error::TokenOutOfVocab { token: t, index: i, vocab_size: self.config.n_embed });
+        if let Some((i, &t)) = grid
+            .ids
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= self.config.n_embed)
+        {
+            return Err(Error::TokenOutOfVocab {
+                token: t,
+                index: i,
+                vocab_size: self.config.n_embed,
+            });
         }
         let run = || -> candle_core::Result<Tensor> {
             let ids = Tensor::from_slice(&grid.ids, grid.ids.len(), &self.device)?;
@@ -541,7 +683,10 @@ impl VqTokenizer {
                 .t()?
                 .reshape((1, self.config.embedding_dim, grid.height, grid.width))?
                 .to_dtype(self.dtype)?;
-            let x = self.decoders[2 - level(compression)].forward(&z)?.to_dtype(CDType::F32)?.squeeze(0)?;
+            let x = self.decoders[2 - level(compression)]
+                .forward(&z)?
+                .to_dtype(CDType::F32)?
+                .squeeze(0)?;
             let mean = Tensor::new(&self.config.mean, &self.device)?.reshape((3, 1, 1))?;
             let std = Tensor::new(&self.config.std, &self.device)?.reshape((3, 1, 1))?;
             x.broadcast_mul(&std)?.broadcast_add(&mean)
@@ -580,7 +725,8 @@ impl ImageTokenizer for VqTokenizer {
         for y in 0..h {
             for xx in 0..w {
                 for c in 0..3 {
-                    pixels[(y * w + xx) * 3 + c] = (v[c][y][xx] * 255.0 + 0.5).clamp(0.0, 255.0) as u8;
+                    pixels[(y * w + xx) * 3 + c] =
+                        (v[c][y][xx] * 255.0 + 0.5).clamp(0.0, 255.0) as u8;
                 }
             }
         }

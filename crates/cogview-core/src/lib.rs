@@ -17,6 +17,7 @@
 pub mod coglm;
 pub mod context;
 pub mod error;
+pub mod grid_file;
 pub mod lm;
 pub mod npy;
 pub mod rng;

@@ -5,7 +5,8 @@
 //!   transparency is composited over white (icetk's PIL `convert('RGB')` drops alpha instead, which
 //!   turns transparent pixels into whatever colour they hide);
 //! - [`resize_center_crop`]: the official preprocessing, torchvision `Resize(size)` (shorter side to
-//!   `size`, PIL bilinear) then `CenterCrop(size)`, reproducing PIL's fixed-point resampler exactly;
+//!   `size`, antialiased bilinear) then `CenterCrop(size)`, in PyTorch's fixed-point arithmetic;
+//!   [`resize_bilinear`] reproduces PIL's resampler exactly;
 //! - [`save_png`]: 8-bit RGB PNG with `tEXt` chunks (for metadata).
 
 use cogview_core::{Error, Image, Result};
@@ -29,7 +30,9 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<Image> {
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 16);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| Error::invalid_input(what, format!("cannot decode the image: {e}")))?;
+    let img = reader
+        .decode()
+        .map_err(|e| Error::invalid_input(what, format!("cannot decode the image: {e}")))?;
     let rgba = img.to_rgba8();
     let (w, h) = (rgba.width() as usize, rgba.height() as usize);
     if w == 0 || h == 0 {
@@ -54,80 +57,182 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<Image> {
     decode_image(&bytes, &path.display().to_string())
 }
 
-const PRECISION_BITS: u32 = 32 - 8 - 2;
+/// Whose arithmetic an antialiased bilinear resize reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// PIL's `ImagingResample`: 8-bit passes with 22-bit fixed-point weights.
+    Pil,
+    /// What icetk runs: torchvision's `Resize` on a uint8 tensor converts it to float32, calls
+    /// PyTorch's antialiased bilinear interpolation (weights and sums in f32, width pass first),
+    /// and rounds half to even back to uint8.
+    Torch,
+}
 
-/// PIL's fixed-point coefficients of a bilinear (triangle) filter for one axis.
-fn coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i32>, usize) {
+/// Fixed-point coefficients of an antialiased bilinear (triangle) filter for one axis:
+/// per output index its first input index and tap count, the weights, taps per output, and the
+/// number of fractional bits.
+fn coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i32>, usize, u32) {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = 1.0 * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
-    let mut kk = vec![0i32; out_size * ksize];
+    let mut weights = vec![0f64; out_size * ksize];
     for x in 0..out_size {
         let center = (x as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         let xmin = ((center - support + 0.5) as isize).max(0) as usize;
         let xmax = ((center + support + 0.5) as isize).min(in_size as isize) as usize - xmin;
-        let mut k = vec![0f64; xmax];
+        let k = &mut weights[x * ksize..x * ksize + xmax];
         let mut total = 0.0;
         for (i, ki) in k.iter_mut().enumerate() {
             let t = ((i + xmin) as f64 - center + 0.5) * ss;
-            let w = (1.0 - t.abs()).max(0.0);
-            *ki = w;
-            total += w;
+            *ki = (1.0 - t.abs()).max(0.0);
+            total += *ki;
         }
-        for (i, ki) in k.iter().enumerate() {
-            let v = if total != 0.0 { ki / total } else { 0.0 };
-            let f = v * (1u32 << PRECISION_BITS) as f64;
-            kk[x * ksize + i] = if f < 0.0 { (f - 0.5) as i32 } else { (f + 0.5) as i32 };
+        if total != 0.0 {
+            k.iter_mut().for_each(|v| *v /= total);
         }
         bounds.push((xmin, xmax));
     }
-    (bounds, kk, ksize)
+    let bits = 32 - 8 - 2;
+    let kk = weights
+        .iter()
+        .map(|w| {
+            let f = w * (1u64 << bits) as f64;
+            if f < 0.0 {
+                (f - 0.5) as i32
+            } else {
+                (f + 0.5) as i32
+            }
+        })
+        .collect();
+    (bounds, kk, ksize, bits)
 }
 
-fn clip8(v: i64) -> u8 {
-    (v >> PRECISION_BITS).clamp(0, 255) as u8
+/// PyTorch's `_compute_weights_aa` for the bilinear filter, in f32: per output index the first
+/// input index and the normalised weights.
+fn torch_weights(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = in_size as f32 / out_size as f32;
+    let (support, invscale) = if scale >= 1.0 {
+        (scale, 1.0 / scale)
+    } else {
+        (1.0f32, 1.0f32)
+    };
+    (0..out_size)
+        .map(|i| {
+            let center = scale * (i as f32 + 0.5);
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xsize = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
+            let mut w: Vec<f32> = (0..xsize)
+                .map(|j| (1.0 - (((j + xmin) as f32 - center + 0.5) * invscale).abs()).max(0.0))
+                .collect();
+            let total: f32 = w.iter().fold(0.0, |a, b| a + b);
+            if total != 0.0 {
+                w.iter_mut().for_each(|v| *v /= total);
+            }
+            (xmin, w)
+        })
+        .collect()
 }
 
-/// Resizes like PIL's `Image.resize((w, h), Image.BILINEAR)` on an RGB image: a separable
-/// triangle filter widened by the scale when shrinking (antialiasing), horizontal pass first,
-/// 8-bit fixed-point arithmetic with PIL's rounding.
-pub fn resize_bilinear(img: &Image, out_w: usize, out_h: usize) -> Result<Image> {
+/// The float32 path of torchvision's `Resize` on a uint8 tensor (see [`Precision::Torch`]).
+fn resize_torch(img: &Image, out_w: usize, out_h: usize) -> Result<Image> {
+    let (w, h) = (img.width, img.height);
+    let mut cur: Vec<f32> = img.pixels.iter().map(|&p| p as f32).collect();
+    let mut cw = w;
+    if out_w != w {
+        let taps = torch_weights(w, out_w);
+        let mut out = vec![0f32; out_w * h * 3];
+        for y in 0..h {
+            for (x, (xmin, ws)) in taps.iter().enumerate() {
+                for c in 0..3 {
+                    let mut t = cur[(y * w + xmin) * 3 + c] * ws[0];
+                    for (j, wj) in ws.iter().enumerate().skip(1) {
+                        t += cur[(y * w + xmin + j) * 3 + c] * wj;
+                    }
+                    out[(y * out_w + x) * 3 + c] = t;
+                }
+            }
+        }
+        cur = out;
+        cw = out_w;
+    }
+    if out_h != h {
+        let taps = torch_weights(h, out_h);
+        let mut out = vec![0f32; cw * out_h * 3];
+        for (y, (ymin, ws)) in taps.iter().enumerate() {
+            for x in 0..cw {
+                for c in 0..3 {
+                    let mut t = cur[(ymin * cw + x) * 3 + c] * ws[0];
+                    for (j, wj) in ws.iter().enumerate().skip(1) {
+                        t += cur[((ymin + j) * cw + x) * 3 + c] * wj;
+                    }
+                    out[(y * cw + x) * 3 + c] = t;
+                }
+            }
+        }
+        cur = out;
+    }
+    Image::new(
+        cw,
+        out_h,
+        cur.into_iter()
+            .map(|v| v.round_ties_even().clamp(0.0, 255.0) as u8)
+            .collect(),
+    )
+}
+
+/// Resizes an RGB image with an antialiased bilinear filter (a separable triangle filter widened
+/// by the scale when shrinking), horizontal pass first, in PIL's or PyTorch's arithmetic.
+pub fn resize_bilinear_with(
+    img: &Image,
+    out_w: usize,
+    out_h: usize,
+    precision: Precision,
+) -> Result<Image> {
     if out_w == 0 || out_h == 0 {
-        return Err(Error::invalid_input("size", format!("cannot resize to {out_w}x{out_h}")));
+        return Err(Error::invalid_input(
+            "size",
+            format!("cannot resize to {out_w}x{out_h}"),
+        ));
+    }
+    if precision == Precision::Torch {
+        return resize_torch(img, out_w, out_h);
     }
     let (w, h) = (img.width, img.height);
+    let clip8 = |v: i64, bits: u32| (v >> bits).clamp(0, 255) as u8;
     let mut cur = img.clone();
     if out_w != w {
-        let (bounds, kk, ksize) = coefficients(w, out_w);
+        let (bounds, kk, ksize, bits) = coefficients(w, out_w);
         let mut out = vec![0u8; out_w * h * 3];
         for y in 0..h {
             for (x, &(xmin, xmax)) in bounds.iter().enumerate() {
                 for c in 0..3 {
-                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                    let mut ss: i64 = 1 << (bits - 1);
                     for i in 0..xmax {
-                        ss += cur.pixels[(y * w + xmin + i) * 3 + c] as i64 * kk[x * ksize + i] as i64;
+                        ss += cur.pixels[(y * w + xmin + i) * 3 + c] as i64
+                            * kk[x * ksize + i] as i64;
                     }
-                    out[(y * out_w + x) * 3 + c] = clip8(ss);
+                    out[(y * out_w + x) * 3 + c] = clip8(ss, bits);
                 }
             }
         }
         cur = Image::new(out_w, h, out)?;
     }
     if out_h != h {
-        let (bounds, kk, ksize) = coefficients(h, out_h);
+        let (bounds, kk, ksize, bits) = coefficients(h, out_h);
         let cw = cur.width;
         let mut out = vec![0u8; cw * out_h * 3];
         for (y, &(ymin, ymax)) in bounds.iter().enumerate() {
             for x in 0..cw {
                 for c in 0..3 {
-                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                    let mut ss: i64 = 1 << (bits - 1);
                     for i in 0..ymax {
-                        ss += cur.pixels[((ymin + i) * cw + x) * 3 + c] as i64 * kk[y * ksize + i] as i64;
+                        ss += cur.pixels[((ymin + i) * cw + x) * 3 + c] as i64
+                            * kk[y * ksize + i] as i64;
                     }
-                    out[(y * cw + x) * 3 + c] = clip8(ss);
+                    out[(y * cw + x) * 3 + c] = clip8(ss, bits);
                 }
             }
         }
@@ -136,12 +241,20 @@ pub fn resize_bilinear(img: &Image, out_w: usize, out_h: usize) -> Result<Image>
     Ok(cur)
 }
 
+/// PIL's `Image.resize((w, h), Image.BILINEAR)` on an RGB image, exactly.
+pub fn resize_bilinear(img: &Image, out_w: usize, out_h: usize) -> Result<Image> {
+    resize_bilinear_with(img, out_w, out_h, Precision::Pil)
+}
+
 /// Crops `w × h` pixels starting at (`left`, `top`).
 pub fn crop(img: &Image, left: usize, top: usize, w: usize, h: usize) -> Result<Image> {
     if left + w > img.width || top + h > img.height || w == 0 || h == 0 {
         return Err(Error::invalid_input(
             "crop",
-            format!("{w}x{h} at ({left}, {top}) is outside the {}x{} image", img.width, img.height),
+            format!(
+                "{w}x{h} at ({left}, {top}) is outside the {}x{} image",
+                img.width, img.height
+            ),
         ));
     }
     let mut out = Vec::with_capacity(w * h * 3);
@@ -155,19 +268,32 @@ pub fn crop(img: &Image, left: usize, top: usize, w: usize, h: usize) -> Result<
 /// Python's `round` (half to even) of a non-negative half-integer or integer.
 fn round_half_even(x: f64) -> usize {
     let r = x.round();
-    let r = if (x - x.trunc() - 0.5).abs() < 1e-12 && r % 2.0 != 0.0 { r - 1.0 } else { r };
+    let r = if (x - x.trunc() - 0.5).abs() < 1e-12 && r % 2.0 != 0.0 {
+        r - 1.0
+    } else {
+        r
+    };
     r as usize
 }
 
-/// icetk's preprocessing: torchvision `Resize(size)` (the shorter side becomes `size`, the longer
-/// `int(size · long / short)`) then `CenterCrop(size)`.
+/// icetk's preprocessing: torchvision `Resize(size)` on the uint8 image tensor (the shorter side
+/// becomes `size`, the longer `int(size · long / short)`, antialiased bilinear as PyTorch computes
+/// it for uint8) then `CenterCrop(size)`.
 pub fn resize_center_crop(img: &Image, size: usize) -> Result<Image> {
     if size == 0 {
         return Err(Error::invalid_input("size", "must be positive"));
     }
     let (w, h) = (img.width, img.height);
-    let (nw, nh) = if w <= h { (size, (size as f64 * h as f64 / w as f64) as usize) } else { ((size as f64 * w as f64 / h as f64) as usize, size) };
-    let resized = if (nw, nh) == (w, h) { img.clone() } else { resize_bilinear(img, nw, nh)? };
+    let (nw, nh) = if w <= h {
+        (size, (size as f64 * h as f64 / w as f64) as usize)
+    } else {
+        ((size as f64 * w as f64 / h as f64) as usize, size)
+    };
+    let resized = if (nw, nh) == (w, h) {
+        img.clone()
+    } else {
+        resize_bilinear_with(img, nw, nh, Precision::Torch)?
+    };
     let top = round_half_even((nh - size) as f64 / 2.0);
     let left = round_half_even((nw - size) as f64 / 2.0);
     crop(&resized, left, top, size, size)
@@ -177,7 +303,11 @@ pub fn resize_center_crop(img: &Image, size: usize) -> Result<Image> {
 pub fn save_png(img: &Image, path: impl AsRef<Path>, text: &[(String, String)]) -> Result<()> {
     let path = path.as_ref();
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), img.width as u32, img.height as u32);
+    let mut enc = png::Encoder::new(
+        std::io::BufWriter::new(file),
+        img.width as u32,
+        img.height as u32,
+    );
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let io = |e: png::EncodingError| Error::io(path, std::io::Error::other(e.to_string()));
@@ -195,9 +325,15 @@ pub fn read_png_text(path: impl AsRef<Path>) -> Result<Vec<(String, String)>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = png::Decoder::new(std::io::BufReader::new(file))
         .read_info()
-        .map_err(|e| Error::invalid_input(path.display().to_string(), format!("not a PNG file: {e}")))?;
+        .map_err(|e| {
+            Error::invalid_input(path.display().to_string(), format!("not a PNG file: {e}"))
+        })?;
     let info = reader.info();
-    let mut out: Vec<(String, String)> = info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
+    let mut out: Vec<(String, String)> = info
+        .uncompressed_latin1_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.text.clone()))
+        .collect();
     for t in &info.compressed_latin1_text {
         if let Ok(s) = t.get_text() {
             out.push((t.keyword.clone(), s));
@@ -219,7 +355,8 @@ mod tests {
     fn alpha_is_composited_over_white() {
         let mut buf = Vec::new();
         let img = image::RgbaImage::from_raw(2, 1, vec![255, 0, 0, 0, 0, 0, 255, 128]).unwrap();
-        img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png).unwrap();
+        img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+            .unwrap();
         let got = decode_image(&buf, "t").unwrap();
         // Fully transparent red → white; half-transparent blue → (127, 127, 255).
         assert_eq!(got.pixels, vec![255, 255, 255, 127, 127, 255]);
@@ -227,10 +364,15 @@ mod tests {
 
     #[test]
     fn bad_images_are_errors() {
-        assert!(decode_image(&[], "empty").unwrap_err().to_string().contains("empty"));
+        assert!(decode_image(&[], "empty")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
         assert!(decode_image(b"definitely not an image", "junk").is_err());
         let mut buf = Vec::new();
-        image::RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png).unwrap();
+        image::RgbImage::new(4, 4)
+            .write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+            .unwrap();
         assert!(decode_image(&buf[..buf.len() / 2], "cut").is_err());
     }
 
@@ -239,12 +381,20 @@ mod tests {
         let img = Image::new(7, 5, [10u8, 200, 33].repeat(35)).unwrap();
         let r = resize_bilinear(&img, 3, 9).unwrap();
         assert!(r.pixels.chunks(3).all(|p| p == [10, 200, 33]));
-        let ramp = Image::new(4, 1, vec![0, 0, 0, 85, 85, 85, 170, 170, 170, 255, 255, 255]).unwrap();
+        let ramp = Image::new(
+            4,
+            1,
+            vec![0, 0, 0, 85, 85, 85, 170, 170, 170, 255, 255, 255],
+        )
+        .unwrap();
         assert_eq!(resize_bilinear(&ramp, 4, 1).unwrap(), ramp);
         // Halving: the triangle widens to support 2; PIL's `Image.resize((2, 1), BILINEAR)` of
         // this ramp gives [61, 194] (by hand: (0·0.75 + 85·0.75 + 170·0.25) / 1.75 = 60.7).
         let half = resize_bilinear(&ramp, 2, 1).unwrap();
-        assert_eq!(half.pixels.chunks(3).map(|p| p[0]).collect::<Vec<_>>(), vec![61, 194]);
+        assert_eq!(
+            half.pixels.chunks(3).map(|p| p[0]).collect::<Vec<_>>(),
+            vec![61, 194]
+        );
     }
 
     #[test]
@@ -262,6 +412,9 @@ mod tests {
         let img = Image::new(3, 2, (0..18).map(|i| i as u8 * 10).collect()).unwrap();
         save_png(&img, &p, &[("prompt".into(), "一只猫 a cat".into())]).unwrap();
         assert_eq!(load_image(&p).unwrap(), img);
-        assert_eq!(read_png_text(&p).unwrap(), vec![("prompt".to_string(), "一只猫 a cat".to_string())]);
+        assert_eq!(
+            read_png_text(&p).unwrap(),
+            vec![("prompt".to_string(), "一只猫 a cat".to_string())]
+        );
     }
 }

@@ -19,10 +19,14 @@ use cogview_core::{Error, Result, TextTokenizer, TextTokens};
 use sentencepiece_model::{SentencePieceModel, Type};
 use std::path::Path;
 use tokenizers::normalizers::{Precompiled, Prepend, Replace, Sequence};
-use tokenizers::{Model, NormalizerWrapper, Normalizer, NormalizedString};
+use tokenizers::{Model, NormalizedString, Normalizer, NormalizerWrapper};
 
 /// The special pieces icetk appends, in CogView2's order.
-pub const SPECIAL_TOKENS: [&str; 3] = ["<start_of_image>", "<start_of_english>", "<start_of_chinese>"];
+pub const SPECIAL_TOKENS: [&str; 3] = [
+    "<start_of_image>",
+    "<start_of_english>",
+    "<start_of_chinese>",
+];
 
 /// icetk's id offset: ids below it are image codes.
 pub const ICETK_TEXT_OFFSET: u32 = 20000;
@@ -65,18 +69,30 @@ impl IceTextTokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&bytes, &path.display().to_string(), ICETK_TEXT_OFFSET, &SPECIAL_TOKENS)
+        Self::from_bytes(
+            &bytes,
+            &path.display().to_string(),
+            ICETK_TEXT_OFFSET,
+            &SPECIAL_TOKENS,
+        )
     }
 
     /// Builds the tokenizer from the bytes of a SentencePiece model. `specials` are appended as
     /// icetk's `add_special_tokens` does (type NORMAL, score 0); `offset` is added to every id.
     pub fn from_bytes(bytes: &[u8], source: &str, offset: u32, specials: &[&str]) -> Result<Self> {
-        let spm = SentencePieceModel::from_slice(bytes)
-            .map_err(|e| bad(source, format!("not a SentencePiece model (protobuf error: {e})")))?;
+        let spm = SentencePieceModel::from_slice(bytes).map_err(|e| {
+            bad(
+                source,
+                format!("not a SentencePiece model (protobuf error: {e})"),
+            )
+        })?;
         let model_type = spm.trainer().map(|t| t.model_type());
         if let Some(t) = model_type {
             if t != sentencepiece_model::ModelType::Unigram {
-                return Err(bad(source, format!("SentencePiece model type {t:?} is not supported; icetk uses unigram")));
+                return Err(bad(
+                    source,
+                    format!("SentencePiece model type {t:?} is not supported; icetk uses unigram"),
+                ));
             }
         }
         if spm.pieces().is_empty() {
@@ -101,7 +117,9 @@ impl IceTextTokenizer {
                     let hex = text.strip_prefix("<0x").and_then(|t| t.strip_suffix('>'));
                     Kind::Byte(
                         hex.and_then(|h| u8::from_str_radix(h, 16).ok())
-                            .ok_or_else(|| bad(source, format!("byte piece {i} is malformed: {text}")))?,
+                            .ok_or_else(|| {
+                                bad(source, format!("byte piece {i} is malformed: {text}"))
+                            })?,
                     )
                 }
                 Type::Control | Type::Unused => Kind::Control,
@@ -119,7 +137,8 @@ impl IceTextTokenizer {
             vocab.push((s.to_string(), 0.0));
             pieces.push((s.to_string(), Kind::Normal));
         }
-        let unk_id = unk_id.ok_or_else(|| bad(source, "the SentencePiece model has no unknown piece"))?;
+        let unk_id =
+            unk_id.ok_or_else(|| bad(source, "the SentencePiece model has no unknown piece"))?;
         let model = tokenizers::models::unigram::Unigram::from(vocab, Some(unk_id), byte_fallback)
             .map_err(|e| bad(source, format!("cannot build the unigram model: {e}")))?;
 
@@ -128,13 +147,20 @@ impl IceTextTokenizer {
         let remove_extra = spec.map(|s| s.remove_extra_whitespaces()).unwrap_or(true);
         let escape = spec.map(|s| s.escape_whitespaces()).unwrap_or(true);
         let mut steps: Vec<NormalizerWrapper> = Vec::new();
-        if let Some(map) = spec.map(|s| s.precompiled_charsmap()).filter(|m| !m.is_empty()) {
+        if let Some(map) = spec
+            .map(|s| s.precompiled_charsmap())
+            .filter(|m| !m.is_empty())
+        {
             let pre = Precompiled::from(map)
                 .map_err(|e| bad(source, format!("the normalisation map is corrupt: {e}")))?;
             steps.push(pre.into());
         }
-        let replace = |pattern: tokenizers::normalizers::replace::ReplacePattern, with: &str| -> Result<NormalizerWrapper> {
-            Ok(Replace::new(pattern, with).map_err(|e| bad(source, e.to_string()))?.into())
+        let replace = |pattern: tokenizers::normalizers::replace::ReplacePattern,
+                       with: &str|
+         -> Result<NormalizerWrapper> {
+            Ok(Replace::new(pattern, with)
+                .map_err(|e| bad(source, e.to_string()))?
+                .into())
         };
         use tokenizers::normalizers::replace::ReplacePattern as P;
         if remove_extra {
@@ -170,18 +196,26 @@ impl IceTextTokenizer {
 
     /// The id (with offset) of a piece, e.g. `"<start_of_image>"` → 150000 in icetk.
     pub fn piece_id(&self, piece: &str) -> Option<u32> {
-        self.pieces.iter().position(|(p, _)| p == piece).map(|i| i as u32 + self.offset)
+        self.pieces
+            .iter()
+            .position(|(p, _)| p == piece)
+            .map(|i| i as u32 + self.offset)
     }
 
     /// SentencePiece ids (without the offset) of `text`.
     pub fn encode_pieces(&self, text: &str) -> Result<Vec<u32>> {
         let mut n = NormalizedString::from(text);
-        self.normalizer.normalize(&mut n).map_err(|e| Error::invalid_input("text", e.to_string()))?;
+        self.normalizer
+            .normalize(&mut n)
+            .map_err(|e| Error::invalid_input("text", e.to_string()))?;
         let normalized = n.get();
         if normalized.is_empty() {
             return Ok(Vec::new());
         }
-        let tokens = self.model.tokenize(normalized).map_err(|e| Error::invalid_input("text", e.to_string()))?;
+        let tokens = self
+            .model
+            .tokenize(normalized)
+            .map_err(|e| Error::invalid_input("text", e.to_string()))?;
         Ok(tokens.into_iter().map(|t| t.id).collect())
     }
 
@@ -196,9 +230,14 @@ impl IceTextTokenizer {
             }
         };
         for (i, &id) in ids.iter().enumerate() {
-            let (text, kind) = self.pieces.get(id as usize).ok_or_else(|| {
-                Error::TokenOutOfVocab { token: id + self.offset, index: i, vocab_size: (self.pieces.len() as u32 + self.offset) as usize }
-            })?;
+            let (text, kind) =
+                self.pieces
+                    .get(id as usize)
+                    .ok_or_else(|| Error::TokenOutOfVocab {
+                        token: id + self.offset,
+                        index: i,
+                        vocab_size: (self.pieces.len() as u32 + self.offset) as usize,
+                    })?;
             match kind {
                 Kind::Byte(b) => bytes.push(*b),
                 Kind::Control => flush(&mut bytes, &mut out),
@@ -224,7 +263,12 @@ impl IceTextTokenizer {
 
 impl TextTokenizer for IceTextTokenizer {
     fn encode(&self, text: &str) -> Result<TextTokens> {
-        Ok(TextTokens(self.encode_pieces(text)?.into_iter().map(|id| id + self.offset).collect()))
+        Ok(TextTokens(
+            self.encode_pieces(text)?
+                .into_iter()
+                .map(|id| id + self.offset)
+                .collect(),
+        ))
     }
 
     /// Decodes text ids (image codes below the offset are an error).
