@@ -10,9 +10,85 @@ use cogview::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Time CogLM's incremental decoding (KV cache) and print one JSON line.
+/// Measure speed (one JSON line per measurement); see docs/benchmarks.md.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// CogLM's incremental decoding with the KV cache (stage 1).
+    Coglm(CoglmArgs),
+    /// The image tokenizer: encode (pixels → ids) and decode (ids → pixels) of one image.
+    Vq(VqArgs),
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.what {
+        What::Coglm(a) => coglm(a),
+        What::Vq(a) => vq(a),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VqArgs {
+    /// ice_image.pt, safetensors or a folder holding one.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// The image (resized and centre-cropped to --size first).
+    #[arg(long)]
+    image: PathBuf,
+    #[arg(long, default_value_t = 160)]
+    size: usize,
+    #[arg(long, default_value_t = 8)]
+    compression: usize,
+    /// Timed repetitions after one warm-up; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+fn best_of<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, f64)> {
+    let mut out = f()?; // warm-up
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        out = f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok((out, best))
+}
+
+fn vq(args: VqArgs) -> Result<()> {
+    use cogview::ImageTokenizer;
+    let compression = cogview::Compression::from_factor(args.compression)?;
+    let vq = cogview::candle::VqTokenizer::load(&args.tokenizer, args.backend.load_options())?;
+    let image = cogview::image::resize_center_crop(&cogview::image::load_image(&args.image)?, args.size)?;
+    let (grid, enc) = best_of(args.repeats, || vq.encode(&image, compression))?;
+    let (_, dec) = best_of(args.repeats, || vq.decode_tensor(&grid, compression))?;
+    for (op, seconds) in [("encode", enc), ("decode", dec)] {
+        let out = serde_json::json!({
+            "impl": "candle", "op": op, "size": args.size, "compression": args.compression,
+            "dtype": args.backend.dtype.to_string(), "seconds": seconds, "threads": threads(),
+        });
+        println!("{out}");
+    }
+    Ok(())
+}
+
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// Time CogLM's incremental decoding (KV cache) and print one JSON line.
+#[derive(Debug, clap::Args)]
+pub struct CoglmArgs {
     /// CogLM weights (SAT folder or safetensors).
     #[arg(long)]
     model: PathBuf,
@@ -28,7 +104,7 @@ pub struct Args {
     backend: BackendArgs,
 }
 
-pub fn run(args: Args) -> Result<()> {
+fn coglm(args: CoglmArgs) -> Result<()> {
     if args.batch == 0 || args.steps == 0 {
         return Err(Error::invalid_input(
             "--batch/--steps",
@@ -81,13 +157,10 @@ pub fn run(args: Args) -> Result<()> {
         step(j, &mut next)?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let out = serde_json::json!({
         "impl": "candle", "batch": args.batch, "dtype": args.backend.dtype.to_string(), "steps": args.steps,
         "tokens_per_s": (args.batch * args.steps) as f64 / seconds, "seconds": seconds,
-        "threads": std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(threads),
+        "threads": threads(),
     });
     println!("{out}");
     Ok(())

@@ -26,7 +26,7 @@ for r in $(seq "$repeats"); do
           "$py" tools/bench/coglm_torch_bench.py --model "$model" --batch "$batch" --dtype "$dtype" \
             --steps "$steps" --threads "$threads" 2>/dev/null | tail -n 1 >> "$out"
         else
-          target/release/cogview bench --model "$model" --batch "$batch" --dtype "$dtype" --steps "$steps" >> "$out"
+          target/release/cogview bench coglm --model "$model" --batch "$batch" --dtype "$dtype" --steps "$steps" >> "$out"
         fi
       done
     done

@@ -7,6 +7,7 @@
 
 mod coglm;
 mod config;
+mod cpu_conv;
 mod cpu_linear;
 mod util;
 mod vqvae;

@@ -4,7 +4,7 @@
 
 use crate::util::{cdtype, device, load_tensor, BackendResult, LoadOptions};
 use candle_core::{DType as CDType, Device as CDevice, Module, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm};
+use candle_nn::GroupNorm;
 use cogview_checkpoint::Checkpoint;
 use cogview_core::{Compression, Error, Image, ImageTokenizer, Result, TokenGrid};
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,26 @@ impl VqConfig {
     }
 }
 
+/// A 2-D convolution with bias: the row-copy im2col of [`crate::cpu_conv`] for f32 on the CPU,
+/// candle's convolution elsewhere.
+struct Conv2d {
+    weight: Tensor,
+    bias: Tensor,
+    padding: usize,
+    stride: usize,
+}
+
+impl Conv2d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == CDType::F32 {
+            crate::cpu_conv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
+        } else {
+            let cfg = candle_nn::Conv2dConfig { padding: self.padding, stride: self.stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
+            candle_nn::Conv2d::new(self.weight.clone(), Some(self.bias.clone()), cfg).forward(x)
+        }
+    }
+}
+
 fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
     candle_nn::ops::silu(x)
 }
@@ -213,18 +233,7 @@ impl Weights<'_> {
         load_tensor(self.ckpt, name, self.dtype, self.device)
     }
     fn conv(&self, p: &str, padding: usize, stride: usize) -> Result<Conv2d> {
-        let cfg = Conv2dConfig {
-            padding,
-            stride,
-            dilation: 1,
-            groups: 1,
-            cudnn_fwd_algo: None,
-        };
-        Ok(Conv2d::new(
-            self.t(&format!("{p}.weight"))?,
-            Some(self.t(&format!("{p}.bias"))?),
-            cfg,
-        ))
+        Ok(Conv2d { weight: self.t(&format!("{p}.weight"))?, bias: self.t(&format!("{p}.bias"))?, padding, stride })
     }
     fn norm(&self, p: &str) -> Result<GroupNorm> {
         let w = self.t(&format!("{p}.weight"))?;

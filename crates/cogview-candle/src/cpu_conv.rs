@@ -1,0 +1,97 @@
+//! A CPU convolution for the VQ-VAE: im2col by whole-row copies (candle's CPU im2col goes element
+//! by element and was half of the tokenizer's time), then one matrix product per block of output
+//! rows, so the column buffer stays small even at 480 px.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Column-buffer budget per block, in f32 values (64 MiB).
+const BLOCK_VALUES: usize = 16 << 20;
+
+/// im2col of output rows `oy0..oy1` of a `k×k` convolution over x [C, H, W]:
+/// [C·k·k, (oy1−oy0)·Wo], zero outside the image.
+struct Im2Col {
+    k: usize,
+    stride: usize,
+    pad: usize,
+    oy0: usize,
+    oy1: usize,
+    wo: usize,
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "im2col-rows"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (c, h, w) = l.shape().dims3()?;
+        let CpuStorage::F32(data) = s else { candle_core::bail!("im2col-rows: f32 only, got {:?}", s.dtype()) };
+        let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("im2col-rows: input must be contiguous") };
+        let x = &data[a..b];
+        let (k, st, pad, wo) = (self.k, self.stride, self.pad, self.wo);
+        let rows = self.oy1 - self.oy0;
+        let n = rows * wo;
+        let mut cols = vec![0f32; c * k * k * n];
+        cols.par_chunks_mut(n).enumerate().for_each(|(r, dst)| {
+            let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+            let plane = &x[ci * h * w..(ci + 1) * h * w];
+            for (oyi, out_row) in dst.chunks_exact_mut(wo).enumerate() {
+                let iy = ((self.oy0 + oyi) * st + ky) as isize - pad as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue; // stays zero
+                }
+                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                if st == 1 {
+                    // ix = ox + kx − pad: one contiguous copy between the zero borders.
+                    let lo = pad.saturating_sub(kx);
+                    let hi = (w + pad - kx).min(wo);
+                    if lo < hi {
+                        out_row[lo..hi].copy_from_slice(&src[lo + kx - pad..hi + kx - pad]);
+                    }
+                } else {
+                    for (ox, o) in out_row.iter_mut().enumerate() {
+                        let ix = (ox * st + kx) as isize - pad as isize;
+                        if ix >= 0 && (ix as usize) < w {
+                            *o = src[ix as usize];
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(cols), Shape::from((c * k * k, n))))
+    }
+}
+
+/// `conv2d(x, weight, bias)` for x [N, C, H, W] f32 on the CPU, square kernel, symmetric padding.
+pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, stride: usize, pad: usize) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (cout, cin, k, k2) = weight.dims4()?;
+    if cin != c || k != k2 {
+        candle_core::bail!("conv2d: weight {:?} does not fit input {:?}", weight.dims(), x.dims());
+    }
+    let ho = (h + 2 * pad - k) / stride + 1;
+    let wo = (w + 2 * pad - k) / stride + 1;
+    let wmat = weight.reshape((cout, c * k * k))?;
+    let rows_per_block = (BLOCK_VALUES / (c * k * k * wo).max(1)).clamp(1, ho);
+    let mut outs = Vec::with_capacity(n);
+    for b in 0..n {
+        let xb = x.get(b)?.contiguous()?;
+        let mut blocks = Vec::new();
+        let mut oy = 0;
+        while oy < ho {
+            let oy1 = (oy + rows_per_block).min(ho);
+            let cols = if k == 1 && stride == 1 && pad == 0 {
+                xb.reshape((c, h * w))?.narrow(1, oy * w, (oy1 - oy) * w)?
+            } else {
+                xb.apply_op1_no_bwd(&Im2Col { k, stride, pad, oy0: oy, oy1, wo })?
+            };
+            blocks.push(wmat.matmul(&cols)?);
+            oy = oy1;
+        }
+        let out = if blocks.len() == 1 { blocks.pop().unwrap() } else { Tensor::cat(&blocks, 1)? };
+        outs.push(out.reshape((cout, ho, wo))?);
+    }
+    Tensor::stack(&outs, 0)?.broadcast_add(&bias.reshape((1, cout, 1, 1))?)
+}
