@@ -1,6 +1,8 @@
-//! A CPU convolution for the VQ-VAE: im2col by whole-row copies (candle's CPU im2col goes element
-//! by element and was half of the tokenizer's time), then one matrix product per block of output
-//! rows, so the column buffer stays small even at 480 px.
+//! A CPU convolution for the VQ-VAE. With AVX-512: an implicit-GEMM convolution, the matrix
+//! kernel of [`crate::cpu_gemm`] packing its B panels straight from the image (no column buffer).
+//! Otherwise: im2col by whole-row copies (candle's CPU im2col goes element by element and was half
+//! of the tokenizer's time), then one matrix product per block of output rows, so the column
+//! buffer stays small even at 480 px.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
@@ -64,6 +66,35 @@ impl CustomOp1 for Im2Col {
     }
 }
 
+/// Implicit-GEMM convolution: (x [C, H, W], w [Cout, C·k·k]) → [Cout, Ho·Wo].
+struct ImplicitConv {
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl candle_core::CustomOp2 for ImplicitConv {
+    fn name(&self) -> &'static str {
+        "implicit-gemm-conv2d"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (c, h, w) = l1.shape().dims3()?;
+        let (cout, ckk) = l2.shape().dims2()?;
+        let (CpuStorage::F32(x), CpuStorage::F32(wt)) = (s1, s2) else { candle_core::bail!("implicit-gemm-conv2d: f32 only") };
+        let (Some((xa, xb)), Some((wa, wb))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("implicit-gemm-conv2d: operands must be contiguous")
+        };
+        let (k, stride, pad) = (self.k, self.stride, self.pad);
+        if ckk != c * k * k || h + 2 * pad < k || w + 2 * pad < k {
+            candle_core::bail!("implicit-gemm-conv2d: weight [{cout}, {ckk}] does not fit input [{c}, {h}, {w}]");
+        }
+        let (ho, wo) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
+        let cols = crate::cpu_gemm::ConvCols { x: &x[xa..xb], c, h, w, k, stride, pad, ho, wo };
+        let a = crate::cpu_gemm::View { data: &wt[wa..wb], rows: cout, cols: ckk, rs: ckk, cs: 1 };
+        Ok((CpuStorage::F32(crate::cpu_gemm::gemm(a, &cols)), Shape::from((cout, ho * wo))))
+    }
+}
+
 /// `conv2d(x, weight, bias)` for x [N, C, H, W] f32 on the CPU, square kernel, symmetric padding.
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, stride: usize, pad: usize) -> candle_core::Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
@@ -74,6 +105,14 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, stride: usize, pad: us
     let ho = (h + 2 * pad - k) / stride + 1;
     let wo = (w + 2 * pad - k) / stride + 1;
     let wmat = weight.reshape((cout, c * k * k))?;
+    if crate::cpu_gemm::available() {
+        let mut outs = Vec::with_capacity(n);
+        for b in 0..n {
+            let y = x.get(b)?.contiguous()?.apply_op2_no_bwd(&wmat.contiguous()?, &ImplicitConv { k, stride, pad })?;
+            outs.push(y.reshape((cout, ho, wo))?);
+        }
+        return Tensor::stack(&outs, 0)?.broadcast_add(&bias.reshape((1, cout, 1, 1))?);
+    }
     let rows_per_block = (BLOCK_VALUES / (c * k * k * wo).max(1)).clamp(1, ho);
     let mut outs = Vec::with_capacity(n);
     for b in 0..n {

@@ -8,6 +8,7 @@
 mod coglm;
 mod config;
 mod cpu_conv;
+mod cpu_gemm;
 mod cpu_linear;
 mod util;
 mod vqvae;
