@@ -66,7 +66,8 @@ fn vq(args: VqArgs) -> Result<()> {
     use cogview::ImageTokenizer;
     let compression = cogview::Compression::from_factor(args.compression)?;
     let vq = cogview::candle::VqTokenizer::load(&args.tokenizer, args.backend.load_options())?;
-    let image = cogview::image::resize_center_crop(&cogview::image::load_image(&args.image)?, args.size)?;
+    let image =
+        cogview::image::resize_center_crop(&cogview::image::load_image(&args.image)?, args.size)?;
     let (grid, enc) = best_of(args.repeats, || vq.encode(&image, compression))?;
     let (_, dec) = best_of(args.repeats, || vq.decode_tensor(&grid, compression))?;
     for (op, seconds) in [("encode", enc), ("decode", dec)] {
@@ -83,7 +84,11 @@ fn threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
 }
 
 /// Time CogLM's incremental decoding (KV cache) and print one JSON line.

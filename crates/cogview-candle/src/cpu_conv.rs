@@ -29,8 +29,12 @@ impl CustomOp1 for Im2Col {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (c, h, w) = l.shape().dims3()?;
-        let CpuStorage::F32(data) = s else { candle_core::bail!("im2col-rows: f32 only, got {:?}", s.dtype()) };
-        let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("im2col-rows: input must be contiguous") };
+        let CpuStorage::F32(data) = s else {
+            candle_core::bail!("im2col-rows: f32 only, got {:?}", s.dtype())
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("im2col-rows: input must be contiguous")
+        };
         let x = &data[a..b];
         let (k, st, pad, wo) = (self.k, self.stride, self.pad, self.wo);
         let rows = self.oy1 - self.oy0;
@@ -77,30 +81,72 @@ impl candle_core::CustomOp2 for ImplicitConv {
     fn name(&self) -> &'static str {
         "implicit-gemm-conv2d"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (c, h, w) = l1.shape().dims3()?;
         let (cout, ckk) = l2.shape().dims2()?;
-        let (CpuStorage::F32(x), CpuStorage::F32(wt)) = (s1, s2) else { candle_core::bail!("implicit-gemm-conv2d: f32 only") };
-        let (Some((xa, xb)), Some((wa, wb))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+        let (CpuStorage::F32(x), CpuStorage::F32(wt)) = (s1, s2) else {
+            candle_core::bail!("implicit-gemm-conv2d: f32 only")
+        };
+        let (Some((xa, xb)), Some((wa, wb))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
             candle_core::bail!("implicit-gemm-conv2d: operands must be contiguous")
         };
         let (k, stride, pad) = (self.k, self.stride, self.pad);
         if ckk != c * k * k || h + 2 * pad < k || w + 2 * pad < k {
-            candle_core::bail!("implicit-gemm-conv2d: weight [{cout}, {ckk}] does not fit input [{c}, {h}, {w}]");
+            candle_core::bail!(
+                "implicit-gemm-conv2d: weight [{cout}, {ckk}] does not fit input [{c}, {h}, {w}]"
+            );
         }
-        let (ho, wo) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
-        let cols = crate::cpu_gemm::ConvCols { x: &x[xa..xb], c, h, w, k, stride, pad, ho, wo };
-        let a = crate::cpu_gemm::View { data: &wt[wa..wb], rows: cout, cols: ckk, rs: ckk, cs: 1 };
-        Ok((CpuStorage::F32(crate::cpu_gemm::gemm(a, &cols)), Shape::from((cout, ho * wo))))
+        let (ho, wo) = (
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
+        let cols = crate::cpu_gemm::ConvCols {
+            x: &x[xa..xb],
+            h,
+            w,
+            k,
+            stride,
+            pad,
+            ho,
+            wo,
+        };
+        let a = crate::cpu_gemm::View {
+            data: &wt[wa..wb],
+            rows: cout,
+            cols: ckk,
+            rs: ckk,
+            cs: 1,
+        };
+        Ok((
+            CpuStorage::F32(crate::cpu_gemm::gemm(a, &cols)),
+            Shape::from((cout, ho * wo)),
+        ))
     }
 }
 
 /// `conv2d(x, weight, bias)` for x [N, C, H, W] f32 on the CPU, square kernel, symmetric padding.
-pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, stride: usize, pad: usize) -> candle_core::Result<Tensor> {
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> candle_core::Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let (cout, cin, k, k2) = weight.dims4()?;
     if cin != c || k != k2 {
-        candle_core::bail!("conv2d: weight {:?} does not fit input {:?}", weight.dims(), x.dims());
+        candle_core::bail!(
+            "conv2d: weight {:?} does not fit input {:?}",
+            weight.dims(),
+            x.dims()
+        );
     }
     let ho = (h + 2 * pad - k) / stride + 1;
     let wo = (w + 2 * pad - k) / stride + 1;
@@ -108,7 +154,10 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, stride: usize, pad: us
     if crate::cpu_gemm::available() {
         let mut outs = Vec::with_capacity(n);
         for b in 0..n {
-            let y = x.get(b)?.contiguous()?.apply_op2_no_bwd(&wmat.contiguous()?, &ImplicitConv { k, stride, pad })?;
+            let y = x
+                .get(b)?
+                .contiguous()?
+                .apply_op2_no_bwd(&wmat.contiguous()?, &ImplicitConv { k, stride, pad })?;
             outs.push(y.reshape((cout, ho, wo))?);
         }
         return Tensor::stack(&outs, 0)?.broadcast_add(&bias.reshape((1, cout, 1, 1))?);
@@ -124,12 +173,23 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, stride: usize, pad: us
             let cols = if k == 1 && stride == 1 && pad == 0 {
                 xb.reshape((c, h * w))?.narrow(1, oy * w, (oy1 - oy) * w)?
             } else {
-                xb.apply_op1_no_bwd(&Im2Col { k, stride, pad, oy0: oy, oy1, wo })?
+                xb.apply_op1_no_bwd(&Im2Col {
+                    k,
+                    stride,
+                    pad,
+                    oy0: oy,
+                    oy1,
+                    wo,
+                })?
             };
             blocks.push(wmat.matmul(&cols)?);
             oy = oy1;
         }
-        let out = if blocks.len() == 1 { blocks.pop().unwrap() } else { Tensor::cat(&blocks, 1)? };
+        let out = if blocks.len() == 1 {
+            blocks.pop().unwrap()
+        } else {
+            Tensor::cat(&blocks, 1)?
+        };
         outs.push(out.reshape((cout, ho, wo))?);
     }
     Tensor::stack(&outs, 0)?.broadcast_add(&bias.reshape((1, cout, 1, 1))?)

@@ -34,16 +34,12 @@ impl View<'_> {
 /// Where the B operand's panels come from: a strided matrix, or a convolution's input read
 /// through im2col indexing without materialising the columns.
 pub(crate) trait BSource: Sync {
-    fn rows(&self) -> usize;
     fn cols(&self) -> usize;
     /// Packs rows `k0..k0+kc` × columns `n0..n0+NR` as [kc][NR], zero-padded.
     fn pack(&self, k0: usize, kc: usize, n0: usize, out: &mut [f32]);
 }
 
 impl BSource for View<'_> {
-    fn rows(&self) -> usize {
-        self.rows
-    }
     fn cols(&self) -> usize {
         self.cols
     }
@@ -55,7 +51,6 @@ impl BSource for View<'_> {
 /// The columns of a `k×k` convolution over x [C, H, W]: row (c, ky, kx), column (oy, ox).
 pub(crate) struct ConvCols<'a> {
     pub x: &'a [f32],
-    pub c: usize,
     pub h: usize,
     pub w: usize,
     pub k: usize,
@@ -66,9 +61,6 @@ pub(crate) struct ConvCols<'a> {
 }
 
 impl BSource for ConvCols<'_> {
-    fn rows(&self) -> usize {
-        self.c * self.k * self.k
-    }
     fn cols(&self) -> usize {
         self.ho * self.wo
     }
@@ -85,10 +77,19 @@ impl BSource for ConvCols<'_> {
             nruns += 1;
             j += len;
         }
-        let (h, w, pad, st) = (self.h as isize, self.w as isize, self.pad as isize, self.stride as isize);
+        let (h, w, pad, st) = (
+            self.h as isize,
+            self.w as isize,
+            self.pad as isize,
+            self.stride as isize,
+        );
         for kk in 0..kc {
             let r = k0 + kk;
-            let (ci, ky, kx) = (r / (self.k * self.k), ((r / self.k) % self.k) as isize, (r % self.k) as isize);
+            let (ci, ky, kx) = (
+                r / (self.k * self.k),
+                ((r / self.k) % self.k) as isize,
+                (r % self.k) as isize,
+            );
             let plane = &self.x[ci * self.h * self.w..(ci + 1) * self.h * self.w];
             let dst = &mut out[kk * NR..(kk + 1) * NR];
             dst.iter_mut().for_each(|d| *d = 0.0);
@@ -136,7 +137,11 @@ pub fn available() -> bool {
 fn pack_a(a: &View, m0: usize, k0: usize, kc: usize, out: &mut [f32]) {
     for k in 0..kc {
         for r in 0..MR {
-            out[k * MR + r] = if m0 + r < a.rows { a.at(m0 + r, k0 + k) } else { 0.0 };
+            out[k * MR + r] = if m0 + r < a.rows {
+                a.at(m0 + r, k0 + k)
+            } else {
+                0.0
+            };
         }
     }
 }
@@ -161,7 +166,16 @@ fn pack_b(b: &View, k0: usize, kc: usize, n0: usize, out: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 /// acc(MR×NR) = Σ_k a[k][·] ⊗ b[k][·]; then C (+)= acc over the valid `rows × cols`.
-unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, add: bool) {
+unsafe fn kernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    add: bool,
+) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for k in 0..kc {
@@ -226,40 +240,49 @@ pub(crate) fn gemm(a: View, b: &impl BSource) -> Vec<f32> {
         .collect();
     // Column blocks of C are independent: split C by columns via raw pointer ranges.
     let c_ptr = c.as_mut_ptr() as usize;
-    (0..n).step_by(NC).collect::<Vec<_>>().into_par_iter().for_each(|n0| {
-        let nc = NC.min(n - n0);
-        let n_panels = nc.div_ceil(NR);
-        let mut bbuf = vec![0f32; n_panels * KC * NR];
-        for (kb, &(k0, kc)) in k_blocks.iter().enumerate() {
-            for j in 0..n_panels {
-                b.pack(k0, kc, n0 + j * NR, &mut bbuf[j * kc * NR..(j + 1) * kc * NR]);
-            }
-            let pa = &packed_a[kb];
-            for p in 0..m_panels {
-                let rows = (m - p * MR).min(MR);
+    (0..n)
+        .step_by(NC)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .for_each(|n0| {
+            let nc = NC.min(n - n0);
+            let n_panels = nc.div_ceil(NR);
+            let mut bbuf = vec![0f32; n_panels * KC * NR];
+            for (kb, &(k0, kc)) in k_blocks.iter().enumerate() {
                 for j in 0..n_panels {
-                    let cols = (nc - j * NR).min(NR);
-                    let c_off = (p * MR) * n + n0 + j * NR;
-                    // SAFETY: `available()` was checked by the caller; the packed panels hold
-                    // kc×MR and kc×NR values; each task writes only its own columns n0..n0+nc of
-                    // C (rows p·MR.. < m, columns < n), so no two tasks touch the same element.
-                    unsafe {
-                        #[cfg(target_arch = "x86_64")]
-                        kernel(
-                            kc,
-                            pa.as_ptr().add(p * kc * MR),
-                            bbuf.as_ptr().add(j * kc * NR),
-                            (c_ptr as *mut f32).add(c_off),
-                            n,
-                            rows,
-                            cols,
-                            kb > 0,
-                        );
+                    b.pack(
+                        k0,
+                        kc,
+                        n0 + j * NR,
+                        &mut bbuf[j * kc * NR..(j + 1) * kc * NR],
+                    );
+                }
+                let pa = &packed_a[kb];
+                for p in 0..m_panels {
+                    let rows = (m - p * MR).min(MR);
+                    for j in 0..n_panels {
+                        let cols = (nc - j * NR).min(NR);
+                        let c_off = (p * MR) * n + n0 + j * NR;
+                        // SAFETY: `available()` was checked by the caller; the packed panels hold
+                        // kc×MR and kc×NR values; each task writes only its own columns n0..n0+nc of
+                        // C (rows p·MR.. < m, columns < n), so no two tasks touch the same element.
+                        unsafe {
+                            #[cfg(target_arch = "x86_64")]
+                            kernel(
+                                kc,
+                                pa.as_ptr().add(p * kc * MR),
+                                bbuf.as_ptr().add(j * kc * NR),
+                                (c_ptr as *mut f32).add(c_off),
+                                n,
+                                rows,
+                                cols,
+                                kb > 0,
+                            );
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     c
 }
 
@@ -267,21 +290,35 @@ pub(crate) fn gemm(a: View, b: &impl BSource) -> Vec<f32> {
 pub struct Sgemm;
 
 fn view<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<View<'a>> {
-    let CpuStorage::F32(data) = s else { candle_core::bail!("sgemm: {what} must be f32, got {:?}", s.dtype()) };
+    let CpuStorage::F32(data) = s else {
+        candle_core::bail!("sgemm: {what} must be f32, got {:?}", s.dtype())
+    };
     let (rows, cols) = l.shape().dims2()?;
     let st = l.stride();
     let data = &data[l.start_offset()..];
     if rows > 0 && cols > 0 && (rows - 1) * st[0] + (cols - 1) * st[1] >= data.len() {
         candle_core::bail!("sgemm: {what} layout exceeds its storage");
     }
-    Ok(View { data, rows, cols, rs: st[0], cs: st[1] })
+    Ok(View {
+        data,
+        rows,
+        cols,
+        rs: st[0],
+        cs: st[1],
+    })
 }
 
 impl CustomOp2 for Sgemm {
     fn name(&self) -> &'static str {
         "sgemm-avx512"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (a, b) = (view(s1, l1, "a")?, view(s2, l2, "b")?);
         if a.cols != b.rows {
             candle_core::bail!("sgemm: {}x{} · {}x{}", a.rows, a.cols, b.rows, b.cols);
@@ -294,11 +331,18 @@ impl CustomOp2 for Sgemm {
 }
 
 /// `a · b` for 2-D tensors: the AVX-512 kernel for f32 on capable CPUs, candle's matmul otherwise.
-pub fn matmul(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-    if a.device().is_cpu() && a.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32 && available() {
+pub fn matmul(
+    a: &candle_core::Tensor,
+    b: &candle_core::Tensor,
+) -> candle_core::Result<candle_core::Tensor> {
+    if a.device().is_cpu()
+        && a.dtype() == candle_core::DType::F32
+        && b.dtype() == candle_core::DType::F32
+        && available()
+    {
         a.apply_op2_no_bwd(b, &Sgemm)
     } else {
-        a.matmul(b)
+        a.contiguous()?.matmul(&b.contiguous()?)
     }
 }
 
@@ -313,25 +357,73 @@ mod tests {
         }
         let mut seed = 7u64;
         let mut rnd = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
-        for (m, k, n) in [(1, 1, 1), (13, 7, 33), (12, 256, 32), (25, 300, 600), (3, 520, 1030)] {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (13, 7, 33),
+            (12, 256, 32),
+            (25, 300, 600),
+            (3, 520, 1030),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
             let mut want = vec![0f64; m * n];
             for i in 0..m {
                 for j in 0..n {
-                    want[i * n + j] = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                    want[i * n + j] = (0..k)
+                        .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                        .sum();
                 }
             }
-            let got = gemm(View { data: &a, rows: m, cols: k, rs: k, cs: 1 }, &View { data: &b, rows: k, cols: n, rs: n, cs: 1 });
-            let d = got.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max);
+            let got = gemm(
+                View {
+                    data: &a,
+                    rows: m,
+                    cols: k,
+                    rs: k,
+                    cs: 1,
+                },
+                &View {
+                    data: &b,
+                    rows: k,
+                    cols: n,
+                    rs: n,
+                    cs: 1,
+                },
+            );
+            let d = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (*g as f64 - w).abs())
+                .fold(0.0, f64::max);
             assert!(d < 1e-4, "{m}x{k}x{n}: {d}");
             // B given transposed (column-major view of a [n, k] buffer).
             let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
-            let got = gemm(View { data: &a, rows: m, cols: k, rs: k, cs: 1 }, &View { data: &bt, rows: k, cols: n, rs: 1, cs: k });
-            let d = got.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max);
+            let got = gemm(
+                View {
+                    data: &a,
+                    rows: m,
+                    cols: k,
+                    rs: k,
+                    cs: 1,
+                },
+                &View {
+                    data: &bt,
+                    rows: k,
+                    cols: n,
+                    rs: 1,
+                    cs: k,
+                },
+            );
+            let d = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (*g as f64 - w).abs())
+                .fold(0.0, f64::max);
             assert!(d < 1e-4, "transposed {m}x{k}x{n}: {d}");
         }
     }

@@ -211,7 +211,13 @@ impl Conv2d {
         if x.device().is_cpu() && x.dtype() == CDType::F32 {
             crate::cpu_conv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
         } else {
-            let cfg = candle_nn::Conv2dConfig { padding: self.padding, stride: self.stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
+            let cfg = candle_nn::Conv2dConfig {
+                padding: self.padding,
+                stride: self.stride,
+                dilation: 1,
+                groups: 1,
+                cudnn_fwd_algo: None,
+            };
             candle_nn::Conv2d::new(self.weight.clone(), Some(self.bias.clone()), cfg).forward(x)
         }
     }
@@ -233,7 +239,12 @@ impl Weights<'_> {
         load_tensor(self.ckpt, name, self.dtype, self.device)
     }
     fn conv(&self, p: &str, padding: usize, stride: usize) -> Result<Conv2d> {
-        Ok(Conv2d { weight: self.t(&format!("{p}.weight"))?, bias: self.t(&format!("{p}.bias"))?, padding, stride })
+        Ok(Conv2d {
+            weight: self.t(&format!("{p}.weight"))?,
+            bias: self.t(&format!("{p}.bias"))?,
+            padding,
+            stride,
+        })
     }
     fn norm(&self, p: &str) -> Result<GroupNorm> {
         let w = self.t(&format!("{p}.weight"))?;
@@ -307,23 +318,30 @@ impl AttnBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c, h, wd) = x.dims4()?;
         let n = self.norm.forward(x)?;
-        let q = self
-            .q
+        let scale = (c as f64).powf(-0.5);
+        let q = (self.q.forward(&n)?.to_dtype(CDType::F32)? * scale)?.reshape((b, c, h * wd))?;
+        let k = self
+            .k
             .forward(&n)?
-            .reshape((b, c, h * wd))?
-            .transpose(1, 2)?; // [b, hw, c]
-        let k = self.k.forward(&n)?.reshape((b, c, h * wd))?; // [b, c, hw]
-        let v = self.v.forward(&n)?.reshape((b, c, h * wd))?;
-        let dt = q.dtype();
-        let scores = (q
-            .contiguous()?
-            .matmul(&k.contiguous()?)?
             .to_dtype(CDType::F32)?
-            * (c as f64).powf(-0.5))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dt)?; // [b, hw_q, hw_k]
-        let out = v
-            .contiguous()?
-            .matmul(&probs.transpose(1, 2)?.contiguous()?)?; // [b, c, hw_q]
+            .reshape((b, c, h * wd))?;
+        let v = self
+            .v
+            .forward(&n)?
+            .to_dtype(CDType::F32)?
+            .reshape((b, c, h * wd))?;
+        let mut outs = Vec::with_capacity(b);
+        for i in 0..b {
+            // scores [hw_q, hw_k] = qᵀ k; out [hw_q, c] = probs · vᵀ (transposed views, no copies).
+            let scores = crate::cpu_gemm::matmul(&q.get(i)?.t()?, &k.get(i)?)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            outs.push(
+                crate::cpu_gemm::matmul(&probs, &v.get(i)?.t()?)?
+                    .t()?
+                    .contiguous()?,
+            );
+        }
+        let out = Tensor::stack(&outs, 0)?.to_dtype(x.dtype())?; // [b, c, hw]
         x + self.proj_out.forward(&out.reshape((b, c, h, wd))?)?
     }
 }
