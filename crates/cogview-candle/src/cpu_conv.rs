@@ -70,14 +70,14 @@ impl CustomOp1 for Im2Col {
     }
 }
 
-/// Implicit-GEMM convolution: (x [C, H, W], w [Cout, C·k·k]) → [Cout, Ho·Wo].
+/// Implicit-GEMM convolution with bias: (x [C, H, W], w [Cout, C·k·k], b [Cout]) → [Cout, Ho·Wo].
 struct ImplicitConv {
     k: usize,
     stride: usize,
     pad: usize,
 }
 
-impl candle_core::CustomOp2 for ImplicitConv {
+impl candle_core::CustomOp3 for ImplicitConv {
     fn name(&self) -> &'static str {
         "implicit-gemm-conv2d"
     }
@@ -87,6 +87,8 @@ impl candle_core::CustomOp2 for ImplicitConv {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (c, h, w) = l1.shape().dims3()?;
         let (cout, ckk) = l2.shape().dims2()?;
@@ -124,10 +126,17 @@ impl candle_core::CustomOp2 for ImplicitConv {
             rs: ckk,
             cs: 1,
         };
-        Ok((
-            CpuStorage::F32(crate::cpu_gemm::gemm(a, &cols)),
-            Shape::from((cout, ho * wo)),
-        ))
+        let (CpuStorage::F32(bias), Some((ba, bb))) = (s3, l3.contiguous_offsets()) else {
+            candle_core::bail!("implicit-gemm-conv2d: the bias must be contiguous f32")
+        };
+        if bb - ba != cout {
+            candle_core::bail!(
+                "implicit-gemm-conv2d: {} biases for {cout} output channels",
+                bb - ba
+            );
+        }
+        let y = crate::cpu_gemm::gemm_bias(a, &cols, Some(&bias[ba..bb]));
+        Ok((CpuStorage::F32(y), Shape::from((cout, ho * wo))))
     }
 }
 
@@ -152,15 +161,21 @@ pub fn conv2d(
     let wo = (w + 2 * pad - k) / stride + 1;
     let wmat = weight.reshape((cout, c * k * k))?;
     if crate::cpu_gemm::available() {
+        let (wmat, bias) = (wmat.contiguous()?, bias.contiguous()?);
+        let op = ImplicitConv { k, stride, pad };
         let mut outs = Vec::with_capacity(n);
         for b in 0..n {
             let y = x
                 .get(b)?
                 .contiguous()?
-                .apply_op2_no_bwd(&wmat.contiguous()?, &ImplicitConv { k, stride, pad })?;
+                .apply_op3_no_bwd(&wmat, &bias, &op)?;
             outs.push(y.reshape((cout, ho, wo))?);
         }
-        return Tensor::stack(&outs, 0)?.broadcast_add(&bias.reshape((1, cout, 1, 1))?);
+        return if n == 1 {
+            outs.pop().unwrap().unsqueeze(0)
+        } else {
+            Tensor::stack(&outs, 0)
+        };
     }
     let rows_per_block = (BLOCK_VALUES / (c * k * k * wo).max(1)).clamp(1, ho);
     let mut outs = Vec::with_capacity(n);
@@ -193,4 +208,75 @@ pub fn conv2d(
         outs.push(out.reshape((cout, ho, wo))?);
     }
     Tensor::stack(&outs, 0)?.broadcast_add(&bias.reshape((1, cout, 1, 1))?)
+}
+
+/// GroupNorm with an optional SiLU (swish) fused in, for f32 on the CPU: one pass for the
+/// statistics of each group (f64 sums), one pass to normalise, scale, shift and activate.
+pub struct GroupNormSilu {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub groups: usize,
+    pub eps: f64,
+    pub silu: bool,
+}
+
+impl CustomOp1 for GroupNormSilu {
+    fn name(&self) -> &'static str {
+        "group-norm-silu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l.shape().dims();
+        if dims.len() < 3 {
+            candle_core::bail!("group-norm: input rank {} < 3", dims.len());
+        }
+        let (n, c) = (dims[0], dims[1]);
+        let hw: usize = dims[2..].iter().product();
+        if c != self.weight.len() || c % self.groups != 0 {
+            candle_core::bail!(
+                "group-norm: {c} channels for {} weights in {} groups",
+                self.weight.len(),
+                self.groups
+            );
+        }
+        let CpuStorage::F32(data) = s else {
+            candle_core::bail!("group-norm: f32 only, got {:?}", s.dtype())
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("group-norm: input must be contiguous")
+        };
+        let x = &data[a..b];
+        let cg = c / self.groups;
+        let group_len = cg * hw;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(group_len)
+            .zip(x.par_chunks(group_len))
+            .enumerate()
+            .for_each(|(gi, (o, xi))| {
+                let g = gi % self.groups;
+                let _ = n;
+                let mean = xi.iter().map(|&v| v as f64).sum::<f64>() / group_len as f64;
+                let var =
+                    xi.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / group_len as f64;
+                let rstd = 1.0 / (var + self.eps).sqrt();
+                for ch in 0..cg {
+                    let cidx = g * cg + ch;
+                    let scale = (rstd * self.weight[cidx] as f64) as f32;
+                    let shift =
+                        (self.bias[cidx] as f64 - mean * rstd * self.weight[cidx] as f64) as f32;
+                    let (oc, xc) = (&mut o[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw]);
+                    if self.silu {
+                        for (ov, &xv) in oc.iter_mut().zip(xc) {
+                            let y = xv * scale + shift;
+                            *ov = y / (1.0 + (-y).exp());
+                        }
+                    } else {
+                        for (ov, &xv) in oc.iter_mut().zip(xc) {
+                            *ov = xv * scale + shift;
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
 }

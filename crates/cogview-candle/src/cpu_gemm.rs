@@ -165,7 +165,9 @@ fn pack_b(b: &View, k0: usize, kc: usize, n0: usize, out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-/// acc(MR×NR) = Σ_k a[k][·] ⊗ b[k][·]; then C (+)= acc over the valid `rows × cols`.
+/// acc(MR×NR) = init + Σ_k a[k][·] ⊗ b[k][·]; then C (+)= acc over the valid `rows × cols`.
+/// `init` holds MR per-row starting values (the bias), or is null for zeros.
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
     kc: usize,
     a: *const f32,
@@ -175,9 +177,16 @@ unsafe fn kernel(
     rows: usize,
     cols: usize,
     add: bool,
+    init: *const f32,
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    if !init.is_null() {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let v = _mm512_set1_ps(*init.add(r));
+            *row = [v, v];
+        }
+    }
     for k in 0..kc {
         let b0 = _mm512_loadu_ps(b.add(k * NR));
         let b1 = _mm512_loadu_ps(b.add(k * NR + 16));
@@ -217,10 +226,26 @@ unsafe fn kernel(
 
 /// C [m×n] = A [m×k] · B [k×n]. Requires [`available`].
 pub(crate) fn gemm(a: View, b: &impl BSource) -> Vec<f32> {
+    gemm_bias(a, b, None)
+}
+
+/// C [m×n] = A [m×k] · B [k×n] + bias (one value per row of C, if given). Requires [`available`].
+pub(crate) fn gemm_bias(a: View, b: &impl BSource, bias: Option<&[f32]>) -> Vec<f32> {
     let (m, k, n) = (a.rows, a.cols, b.cols());
     if m == 0 || n == 0 || k == 0 {
-        return vec![0f32; m * n];
+        let mut c = vec![0f32; m * n];
+        if let Some(bias) = bias {
+            for (i, row) in c.chunks_mut(n.max(1)).enumerate().take(m) {
+                row.iter_mut().for_each(|v| *v = bias[i]);
+            }
+        }
+        return c;
     }
+    let bias_padded: Option<Vec<f32>> = bias.map(|b| {
+        let mut v = b[..m].to_vec();
+        v.resize(m.div_ceil(MR) * MR, 0.0);
+        v
+    });
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     // SAFETY: the first k block writes every element of C (all row panels × all column panels,
     // `add == false`) before anything reads it; f32 has no invalid bit patterns.
@@ -277,6 +302,10 @@ pub(crate) fn gemm(a: View, b: &impl BSource) -> Vec<f32> {
                                 rows,
                                 cols,
                                 kb > 0,
+                                match (&bias_padded, kb) {
+                                    (Some(bv), 0) => bv.as_ptr().add(p * MR),
+                                    _ => std::ptr::null(),
+                                },
                             );
                         }
                     }

@@ -223,6 +223,53 @@ impl Conv2d {
     }
 }
 
+/// GroupNorm, optionally followed by swish: fused on the CPU for f32, candle's ops elsewhere.
+struct Norm {
+    inner: GroupNorm,
+    fused: crate::cpu_conv::GroupNormSilu,
+    fused_plain: crate::cpu_conv::GroupNormSilu,
+}
+
+impl Norm {
+    fn new(weight: Tensor, bias: Tensor, groups: usize, eps: f64) -> candle_core::Result<Self> {
+        let c = weight.dim(0)?;
+        let (w, b) = (
+            weight.to_dtype(CDType::F32)?.to_vec1::<f32>()?,
+            bias.to_dtype(CDType::F32)?.to_vec1::<f32>()?,
+        );
+        let make = |silu| crate::cpu_conv::GroupNormSilu {
+            weight: w.clone(),
+            bias: b.clone(),
+            groups,
+            eps,
+            silu,
+        };
+        Ok(Norm {
+            inner: GroupNorm::new(weight, bias, c, groups, eps)?,
+            fused: make(true),
+            fused_plain: make(false),
+        })
+    }
+    fn fast(x: &Tensor) -> bool {
+        x.device().is_cpu() && x.dtype() == CDType::F32
+    }
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if Self::fast(x) {
+            x.contiguous()?.apply_op1_no_bwd(&self.fused_plain)
+        } else {
+            self.inner.forward(x)
+        }
+    }
+    /// swish(norm(x)).
+    fn forward_swish(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if Self::fast(x) {
+            x.contiguous()?.apply_op1_no_bwd(&self.fused)
+        } else {
+            swish(&self.inner.forward(x)?)
+        }
+    }
+}
+
 fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
     candle_nn::ops::silu(x)
 }
@@ -246,13 +293,10 @@ impl Weights<'_> {
             stride,
         })
     }
-    fn norm(&self, p: &str) -> Result<GroupNorm> {
-        let w = self.t(&format!("{p}.weight"))?;
-        let c = w.dim(0).be()?;
-        GroupNorm::new(
-            w,
+    fn norm(&self, p: &str) -> Result<Norm> {
+        Norm::new(
+            self.t(&format!("{p}.weight"))?,
             self.t(&format!("{p}.bias"))?,
-            c,
             self.cfg.norm_groups,
             self.cfg.norm_eps,
         )
@@ -264,9 +308,9 @@ impl Weights<'_> {
 }
 
 struct ResnetBlock {
-    norm1: GroupNorm,
+    norm1: Norm,
     conv1: Conv2d,
-    norm2: GroupNorm,
+    norm2: Norm,
     conv2: Conv2d,
     nin_shortcut: Option<Conv2d>,
 }
@@ -287,8 +331,8 @@ impl ResnetBlock {
         })
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.conv1.forward(&swish(&self.norm1.forward(x)?)?)?;
-        let h = self.conv2.forward(&swish(&self.norm2.forward(&h)?)?)?;
+        let h = self.conv1.forward(&self.norm1.forward_swish(x)?)?;
+        let h = self.conv2.forward(&self.norm2.forward_swish(&h)?)?;
         match &self.nin_shortcut {
             Some(s) => s.forward(x)? + h,
             None => x + h,
@@ -298,7 +342,7 @@ impl ResnetBlock {
 
 /// Single-head self-attention over the spatial positions with 1×1 convolutions.
 struct AttnBlock {
-    norm: GroupNorm,
+    norm: Norm,
     q: Conv2d,
     k: Conv2d,
     v: Conv2d,
@@ -356,7 +400,7 @@ struct Encoder {
     conv_in: Conv2d,
     down: Vec<Level>,
     mid: (ResnetBlock, AttnBlock, ResnetBlock),
-    norm_out: GroupNorm,
+    norm_out: Norm,
     conv_out: Conv2d,
 }
 
@@ -418,7 +462,7 @@ impl Encoder {
         let h = self.mid.0.forward(&h)?;
         let h = self.mid.1.forward(&h)?;
         let h = self.mid.2.forward(&h)?;
-        self.conv_out.forward(&swish(&self.norm_out.forward(&h)?)?)
+        self.conv_out.forward(&self.norm_out.forward_swish(&h)?)
     }
 }
 
@@ -427,7 +471,7 @@ struct Decoder {
     mid: (ResnetBlock, AttnBlock, ResnetBlock),
     /// Levels from the highest (coarsest) to level 0.
     up: Vec<Level>,
-    norm_out: GroupNorm,
+    norm_out: Norm,
     conv_out: Conv2d,
 }
 
@@ -484,7 +528,7 @@ impl Decoder {
                 h = conv.forward(&h.upsample_nearest2d(hh * 2, ww * 2)?)?;
             }
         }
-        self.conv_out.forward(&swish(&self.norm_out.forward(&h)?)?)
+        self.conv_out.forward(&self.norm_out.forward_swish(&h)?)
     }
 }
 
