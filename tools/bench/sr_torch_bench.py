@@ -99,6 +99,12 @@ def bench_one(opts):
             times.append(dt)
     assert logits.shape == (1, tokens.shape[1], IMAGE_VOCAB) and logits.dtype == torch.float32
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    extra = {}
+    if opts.compare_local:   # equivalence check (after the peak-RSS reading)
+        other = "local" if opts.attention == "dense" else "dense"
+        model = srf.load_ours(path, other)
+        logits2, *_ = model(tokens, pos, mask)
+        extra["max_abs_diff_vs_" + other] = float((logits - logits2).abs().max())
     print(json.dumps({
         "impl": "torch", "model": opts.which, "attention": opts.attention, "batch": 1, "dtype": "f32",
         "seq_len": int(tokens.shape[1]), "text_len": opts.text_len, "threads": opts.threads,
@@ -106,7 +112,7 @@ def bench_one(opts):
         "warmup": opts.warmup, "load_seconds": round(load_s, 3),
         "rss_after_load_mb": round(rss_loaded, 1), "peak_rss_mb": round(peak, 1),
         "logits_checksum": float(logits[0, -3600:, :8].double().sum()),
-        "torch": torch.__version__, "num_layers": MID_MODEL["num_layers"],
+        "torch": torch.__version__, "num_layers": MID_MODEL["num_layers"], **extra,
     }), flush=True)
 
 
@@ -122,6 +128,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1, help="untimed forwards before the timed ones")
     ap.add_argument("--repeats", type=int, default=1, help="timed forwards; 'seconds' is the minimum")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--compare-local", action="store_true",
+                    help="also run the other attention variant once and report the max |diff| of the logits")
     opts = ap.parse_args()
 
     if opts.make_model:
@@ -136,6 +144,8 @@ def main():
         cmd = [sys.executable, os.path.abspath(__file__), "--model", opts.model, "--which", kind,
                "--attention", opts.attention, "--threads", str(opts.threads), "--text-len", str(opts.text_len),
                "--warmup", str(opts.warmup), "--repeats", str(opts.repeats), "--seed", str(opts.seed)]
+        if opts.compare_local:
+            cmd.append("--compare-local")
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
         print(out.strip().splitlines()[-1], flush=True)
 

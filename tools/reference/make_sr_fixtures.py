@@ -707,6 +707,65 @@ def make_model_fixtures(name, cfg, out_root, official, report):
             print(f"[{name}] case {case}: text tokens 17..{text_len} are ignored (truncation to 16) - checked")
 
 
+def sensitivity_checks(out_root):
+    """How far single-detail mistakes move the recorded logits (ours-local on the saved tiny
+    models, recorded cells, case 'short' / 'iter1'): shows the fixtures can catch them."""
+    global LOW_RES_POS0, PAD_ID
+    models = {"dsr-tiny": load_ours(os.path.join(out_root, "dsr-tiny"), "local"),
+              "itersr-tiny": load_ours(os.path.join(out_root, "itersr-tiny"), "local")}
+    cases = {"dsr-tiny": "short", "itersr-tiny": "iter1"}
+    specs, refs = {}, {}
+    for name, case in cases.items():
+        with open(os.path.join(out_root, name, f"case_{case}.json")) as f:
+            specs[name] = json.load(f)
+        refs[name] = np.load(os.path.join(out_root, name, f"case_{case}.logits.npy"))
+
+    def run(name, model=None):
+        spec = specs[name]
+        kind = spec["kind"]
+        image = spec["low_res"] if kind == "dsr" else spec["tokens"]
+        out = ours_logits(model or models[name], kind, spec["text"], image)[torch.tensor(spec["cells"])]
+        return max_abs(out, refs[name])
+
+    results = {}
+    orig = la.f_similar, la.f_weighting
+
+    def swapped(fn):
+        def g(a, b, kH, kW, causal=False):
+            return fn(a, b, *((5, 9) if (kH, kW) == (9, 5) else (kH, kW)), causal)
+        return g
+
+    la.f_similar, la.f_weighting = swapped(orig[0]), swapped(orig[1])
+    try:
+        results["5x9 instead of 9x5 window"] = {n: run(n) for n in models}
+    finally:
+        la.f_similar, la.f_weighting = orig
+    for value, label in ((0.0, "out-of-bounds score 0 (unfold) instead of -10000"),
+                         (float("-inf"), "out-of-bounds score -inf instead of -10000")):
+        la.OOB_SCORE = value
+        try:
+            results[label] = {n: run(n) for n in models}
+        finally:
+            la.OOB_SCORE = -10000.0
+    LOW_RES_POS0 = 512
+    try:
+        results["DSR low-res positions 512.. instead of 513.."] = {"dsr-tiny": run("dsr-tiny")}
+    finally:
+        LOW_RES_POS0 = 513
+    erf = {n: SrReference.from_pretrained(os.path.join(out_root, n), args=None, attention="local",
+                                          activation_func=F.gelu)[0].eval() for n in models}
+    results["erf-GELU instead of tanh-GELU"] = {n: run(n, erf[n]) for n in models}
+    PAD_ID = 5
+    try:
+        results["pad id 5 instead of 0 (must be 0)"] = {n: run(n) for n in models}
+    finally:
+        PAD_ID = 0
+    for label, diffs in results.items():
+        print(f"  {label:50s} " + ", ".join(f"{n} {d:.3g}" for n, d in diffs.items()))
+    assert max(results["pad id 5 instead of 0 (must be 0)"].values()) < 1e-4
+    return results
+
+
 def make_local_attention_fixtures(out_dir):
     """Small random f_similar / f_weighting cases for testing a kernel alone."""
     if os.path.isdir(out_dir):
@@ -808,6 +867,9 @@ def main():
     report = []
     for name, cfg in MODELS.items():
         make_model_fixtures(name, cfg, opts.out, official, report)
+
+    print("\nsensitivity: max |diff| vs the recorded logits after changing one detail")
+    sensitivity_checks(opts.out)
 
     print("\nsummary (max |diff| over all 3600 cells x image vocabulary):")
     for key in ("similar_vs_unfold", "weighting_vs_unfold", "cross_res_vs_loop_similar",

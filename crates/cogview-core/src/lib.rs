@@ -19,6 +19,8 @@ pub mod context;
 pub mod error;
 pub mod grid_file;
 pub mod lm;
+pub mod local_window;
+pub mod lopar;
 pub mod npy;
 pub mod rng;
 pub mod sampling;
