@@ -2,87 +2,20 @@
 //! additive attention bias, final LayerNorm, tied output head. Mirrors SwissArmyTransformer's
 //! `BaseTransformer` with `layernorm_order='sandwich'` as CogView2 runs it.
 
+use crate::backbone::{matmul_wt, open_model, Backbone};
 use crate::config::CoglmConfig;
-use crate::util::{cdtype, device, load_tensor, BackendResult, LoadOptions};
-use candle_core::{DType as CDType, Device as CDevice, Tensor};
-use cogview_checkpoint::{Checkpoint, ModelConfig, SatFolder};
+use crate::util::{BackendResult, LoadOptions};
+use candle_core::{DType as CDType, Tensor};
+use cogview_checkpoint::Checkpoint;
 use cogview_core::lm::{
     validate_input, AutoregressiveLm, LmInput, LmSession, LmSpec, Logits, LogitsRequest,
 };
 use cogview_core::{Error, Result};
 use std::path::Path;
 
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    /// Normalises in f32 (as apex's FusedLayerNorm does for fp16 inputs) and returns `x`'s dtype.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dt = x.dtype();
-        let y = candle_nn::ops::layer_norm(
-            &x.to_dtype(CDType::F32)?,
-            &self.weight,
-            &self.bias,
-            self.eps,
-        )?;
-        y.to_dtype(dt)
-    }
-}
-
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    /// y = x Wᵀ + b for x of shape [rows, in]; the result has `x`'s dtype.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        matmul_wt(x, &self.weight)?.broadcast_add(&self.bias)
-    }
-}
-
-/// x Wᵀ for x [rows, in], W [out, in], in `x`'s dtype. Few rows on the CPU (decoding steps) take
-/// the memory-bound kernel of [`crate::cpu_linear`], which reads W in its own dtype; everything
-/// else candle's matmul in W's dtype.
-fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
-        x.contiguous()?
-            .apply_op2_no_bwd(w, &crate::cpu_linear::SmallRowsLinear)
-    } else {
-        x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
-    }
-}
-
-struct Layer {
-    input_layernorm: LayerNorm,
-    query_key_value: Linear,
-    dense: Linear,
-    third_layernorm: LayerNorm,
-    post_attention_layernorm: LayerNorm,
-    dense_h_to_4h: Linear,
-    dense_4h_to_h: Linear,
-    fourth_layernorm: LayerNorm,
-}
-
 /// A loaded CogLM. Read-only; any number of [`CoglmSession`]s may use it.
 pub struct CoglmModel {
-    config: CoglmConfig,
-    /// The dtype of the weight matrices (f32, f16 or bf16).
-    dtype: CDType,
-    /// The dtype of activations and the KV cache: f32 on the CPU (weights alone are stored in half
-    /// precision there: element-wise half-precision arithmetic is slow on CPUs and less accurate),
-    /// the weight dtype on GPUs.
-    act_dtype: CDType,
-    device: CDevice,
-    word_embeddings: Tensor,
-    position_embeddings: Tensor,
-    layers: Vec<Layer>,
-    final_layernorm: LayerNorm,
-    /// Rows `0..image_vocab_size` of the word embedding in f32: the stage-1 output head.
-    image_head: Tensor,
+    b: Backbone,
 }
 
 impl CoglmModel {
@@ -91,34 +24,7 @@ impl CoglmModel {
     pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         let _span = tracing::info_span!("load_coglm", path = %path.display()).entered();
-        let (ckpt, model_config) = if path.is_dir() {
-            let sat = SatFolder::open(path)?;
-            let cfg = sat.config()?;
-            (Checkpoint::open(&sat.model_file, None)?, cfg)
-        } else {
-            let ckpt = Checkpoint::open(path, None)?;
-            let cfg = match ckpt.metadata().get("model_config") {
-                Some(text) => ModelConfig::parse(text, path)?,
-                None => {
-                    let beside = path
-                        .parent()
-                        .unwrap_or(Path::new("."))
-                        .join("model_config.json");
-                    if !beside.is_file() {
-                        return Err(Error::config(
-                            path.display().to_string(),
-                            "model_config.json",
-                            format!(
-                                "no model configuration: the file has no `model_config` metadata and {} is missing",
-                                beside.display()
-                            ),
-                        ));
-                    }
-                    ModelConfig::read(beside)?
-                }
-            };
-            (ckpt, cfg)
-        };
+        let (ckpt, model_config) = open_model(path)?;
         let positions_rows = ckpt
             .info("transformer.position_embeddings.weight")
             .map(|i| i.shape[0]);
@@ -133,66 +39,19 @@ impl CoglmModel {
         options: LoadOptions,
     ) -> Result<Self> {
         ckpt.check(&config.expected_tensors(), |_| false)?;
-        let dev = device(options.device)?;
-        let dtype = cdtype(options.dtype);
-        let act_dtype = if dev.is_cpu() { CDType::F32 } else { dtype };
-        let eps = config.layernorm_epsilon as f32;
-        let t = |name: &str, dt: CDType| load_tensor(ckpt, name, dt, &dev);
-        let ln = |p: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm {
-                weight: t(&format!("{p}.weight"), CDType::F32)?,
-                bias: t(&format!("{p}.bias"), CDType::F32)?,
-                eps,
-            })
-        };
-        let lin = |p: &str| -> Result<Linear> {
-            Ok(Linear {
-                weight: t(&format!("{p}.weight"), dtype)?,
-                bias: t(&format!("{p}.bias"), act_dtype)?,
-            })
-        };
-        let mut layers = Vec::with_capacity(config.num_layers);
-        for i in 0..config.num_layers {
-            let p = format!("transformer.layers.{i}");
-            layers.push(Layer {
-                input_layernorm: ln(&format!("{p}.input_layernorm"))?,
-                query_key_value: lin(&format!("{p}.attention.query_key_value"))?,
-                dense: lin(&format!("{p}.attention.dense"))?,
-                third_layernorm: ln(&format!("{p}.third_layernorm"))?,
-                post_attention_layernorm: ln(&format!("{p}.post_attention_layernorm"))?,
-                dense_h_to_4h: lin(&format!("{p}.mlp.dense_h_to_4h"))?,
-                dense_4h_to_h: lin(&format!("{p}.mlp.dense_4h_to_h"))?,
-                fourth_layernorm: ln(&format!("{p}.fourth_layernorm"))?,
-            });
-        }
-        let word_embeddings = t("transformer.word_embeddings.weight", dtype)?;
-        let image_head = t("transformer.word_embeddings.weight", CDType::F32)?
-            .narrow(0, 0, config.image_vocab_size)
-            .and_then(|x| x.contiguous())
-            .be()?;
-        Ok(CoglmModel {
-            position_embeddings: t("transformer.position_embeddings.weight", dtype)?,
-            final_layernorm: ln("transformer.final_layernorm")?,
-            word_embeddings,
-            image_head,
-            layers,
-            dtype,
-            act_dtype,
-            device: dev,
-            config,
-        })
+        Ok(CoglmModel { b: Backbone::from_checkpoint(ckpt, config, options)? })
     }
 
     pub fn config(&self) -> &CoglmConfig {
-        &self.config
+        &self.b.config
     }
 
     /// The tied output head over ids `0..vocab`, in f32.
     fn head(&self, vocab: usize) -> candle_core::Result<Tensor> {
-        if vocab == self.config.image_vocab_size {
-            Ok(self.image_head.clone())
+        if vocab == self.b.config.image_vocab_size {
+            Ok(self.b.image_head.clone())
         } else {
-            self.word_embeddings
+            self.b.word_embeddings
                 .narrow(0, 0, vocab)?
                 .to_dtype(CDType::F32)
         }
@@ -206,12 +65,12 @@ impl CoglmModel {
                 "batch and capacity must be at least 1",
             ));
         }
-        let c = &self.config;
+        let c = &self.b.config;
         let shape = (batch, c.num_attention_heads, capacity, c.head_dim);
         let mut cache = Vec::with_capacity(c.num_layers);
         for _ in 0..c.num_layers {
-            let k = Tensor::zeros(shape, self.act_dtype, &self.device).be()?;
-            let v = Tensor::zeros(shape, self.act_dtype, &self.device).be()?;
+            let k = Tensor::zeros(shape, self.b.act_dtype, &self.b.device).be()?;
+            let v = Tensor::zeros(shape, self.b.act_dtype, &self.b.device).be()?;
             cache.push((k, v));
         }
         Ok(CoglmSession {
@@ -227,9 +86,9 @@ impl CoglmModel {
 impl std::fmt::Debug for CoglmModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CoglmModel")
-            .field("config", &self.config)
-            .field("dtype", &self.dtype)
-            .field("device", &self.device)
+            .field("config", &self.b.config)
+            .field("dtype", &self.b.dtype)
+            .field("device", &self.b.device)
             .finish_non_exhaustive()
     }
 }
@@ -237,10 +96,10 @@ impl std::fmt::Debug for CoglmModel {
 impl AutoregressiveLm for CoglmModel {
     fn spec(&self) -> LmSpec {
         LmSpec {
-            vocab_size: self.config.vocab_size,
-            max_positions: self.config.max_sequence_length,
-            image_vocab_size: self.config.image_vocab_size,
-            start_of_image_id: self.config.start_of_image_id,
+            vocab_size: self.b.config.vocab_size,
+            max_positions: self.b.config.max_sequence_length,
+            image_vocab_size: self.b.config.image_vocab_size,
+            start_of_image_id: self.b.config.start_of_image_id,
         }
     }
 
@@ -266,8 +125,8 @@ impl CoglmSession<'_> {
         bias: &Tensor,
         n: usize,
     ) -> candle_core::Result<Tensor> {
-        let c = &self.model.config;
-        let l = &self.model.layers[layer];
+        let c = &self.model.b.config;
+        let l = &self.model.b.layers[layer];
         let (b, heads, d) = (self.batch, c.num_attention_heads, c.head_dim);
         let a = heads * d;
         let qkv = l.query_key_value.forward(x)?.reshape((b, n, 3 * a))?;
@@ -299,25 +158,27 @@ impl CoglmSession<'_> {
 
     fn run(&mut self, input: &LmInput, n: usize) -> candle_core::Result<Tensor> {
         let m = self.model;
-        let c = &m.config;
+        let c = &m.b.config;
         let h = c.hidden_size;
-        let tokens = Tensor::from_slice(input.tokens, (self.batch * n,), &m.device)?;
-        let positions = Tensor::from_slice(input.positions, (n,), &m.device)?;
+        let tokens = Tensor::from_slice(input.tokens, (self.batch * n,), &m.b.device)?;
+        let positions = Tensor::from_slice(input.positions, (n,), &m.b.device)?;
         let words = m
+            .b
             .word_embeddings
             .index_select(&tokens, 0)?
             .reshape((self.batch, n, h))?;
         let pos = m
+            .b
             .position_embeddings
             .index_select(&positions, 0)?
             .unsqueeze(0)?;
         let mut x = words
             .broadcast_add(&pos)?
             .reshape((self.batch * n, h))?
-            .to_dtype(m.act_dtype)?;
-        let bias = Tensor::from_slice(input.bias, (n, self.len + n), &m.device)?;
-        for i in 0..m.layers.len() {
-            let l = &m.layers[i];
+            .to_dtype(m.b.act_dtype)?;
+        let bias = Tensor::from_slice(input.bias, (n, self.len + n), &m.b.device)?;
+        for i in 0..m.b.layers.len() {
+            let l = &m.b.layers[i];
             let a = self.attention(i, &l.input_layernorm.forward(&x)?, &bias, n)?;
             x = (x + l.third_layernorm.forward(&a)?)?;
             let y = l
@@ -333,6 +194,7 @@ impl CoglmSession<'_> {
             LogitsRequest::All { .. } => (x, self.batch * n),
         };
         let x = m
+            .b
             .final_layernorm
             .forward(&x.reshape((rows, h))?)?
             .to_dtype(CDType::F32)?;

@@ -5,6 +5,7 @@
 //! feature), in f32, f16 or bf16. It implements [`cogview_core::lm::AutoregressiveLm`]; the stage-1
 //! algorithm itself (layout, mask, sampling) lives in `cogview-core`.
 
+mod backbone;
 mod coglm;
 mod config;
 mod cpu_conv;

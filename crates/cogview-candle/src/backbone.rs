@@ -1,0 +1,195 @@
+//! The SwissArmyTransformer backbone CogLM, DSR and ItersR share: word and position embeddings,
+//! sandwich-LayerNorm layers with fused QKV and a tanh-GELU MLP, the final LayerNorm and the tied
+//! output head.
+
+use crate::config::CoglmConfig;
+use crate::util::{cdtype, device, load_tensor, BackendResult, LoadOptions};
+use candle_core::{DType as CDType, Device as CDevice, Tensor};
+use cogview_checkpoint::{Checkpoint, ModelConfig, SatFolder};
+use cogview_core::{Error, Result};
+use std::path::Path;
+
+pub(crate) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Normalises in f32 (as apex's FusedLayerNorm does for fp16 inputs) and returns `x`'s dtype.
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dt = x.dtype();
+        let y = candle_nn::ops::layer_norm(
+            &x.to_dtype(CDType::F32)?,
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )?;
+        y.to_dtype(dt)
+    }
+}
+
+pub(crate) struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    /// y = x Wᵀ + b for x of shape [rows, in]; the result has `x`'s dtype.
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        matmul_wt(x, &self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// x Wᵀ for x [rows, in], W [out, in], in `x`'s dtype. Few rows on the CPU (decoding steps) take
+/// the memory-bound kernel of [`crate::cpu_linear`], which reads W in its own dtype; everything
+/// else candle's matmul in W's dtype.
+pub(crate) fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
+        x.contiguous()?
+            .apply_op2_no_bwd(w, &crate::cpu_linear::SmallRowsLinear)
+    } else {
+        x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
+    }
+}
+
+pub(crate) struct Layer {
+    pub(crate) input_layernorm: LayerNorm,
+    pub(crate) query_key_value: Linear,
+    pub(crate) dense: Linear,
+    pub(crate) third_layernorm: LayerNorm,
+    pub(crate) post_attention_layernorm: LayerNorm,
+    pub(crate) dense_h_to_4h: Linear,
+    pub(crate) dense_4h_to_h: Linear,
+    pub(crate) fourth_layernorm: LayerNorm,
+}
+
+/// Opens a model: a SAT folder, or a weights file whose configuration is in its safetensors
+/// metadata (`model_config`) or in a `model_config.json` beside it.
+pub(crate) fn open_model(path: &Path) -> Result<(Checkpoint, ModelConfig)> {
+    if path.is_dir() {
+        let sat = SatFolder::open(path)?;
+        let cfg = sat.config()?;
+        return Ok((Checkpoint::open(&sat.model_file, None)?, cfg));
+    }
+    let ckpt = Checkpoint::open(path, None)?;
+    let cfg = match ckpt.metadata().get("model_config") {
+        Some(text) => ModelConfig::parse(text, path)?,
+        None => {
+            let beside = path.parent().unwrap_or(Path::new(".")).join("model_config.json");
+            if !beside.is_file() {
+                return Err(Error::config(
+                    path.display().to_string(),
+                    "model_config.json",
+                    format!(
+                        "no model configuration: the file has no `model_config` metadata and {} is missing",
+                        beside.display()
+                    ),
+                ));
+            }
+            ModelConfig::read(beside)?
+        }
+    };
+    Ok((ckpt, cfg))
+}
+
+/// Loads weights with the model's dtypes: matrices in the compute dtype, biases in the activation
+/// dtype, LayerNorms in f32.
+pub(crate) struct Loader<'a> {
+    pub ckpt: &'a Checkpoint,
+    pub dtype: CDType,
+    pub act_dtype: CDType,
+    pub device: CDevice,
+    pub eps: f32,
+}
+
+impl Loader<'_> {
+    pub fn t(&self, name: &str, dt: CDType) -> Result<Tensor> {
+        load_tensor(self.ckpt, name, dt, &self.device)
+    }
+    pub fn ln(&self, p: &str) -> Result<LayerNorm> {
+        Ok(LayerNorm { weight: self.t(&format!("{p}.weight"), CDType::F32)?, bias: self.t(&format!("{p}.bias"), CDType::F32)?, eps: self.eps })
+    }
+    /// A linear layer from `{p}.weight` / `{p}.bias`.
+    pub fn lin(&self, p: &str) -> Result<Linear> {
+        self.lin_named(&format!("{p}.weight"), &format!("{p}.bias"))
+    }
+    pub fn lin_named(&self, weight: &str, bias: &str) -> Result<Linear> {
+        Ok(Linear { weight: self.t(weight, self.dtype)?, bias: self.t(bias, self.act_dtype)? })
+    }
+}
+
+/// The shared transformer.
+pub(crate) struct Backbone {
+    pub config: CoglmConfig,
+    /// Weight-matrix dtype.
+    pub dtype: CDType,
+    /// Activations and caches: f32 on the CPU (weights alone are stored in half precision there),
+    /// the weight dtype on GPUs.
+    pub act_dtype: CDType,
+    pub device: CDevice,
+    pub word_embeddings: Tensor,
+    pub position_embeddings: Tensor,
+    pub layers: Vec<Layer>,
+    pub final_layernorm: LayerNorm,
+    /// Rows `0..image_vocab_size` of the word embedding in f32: the image head.
+    pub image_head: Tensor,
+}
+
+impl Backbone {
+    pub fn loader<'a>(ckpt: &'a Checkpoint, config: &CoglmConfig, options: LoadOptions) -> Result<Loader<'a>> {
+        let device = device(options.device)?;
+        let dtype = cdtype(options.dtype);
+        let act_dtype = if device.is_cpu() { CDType::F32 } else { dtype };
+        Ok(Loader { ckpt, dtype, act_dtype, device, eps: config.layernorm_epsilon as f32 })
+    }
+
+    /// Loads the `transformer.*` tensors (the caller has checked the checkpoint).
+    pub fn from_checkpoint(ckpt: &Checkpoint, config: CoglmConfig, options: LoadOptions) -> Result<Self> {
+        let l = Self::loader(ckpt, &config, options)?;
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for i in 0..config.num_layers {
+            let p = format!("transformer.layers.{i}");
+            layers.push(Layer {
+                input_layernorm: l.ln(&format!("{p}.input_layernorm"))?,
+                query_key_value: l.lin(&format!("{p}.attention.query_key_value"))?,
+                dense: l.lin(&format!("{p}.attention.dense"))?,
+                third_layernorm: l.ln(&format!("{p}.third_layernorm"))?,
+                post_attention_layernorm: l.ln(&format!("{p}.post_attention_layernorm"))?,
+                dense_h_to_4h: l.lin(&format!("{p}.mlp.dense_h_to_4h"))?,
+                dense_4h_to_h: l.lin(&format!("{p}.mlp.dense_4h_to_h"))?,
+                fourth_layernorm: l.ln(&format!("{p}.fourth_layernorm"))?,
+            });
+        }
+        let image_head = l
+            .t("transformer.word_embeddings.weight", CDType::F32)?
+            .narrow(0, 0, config.image_vocab_size)
+            .and_then(|x| x.contiguous())
+            .be()?;
+        Ok(Backbone {
+            word_embeddings: l.t("transformer.word_embeddings.weight", l.dtype)?,
+            position_embeddings: l.t("transformer.position_embeddings.weight", l.dtype)?,
+            final_layernorm: l.ln("transformer.final_layernorm")?,
+            image_head,
+            layers,
+            dtype: l.dtype,
+            act_dtype: l.act_dtype,
+            device: l.device.clone(),
+            config,
+        })
+    }
+
+    /// The MLP half of a sandwich layer: x + LN4(MLP(LN2(x))).
+    pub fn mlp(&self, i: usize, x: &Tensor) -> candle_core::Result<Tensor> {
+        let l = &self.layers[i];
+        let y = l.dense_h_to_4h.forward(&l.post_attention_layernorm.forward(x)?)?.gelu()?;
+        let y = l.dense_4h_to_h.forward(&y)?;
+        x + l.fourth_layernorm.forward(&y)?
+    }
+
+    /// Image-vocabulary logits (f32) of rows `x` [n, h] after the final LayerNorm.
+    pub fn image_logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = self.final_layernorm.forward(x)?.to_dtype(CDType::F32)?;
+        matmul_wt(&x, &self.image_head)
+    }
+}
