@@ -11,10 +11,13 @@ mod config;
 mod cpu_conv;
 mod cpu_gemm;
 mod cpu_linear;
+mod local_attention;
+mod sr;
 mod util;
 mod vqvae;
 
 pub use coglm::{CoglmModel, CoglmSession};
 pub use config::CoglmConfig;
+pub use sr::{SrConfig, SrKind, SrModel};
 pub use util::{device, LoadOptions};
 pub use vqvae::{VqConfig, VqTokenizer};

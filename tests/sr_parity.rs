@@ -1,0 +1,82 @@
+//! DSR and ItersR against the official CogView2 model classes (run on SwissArmyTransformer with a
+//! PyTorch reference of the local-attention kernel; see tests/fixtures/sr/README.md).
+
+mod common;
+
+use cogview::candle::{LoadOptions, SrModel};
+use cogview::core::lopar::Lopar;
+use cogview::core::npy::read_npy_file;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Case {
+    kind: String,
+    text: Vec<u32>,
+    #[serde(default)]
+    low_res: Vec<u32>,
+    #[serde(default)]
+    tokens: Vec<u32>,
+    #[serde(default)]
+    placeholder: u32,
+    image_vocab: usize,
+    cells: Vec<usize>,
+}
+
+fn sr(name: &str) -> std::path::PathBuf {
+    common::fixtures().join("sr").join(name)
+}
+
+fn check(model_dir: &str, case: &str) {
+    let model = SrModel::load(sr(model_dir), LoadOptions::default()).unwrap();
+    let c: Case = serde_json::from_str(&std::fs::read_to_string(sr(model_dir).join(format!("case_{case}.json"))).unwrap()).unwrap();
+    let want = read_npy_file(sr(model_dir).join(format!("case_{case}.logits.npy"))).unwrap();
+    assert_eq!(want.shape, vec![c.cells.len(), c.image_vocab]);
+    let logits = match c.kind.as_str() {
+        "dsr" => model.dsr_logits(&c.text, &c.low_res, c.placeholder).unwrap(),
+        _ => model.itersr_logits(&c.text, &c.tokens).unwrap(),
+    };
+    assert_eq!(logits.dims(), &[3600, c.image_vocab]);
+    let got: Vec<Vec<f32>> = logits.to_vec2().unwrap();
+    let want = want.to_f32();
+    let mut max = 0f32;
+    for (i, &cell) in c.cells.iter().enumerate() {
+        for (g, w) in got[cell].iter().zip(&want[i * c.image_vocab..(i + 1) * c.image_vocab]) {
+            max = max.max((g - w).abs());
+        }
+    }
+    eprintln!("{model_dir}/{case}: max |diff| {max:e} over {} cells", c.cells.len());
+    assert!(max <= 1e-4, "{model_dir}/{case}: {max}");
+}
+
+#[test]
+fn dsr_logits_equal_the_official_model() {
+    check("dsr-tiny", "short");
+    check("dsr-tiny", "long");
+}
+
+#[test]
+fn itersr_logits_equal_the_official_model() {
+    check("itersr-tiny", "iter1");
+    check("itersr-tiny", "iter4_long_text");
+}
+
+#[test]
+fn lopar_masks_equal_the_official_tiling() {
+    #[derive(Deserialize)]
+    struct L {
+        table: Vec<Vec<i8>>,
+        topks: Vec<usize>,
+        masked_counts: std::collections::BTreeMap<String, usize>,
+        mask_iter1: Vec<u8>,
+    }
+    let l: L = serde_json::from_str(&std::fs::read_to_string(sr("lopar.json")).unwrap()).unwrap();
+    let lopar = Lopar::default();
+    // The official literals read from iterative_sr.py: the table and the top-k list (index 0 unused).
+    assert_eq!(lopar.table, l.table);
+    assert_eq!(lopar.top_k, l.topks[1..].to_vec());
+    let m1: Vec<u8> = lopar.mask(1, 60, 60, None).unwrap().into_iter().map(u8::from).collect();
+    assert_eq!(m1, l.mask_iter1);
+    let counts: Vec<usize> = (1..=6).map(|k| lopar.mask(k, 60, 60, None).unwrap().iter().filter(|m| **m).count()).collect();
+    let want: Vec<usize> = (1..=6).map(|k| l.masked_counts[&k.to_string()]).collect();
+    assert_eq!(counts, want);
+}
