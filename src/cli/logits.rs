@@ -8,13 +8,17 @@ use cogview::{Error, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
 
-/// Print the full-vocabulary logits of every position of a CogLM input as JSON.
+/// Print logits as JSON: for CogLM, the full-vocabulary logits of every position; for DSR and
+/// ItersR (input with a "kind"), the image-vocabulary logits of every high-resolution cell.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A SAT checkpoint folder or a safetensors file written by `cogview convert`.
+    /// A SAT checkpoint folder (coglm, cogview2-dsr, cogview2-itersr) or a safetensors file
+    /// written by `cogview convert`.
     #[arg(long)]
     model: PathBuf,
-    /// JSON: {"tokens": [...], "positions": [...], "text_len": n, "text_bias": 1.4}.
+    /// CogLM: {"tokens": [...], "positions": [...], "text_len": n, "text_bias": 1.4}.
+    /// DSR: {"kind": "dsr", "text": [...], "low_res": [h·w ids], "placeholder": id, "image_vocab": n}.
+    /// ItersR: {"kind": "itersr", "text": [...], "tokens": [H·W ids], "image_vocab": n}.
     #[arg(long)]
     input: PathBuf,
     #[command(flatten)]
@@ -78,7 +82,59 @@ impl LogitsInput {
     }
 }
 
+/// The input of `cogview logits` for a super-resolution model.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SrLogitsInput {
+    Dsr {
+        text: Vec<u32>,
+        low_res: Vec<u32>,
+        placeholder: u32,
+        image_vocab: usize,
+        /// Informational fields of the parity fixtures are accepted and ignored.
+        #[serde(flatten)]
+        _rest: serde_json::Map<String, serde_json::Value>,
+    },
+    Itersr {
+        text: Vec<u32>,
+        tokens: Vec<u32>,
+        image_vocab: usize,
+        #[serde(flatten)]
+        _rest: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+fn run_sr(args: &Args, value: serde_json::Value) -> Result<()> {
+    let what = args.input.display().to_string();
+    let input: SrLogitsInput =
+        serde_json::from_value(value).map_err(|e| Error::invalid_input(&what, format!("malformed input JSON: {e}")))?;
+    let model = cogview::candle::SrModel::load(&args.model, args.backend.load_options())?;
+    let have = model.config().backbone.image_vocab_size;
+    let image_vocab = match &input {
+        SrLogitsInput::Dsr { image_vocab, .. } | SrLogitsInput::Itersr { image_vocab, .. } => *image_vocab,
+    };
+    if image_vocab != have {
+        return Err(Error::invalid_input(
+            format!("{what}: image_vocab"),
+            format!("{image_vocab} does not match the model's image vocabulary of {have}"),
+        ));
+    }
+    let logits = match &input {
+        SrLogitsInput::Dsr { text, low_res, placeholder, .. } => model.dsr_logits(text, low_res, *placeholder)?,
+        SrLogitsInput::Itersr { text, tokens, .. } => model.itersr_logits(text, tokens)?,
+    };
+    let rows: Vec<Vec<f32>> = logits.to_vec2().map_err(|e| Error::Backend(e.to_string()))?;
+    println!("{}", serde_json::json!({ "logits": rows }));
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
+    let text = std::fs::read_to_string(&args.input).map_err(|e| Error::io(&args.input, e))?;
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
+        if value.get("kind").is_some() {
+            return run_sr(&args, value);
+        }
+    }
     let input = LogitsInput::read(&args.input)?;
     let model = CoglmModel::load(&args.model, args.backend.load_options())?;
     let vocab = model.spec().vocab_size;
