@@ -292,3 +292,16 @@ impl SrModel {
         b.image_logits(&x1)
     }
 }
+
+impl cogview_core::sr::GridPredictor for SrModel {
+    /// DSR: `grid` is the low-resolution grid (the placeholder is `start_of_image_id`); ItersR:
+    /// the current high-resolution grid.
+    fn predict(&self, text: &[u32], grid: &cogview_core::TokenGrid) -> Result<cogview_core::lm::Logits> {
+        let t = match self.config.kind {
+            SrKind::Dsr => self.dsr_logits(text, &grid.ids, self.b.config.start_of_image_id)?,
+            SrKind::Itersr => self.itersr_logits(text, &grid.ids)?,
+        };
+        let (rows, vocab) = t.dims2().be()?;
+        Ok(cogview_core::lm::Logits { rows, vocab, data: t.flatten_all().and_then(|t| t.to_vec1::<f32>()).be()? })
+    }
+}

@@ -24,6 +24,7 @@ pub mod lopar;
 pub mod npy;
 pub mod rng;
 pub mod sampling;
+pub mod sr;
 pub mod traits;
 pub mod types;
 

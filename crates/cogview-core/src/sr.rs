@@ -1,0 +1,123 @@
+//! Stages 2-3 as CogView2 runs them: DSR predicts every high-resolution cell in one pass and each
+//! cell is drawn with cluster sampling; then ItersR re-masks and re-samples cells in the LoPAR
+//! order (top-k per iteration). Backends only predict logits ([`GridPredictor`]); the sampling,
+//! the schedule and the masks live here.
+
+use crate::context::RunContext;
+use crate::error::{Error, Result};
+use crate::lm::Logits;
+use crate::lopar::Lopar;
+use crate::rng::Rng;
+use crate::sampling::{Sampler, TopKSampler};
+use crate::traits::LocalSuperResolver;
+use crate::types::{TextTokens, TokenGrid};
+use std::sync::Arc;
+
+/// A model that predicts, for every cell of its output grid, logits over the image vocabulary.
+pub trait GridPredictor: Send + Sync {
+    /// DSR: `grid` is the low-resolution grid; ItersR: the current high-resolution grid with the
+    /// cells to re-sample set to the mask id. Returns `[cells, image_vocab]`.
+    fn predict(&self, text: &[u32], grid: &TokenGrid) -> Result<Logits>;
+}
+
+/// Seeds of the stages of one image, derived from the image's seed so that each stage has its
+/// own stream (stage 1 uses the seed itself).
+pub fn stage_seed(seed: u64, stage: u64) -> u64 {
+    seed ^ stage.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+const DSR_STAGE: u64 = 2;
+const ITERSR_STAGE: u64 = 3;
+
+/// DSR + ItersR with the official recipe.
+pub struct SuperResolution {
+    pub dsr: Arc<dyn GridPredictor>,
+    pub itersr: Arc<dyn GridPredictor>,
+    /// DSR's per-cell sampler (official: cluster sampling, temperature 1, top 100 clusters, inner 0.89).
+    pub dsr_sampler: Arc<dyn Sampler>,
+    pub lopar: Lopar,
+    /// ItersR's temperature (official 1.0).
+    pub itersr_temperature: f32,
+    /// The id ItersR's masked cells hold (`<start_of_image>`, 150000 officially).
+    pub mask_id: u32,
+    /// Side of the high-resolution grid (official 60).
+    pub high_side: usize,
+}
+
+fn sample_rows(logits: &Logits, cells: impl Iterator<Item = usize>, sampler: &dyn Sampler, rng: &mut Rng, out: &mut [u32]) -> Result<()> {
+    for c in cells {
+        out[c] = sampler.sample(logits.row(c), rng)?;
+    }
+    Ok(())
+}
+
+impl SuperResolution {
+    fn check_logits(&self, logits: &Logits, what: &str) -> Result<()> {
+        if logits.rows != self.high_side * self.high_side {
+            return Err(Error::Backend(format!(
+                "{what} returned {} cells for a {}x{} grid",
+                logits.rows, self.high_side, self.high_side
+            )));
+        }
+        Ok(())
+    }
+
+    /// DSR: the high-resolution grid of one image.
+    pub fn direct(&self, text: &[u32], low_res: &TokenGrid, rng: &mut Rng) -> Result<TokenGrid> {
+        let _span = tracing::info_span!("dsr").entered();
+        let logits = self.dsr.predict(text, low_res)?;
+        self.check_logits(&logits, "DSR")?;
+        let mut ids = vec![0u32; logits.rows];
+        sample_rows(&logits, 0..logits.rows, self.dsr_sampler.as_ref(), rng, &mut ids)?;
+        TokenGrid::new(self.high_side, self.high_side, ids)
+    }
+
+    /// ItersR: refines `grid` in the LoPAR order. With `input_mask`, only the cells it marks are
+    /// ever re-sampled (editing); all others keep their tokens.
+    pub fn refine(&self, text: &[u32], grid: &TokenGrid, input_mask: Option<&[bool]>, rng: &mut Rng, ctx: &RunContext) -> Result<TokenGrid> {
+        let _span = tracing::info_span!("itersr").entered();
+        self.lopar.validate()?;
+        let (h, w) = (grid.height, grid.width);
+        if h != self.high_side || w != self.high_side {
+            return Err(Error::invalid_input("grid", format!("ItersR refines {0}x{0} grids, not {h}x{w}", self.high_side)));
+        }
+        let mut ids = grid.ids.clone();
+        let iters = self.lopar.iterations();
+        for k in 1..=iters {
+            ctx.check_cancelled()?;
+            let mask = self.lopar.mask(k, h, w, input_mask)?;
+            if !mask.iter().any(|m| *m) {
+                continue;
+            }
+            let masked = TokenGrid::new(h, w, ids.iter().zip(&mask).map(|(&t, &m)| if m { self.mask_id } else { t }).collect())?;
+            let logits = self.itersr.predict(text, &masked)?;
+            self.check_logits(&logits, "ItersR")?;
+            let sampler = TopKSampler { temperature: self.itersr_temperature, top_k: self.lopar.top_k[k - 1] };
+            // Only masked cells take a new token: a <start_of_image> id inside the text or the grid
+            // is never mistaken for a mask (the official code tests `tokens == 150000`).
+            sample_rows(&logits, (0..h * w).filter(|&c| mask[c]), &sampler, rng, &mut ids)?;
+            ctx.report("itersr", k, iters);
+        }
+        TokenGrid::new(h, w, ids)
+    }
+}
+
+impl LocalSuperResolver for SuperResolution {
+    fn super_resolve(&self, text: &TextTokens, low_res: &[TokenGrid], seeds: &[u64], ctx: &RunContext) -> Result<Vec<TokenGrid>> {
+        if low_res.len() != seeds.len() {
+            return Err(Error::invalid_input("seeds", format!("{} seeds for {} grids", seeds.len(), low_res.len())));
+        }
+        // Every image is processed (the official code drops images beyond a multiple of 4).
+        low_res
+            .iter()
+            .zip(seeds)
+            .map(|(g, &seed)| {
+                let mut rng = Rng::from_seed(stage_seed(seed, DSR_STAGE));
+                let high = self.direct(&text.0, g, &mut rng)?;
+                ctx.report("dsr", 1, 1);
+                let mut rng = Rng::from_seed(stage_seed(seed, ITERSR_STAGE));
+                self.refine(&text.0, &high, None, &mut rng, ctx)
+            })
+            .collect()
+    }
+}
