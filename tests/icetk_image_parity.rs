@@ -242,12 +242,18 @@ fn safetensors_tokenizer_gives_the_same_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = Checkpoint::open(dir().join("ice_image.pt"), None).unwrap();
     let mut meta = std::collections::HashMap::new();
-    meta.insert("vq_config".to_string(), std::fs::read_to_string(dir().join("vq_config.json")).unwrap());
+    meta.insert(
+        "vq_config".to_string(),
+        std::fs::read_to_string(dir().join("vq_config.json")).unwrap(),
+    );
     let out = tmp.path().join("ice_image.safetensors");
     write_safetensors(&ckpt, |_| true, meta, &out).unwrap();
     let st = VqTokenizer::load(&out, LoadOptions::default()).unwrap();
     let pt = tokenizer();
     assert_eq!(st.codebook_sha256(), pt.codebook_sha256());
     let img = cogview::image::load_image(dir().join("images/girl160.png")).unwrap();
-    assert_eq!(st.encode(&img, Compression::X8).unwrap(), pt.encode(&img, Compression::X8).unwrap());
+    assert_eq!(
+        st.encode(&img, Compression::X8).unwrap(),
+        pt.encode(&img, Compression::X8).unwrap()
+    );
 }

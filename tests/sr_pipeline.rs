@@ -15,7 +15,10 @@ fn pipeline() -> SuperResolution {
         dsr: Arc::new(SrModel::load(dir.join("dsr-tiny"), LoadOptions::default()).unwrap()),
         itersr: Arc::new(SrModel::load(dir.join("itersr-tiny"), LoadOptions::default()).unwrap()),
         // The tiny models have 200 image codes and no cluster table: plain top-k for DSR.
-        dsr_sampler: Arc::new(TopKSampler { temperature: 1.0, top_k: 20 }),
+        dsr_sampler: Arc::new(TopKSampler {
+            temperature: 1.0,
+            top_k: 20,
+        }),
         lopar: Lopar::default(),
         itersr_temperature: 1.0,
         mask_id: 1199,
@@ -33,8 +36,17 @@ const TEXT: [u32; 6] = [300, 301, 402, 503, 604, 705];
 fn super_resolution_is_reproducible_per_seed() {
     let sr = pipeline();
     let ctx = RunContext::default();
-    let a = sr.super_resolve(&TextTokens(TEXT.to_vec()), &[low_res(), low_res()], &[5, 6], &ctx).unwrap();
-    let b = sr.super_resolve(&TextTokens(TEXT.to_vec()), &[low_res()], &[5], &ctx).unwrap();
+    let a = sr
+        .super_resolve(
+            &TextTokens(TEXT.to_vec()),
+            &[low_res(), low_res()],
+            &[5, 6],
+            &ctx,
+        )
+        .unwrap();
+    let b = sr
+        .super_resolve(&TextTokens(TEXT.to_vec()), &[low_res()], &[5], &ctx)
+        .unwrap();
     assert_eq!(a[0], b[0], "an image depends only on its own seed");
     assert_ne!(a[0], a[1]);
     assert_eq!((a[0].height, a[0].width), (60, 60));
@@ -64,7 +76,9 @@ fn itersr_changes_only_lopar_cells_and_respects_an_input_mask() {
     assert_eq!(e.ids[600..], d.ids[600..]);
     assert_ne!(e.ids[..600], d.ids[..600]);
     // A wrong-sized mask is an error, not a panic.
-    assert!(sr.refine(&TEXT, &d, Some(&[true; 5]), &mut rng, &ctx).is_err());
+    assert!(sr
+        .refine(&TEXT, &d, Some(&[true; 5]), &mut rng, &ctx)
+        .is_err());
 }
 
 #[test]
@@ -74,7 +88,9 @@ fn a_mask_id_inside_the_grid_is_not_treated_as_a_mask() {
     let mut rng = Rng::from_seed(1);
     let mut d = sr.direct(&TEXT, &low_res(), &mut rng).unwrap();
     d.ids[0] = 1199; // the mask id, in cell (0,0), whose LoPAR value −1 means never re-sampled
-    let r = sr.refine(&TEXT, &d, None, &mut rng, &RunContext::default()).unwrap();
+    let r = sr
+        .refine(&TEXT, &d, None, &mut rng, &RunContext::default())
+        .unwrap();
     assert_eq!(r.ids[0], 1199);
 }
 
@@ -83,6 +99,8 @@ fn cancellation_stops_between_passes() {
     let sr = pipeline();
     let ctx = RunContext::default();
     ctx.cancel.cancel();
-    let err = sr.super_resolve(&TextTokens(TEXT.to_vec()), &[low_res()], &[1], &ctx).unwrap_err();
+    let err = sr
+        .super_resolve(&TextTokens(TEXT.to_vec()), &[low_res()], &[1], &ctx)
+        .unwrap_err();
     assert!(matches!(err, cogview::Error::Cancelled), "{err}");
 }

@@ -23,12 +23,74 @@ enum What {
     Coglm(CoglmArgs),
     /// The image tokenizer: encode (pixels → ids) and decode (ids → pixels) of one image.
     Vq(VqArgs),
+    /// One forward pass of DSR or ItersR (a folder holding `dsr/` and `itersr/`).
+    Sr(SrArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SrArgs {
+    /// A folder with `dsr/` and `itersr/` checkpoints (tools/bench/sr_torch_bench.py --make-model).
+    #[arg(long)]
+    model: PathBuf,
+    /// dsr or itersr.
+    #[arg(long)]
+    which: String,
+    #[arg(long, default_value_t = 16)]
+    text_len: usize,
+    #[arg(long, default_value_t = 2)]
+    repeats: usize,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+/// Peak resident memory of this process (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
+fn sr(args: SrArgs) -> Result<()> {
+    let model =
+        cogview::candle::SrModel::load(args.model.join(&args.which), args.backend.load_options())?;
+    let c = model.config().clone();
+    let iv = c.backbone.image_vocab_size as u32;
+    let text: Vec<u32> = (0..args.text_len as u32).map(|i| iv + 1 + i * 7).collect();
+    let lopar = cogview::core::lopar::Lopar::default();
+    let mask = lopar.mask(1, c.high, c.high, None)?;
+    let grid: Vec<u32> = (0..(c.high * c.high) as u32)
+        .map(|i| {
+            if mask[i as usize] {
+                c.backbone.start_of_image_id
+            } else {
+                (i * 7919) % iv
+            }
+        })
+        .collect();
+    let low: Vec<u32> = (0..(c.low * c.low) as u32)
+        .map(|i| (i * 7919) % iv)
+        .collect();
+    let (_, seconds) = best_of(args.repeats, || match c.kind {
+        cogview::candle::SrKind::Dsr => model.dsr_logits(&text, &low, c.backbone.start_of_image_id),
+        cogview::candle::SrKind::Itersr => model.itersr_logits(&text, &grid),
+    })?;
+    let out = serde_json::json!({
+        "impl": "candle", "which": args.which, "dtype": args.backend.dtype.to_string(), "seconds": seconds,
+        "peak_rss_bytes": peak_rss(), "threads": threads(), "text_len": args.text_len,
+    });
+    println!("{out}");
+    Ok(())
 }
 
 pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::Coglm(a) => coglm(a),
         What::Vq(a) => vq(a),
+        What::Sr(a) => sr(a),
     }
 }
 

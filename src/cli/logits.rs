@@ -106,12 +106,14 @@ pub enum SrLogitsInput {
 
 fn run_sr(args: &Args, value: serde_json::Value) -> Result<()> {
     let what = args.input.display().to_string();
-    let input: SrLogitsInput =
-        serde_json::from_value(value).map_err(|e| Error::invalid_input(&what, format!("malformed input JSON: {e}")))?;
+    let input: SrLogitsInput = serde_json::from_value(value)
+        .map_err(|e| Error::invalid_input(&what, format!("malformed input JSON: {e}")))?;
     let model = cogview::candle::SrModel::load(&args.model, args.backend.load_options())?;
     let have = model.config().backbone.image_vocab_size;
     let image_vocab = match &input {
-        SrLogitsInput::Dsr { image_vocab, .. } | SrLogitsInput::Itersr { image_vocab, .. } => *image_vocab,
+        SrLogitsInput::Dsr { image_vocab, .. } | SrLogitsInput::Itersr { image_vocab, .. } => {
+            *image_vocab
+        }
     };
     if image_vocab != have {
         return Err(Error::invalid_input(
@@ -120,10 +122,17 @@ fn run_sr(args: &Args, value: serde_json::Value) -> Result<()> {
         ));
     }
     let logits = match &input {
-        SrLogitsInput::Dsr { text, low_res, placeholder, .. } => model.dsr_logits(text, low_res, *placeholder)?,
+        SrLogitsInput::Dsr {
+            text,
+            low_res,
+            placeholder,
+            ..
+        } => model.dsr_logits(text, low_res, *placeholder)?,
         SrLogitsInput::Itersr { text, tokens, .. } => model.itersr_logits(text, tokens)?,
     };
-    let rows: Vec<Vec<f32>> = logits.to_vec2().map_err(|e| Error::Backend(e.to_string()))?;
+    let rows: Vec<Vec<f32>> = logits
+        .to_vec2()
+        .map_err(|e| Error::Backend(e.to_string()))?;
     println!("{}", serde_json::json!({ "logits": rows }));
     Ok(())
 }

@@ -48,6 +48,12 @@ pub(crate) fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() && x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
         x.contiguous()?
             .apply_op2_no_bwd(w, &crate::cpu_linear::SmallRowsLinear)
+    } else if x.device().is_cpu()
+        && x.dtype() == CDType::F32
+        && w.dtype() == CDType::F32
+        && crate::cpu_gemm::available()
+    {
+        crate::cpu_gemm::matmul(x, &w.t()?)
     } else {
         x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
     }
@@ -64,6 +70,16 @@ pub(crate) struct Layer {
     pub(crate) fourth_layernorm: LayerNorm,
 }
 
+/// SAT's tanh-approximation GELU: the libm-free kernel for f32 on the CPU, candle's elsewhere.
+pub(crate) fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == CDType::F32 {
+        x.contiguous()?
+            .apply_op1_no_bwd(&crate::cpu_linear::GeluTanh)
+    } else {
+        x.gelu()
+    }
+}
+
 /// Opens a model: a SAT folder, or a weights file whose configuration is in its safetensors
 /// metadata (`model_config`) or in a `model_config.json` beside it.
 pub(crate) fn open_model(path: &Path) -> Result<(Checkpoint, ModelConfig)> {
@@ -76,7 +92,10 @@ pub(crate) fn open_model(path: &Path) -> Result<(Checkpoint, ModelConfig)> {
     let cfg = match ckpt.metadata().get("model_config") {
         Some(text) => ModelConfig::parse(text, path)?,
         None => {
-            let beside = path.parent().unwrap_or(Path::new(".")).join("model_config.json");
+            let beside = path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("model_config.json");
             if !beside.is_file() {
                 return Err(Error::config(
                     path.display().to_string(),
@@ -108,14 +127,21 @@ impl Loader<'_> {
         load_tensor(self.ckpt, name, dt, &self.device)
     }
     pub fn ln(&self, p: &str) -> Result<LayerNorm> {
-        Ok(LayerNorm { weight: self.t(&format!("{p}.weight"), CDType::F32)?, bias: self.t(&format!("{p}.bias"), CDType::F32)?, eps: self.eps })
+        Ok(LayerNorm {
+            weight: self.t(&format!("{p}.weight"), CDType::F32)?,
+            bias: self.t(&format!("{p}.bias"), CDType::F32)?,
+            eps: self.eps,
+        })
     }
     /// A linear layer from `{p}.weight` / `{p}.bias`.
     pub fn lin(&self, p: &str) -> Result<Linear> {
         self.lin_named(&format!("{p}.weight"), &format!("{p}.bias"))
     }
     pub fn lin_named(&self, weight: &str, bias: &str) -> Result<Linear> {
-        Ok(Linear { weight: self.t(weight, self.dtype)?, bias: self.t(bias, self.act_dtype)? })
+        Ok(Linear {
+            weight: self.t(weight, self.dtype)?,
+            bias: self.t(bias, self.act_dtype)?,
+        })
     }
 }
 
@@ -137,15 +163,29 @@ pub(crate) struct Backbone {
 }
 
 impl Backbone {
-    pub fn loader<'a>(ckpt: &'a Checkpoint, config: &CoglmConfig, options: LoadOptions) -> Result<Loader<'a>> {
+    pub fn loader<'a>(
+        ckpt: &'a Checkpoint,
+        config: &CoglmConfig,
+        options: LoadOptions,
+    ) -> Result<Loader<'a>> {
         let device = device(options.device)?;
         let dtype = cdtype(options.dtype);
         let act_dtype = if device.is_cpu() { CDType::F32 } else { dtype };
-        Ok(Loader { ckpt, dtype, act_dtype, device, eps: config.layernorm_epsilon as f32 })
+        Ok(Loader {
+            ckpt,
+            dtype,
+            act_dtype,
+            device,
+            eps: config.layernorm_epsilon as f32,
+        })
     }
 
     /// Loads the `transformer.*` tensors (the caller has checked the checkpoint).
-    pub fn from_checkpoint(ckpt: &Checkpoint, config: CoglmConfig, options: LoadOptions) -> Result<Self> {
+    pub fn from_checkpoint(
+        ckpt: &Checkpoint,
+        config: CoglmConfig,
+        options: LoadOptions,
+    ) -> Result<Self> {
         let l = Self::loader(ckpt, &config, options)?;
         let mut layers = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
@@ -182,7 +222,10 @@ impl Backbone {
     /// The MLP half of a sandwich layer: x + LN4(MLP(LN2(x))).
     pub fn mlp(&self, i: usize, x: &Tensor) -> candle_core::Result<Tensor> {
         let l = &self.layers[i];
-        let y = l.dense_h_to_4h.forward(&l.post_attention_layernorm.forward(x)?)?.gelu()?;
+        let y = gelu(
+            &l.dense_h_to_4h
+                .forward(&l.post_attention_layernorm.forward(x)?)?,
+        )?;
         let y = l.dense_4h_to_h.forward(&y)?;
         x + l.fourth_layernorm.forward(&y)?
     }

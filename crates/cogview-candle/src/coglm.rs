@@ -39,7 +39,9 @@ impl CoglmModel {
         options: LoadOptions,
     ) -> Result<Self> {
         ckpt.check(&config.expected_tensors(), |_| false)?;
-        Ok(CoglmModel { b: Backbone::from_checkpoint(ckpt, config, options)? })
+        Ok(CoglmModel {
+            b: Backbone::from_checkpoint(ckpt, config, options)?,
+        })
     }
 
     pub fn config(&self) -> &CoglmConfig {
@@ -51,7 +53,8 @@ impl CoglmModel {
         if vocab == self.b.config.image_vocab_size {
             Ok(self.b.image_head.clone())
         } else {
-            self.b.word_embeddings
+            self.b
+                .word_embeddings
                 .narrow(0, 0, vocab)?
                 .to_dtype(CDType::F32)
         }
@@ -162,16 +165,14 @@ impl CoglmSession<'_> {
         let h = c.hidden_size;
         let tokens = Tensor::from_slice(input.tokens, (self.batch * n,), &m.b.device)?;
         let positions = Tensor::from_slice(input.positions, (n,), &m.b.device)?;
-        let words = m
-            .b
-            .word_embeddings
-            .index_select(&tokens, 0)?
-            .reshape((self.batch, n, h))?;
-        let pos = m
-            .b
-            .position_embeddings
-            .index_select(&positions, 0)?
-            .unsqueeze(0)?;
+        let words =
+            m.b.word_embeddings
+                .index_select(&tokens, 0)?
+                .reshape((self.batch, n, h))?;
+        let pos =
+            m.b.position_embeddings
+                .index_select(&positions, 0)?
+                .unsqueeze(0)?;
         let mut x = words
             .broadcast_add(&pos)?
             .reshape((self.batch * n, h))?
@@ -181,23 +182,17 @@ impl CoglmSession<'_> {
             let l = &m.b.layers[i];
             let a = self.attention(i, &l.input_layernorm.forward(&x)?, &bias, n)?;
             x = (x + l.third_layernorm.forward(&a)?)?;
-            let y = l
-                .dense_h_to_4h
-                .forward(&l.post_attention_layernorm.forward(&x)?)?
-                .gelu()?;
-            let y = l.dense_4h_to_h.forward(&y)?;
-            x = (x + l.fourth_layernorm.forward(&y)?)?;
+            x = m.b.mlp(i, &x)?;
         }
         let x = x.reshape((self.batch, n, h))?;
         let (x, rows) = match input.logits {
             LogitsRequest::Last { .. } => (x.narrow(1, n - 1, 1)?, self.batch),
             LogitsRequest::All { .. } => (x, self.batch * n),
         };
-        let x = m
-            .b
-            .final_layernorm
-            .forward(&x.reshape((rows, h))?)?
-            .to_dtype(CDType::F32)?;
+        let x =
+            m.b.final_layernorm
+                .forward(&x.reshape((rows, h))?)?
+                .to_dtype(CDType::F32)?;
         matmul_wt(&x, &m.head(input.logits.vocab())?)
     }
 }

@@ -17,7 +17,11 @@ pub(crate) struct Kv<'a> {
 /// The keys a query sees besides its high-resolution window.
 pub(crate) enum Extra<'a> {
     /// A window over another grid (DSR's cross-resolution attention).
-    Window { kv: Kv<'a>, window: LocalWindow, grid: (usize, usize) },
+    Window {
+        kv: Kv<'a>,
+        window: LocalWindow,
+        grid: (usize, usize),
+    },
     /// Every key whose flag is set (ItersR's text, padding excluded).
     Global { kv: Kv<'a>, visible: &'a [bool] },
 }
@@ -41,11 +45,21 @@ pub(crate) fn attend(
         // Key rows for this query: (set, row); the same for every head.
         let mut keys: Vec<(bool, usize)> = Vec::with_capacity(96);
         match &extra {
-            Extra::Window { window: ew, grid: (gh, gw), .. } => {
+            Extra::Window {
+                window: ew,
+                grid: (gh, gw),
+                ..
+            } => {
                 keys.extend(ew.keys(y, x, *gh, *gw).flatten().map(|r| (true, r)));
             }
             Extra::Global { visible, .. } => {
-                keys.extend(visible.iter().enumerate().filter(|(_, v)| **v).map(|(r, _)| (true, r)));
+                keys.extend(
+                    visible
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| **v)
+                        .map(|(r, _)| (true, r)),
+                );
             }
         }
         keys.extend(window.keys(y, x, h, w).flatten().map(|r| (false, r)));

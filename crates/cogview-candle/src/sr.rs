@@ -40,7 +40,9 @@ pub struct SrConfig {
 impl SrConfig {
     fn from_model_config(cfg: &ModelConfig, ckpt: &Checkpoint) -> Result<Self> {
         let src = cfg.path.display().to_string();
-        let rows = ckpt.info("transformer.position_embeddings.weight").map(|i| i.shape[0]);
+        let rows = ckpt
+            .info("transformer.position_embeddings.weight")
+            .map(|i| i.shape[0]);
         let backbone = CoglmConfig::from_model_config(cfg, rows)?;
         let kind = match cfg.opt_str("model_class")? {
             Some("DsrModel") => SrKind::Dsr,
@@ -49,9 +51,18 @@ impl SrConfig {
             _ => SrKind::Itersr,
         };
         let layout: Vec<usize> = match cfg.values.get("layout") {
-            Some(serde_json::Value::Array(a)) => a.iter().map(|v| v.as_u64().map(|x| x as usize)).collect::<Option<_>>()
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_u64().map(|x| x as usize))
+                .collect::<Option<_>>()
                 .ok_or_else(|| Error::config(&src, "layout", "expected a list of integers"))?,
-            Some(v) => return Err(Error::config(&src, "layout", format!("expected a list of integers, found {v}"))),
+            Some(v) => {
+                return Err(Error::config(
+                    &src,
+                    "layout",
+                    format!("expected a list of integers, found {v}"),
+                ))
+            }
             None => match kind {
                 SrKind::Dsr => vec![96, 496, 4096],
                 SrKind::Itersr => vec![16, 3616],
@@ -60,14 +71,28 @@ impl SrConfig {
         let side = |n: usize, what: &str| -> Result<usize> {
             let s = (n as f64).sqrt().round() as usize;
             if s * s != n || s == 0 {
-                return Err(Error::config(&src, "layout", format!("{n} {what} tokens are not a square grid")));
+                return Err(Error::config(
+                    &src,
+                    "layout",
+                    format!("{n} {what} tokens are not a square grid"),
+                ));
             }
             Ok(s)
         };
         let (text_slots, low, high) = match (kind, layout.as_slice()) {
-            (SrKind::Dsr, [t, l, h]) if l > t && h > l => (*t, side(l - t, "low-resolution")?, side(h - l, "high-resolution")?),
+            (SrKind::Dsr, [t, l, h]) if l > t && h > l => (
+                *t,
+                side(l - t, "low-resolution")?,
+                side(h - l, "high-resolution")?,
+            ),
             (SrKind::Itersr, [t, h]) if h > t => (*t, 0, side(h - t, "high-resolution")?),
-            _ => return Err(Error::config(&src, "layout", format!("{layout:?} does not fit a {kind:?} model"))),
+            _ => {
+                return Err(Error::config(
+                    &src,
+                    "layout",
+                    format!("{layout:?} does not fit a {kind:?} model"),
+                ))
+            }
         };
         let c = SrConfig {
             kind,
@@ -79,10 +104,21 @@ impl SrConfig {
             kernel_size2: cfg.opt_usize("kernel_size2")?.unwrap_or(5),
         };
         if kind == SrKind::Dsr && c.high % c.low != 0 {
-            return Err(Error::config(&src, "layout", format!("{}x{} is not a multiple of {}x{}", c.high, c.high, c.low, c.low)));
+            return Err(Error::config(
+                &src,
+                "layout",
+                format!(
+                    "{}x{} is not a multiple of {}x{}",
+                    c.high, c.high, c.low, c.low
+                ),
+            ));
         }
         if c.kernel_size % 2 == 0 || c.kernel_size2 % 2 == 0 {
-            return Err(Error::config(&src, "kernel_size", "window sizes must be odd"));
+            return Err(Error::config(
+                &src,
+                "kernel_size",
+                "window sizes must be odd",
+            ));
         }
         Ok(c)
     }
@@ -92,12 +128,24 @@ impl SrConfig {
         let b = &self.backbone;
         let (h, a) = (b.hidden_size, b.num_attention_heads * b.head_dim);
         let mut v = b.expected_tensors();
-        v.push(("mixins.extra_position_embedding.position_embeddings.weight".into(), vec![self.high * self.high, h]));
+        v.push((
+            "mixins.extra_position_embedding.position_embeddings.weight".into(),
+            vec![self.high * self.high, h],
+        ));
         if self.kind == SrKind::Dsr {
             for i in 0..b.num_layers {
-                v.push((format!("mixins.attention_plus.query_key_value.{i}.weight"), vec![3 * a, h]));
-                v.push((format!("mixins.attention_plus.query_key_value.{i}.bias"), vec![3 * a]));
-                v.push((format!("mixins.attention_plus.dense.{i}.weight"), vec![h, a]));
+                v.push((
+                    format!("mixins.attention_plus.query_key_value.{i}.weight"),
+                    vec![3 * a, h],
+                ));
+                v.push((
+                    format!("mixins.attention_plus.query_key_value.{i}.bias"),
+                    vec![3 * a],
+                ));
+                v.push((
+                    format!("mixins.attention_plus.dense.{i}.weight"),
+                    vec![h, a],
+                ));
                 v.push((format!("mixins.attention_plus.dense.{i}.bias"), vec![h]));
             }
         }
@@ -105,11 +153,23 @@ impl SrConfig {
     }
 
     fn self_window(&self) -> LocalWindow {
-        LocalWindow { kh: 2 * self.kernel_size - 1, kw: self.kernel_size, ah: 1, aw: 1, causal: false }
+        LocalWindow {
+            kh: 2 * self.kernel_size - 1,
+            kw: self.kernel_size,
+            ah: 1,
+            aw: 1,
+            causal: false,
+        }
     }
     fn cross_window(&self) -> LocalWindow {
         let r = self.high / self.low.max(1);
-        LocalWindow { kh: self.kernel_size2, kw: self.kernel_size2, ah: r, aw: r, causal: false }
+        LocalWindow {
+            kh: self.kernel_size2,
+            kw: self.kernel_size2,
+            ah: r,
+            aw: r,
+            causal: false,
+        }
     }
 }
 
@@ -124,7 +184,9 @@ pub struct SrModel {
 
 impl std::fmt::Debug for SrModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SrModel").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("SrModel")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,25 +198,43 @@ impl SrModel {
         Self::from_checkpoint(&ckpt, config, options)
     }
 
-    pub fn from_checkpoint(ckpt: &Checkpoint, config: SrConfig, options: LoadOptions) -> Result<Self> {
+    pub fn from_checkpoint(
+        ckpt: &Checkpoint,
+        config: SrConfig,
+        options: LoadOptions,
+    ) -> Result<Self> {
         ckpt.check(&config.expected_tensors(), |_| false)?;
         let b = Backbone::from_checkpoint(ckpt, config.backbone.clone(), options)?;
         let l = Backbone::loader(ckpt, &config.backbone, options)?;
-        let extra_positions = l.t("mixins.extra_position_embedding.position_embeddings.weight", l.dtype)?;
+        let extra_positions = l.t(
+            "mixins.extra_position_embedding.position_embeddings.weight",
+            l.dtype,
+        )?;
         let plus = if config.kind == SrKind::Dsr {
             (0..config.backbone.num_layers)
                 .map(|i| {
                     let p = "mixins.attention_plus";
                     Ok((
-                        l.lin_named(&format!("{p}.query_key_value.{i}.weight"), &format!("{p}.query_key_value.{i}.bias"))?,
-                        l.lin_named(&format!("{p}.dense.{i}.weight"), &format!("{p}.dense.{i}.bias"))?,
+                        l.lin_named(
+                            &format!("{p}.query_key_value.{i}.weight"),
+                            &format!("{p}.query_key_value.{i}.bias"),
+                        )?,
+                        l.lin_named(
+                            &format!("{p}.dense.{i}.weight"),
+                            &format!("{p}.dense.{i}.bias"),
+                        )?,
                     ))
                 })
                 .collect::<Result<_>>()?
         } else {
             Vec::new()
         };
-        Ok(SrModel { config, b, extra_positions, plus })
+        Ok(SrModel {
+            config,
+            b,
+            extra_positions,
+            plus,
+        })
     }
 
     pub fn config(&self) -> &SrConfig {
@@ -164,7 +244,10 @@ impl SrModel {
     fn check_ids(&self, ids: &[u32], what: &str) -> Result<()> {
         let v = self.b.config.vocab_size;
         match ids.iter().enumerate().find(|(_, &t)| t as usize >= v) {
-            Some((i, &t)) => Err(Error::invalid_input(what, format!("token id {t} at index {i} is outside the vocabulary of {v} ids"))),
+            Some((i, &t)) => Err(Error::invalid_input(
+                what,
+                format!("token id {t} at index {i} is outside the vocabulary of {v} ids"),
+            )),
             None => Ok(()),
         }
     }
@@ -175,16 +258,40 @@ impl SrModel {
     pub fn dsr_logits(&self, text: &[u32], low_res: &[u32], placeholder: u32) -> Result<Tensor> {
         let c = &self.config;
         if c.kind != SrKind::Dsr {
-            return Err(Error::invalid_input("model", "this is an ItersR checkpoint; DSR needs the cogview2-dsr model"));
+            return Err(Error::invalid_input(
+                "model",
+                "this is an ItersR checkpoint; DSR needs the cogview2-dsr model",
+            ));
         }
         if text.is_empty() || text.len() >= c.text_slots {
-            return Err(Error::TextTooLong { tokens: text.len(), max: c.text_slots - 1, what: "DSR (its text needs 1 to 95 tokens and one pad)".into() });
+            return Err(Error::TextTooLong {
+                tokens: text.len(),
+                max: c.text_slots - 1,
+                what: "DSR (its text needs 1 to 95 tokens and one pad)".into(),
+            });
         }
         if low_res.len() != c.low * c.low {
-            return Err(Error::invalid_input("low_res", format!("{} ids for a {}x{} grid ({} needed)", low_res.len(), c.low, c.low, c.low * c.low)));
+            return Err(Error::invalid_input(
+                "low_res",
+                format!(
+                    "{} ids for a {}x{} grid ({} needed)",
+                    low_res.len(),
+                    c.low,
+                    c.low,
+                    c.low * c.low
+                ),
+            ));
         }
-        if let Some((i, &t)) = low_res.iter().enumerate().find(|(_, &t)| t as usize >= self.b.config.image_vocab_size) {
-            return Err(Error::TokenOutOfVocab { token: t, index: i, vocab_size: self.b.config.image_vocab_size });
+        if let Some((i, &t)) = low_res
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= self.b.config.image_vocab_size)
+        {
+            return Err(Error::TokenOutOfVocab {
+                token: t,
+                index: i,
+                vocab_size: self.b.config.image_vocab_size,
+            });
         }
         self.check_ids(text, "text")?;
         self.check_ids(&[placeholder], "placeholder")?;
@@ -197,7 +304,15 @@ impl SrModel {
         pos0.extend((0..(c.low * c.low) as u32).map(|j| 513 + j));
         let n0 = tokens0.len();
         let bias0: Vec<f32> = (0..n0)
-            .flat_map(|r| (0..n0).map(move |k| if k >= n_pad && (k < c.text_slots || r >= c.text_slots) { 0.0 } else { f32::NEG_INFINITY }))
+            .flat_map(|r| {
+                (0..n0).map(move |k| {
+                    if k >= n_pad && (k < c.text_slots || r >= c.text_slots) {
+                        0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+            })
             .collect();
         let tokens1 = vec![placeholder; c.high * c.high];
         self.forward(&tokens0, &pos0, &bias0, &tokens1, None).be()
@@ -209,16 +324,35 @@ impl SrModel {
     pub fn itersr_logits(&self, text: &[u32], tokens: &[u32]) -> Result<Tensor> {
         let c = &self.config;
         if c.kind != SrKind::Itersr {
-            return Err(Error::invalid_input("model", "this is a DSR checkpoint; ItersR needs the cogview2-itersr model"));
+            return Err(Error::invalid_input(
+                "model",
+                "this is a DSR checkpoint; ItersR needs the cogview2-itersr model",
+            ));
         }
         if text.is_empty() {
-            return Err(Error::invalid_input("text", "ItersR needs at least one text token"));
+            return Err(Error::invalid_input(
+                "text",
+                "ItersR needs at least one text token",
+            ));
         }
         if tokens.len() != c.high * c.high {
-            return Err(Error::invalid_input("tokens", format!("{} ids for a {}x{} grid ({} needed)", tokens.len(), c.high, c.high, c.high * c.high)));
+            return Err(Error::invalid_input(
+                "tokens",
+                format!(
+                    "{} ids for a {}x{} grid ({} needed)",
+                    tokens.len(),
+                    c.high,
+                    c.high,
+                    c.high * c.high
+                ),
+            ));
         }
         let text = if text.len() > c.text_slots {
-            tracing::info!(tokens = text.len(), kept = c.text_slots, "ItersR sees only the first text tokens, as the official model");
+            tracing::info!(
+                tokens = text.len(),
+                kept = c.text_slots,
+                "ItersR sees only the first text tokens, as the official model"
+            );
             &text[..c.text_slots]
         } else {
             text
@@ -231,8 +365,9 @@ impl SrModel {
         let mut pos0 = vec![0u32; n_pad];
         pos0.extend(0..text.len() as u32);
         let n0 = tokens0.len();
-        let bias0: Vec<f32> =
-            (0..n0).flat_map(|_| (0..n0).map(move |k| if k >= n_pad { 0.0 } else { f32::NEG_INFINITY })).collect();
+        let bias0: Vec<f32> = (0..n0)
+            .flat_map(|_| (0..n0).map(move |k| if k >= n_pad { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
         let visible: Vec<bool> = (0..n0).map(|k| k >= n_pad).collect();
         self.forward(&tokens0, &pos0, &bias0, tokens, Some(&visible))
             .be()
@@ -241,7 +376,14 @@ impl SrModel {
     /// The two-level forward. Level 0 (text, and DSR's low-res grid) attends densely with `bias0`;
     /// level 1 (the high-res grid) attends locally: DSR to a low-res window, ItersR to the visible
     /// text (`text_visible`), plus the 9×5 high-res window.
-    fn forward(&self, tokens0: &[u32], pos0: &[u32], bias0: &[f32], tokens1: &[u32], text_visible: Option<&[bool]>) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        tokens0: &[u32],
+        pos0: &[u32],
+        bias0: &[f32],
+        tokens1: &[u32],
+        text_visible: Option<&[bool]>,
+    ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let b = &self.b;
         let bc = &b.config;
@@ -250,24 +392,40 @@ impl SrModel {
         let a = heads * d;
         let n0 = tokens0.len();
         let n1 = tokens1.len();
-        let embed = |ids: &[u32]| b.word_embeddings.index_select(&Tensor::from_slice(ids, ids.len(), dev)?, 0);
-        let mut x0 = (embed(tokens0)? + b.position_embeddings.index_select(&Tensor::from_slice(pos0, n0, dev)?, 0)?)?.to_dtype(b.act_dtype)?;
-        let mut x1 = (embed(tokens1)? + self.extra_positions.narrow(0, 0, n1)?)?.to_dtype(b.act_dtype)?;
+        let embed = |ids: &[u32]| {
+            b.word_embeddings
+                .index_select(&Tensor::from_slice(ids, ids.len(), dev)?, 0)
+        };
+        let mut x0 = (embed(tokens0)?
+            + b.position_embeddings
+                .index_select(&Tensor::from_slice(pos0, n0, dev)?, 0)?)?
+        .to_dtype(b.act_dtype)?;
+        let mut x1 =
+            (embed(tokens1)? + self.extra_positions.narrow(0, 0, n1)?)?.to_dtype(b.act_dtype)?;
         let bias0 = Tensor::from_slice(bias0, (n0, n0), dev)?;
         let scale = 1.0 / (d as f64).sqrt();
-        let split = |qkv: &Tensor, i: usize| -> candle_core::Result<Tensor> { qkv.narrow(1, i * a, a)?.contiguous() };
-        let host = |t: &Tensor| -> candle_core::Result<Vec<f32>> { t.to_dtype(CDType::F32)?.flatten_all()?.to_vec1::<f32>() };
+        let split = |qkv: &Tensor, i: usize| -> candle_core::Result<Tensor> {
+            qkv.narrow(1, i * a, a)?.contiguous()
+        };
+        let host = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+            t.to_dtype(CDType::F32)?.flatten_all()?.to_vec1::<f32>()
+        };
         for (i, l) in b.layers.iter().enumerate() {
             let (qkv1_lin, dense1) = match self.plus.get(i) {
                 Some((q, dn)) => (q, dn),
                 None => (&l.query_key_value, &l.dense),
             };
-            let qkv0 = l.query_key_value.forward(&l.input_layernorm.forward(&x0)?)?;
+            let qkv0 = l
+                .query_key_value
+                .forward(&l.input_layernorm.forward(&x0)?)?;
             let qkv1 = qkv1_lin.forward(&l.input_layernorm.forward(&x1)?)?;
             let (q0, k0, v0) = (split(&qkv0, 0)?, split(&qkv0, 1)?, split(&qkv0, 2)?);
             // Level 0: dense attention per head.
             let heads0 = |t: &Tensor| t.reshape((n0, heads, d))?.transpose(0, 1)?.contiguous();
-            let s = (heads0(&q0)? * scale)?.matmul(&heads0(&k0)?.t()?)?.to_dtype(CDType::F32)?.broadcast_add(&bias0)?;
+            let s = (heads0(&q0)? * scale)?
+                .matmul(&heads0(&k0)?.t()?)?
+                .to_dtype(CDType::F32)?
+                .broadcast_add(&bias0)?;
             let p = candle_nn::ops::softmax_last_dim(&s)?.to_dtype(x0.dtype())?;
             let o0 = p.matmul(&heads0(&v0)?)?.transpose(0, 1)?.reshape((n0, a))?;
             // Level 1: local attention.
@@ -278,10 +436,36 @@ impl SrModel {
             let o1 = match text_visible {
                 None => {
                     let off = c.text_slots * a;
-                    let low = Kv { k: &k0h[off..], v: &v0h[off..] };
-                    attend(&q1, (c.high, c.high), heads, d, own, c.self_window(), Extra::Window { kv: low, window: c.cross_window(), grid: (c.low, c.low) })
+                    let low = Kv {
+                        k: &k0h[off..],
+                        v: &v0h[off..],
+                    };
+                    attend(
+                        &q1,
+                        (c.high, c.high),
+                        heads,
+                        d,
+                        own,
+                        c.self_window(),
+                        Extra::Window {
+                            kv: low,
+                            window: c.cross_window(),
+                            grid: (c.low, c.low),
+                        },
+                    )
                 }
-                Some(visible) => attend(&q1, (c.high, c.high), heads, d, own, c.self_window(), Extra::Global { kv: Kv { k: &k0h, v: &v0h }, visible }),
+                Some(visible) => attend(
+                    &q1,
+                    (c.high, c.high),
+                    heads,
+                    d,
+                    own,
+                    c.self_window(),
+                    Extra::Global {
+                        kv: Kv { k: &k0h, v: &v0h },
+                        visible,
+                    },
+                ),
             };
             let o1 = Tensor::from_vec(o1, (n1, a), dev)?.to_dtype(x1.dtype())?;
             x0 = (&x0 + l.third_layernorm.forward(&l.dense.forward(&o0)?)?)?;
@@ -296,12 +480,20 @@ impl SrModel {
 impl cogview_core::sr::GridPredictor for SrModel {
     /// DSR: `grid` is the low-resolution grid (the placeholder is `start_of_image_id`); ItersR:
     /// the current high-resolution grid.
-    fn predict(&self, text: &[u32], grid: &cogview_core::TokenGrid) -> Result<cogview_core::lm::Logits> {
+    fn predict(
+        &self,
+        text: &[u32],
+        grid: &cogview_core::TokenGrid,
+    ) -> Result<cogview_core::lm::Logits> {
         let t = match self.config.kind {
             SrKind::Dsr => self.dsr_logits(text, &grid.ids, self.b.config.start_of_image_id)?,
             SrKind::Itersr => self.itersr_logits(text, &grid.ids)?,
         };
         let (rows, vocab) = t.dims2().be()?;
-        Ok(cogview_core::lm::Logits { rows, vocab, data: t.flatten_all().and_then(|t| t.to_vec1::<f32>()).be()? })
+        Ok(cogview_core::lm::Logits {
+            rows,
+            vocab,
+            data: t.flatten_all().and_then(|t| t.to_vec1::<f32>()).be()?,
+        })
     }
 }

@@ -32,26 +32,40 @@ impl LocalWindow {
 
     pub fn check(&self, query_h: usize, query_w: usize, key_h: usize, key_w: usize) -> Result<()> {
         if self.kh % 2 == 0 || self.kw % 2 == 0 || self.kh == 0 {
-            return Err(Error::invalid_input("window", format!("{}x{} must be odd", self.kh, self.kw)));
-        }
-        if self.ah == 0 || self.aw == 0 || query_h != self.ah * key_h || query_w != self.aw * key_w {
             return Err(Error::invalid_input(
                 "window",
-                format!("queries {query_h}x{query_w} are not {}x{} times the keys {key_h}x{key_w}", self.ah, self.aw),
+                format!("{}x{} must be odd", self.kh, self.kw),
+            ));
+        }
+        if self.ah == 0 || self.aw == 0 || query_h != self.ah * key_h || query_w != self.aw * key_w
+        {
+            return Err(Error::invalid_input(
+                "window",
+                format!(
+                    "queries {query_h}x{query_w} are not {}x{} times the keys {key_h}x{key_w}",
+                    self.ah, self.aw
+                ),
             ));
         }
         Ok(())
     }
 
     /// The flat key index of every slot of query (y, x), `None` outside the key grid.
-    pub fn keys(&self, y: usize, x: usize, key_h: usize, key_w: usize) -> impl Iterator<Item = Option<usize>> + '_ {
+    pub fn keys(
+        &self,
+        y: usize,
+        x: usize,
+        key_h: usize,
+        key_w: usize,
+    ) -> impl Iterator<Item = Option<usize>> + '_ {
         let (cy, cx) = ((y / self.ah) as isize, (x / self.aw) as isize);
         let (rh, rw) = ((self.kh / 2) as isize, (self.kw / 2) as isize);
         let kw = self.kw;
         (0..self.slots()).map(move |p| {
             let ky = cy - rh + (p / kw) as isize;
             let kx = cx - rw + (p % kw) as isize;
-            (ky >= 0 && kx >= 0 && (ky as usize) < key_h && (kx as usize) < key_w).then(|| ky as usize * key_w + kx as usize)
+            (ky >= 0 && kx >= 0 && (ky as usize) < key_h && (kx as usize) < key_w)
+                .then(|| ky as usize * key_w + kx as usize)
         })
     }
 }
@@ -63,23 +77,47 @@ mod tests {
     #[test]
     fn windows_match_the_kernel_examples_of_the_specification() {
         // High-res 9×5: query (10,10) covers rows 6..14 and columns 8..12.
-        let w = LocalWindow { kh: 9, kw: 5, ah: 1, aw: 1, causal: false };
+        let w = LocalWindow {
+            kh: 9,
+            kw: 5,
+            ah: 1,
+            aw: 1,
+            causal: false,
+        };
         let keys: Vec<usize> = w.keys(10, 10, 60, 60).map(|k| k.unwrap()).collect();
         assert_eq!(keys.len(), 45);
         assert_eq!(keys[0], 6 * 60 + 8);
         assert_eq!(keys[44], 14 * 60 + 12);
-        assert_eq!(keys[22], 10 * 60 + 10, "the centre slot is the query itself");
+        assert_eq!(
+            keys[22],
+            10 * 60 + 10,
+            "the centre slot is the query itself"
+        );
         // Cross-resolution 5×5 with ratio 3: query (4,7) → low-res centre (1,2).
-        let c = LocalWindow { kh: 5, kw: 5, ah: 3, aw: 3, causal: false };
+        let c = LocalWindow {
+            kh: 5,
+            kw: 5,
+            ah: 3,
+            aw: 3,
+            causal: false,
+        };
         let keys: Vec<Option<usize>> = c.keys(4, 7, 20, 20).collect();
         assert_eq!(keys[12], Some(20 + 2));
         assert_eq!(keys[0], None, "row −1 is outside");
-        assert_eq!(keys.iter().filter(|k| k.is_none()).count(), 5, "only the top row is outside");
+        assert_eq!(
+            keys.iter().filter(|k| k.is_none()).count(),
+            5,
+            "only the top row is outside"
+        );
         // Causal keeps 23 slots, ending at the centre.
         let causal = LocalWindow { causal: true, ..w };
         let keys: Vec<usize> = causal.keys(10, 10, 60, 60).map(|k| k.unwrap()).collect();
         assert_eq!(keys.len(), 23);
         assert_eq!(*keys.last().unwrap(), 10 * 60 + 10);
-        assert!(w.check(60, 60, 60, 60).is_ok() && c.check(60, 60, 20, 20).is_ok() && c.check(60, 60, 30, 30).is_err());
+        assert!(
+            w.check(60, 60, 60, 60).is_ok()
+                && c.check(60, 60, 20, 20).is_ok()
+                && c.check(60, 60, 30, 30).is_err()
+        );
     }
 }

@@ -30,7 +30,10 @@ pub struct Lopar {
 
 impl Default for Lopar {
     fn default() -> Self {
-        Lopar { table: OFFICIAL_TABLE.iter().map(|r| r.to_vec()).collect(), top_k: OFFICIAL_TOP_K.to_vec() }
+        Lopar {
+            table: OFFICIAL_TABLE.iter().map(|r| r.to_vec()).collect(),
+            top_k: OFFICIAL_TOP_K.to_vec(),
+        }
     }
 }
 
@@ -38,10 +41,18 @@ impl Lopar {
     pub fn validate(&self) -> Result<()> {
         let w = self.table.first().map(|r| r.len()).unwrap_or(0);
         if w == 0 || self.table.iter().any(|r| r.len() != w) {
-            return Err(Error::config("lopar", "table", "must be a non-empty rectangle"));
+            return Err(Error::config(
+                "lopar",
+                "table",
+                "must be a non-empty rectangle",
+            ));
         }
         if self.top_k.is_empty() || self.top_k.contains(&0) {
-            return Err(Error::config("lopar", "top_k", "needs one positive k per iteration"));
+            return Err(Error::config(
+                "lopar",
+                "top_k",
+                "needs one positive k per iteration",
+            ));
         }
         Ok(())
     }
@@ -58,15 +69,28 @@ impl Lopar {
 
     /// Cells re-sampled in iteration `k` (1-based) on an `h × w` grid, row-major; when an input
     /// mask is given (editing), only cells it marks are ever re-sampled.
-    pub fn mask(&self, k: usize, h: usize, w: usize, input_mask: Option<&[bool]>) -> Result<Vec<bool>> {
+    pub fn mask(
+        &self,
+        k: usize,
+        h: usize,
+        w: usize,
+        input_mask: Option<&[bool]>,
+    ) -> Result<Vec<bool>> {
         if k == 0 || k > self.iterations() {
-            return Err(Error::invalid_input("iteration", format!("{k} is not in 1..={}", self.iterations())));
+            return Err(Error::invalid_input(
+                "iteration",
+                format!("{k} is not in 1..={}", self.iterations()),
+            ));
         }
         if let Some(m) = input_mask {
             if m.len() != h * w {
                 return Err(Error::invalid_input(
                     "mask",
-                    format!("the mask has {} cells but the grid is {h}x{w} ({} cells)", m.len(), h * w),
+                    format!(
+                        "the mask has {} cells but the grid is {h}x{w} ({} cells)",
+                        m.len(),
+                        h * w
+                    ),
                 ));
             }
         }
@@ -84,7 +108,15 @@ mod tests {
     fn official_counts_on_a_60x60_grid() {
         // The specification counts 23, 19, 15, 10, 6, 2 cells per 6×6 window, ×100 windows.
         let l = Lopar::default();
-        let counts: Vec<usize> = (1..=6).map(|k| l.mask(k, 60, 60, None).unwrap().iter().filter(|m| **m).count()).collect();
+        let counts: Vec<usize> = (1..=6)
+            .map(|k| {
+                l.mask(k, 60, 60, None)
+                    .unwrap()
+                    .iter()
+                    .filter(|m| **m)
+                    .count()
+            })
+            .collect();
         assert_eq!(counts, vec![2300, 1900, 1500, 1000, 600, 200]);
         // 13 of 36 cells (≤ 0) are never re-sampled.
         let never = (0..3600).filter(|i| l.value(i / 60, i % 60) <= 0).count();
@@ -97,10 +129,15 @@ mod tests {
         for k in 1..=6 {
             let m = l.mask(k, 60, 60, None).unwrap();
             // Cells with the same value are the ones fixed together; check the exact-value sets.
-            let exact: Vec<bool> = (0..3600).map(|i| l.value(i / 60, i % 60) as usize == k).collect();
+            let exact: Vec<bool> = (0..3600)
+                .map(|i| l.value(i / 60, i % 60) as usize == k)
+                .collect();
             for r in 0..60 {
                 for c in 0..59 {
-                    assert!(!(exact[r * 60 + c] && exact[r * 60 + c + 1]), "k{k} r{r} c{c}");
+                    assert!(
+                        !(exact[r * 60 + c] && exact[r * 60 + c + 1]),
+                        "k{k} r{r} c{c}"
+                    );
                 }
             }
             assert!(m.iter().filter(|x| **x).count() >= exact.iter().filter(|x| **x).count());
@@ -114,8 +151,17 @@ mod tests {
         let m = l.mask(1, 60, 60, Some(&only_first_row)).unwrap();
         assert!(m[60..].iter().all(|x| !x));
         assert!(m[..60].iter().any(|x| *x));
-        assert!(l.mask(1, 60, 60, Some(&[true; 10])).unwrap_err().to_string().contains("10 cells"));
+        assert!(l
+            .mask(1, 60, 60, Some(&[true; 10]))
+            .unwrap_err()
+            .to_string()
+            .contains("10 cells"));
         assert!(l.mask(7, 60, 60, None).is_err());
-        assert!(Lopar { table: vec![], top_k: vec![1] }.validate().is_err());
+        assert!(Lopar {
+            table: vec![],
+            top_k: vec![1]
+        }
+        .validate()
+        .is_err());
     }
 }

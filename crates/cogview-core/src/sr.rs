@@ -44,7 +44,13 @@ pub struct SuperResolution {
     pub high_side: usize,
 }
 
-fn sample_rows(logits: &Logits, cells: impl Iterator<Item = usize>, sampler: &dyn Sampler, rng: &mut Rng, out: &mut [u32]) -> Result<()> {
+fn sample_rows(
+    logits: &Logits,
+    cells: impl Iterator<Item = usize>,
+    sampler: &dyn Sampler,
+    rng: &mut Rng,
+    out: &mut [u32],
+) -> Result<()> {
     for c in cells {
         out[c] = sampler.sample(logits.row(c), rng)?;
     }
@@ -68,18 +74,34 @@ impl SuperResolution {
         let logits = self.dsr.predict(text, low_res)?;
         self.check_logits(&logits, "DSR")?;
         let mut ids = vec![0u32; logits.rows];
-        sample_rows(&logits, 0..logits.rows, self.dsr_sampler.as_ref(), rng, &mut ids)?;
+        sample_rows(
+            &logits,
+            0..logits.rows,
+            self.dsr_sampler.as_ref(),
+            rng,
+            &mut ids,
+        )?;
         TokenGrid::new(self.high_side, self.high_side, ids)
     }
 
     /// ItersR: refines `grid` in the LoPAR order. With `input_mask`, only the cells it marks are
     /// ever re-sampled (editing); all others keep their tokens.
-    pub fn refine(&self, text: &[u32], grid: &TokenGrid, input_mask: Option<&[bool]>, rng: &mut Rng, ctx: &RunContext) -> Result<TokenGrid> {
+    pub fn refine(
+        &self,
+        text: &[u32],
+        grid: &TokenGrid,
+        input_mask: Option<&[bool]>,
+        rng: &mut Rng,
+        ctx: &RunContext,
+    ) -> Result<TokenGrid> {
         let _span = tracing::info_span!("itersr").entered();
         self.lopar.validate()?;
         let (h, w) = (grid.height, grid.width);
         if h != self.high_side || w != self.high_side {
-            return Err(Error::invalid_input("grid", format!("ItersR refines {0}x{0} grids, not {h}x{w}", self.high_side)));
+            return Err(Error::invalid_input(
+                "grid",
+                format!("ItersR refines {0}x{0} grids, not {h}x{w}", self.high_side),
+            ));
         }
         let mut ids = grid.ids.clone();
         let iters = self.lopar.iterations();
@@ -89,13 +111,29 @@ impl SuperResolution {
             if !mask.iter().any(|m| *m) {
                 continue;
             }
-            let masked = TokenGrid::new(h, w, ids.iter().zip(&mask).map(|(&t, &m)| if m { self.mask_id } else { t }).collect())?;
+            let masked = TokenGrid::new(
+                h,
+                w,
+                ids.iter()
+                    .zip(&mask)
+                    .map(|(&t, &m)| if m { self.mask_id } else { t })
+                    .collect(),
+            )?;
             let logits = self.itersr.predict(text, &masked)?;
             self.check_logits(&logits, "ItersR")?;
-            let sampler = TopKSampler { temperature: self.itersr_temperature, top_k: self.lopar.top_k[k - 1] };
+            let sampler = TopKSampler {
+                temperature: self.itersr_temperature,
+                top_k: self.lopar.top_k[k - 1],
+            };
             // Only masked cells take a new token: a <start_of_image> id inside the text or the grid
             // is never mistaken for a mask (the official code tests `tokens == 150000`).
-            sample_rows(&logits, (0..h * w).filter(|&c| mask[c]), &sampler, rng, &mut ids)?;
+            sample_rows(
+                &logits,
+                (0..h * w).filter(|&c| mask[c]),
+                &sampler,
+                rng,
+                &mut ids,
+            )?;
             ctx.report("itersr", k, iters);
         }
         TokenGrid::new(h, w, ids)
@@ -103,9 +141,18 @@ impl SuperResolution {
 }
 
 impl LocalSuperResolver for SuperResolution {
-    fn super_resolve(&self, text: &TextTokens, low_res: &[TokenGrid], seeds: &[u64], ctx: &RunContext) -> Result<Vec<TokenGrid>> {
+    fn super_resolve(
+        &self,
+        text: &TextTokens,
+        low_res: &[TokenGrid],
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<TokenGrid>> {
         if low_res.len() != seeds.len() {
-            return Err(Error::invalid_input("seeds", format!("{} seeds for {} grids", seeds.len(), low_res.len())));
+            return Err(Error::invalid_input(
+                "seeds",
+                format!("{} seeds for {} grids", seeds.len(), low_res.len()),
+            ));
         }
         // Every image is processed (the official code drops images beyond a multiple of 4).
         low_res
