@@ -265,53 +265,64 @@ pub(crate) fn gemm_bias(a: View, b: &impl BSource, bias: Option<&[f32]>) -> Vec<
         .collect();
     // Column blocks of C are independent: split C by columns via raw pointer ranges.
     let c_ptr = c.as_mut_ptr() as usize;
-    (0..n)
-        .step_by(NC)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .for_each(|n0| {
-            let nc = NC.min(n - n0);
-            let n_panels = nc.div_ceil(NR);
-            let mut bbuf = vec![0f32; n_panels * KC * NR];
-            for (kb, &(k0, kc)) in k_blocks.iter().enumerate() {
+    // Tasks: column blocks × ranges of row panels, enough of them to keep every thread busy even
+    // when C has few columns (e.g. attention outputs with 512 channels).
+    let n_blocks: Vec<usize> = (0..n).step_by(NC).collect();
+    let want = 4 * rayon::current_num_threads();
+    let m_chunks = want.div_ceil(n_blocks.len()).clamp(1, m_panels);
+    let per_chunk = m_panels.div_ceil(m_chunks);
+    let tasks: Vec<(usize, std::ops::Range<usize>)> = n_blocks
+        .iter()
+        .flat_map(|&n0| {
+            (0..m_panels)
+                .step_by(per_chunk)
+                .map(move |p0| (n0, p0..(p0 + per_chunk).min(m_panels)))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(n0, panels)| {
+        let nc = NC.min(n - n0);
+        let n_panels = nc.div_ceil(NR);
+        let mut bbuf = vec![0f32; n_panels * KC * NR];
+        for (kb, &(k0, kc)) in k_blocks.iter().enumerate() {
+            for j in 0..n_panels {
+                b.pack(
+                    k0,
+                    kc,
+                    n0 + j * NR,
+                    &mut bbuf[j * kc * NR..(j + 1) * kc * NR],
+                );
+            }
+            let pa = &packed_a[kb];
+            for p in panels.clone() {
+                let rows = (m - p * MR).min(MR);
                 for j in 0..n_panels {
-                    b.pack(
-                        k0,
-                        kc,
-                        n0 + j * NR,
-                        &mut bbuf[j * kc * NR..(j + 1) * kc * NR],
-                    );
-                }
-                let pa = &packed_a[kb];
-                for p in 0..m_panels {
-                    let rows = (m - p * MR).min(MR);
-                    for j in 0..n_panels {
-                        let cols = (nc - j * NR).min(NR);
-                        let c_off = (p * MR) * n + n0 + j * NR;
-                        // SAFETY: `available()` was checked by the caller; the packed panels hold
-                        // kc×MR and kc×NR values; each task writes only its own columns n0..n0+nc of
-                        // C (rows p·MR.. < m, columns < n), so no two tasks touch the same element.
-                        unsafe {
-                            #[cfg(target_arch = "x86_64")]
-                            kernel(
-                                kc,
-                                pa.as_ptr().add(p * kc * MR),
-                                bbuf.as_ptr().add(j * kc * NR),
-                                (c_ptr as *mut f32).add(c_off),
-                                n,
-                                rows,
-                                cols,
-                                kb > 0,
-                                match (&bias_padded, kb) {
-                                    (Some(bv), 0) => bv.as_ptr().add(p * MR),
-                                    _ => std::ptr::null(),
-                                },
-                            );
-                        }
+                    let cols = (nc - j * NR).min(NR);
+                    let c_off = (p * MR) * n + n0 + j * NR;
+                    // SAFETY: `available()` was checked by the caller; the packed panels hold
+                    // kc×MR and kc×NR values; each task writes only its own block of C (columns
+                    // n0..n0+nc, row panels `panels`, all inside m × n), so no two tasks touch
+                    // the same element.
+                    unsafe {
+                        #[cfg(target_arch = "x86_64")]
+                        kernel(
+                            kc,
+                            pa.as_ptr().add(p * kc * MR),
+                            bbuf.as_ptr().add(j * kc * NR),
+                            (c_ptr as *mut f32).add(c_off),
+                            n,
+                            rows,
+                            cols,
+                            kb > 0,
+                            match (&bias_padded, kb) {
+                                (Some(bv), 0) => bv.as_ptr().add(p * MR),
+                                _ => std::ptr::null(),
+                            },
+                        );
                     }
                 }
             }
-        });
+        }
+    });
     c
 }
 

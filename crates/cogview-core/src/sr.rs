@@ -58,6 +58,31 @@ fn sample_rows(
 }
 
 impl SuperResolution {
+    /// The official recipe: DSR cluster sampling (temperature 1, top 100 clusters, inner 0.89)
+    /// with `labels`, ItersR temperature 1 with the official LoPAR table and top-k, mask id
+    /// `<start_of_image>`, a 60×60 grid.
+    pub fn official(
+        dsr: Arc<dyn GridPredictor>,
+        itersr: Arc<dyn GridPredictor>,
+        labels: Arc<crate::sampling::ClusterLabels>,
+        start_of_image_id: u32,
+    ) -> Self {
+        SuperResolution {
+            dsr,
+            itersr,
+            dsr_sampler: Arc::new(crate::sampling::ClusterSampler {
+                labels,
+                temperature: 1.0,
+                top_k_clusters: 100,
+                inner_temperature: 0.89,
+            }),
+            lopar: Lopar::default(),
+            itersr_temperature: 1.0,
+            mask_id: start_of_image_id,
+            high_side: 60,
+        }
+    }
+
     fn check_logits(&self, logits: &Logits, what: &str) -> Result<()> {
         if logits.rows != self.high_side * self.high_side {
             return Err(Error::Backend(format!(
