@@ -149,6 +149,18 @@ fn pack_a(a: &View, m0: usize, k0: usize, kc: usize, out: &mut [f32]) {
 /// Packs rows `k0..k0+kc` × columns `n0..n0+NR` of B as [kc][NR] (zero-padded columns).
 fn pack_b(b: &View, k0: usize, kc: usize, n0: usize, out: &mut [f32]) {
     let n = (b.cols - n0).min(NR);
+    if b.rs == 1 && b.cs != 1 {
+        // B is a transposed row-major matrix (a weight used as Wᵀ): read each of its rows
+        // (a column of B) contiguously and scatter into the small panel, which stays in L1.
+        out[..kc * NR].iter_mut().for_each(|d| *d = 0.0);
+        for j in 0..n {
+            let src = &b.data[(n0 + j) * b.cs + k0..(n0 + j) * b.cs + k0 + kc];
+            for (k, v) in src.iter().enumerate() {
+                out[k * NR + j] = *v;
+            }
+        }
+        return;
+    }
     for k in 0..kc {
         let dst = &mut out[k * NR..(k + 1) * NR];
         if b.cs == 1 {
