@@ -401,19 +401,13 @@ pub fn matmul(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{max_abs_diff, random_values, reference_product_wt};
 
     #[test]
     fn matches_a_reference_product_on_awkward_shapes_and_strides() {
         if !available() {
             return;
         }
-        let mut seed = 7u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        };
         for (m, k, n) in [
             (1, 1, 1),
             (13, 7, 33),
@@ -421,24 +415,20 @@ mod tests {
             (25, 300, 600),
             (3, 520, 1030),
         ] {
-            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-            let mut want = vec![0f64; m * n];
-            for i in 0..m {
-                for j in 0..n {
-                    want[i * n + j] = (0..k)
-                        .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
-                        .sum();
-                }
-            }
+            let a = random_values(7 + m as u64, m * k);
+            // B given as the transpose of a row-major [n, k] matrix, and as a row-major copy.
+            let bt = random_values(11 + n as u64, n * k);
+            let want = reference_product_wt(&a, m, k, &bt, n);
+            let b: Vec<f32> = (0..k * n).map(|i| bt[(i % n) * k + i / n]).collect();
+            let av = View {
+                data: &a,
+                rows: m,
+                cols: k,
+                rs: k,
+                cs: 1,
+            };
             let got = gemm(
-                View {
-                    data: &a,
-                    rows: m,
-                    cols: k,
-                    rs: k,
-                    cs: 1,
-                },
+                av,
                 &View {
                     data: &b,
                     rows: k,
@@ -447,22 +437,9 @@ mod tests {
                     cs: 1,
                 },
             );
-            let d = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (*g as f64 - w).abs())
-                .fold(0.0, f64::max);
-            assert!(d < 1e-4, "{m}x{k}x{n}: {d}");
-            // B given transposed (column-major view of a [n, k] buffer).
-            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            assert!(max_abs_diff(&got, &want) < 1e-4, "{m}x{k}x{n}");
             let got = gemm(
-                View {
-                    data: &a,
-                    rows: m,
-                    cols: k,
-                    rs: k,
-                    cs: 1,
-                },
+                av,
                 &View {
                     data: &bt,
                     rows: k,
@@ -471,12 +448,26 @@ mod tests {
                     cs: k,
                 },
             );
-            let d = got
+            assert!(max_abs_diff(&got, &want) < 1e-4, "transposed {m}x{k}x{n}");
+            // With a per-row bias.
+            let bias = random_values(3, m);
+            let got = gemm_bias(
+                av,
+                &View {
+                    data: &b,
+                    rows: k,
+                    cols: n,
+                    rs: n,
+                    cs: 1,
+                },
+                Some(&bias),
+            );
+            let want_b: Vec<f64> = want
                 .iter()
-                .zip(&want)
-                .map(|(g, w)| (*g as f64 - w).abs())
-                .fold(0.0, f64::max);
-            assert!(d < 1e-4, "transposed {m}x{k}x{n}: {d}");
+                .enumerate()
+                .map(|(i, w)| w + bias[i / n] as f64)
+                .collect();
+            assert!(max_abs_diff(&got, &want_b) < 1e-4, "bias {m}x{k}x{n}");
         }
     }
 }

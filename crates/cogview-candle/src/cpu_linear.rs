@@ -273,28 +273,10 @@ impl candle_core::CustomOp2 for SmallRowsLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
-        let mut y = vec![0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                y[i * n + j] = (0..k)
-                    .map(|c| x[i * k + c] as f64 * w[j * k + c] as f64)
-                    .sum();
-            }
-        }
-        y.into_iter().map(|v| v as f32).collect()
-    }
+    use crate::test_util::{max_abs_diff, random_values, reference_product_wt};
 
     #[test]
     fn matches_a_plain_matrix_product_for_every_shape_and_dtype() {
-        let mut seed = 1u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        };
         for (m, k, n) in [
             (1, 5, 3),
             (2, 16, 4),
@@ -302,39 +284,42 @@ mod tests {
             (8, 768, 67),
             (5, 33, 1),
         ] {
-            let x: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
-            let want = reference(&x, m, k, &w, n);
-            let got = run(&x, m, k, &w, n);
-            let d = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(d < 1e-4, "f32 {m}x{k}x{n}: {d}");
+            let x = random_values(1 + k as u64, m * k);
+            let w = random_values(2 + n as u64, n * k);
+            let want = reference_product_wt(&x, m, k, &w, n);
+            assert!(
+                max_abs_diff(&run(&x, m, k, &w, n), &want) < 1e-4,
+                "f32 {m}x{k}x{n}"
+            );
+            assert!(
+                max_abs_diff(&run_with(&x, m, k, &w, n, block_portable), &want) < 1e-4,
+                "portable {m}x{k}x{n}"
+            );
             // Half-precision weights: compare with the product of the rounded weights.
             let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
-            let wbf: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
-            let d = run(&x, m, k, &wb, n)
-                .iter()
-                .zip(reference(&x, m, k, &wbf, n))
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(d < 1e-4, "bf16 {m}x{k}x{n}: {d}");
+            let want_b = reference_product_wt(
+                &x,
+                m,
+                k,
+                &wb.iter().map(|v| v.to_f32()).collect::<Vec<_>>(),
+                n,
+            );
+            assert!(
+                max_abs_diff(&run(&x, m, k, &wb, n), &want_b) < 1e-4,
+                "bf16 {m}x{k}x{n}"
+            );
             let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-            let whf: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
-            let d = run(&x, m, k, &wh, n)
-                .iter()
-                .zip(reference(&x, m, k, &whf, n))
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(d < 1e-4, "f16 {m}x{k}x{n}: {d}");
-            let d = run_with(&x, m, k, &w, n, block_portable)
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(d < 1e-4, "portable {m}x{k}x{n}: {d}");
+            let want_h = reference_product_wt(
+                &x,
+                m,
+                k,
+                &wh.iter().map(|v| v.to_f32()).collect::<Vec<_>>(),
+                n,
+            );
+            assert!(
+                max_abs_diff(&run(&x, m, k, &wh, n), &want_h) < 1e-4,
+                "f16 {m}x{k}x{n}"
+            );
         }
     }
 }

@@ -13,6 +13,8 @@ mod cpu_gemm;
 mod cpu_linear;
 mod local_attention;
 mod sr;
+#[cfg(test)]
+mod test_util;
 mod util;
 mod vqvae;
 

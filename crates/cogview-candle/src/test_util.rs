@@ -1,0 +1,34 @@
+//! Helpers for the kernels' unit tests.
+
+/// A deterministic stream of values in [−0.5, 0.5) (an LCG; quality is irrelevant here).
+pub fn random_values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+/// x [m, k] · w [n, k]ᵀ in f64.
+pub fn reference_product_wt(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f64> {
+    let mut y = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] = (0..k)
+                .map(|c| x[i * k + c] as f64 * w[j * k + c] as f64)
+                .sum();
+        }
+    }
+    y
+}
+
+pub fn max_abs_diff(got: &[f32], want: &[f64]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max)
+}
