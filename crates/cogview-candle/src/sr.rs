@@ -241,15 +241,8 @@ impl SrModel {
         &self.config
     }
 
-    fn check_ids(&self, ids: &[u32], what: &str) -> Result<()> {
-        let v = self.b.config.vocab_size;
-        match ids.iter().enumerate().find(|(_, &t)| t as usize >= v) {
-            Some((i, &t)) => Err(Error::invalid_input(
-                what,
-                format!("token id {t} at index {i} is outside the vocabulary of {v} ids"),
-            )),
-            None => Ok(()),
-        }
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        cogview_core::lm::check_vocab(ids, self.b.config.vocab_size)
     }
 
     /// DSR: logits over the image vocabulary for every high-resolution cell, [high², image_vocab],
@@ -282,19 +275,9 @@ impl SrModel {
                 ),
             ));
         }
-        if let Some((i, &t)) = low_res
-            .iter()
-            .enumerate()
-            .find(|(_, &t)| t as usize >= self.b.config.image_vocab_size)
-        {
-            return Err(Error::TokenOutOfVocab {
-                token: t,
-                index: i,
-                vocab_size: self.b.config.image_vocab_size,
-            });
-        }
-        self.check_ids(text, "text")?;
-        self.check_ids(&[placeholder], "placeholder")?;
+        cogview_core::lm::check_vocab(low_res, self.b.config.image_vocab_size)?;
+        self.check_ids(text)?;
+        self.check_ids(&[placeholder])?;
         let n_pad = c.text_slots - text.len();
         let mut tokens0 = vec![0u32; n_pad];
         tokens0.extend_from_slice(text);
@@ -357,8 +340,8 @@ impl SrModel {
         } else {
             text
         };
-        self.check_ids(text, "text")?;
-        self.check_ids(tokens, "tokens")?;
+        self.check_ids(text)?;
+        self.check_ids(tokens)?;
         let n_pad = c.text_slots - text.len();
         let mut tokens0 = vec![0u32; n_pad];
         tokens0.extend_from_slice(text);

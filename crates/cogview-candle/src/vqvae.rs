@@ -734,18 +734,7 @@ impl VqTokenizer {
     /// Decodes ids to the de-normalised float image [3, H, W] (not clamped), in f32.
     pub fn decode_tensor(&self, grid: &TokenGrid, compression: Compression) -> Result<Tensor> {
         let _span = tracing::info_span!("vq_decode", compression = compression.factor()).entered();
-        if let Some((i, &t)) = grid
-            .ids
-            .iter()
-            .enumerate()
-            .find(|(_, &t)| t as usize >= self.config.n_embed)
-        {
-            return Err(Error::TokenOutOfVocab {
-                token: t,
-                index: i,
-                vocab_size: self.config.n_embed,
-            });
-        }
+        cogview_core::lm::check_vocab(&grid.ids, self.config.n_embed)?;
         let run = || -> candle_core::Result<Tensor> {
             let ids = Tensor::from_slice(&grid.ids, grid.ids.len(), &self.device)?;
             let z = self

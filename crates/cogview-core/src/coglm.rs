@@ -370,18 +370,7 @@ impl GlobalGenerator for CoglmGenerator {
         let _span =
             tracing::info_span!("coglm", images = seeds.len(), text_len = text.len()).entered();
         let spec = self.model.spec();
-        if let Some((i, &t)) = text
-            .0
-            .iter()
-            .enumerate()
-            .find(|(_, &t)| t as usize >= spec.vocab_size)
-        {
-            return Err(Error::TokenOutOfVocab {
-                token: t,
-                index: i,
-                vocab_size: spec.vocab_size,
-            });
-        }
+        crate::lm::check_vocab(&text.0, spec.vocab_size)?;
         self.settings
             .layout
             .query(&text.0, spec.start_of_image_id)?;

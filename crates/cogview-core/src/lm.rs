@@ -78,6 +78,18 @@ pub trait LmSession {
     fn forward(&mut self, input: &LmInput) -> Result<Logits>;
 }
 
+/// `Err(TokenOutOfVocab)` for the first id that is not below `vocab_size`.
+pub fn check_vocab(ids: &[u32], vocab_size: usize) -> Result<()> {
+    match ids.iter().position(|&t| t as usize >= vocab_size) {
+        Some(index) => Err(Error::TokenOutOfVocab {
+            token: ids[index],
+            index,
+            vocab_size,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The checks every backend applies before running a forward call.
 pub fn validate_input(
     spec: &LmSpec,
@@ -120,18 +132,7 @@ pub fn validate_input(
             ),
         ));
     }
-    if let Some((i, &t)) = input
-        .tokens
-        .iter()
-        .enumerate()
-        .find(|(_, &t)| t as usize >= spec.vocab_size)
-    {
-        return Err(Error::TokenOutOfVocab {
-            token: t,
-            index: i,
-            vocab_size: spec.vocab_size,
-        });
-    }
+    check_vocab(input.tokens, spec.vocab_size)?;
     if let Some((i, &p)) = input
         .positions
         .iter()
