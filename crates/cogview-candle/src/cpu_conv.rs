@@ -8,6 +8,22 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+/// The f32 values of a contiguous CPU operand, or an error naming the op and operand.
+fn contiguous_f32<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = s else {
+        candle_core::bail!("{op}: the {what} must be f32, got {:?}", s.dtype())
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: the {what} must be contiguous"),
+    }
+}
+
 /// Column-buffer budget per block, in f32 values (64 MiB).
 const BLOCK_VALUES: usize = 16 << 20;
 
@@ -29,13 +45,7 @@ impl CustomOp1 for Im2Col {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (c, h, w) = l.shape().dims3()?;
-        let CpuStorage::F32(data) = s else {
-            candle_core::bail!("im2col-rows: f32 only, got {:?}", s.dtype())
-        };
-        let Some((a, b)) = l.contiguous_offsets() else {
-            candle_core::bail!("im2col-rows: input must be contiguous")
-        };
-        let x = &data[a..b];
+        let x = contiguous_f32(s, l, "im2col-rows", "input")?;
         let (k, st, pad, wo) = (self.k, self.stride, self.pad, self.wo);
         let rows = self.oy1 - self.oy0;
         let n = rows * wo;
@@ -92,13 +102,8 @@ impl candle_core::CustomOp3 for ImplicitConv {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (c, h, w) = l1.shape().dims3()?;
         let (cout, ckk) = l2.shape().dims2()?;
-        let (CpuStorage::F32(x), CpuStorage::F32(wt)) = (s1, s2) else {
-            candle_core::bail!("implicit-gemm-conv2d: f32 only")
-        };
-        let (Some((xa, xb)), Some((wa, wb))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("implicit-gemm-conv2d: operands must be contiguous")
-        };
+        let x = contiguous_f32(s1, l1, "implicit-gemm-conv2d", "input")?;
+        let wt = contiguous_f32(s2, l2, "implicit-gemm-conv2d", "weight")?;
         let (k, stride, pad) = (self.k, self.stride, self.pad);
         if ckk != c * k * k || h + 2 * pad < k || w + 2 * pad < k {
             candle_core::bail!(
@@ -110,7 +115,7 @@ impl candle_core::CustomOp3 for ImplicitConv {
             (w + 2 * pad - k) / stride + 1,
         );
         let cols = crate::cpu_gemm::ConvCols {
-            x: &x[xa..xb],
+            x,
             h,
             w,
             k,
@@ -120,22 +125,20 @@ impl candle_core::CustomOp3 for ImplicitConv {
             wo,
         };
         let a = crate::cpu_gemm::View {
-            data: &wt[wa..wb],
+            data: wt,
             rows: cout,
             cols: ckk,
             rs: ckk,
             cs: 1,
         };
-        let (CpuStorage::F32(bias), Some((ba, bb))) = (s3, l3.contiguous_offsets()) else {
-            candle_core::bail!("implicit-gemm-conv2d: the bias must be contiguous f32")
-        };
-        if bb - ba != cout {
+        let bias = contiguous_f32(s3, l3, "implicit-gemm-conv2d", "bias")?;
+        if bias.len() != cout {
             candle_core::bail!(
                 "implicit-gemm-conv2d: {} biases for {cout} output channels",
-                bb - ba
+                bias.len()
             );
         }
-        let y = crate::cpu_gemm::gemm_bias(a, &cols, Some(&bias[ba..bb]));
+        let y = crate::cpu_gemm::gemm_bias(a, &cols, Some(bias));
         Ok((CpuStorage::F32(y), Shape::from((cout, ho * wo))))
     }
 }
@@ -239,13 +242,7 @@ impl CustomOp1 for GroupNormSilu {
                 self.groups
             );
         }
-        let CpuStorage::F32(data) = s else {
-            candle_core::bail!("group-norm: f32 only, got {:?}", s.dtype())
-        };
-        let Some((a, b)) = l.contiguous_offsets() else {
-            candle_core::bail!("group-norm: input must be contiguous")
-        };
-        let x = &data[a..b];
+        let x = contiguous_f32(s, l, "group-norm", "input")?;
         let cg = c / self.groups;
         let group_len = cg * hw;
         let mut out = vec![0f32; x.len()];

@@ -422,17 +422,12 @@ impl<'a> Machine<'a> {
                     let v = self.top()?.clone();
                     self.memo.insert(i, v);
                 }
-                b'h' => {
-                    let i = self.u8()? as u32;
-                    let v = self
-                        .memo
-                        .get(&i)
-                        .cloned()
-                        .ok_or(format!("pickle memo {i} missing"))?;
-                    self.stack.push(v)
-                }
-                b'j' => {
-                    let i = self.u32()?;
+                b'h' | b'j' => {
+                    let i = if op == b'h' {
+                        self.u8()? as u32
+                    } else {
+                        self.u32()?
+                    };
                     let v = self
                         .memo
                         .get(&i)
