@@ -32,6 +32,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = cli::run(args) {
+        if matches!(e, cogview::Error::Cancelled) {
+            eprintln!("cancelled: no images were written");
+            std::process::exit(130);
+        }
         eprintln!("error: {e}");
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {

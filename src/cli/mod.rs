@@ -3,7 +3,12 @@
 mod bench;
 mod convert;
 mod generate;
+mod info;
 mod logits;
+mod pipeline_args;
+mod progress;
+mod regenerate;
+mod super_resolve;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +25,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Generate(generate::Args),
+    Regenerate(regenerate::Args),
+    SuperResolve(super_resolve::Args),
+    Info(info::Args),
     Logits(logits::Args),
     Convert(convert::Args),
     Bench(bench::Args),
@@ -31,6 +39,9 @@ enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(a) => generate::run(a),
+        Command::Regenerate(a) => regenerate::run(a),
+        Command::SuperResolve(a) => super_resolve::run(a),
+        Command::Info(a) => info::run(a),
         Command::Logits(a) => logits::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),

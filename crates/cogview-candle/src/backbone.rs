@@ -201,13 +201,19 @@ impl Backbone {
                 fourth_layernorm: l.ln(&format!("{p}.fourth_layernorm"))?,
             });
         }
-        let image_head = l
-            .t("transformer.word_embeddings.weight", CDType::F32)?
-            .narrow(0, 0, config.image_vocab_size)
-            .and_then(|x| x.contiguous())
-            .be()?;
+        let word_embeddings = l.t("transformer.word_embeddings.weight", l.dtype)?;
+        // The image rows in f32: shared with the embedding when that is f32, otherwise a copy of
+        // those rows only (a narrowed view would keep the whole f32 embedding alive).
+        let image_head = if l.dtype == CDType::F32 {
+            word_embeddings.narrow(0, 0, config.image_vocab_size).be()?
+        } else {
+            word_embeddings
+                .narrow(0, 0, config.image_vocab_size)
+                .and_then(|x| x.to_dtype(CDType::F32))
+                .be()?
+        };
         Ok(Backbone {
-            word_embeddings: l.t("transformer.word_embeddings.weight", l.dtype)?,
+            word_embeddings,
             position_embeddings: l.t("transformer.position_embeddings.weight", l.dtype)?,
             final_layernorm: l.ln("transformer.final_layernorm")?,
             image_head,

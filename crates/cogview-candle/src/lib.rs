@@ -11,6 +11,7 @@ mod config;
 mod cpu_conv;
 mod cpu_gemm;
 mod cpu_linear;
+pub mod inspect;
 mod local_attention;
 mod sr;
 #[cfg(test)]

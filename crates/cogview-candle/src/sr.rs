@@ -38,7 +38,7 @@ pub struct SrConfig {
 }
 
 impl SrConfig {
-    fn from_model_config(cfg: &ModelConfig, ckpt: &Checkpoint) -> Result<Self> {
+    pub(crate) fn from_model_config(cfg: &ModelConfig, ckpt: &Checkpoint) -> Result<Self> {
         let src = cfg.path.display().to_string();
         let rows = ckpt
             .info("transformer.position_embeddings.weight")

@@ -573,51 +573,59 @@ fn level(c: Compression) -> usize {
     }
 }
 
+/// Opens `ice_image.pt`, a safetensors file, or a folder holding one of them (`ice_image.pt` or
+/// `ice_image.safetensors`), and reads its sizes: the safetensors metadata key `vq_config`, else a
+/// `vq_config.json` beside the weights, else the official sizes. Returns the checkpoint (header
+/// only; no weights are read), the configuration and the files it came from.
+pub(crate) fn open_vq(path: &Path) -> Result<(Checkpoint, VqConfig, Vec<std::path::PathBuf>)> {
+    let file = if path.is_dir() {
+        ["ice_image.pt", "ice_image.safetensors"]
+            .iter()
+            .map(|n| path.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                Error::checkpoint(
+                    path,
+                    "the folder has no ice_image.pt or ice_image.safetensors",
+                )
+            })?
+    } else {
+        path.to_path_buf()
+    };
+    let ckpt = Checkpoint::open(&file, None)?;
+    let mut files = vec![file.clone()];
+    let config = match ckpt.metadata().get("vq_config") {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::config(file.display().to_string(), "vq_config", e.to_string()))?,
+        None => {
+            let beside = file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("vq_config.json");
+            if beside.is_file() {
+                let text = std::fs::read_to_string(&beside).map_err(|e| Error::io(&beside, e))?;
+                files.push(beside.clone());
+                serde_json::from_str(&text).map_err(|e| {
+                    Error::config(
+                        beside.display().to_string(),
+                        "(file)",
+                        format!("invalid VQ configuration: {e}"),
+                    )
+                })?
+            } else {
+                VqConfig::default()
+            }
+        }
+    };
+    Ok((ckpt, config, files))
+}
+
 impl VqTokenizer {
     /// Loads `ice_image.pt`, a safetensors file, or a folder holding one of them
     /// (`ice_image.pt` or `ice_image.safetensors`). Sizes come from `vq_config.json` beside the
     /// weights (or the safetensors metadata key `vq_config`); without one, the official sizes.
     pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
-        let path = path.as_ref();
-        let file = if path.is_dir() {
-            ["ice_image.pt", "ice_image.safetensors"]
-                .iter()
-                .map(|n| path.join(n))
-                .find(|p| p.is_file())
-                .ok_or_else(|| {
-                    Error::checkpoint(
-                        path,
-                        "the folder has no ice_image.pt or ice_image.safetensors",
-                    )
-                })?
-        } else {
-            path.to_path_buf()
-        };
-        let ckpt = Checkpoint::open(&file, None)?;
-        let config = match ckpt.metadata().get("vq_config") {
-            Some(text) => serde_json::from_str(text).map_err(|e| {
-                Error::config(file.display().to_string(), "vq_config", e.to_string())
-            })?,
-            None => {
-                let beside = file
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join("vq_config.json");
-                if beside.is_file() {
-                    let text =
-                        std::fs::read_to_string(&beside).map_err(|e| Error::io(&beside, e))?;
-                    serde_json::from_str(&text).map_err(|e| {
-                        Error::config(
-                            beside.display().to_string(),
-                            "(file)",
-                            format!("invalid VQ configuration: {e}"),
-                        )
-                    })?
-                } else {
-                    VqConfig::default()
-                }
-            }
-        };
+        let (ckpt, config, _) = open_vq(path.as_ref())?;
         Self::from_checkpoint(&ckpt, config, options)
     }
 

@@ -34,4 +34,4 @@ pub use rng::Rng;
 pub use traits::{
     Compression, GlobalGenerator, ImageTokenizer, LocalSuperResolver, Sampler, TextTokenizer,
 };
-pub use types::{DType, Device, Image, TextTokens, TokenGrid};
+pub use types::{DType, Device, Image, MemoryEstimate, TextTokens, TokenGrid};

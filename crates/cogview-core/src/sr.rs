@@ -18,6 +18,10 @@ pub trait GridPredictor: Send + Sync {
     /// DSR: `grid` is the low-resolution grid; ItersR: the current high-resolution grid with the
     /// cells to re-sample set to the mask id. Returns `[cells, image_vocab]`.
     fn predict(&self, text: &[u32], grid: &TokenGrid) -> Result<Logits>;
+
+    /// Drops the weights if the predictor can load them again on its next call (a pipeline in
+    /// low-memory mode); a predictor that owns its weights for good ignores this.
+    fn release(&self) {}
 }
 
 /// Seeds of the stages of one image, derived from the image's seed so that each stage has its
@@ -134,6 +138,7 @@ impl SuperResolution {
             ctx.check_cancelled()?;
             let mask = self.lopar.mask(k, h, w, input_mask)?;
             if !mask.iter().any(|m| *m) {
+                ctx.report("itersr", k, iters);
                 continue;
             }
             let masked = TokenGrid::new(
@@ -166,6 +171,10 @@ impl SuperResolution {
 }
 
 impl LocalSuperResolver for SuperResolution {
+    /// Runs DSR over every image, then ItersR over every image, releasing each model's weights
+    /// after its pass over the batch (see [`GridPredictor::release`]), so a low-memory pipeline
+    /// holds one model at a time. Each image's stages draw from their own seeded streams, so the
+    /// order does not change the result.
     fn super_resolve(
         &self,
         text: &TextTokens,
@@ -180,16 +189,35 @@ impl LocalSuperResolver for SuperResolution {
             ));
         }
         // Every image is processed (the official code drops images beyond a multiple of 4).
-        low_res
-            .iter()
-            .zip(seeds)
-            .map(|(g, &seed)| {
-                let mut rng = Rng::from_seed(stage_seed(seed, DSR_STAGE));
-                let high = self.direct(&text.0, g, &mut rng)?;
-                ctx.report("dsr", 1, 1);
-                let mut rng = Rng::from_seed(stage_seed(seed, ITERSR_STAGE));
-                self.refine(&text.0, &high, None, &mut rng, ctx)
-            })
-            .collect()
+        let mut high = Vec::with_capacity(low_res.len());
+        for (i, (g, &seed)) in low_res.iter().zip(seeds).enumerate() {
+            ctx.check_cancelled()?;
+            let mut rng = Rng::from_seed(stage_seed(seed, DSR_STAGE));
+            high.push(self.direct(&text.0, g, &mut rng)?);
+            ctx.report("dsr", i + 1, low_res.len());
+        }
+        self.dsr.release();
+        let iters = self.lopar.iterations();
+        let total = iters * low_res.len();
+        let mut out = Vec::with_capacity(low_res.len());
+        for (i, (g, &seed)) in high.iter().zip(seeds).enumerate() {
+            let mut rng = Rng::from_seed(stage_seed(seed, ITERSR_STAGE));
+            let image_ctx = RunContext {
+                progress: ctx.progress.clone().map(|p| {
+                    let done = i * iters;
+                    std::sync::Arc::new(move |pr: crate::context::Progress| {
+                        p(crate::context::Progress {
+                            stage: pr.stage,
+                            step: done + pr.step,
+                            total,
+                        })
+                    }) as crate::context::ProgressFn
+                }),
+                ..ctx.clone()
+            };
+            out.push(self.refine(&text.0, g, None, &mut rng, &image_ctx)?);
+        }
+        self.itersr.release();
+        Ok(out)
     }
 }

@@ -113,9 +113,9 @@ impl std::fmt::Display for DType {
     }
 }
 
-/// Where a backend runs.
+/// Where a backend runs. Written `cpu`, `cuda` (device 0) or `cuda:N` in configuration files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase", tag = "kind", content = "index")]
+#[serde(try_from = "String", into = "String")]
 pub enum Device {
     #[default]
     Cpu,
@@ -139,5 +139,57 @@ impl std::str::FromStr for Device {
             "device",
             format!("unknown device '{s}'; use cpu, cuda or cuda:N"),
         ))
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl TryFrom<String> for Device {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse().map_err(|e: Error| e.to_string())
+    }
+}
+
+impl From<Device> for String {
+    fn from(d: Device) -> String {
+        d.to_string()
+    }
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::Bf16 => 2,
+        }
+    }
+}
+
+/// What one model needs in memory for a run, as a backend estimates it before loading anything
+/// (`cogview generate --dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryEstimate {
+    /// Parameters in the checkpoint (exact: from the configuration's tensor list).
+    pub parameters: u64,
+    /// Bytes the loaded weights take in the chosen dtype, including copies the backend keeps
+    /// (e.g. an f32 output head).
+    pub weight_bytes: u64,
+    /// The largest working set of activations, caches and logits during the run (an estimate).
+    pub activation_bytes: u64,
+}
+
+impl MemoryEstimate {
+    /// Weights plus activations: the peak while this model runs.
+    pub fn peak_bytes(&self) -> u64 {
+        self.weight_bytes + self.activation_bytes
     }
 }

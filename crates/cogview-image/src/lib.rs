@@ -302,21 +302,87 @@ pub fn resize_center_crop(img: &Image, size: usize) -> Result<Image> {
 /// Writes an 8-bit RGB PNG with `tEXt` chunks.
 pub fn save_png(img: &Image, path: impl AsRef<Path>, text: &[(String, String)]) -> Result<()> {
     let path = path.as_ref();
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut enc = png::Encoder::new(
-        std::io::BufWriter::new(file),
-        img.width as u32,
-        img.height as u32,
-    );
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let io = |e: png::EncodingError| Error::io(path, std::io::Error::other(e.to_string()));
-    for (k, v) in text {
-        enc.add_itxt_chunk(k.clone(), v.clone()).map_err(io)?;
+    // Written beside the target and renamed into place, so an interrupted or failed write never
+    // leaves a partial PNG under the final name.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let write = || -> Result<()> {
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        let mut enc = png::Encoder::new(
+            std::io::BufWriter::new(file),
+            img.width as u32,
+            img.height as u32,
+        );
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let io = |e: png::EncodingError| Error::io(path, std::io::Error::other(e.to_string()));
+        for (k, v) in text {
+            enc.add_itxt_chunk(k.clone(), v.clone()).map_err(io)?;
+        }
+        let mut writer = enc.write_header().map_err(io)?;
+        writer.write_image_data(&img.pixels).map_err(io)?;
+        writer.finish().map_err(io)
+    };
+    let result = write().and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    let mut writer = enc.write_header().map_err(io)?;
-    writer.write_image_data(&img.pixels).map_err(io)?;
-    writer.finish().map_err(io)
+    result
+}
+
+/// Scales an image up by an integer factor per side, repeating pixels (nearest neighbour), as
+/// CogView2 enlarges its first-stage images.
+pub fn upscale_nearest(img: &Image, factor: usize) -> Result<Image> {
+    if factor == 0 {
+        return Err(Error::invalid_input("factor", "must be at least 1"));
+    }
+    let (w, h) = (img.width * factor, img.height * factor);
+    let mut pixels = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        let row = &img.pixels[(y / factor) * img.width * 3..][..img.width * 3];
+        for px in row.chunks_exact(3) {
+            for _ in 0..factor {
+                pixels.extend_from_slice(px);
+            }
+        }
+    }
+    Image::new(w, h, pixels)
+}
+
+/// Tiles equally sized images in rows of `columns`, without padding (torchvision's `make_grid`
+/// with `padding=0`, as CogView2 saves a batch); a short last row is filled with black.
+pub fn tile(images: &[Image], columns: usize) -> Result<Image> {
+    let first = images
+        .first()
+        .ok_or_else(|| Error::invalid_input("images", "no images to tile"))?;
+    if columns == 0 {
+        return Err(Error::invalid_input("columns", "must be at least 1"));
+    }
+    if images
+        .iter()
+        .any(|i| i.width != first.width || i.height != first.height)
+    {
+        return Err(Error::invalid_input(
+            "images",
+            "images of different sizes cannot be tiled",
+        ));
+    }
+    let cols = columns.min(images.len());
+    let rows = images.len().div_ceil(cols);
+    let (tw, th) = (first.width, first.height);
+    let (w, h) = (tw * cols, th * rows);
+    let mut pixels = vec![0u8; w * h * 3];
+    for (i, img) in images.iter().enumerate() {
+        let (r, c) = (i / cols, i % cols);
+        for y in 0..th {
+            let dst = ((r * th + y) * w + c * tw) * 3;
+            pixels[dst..dst + tw * 3].copy_from_slice(&img.pixels[y * tw * 3..(y + 1) * tw * 3]);
+        }
+    }
+    Image::new(w, h, pixels)
 }
 
 /// Reads the text chunks (tEXt, zTXt, iTXt) of a PNG file.

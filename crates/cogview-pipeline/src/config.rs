@@ -1,0 +1,381 @@
+//! The pipeline's TOML file: which weights each stage loads, on which backend, device and dtype,
+//! and how each stage samples. Every key is optional; the defaults are the official CogView2
+//! recipe for the chosen style.
+//!
+//! ```toml
+//! model_dir = "/models/cogview2"    # the official download; stage paths default into it
+//! style = "mainbody"                # none, mainbody, photo, flat, comics, oil, sketch, ...
+//! low_memory = false                # keep only the running stage's weights loaded
+//!
+//! [coglm]
+//! dtype = "bf16"
+//! temperature = 1.15                # default: the style's
+//! top_k_clusters = 16
+//! batch_size = 8
+//!
+//! [dsr]
+//! top_k_clusters = 100              # flat and comics: 5
+//! inner_temperature = 0.89          # flat and comics: 0.4
+//!
+//! [itersr]
+//! top_k = [40, 40, 40, 20, 20, 10]
+//! ```
+//!
+//! Unknown keys and values of the wrong type are errors that name the key and the line.
+//! Relative paths are relative to the file's folder; stage paths are relative to `model_dir`.
+
+use cogview_core::coglm::Style;
+use cogview_core::{DType, Device, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How a stage's token sampler works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// CogView2's cluster sampling with `cluster_label.npy`.
+    #[default]
+    Cluster,
+    /// Plain temperature + top-k.
+    TopK,
+}
+
+/// Where and how a stage's model runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// `"candle"`, the built-in backend (plugins arrive with the plugin ABI).
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    #[serde(default)]
+    pub device: Device,
+    /// The compute dtype (weights); CPU activations stay f32.
+    #[serde(default)]
+    pub dtype: DType,
+}
+
+fn default_backend() -> String {
+    "candle".into()
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            backend: default_backend(),
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
+    }
+}
+
+/// `[text_tokenizer]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextTokenizerConfig {
+    /// `ice_text.model` (default: `<model_dir>/ice_text.model`).
+    pub path: Option<PathBuf>,
+}
+
+/// `[image_tokenizer]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageTokenizerConfig {
+    /// `ice_image.pt` or a safetensors copy (default: `<model_dir>/ice_image.pt`).
+    pub path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<DType>,
+}
+
+/// `[coglm]`: stage 1.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoglmStageConfig {
+    /// The CogLM checkpoint (default: `<model_dir>/coglm`).
+    pub path: Option<PathBuf>,
+    pub backend: Option<String>,
+    pub device: Option<Device>,
+    pub dtype: Option<DType>,
+    pub sampler: Option<SamplerKind>,
+    /// Temperature over the image vocabulary (official: 1.15; 1.1 for flat, comics, sketch and
+    /// isometric; 1.12 for chinese).
+    pub temperature: Option<f32>,
+    /// Clusters kept by cluster sampling (official 16).
+    pub top_k_clusters: Option<usize>,
+    /// Temperature inside the chosen cluster, relative to `temperature` (official 1.0).
+    pub inner_temperature: Option<f32>,
+    /// Tokens kept by the top-k sampler.
+    pub top_k: Option<usize>,
+    /// Added to attention scores on text keys (official 1.4).
+    pub text_bias: Option<f32>,
+    /// Images decoded together (official 8).
+    pub batch_size: Option<usize>,
+    /// One cluster id per image code (default: `<model_dir>/cluster_label.npy`, else the official
+    /// table built into cogview).
+    pub cluster_labels: Option<PathBuf>,
+}
+
+/// `[dsr]`: stage 2, direct super-resolution.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DsrStageConfig {
+    /// The DSR checkpoint (default: `<model_dir>/cogview2-dsr`).
+    pub path: Option<PathBuf>,
+    pub backend: Option<String>,
+    pub device: Option<Device>,
+    pub dtype: Option<DType>,
+    /// Temperature (official 1.0: the recipe's `temp_all_dsr` 1.5 is never used).
+    pub temperature: Option<f32>,
+    /// Clusters kept (official 100; flat and comics 5).
+    pub top_k_clusters: Option<usize>,
+    /// Temperature inside the chosen cluster (official 0.89; flat and comics 0.4).
+    pub inner_temperature: Option<f32>,
+}
+
+/// `[itersr]`: stage 3, iterative super-resolution (LoPAR).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItersrStageConfig {
+    /// The ItersR checkpoint (default: `<model_dir>/cogview2-itersr`).
+    pub path: Option<PathBuf>,
+    pub backend: Option<String>,
+    pub device: Option<Device>,
+    pub dtype: Option<DType>,
+    /// Temperature (official 1.0: the recipe's `temp_all_itersr` is never used).
+    pub temperature: Option<f32>,
+    /// Top-k of each LoPAR iteration; its length is the number of iterations (official
+    /// [40, 40, 40, 20, 20, 10]).
+    pub top_k: Option<Vec<usize>>,
+}
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// A folder laid out as the official download: `coglm/`, `cogview2-dsr/`,
+    /// `cogview2-itersr/`, `ice_image.pt`, `ice_text.model`, `cluster_label.npy`.
+    pub model_dir: Option<PathBuf>,
+    /// The official style presets: the prompt template and the sampling values.
+    pub style: Option<Style>,
+    /// Keep only the running stage's weights in memory (the official pipeline keeps all three).
+    pub low_memory: Option<bool>,
+    /// The default for every stage's `backend`, `device` and `dtype`.
+    #[serde(default)]
+    pub defaults: DefaultsConfig,
+    #[serde(default)]
+    pub text_tokenizer: TextTokenizerConfig,
+    #[serde(default)]
+    pub image_tokenizer: ImageTokenizerConfig,
+    #[serde(default)]
+    pub coglm: CoglmStageConfig,
+    #[serde(default)]
+    pub dsr: DsrStageConfig,
+    #[serde(default)]
+    pub itersr: ItersrStageConfig,
+}
+
+/// `[defaults]`: placement shared by every stage unless a stage sets its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsConfig {
+    pub backend: Option<String>,
+    pub device: Option<Device>,
+    pub dtype: Option<DType>,
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl PipelineConfig {
+    /// Parses TOML text. `source` names the text in errors (a file name). Errors name the key
+    /// (`coglm.temperature`) and the line.
+    pub fn from_toml(text: &str, source: &str) -> Result<Self> {
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| format!("line {}: ", line_col(text, s.start).0))
+                .unwrap_or_default();
+            Error::config(source, "(syntax)", format!("{line}{}", e.message().trim()))
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let at = inner
+                .span()
+                .map(|s| {
+                    let (l, c) = line_col(text, s.start);
+                    format!("line {l}, column {c}: ")
+                })
+                .unwrap_or_default();
+            let key = if path == "." || path.is_empty() {
+                "(top level)".to_string()
+            } else {
+                path
+            };
+            Error::config(source, key, format!("{at}{}", inner.message().trim()))
+        })
+    }
+
+    /// Reads a TOML file; relative paths in it are made relative to the file's folder.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut cfg = Self::from_toml(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.rebase(base);
+        Ok(cfg)
+    }
+
+    /// Writes the configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a pipeline configuration is always serialisable")
+    }
+
+    /// Makes relative paths relative to `base` instead: `model_dir`, and stage paths when there
+    /// is no `model_dir` (stage paths are relative to `model_dir` otherwise).
+    pub fn rebase(&mut self, base: &Path) {
+        let join = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p {
+                if x.is_relative() {
+                    *x = base.join(&*x);
+                }
+            }
+        };
+        if self.model_dir.is_some() {
+            join(&mut self.model_dir);
+            return;
+        }
+        join(&mut self.text_tokenizer.path);
+        join(&mut self.image_tokenizer.path);
+        join(&mut self.coglm.path);
+        join(&mut self.coglm.cluster_labels);
+        join(&mut self.dsr.path);
+        join(&mut self.itersr.path);
+    }
+
+    pub fn style(&self) -> Style {
+        self.style.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_official_recipe() {
+        let c = PipelineConfig::from_toml("", "t").unwrap();
+        assert_eq!(c, PipelineConfig::default());
+        assert_eq!(c.style(), Style::Mainbody);
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let c = PipelineConfig::from_toml(
+            r#"
+model_dir = "m"
+style = "flat"
+low_memory = true
+[defaults]
+dtype = "bf16"
+device = "cpu"
+backend = "candle"
+[text_tokenizer]
+path = "t.model"
+[image_tokenizer]
+path = "i.pt"
+dtype = "f32"
+[coglm]
+sampler = "top-k"
+temperature = 1.0
+top_k_clusters = 8
+inner_temperature = 0.5
+top_k = 30
+text_bias = 1.0
+batch_size = 2
+cluster_labels = "c.npy"
+device = "cuda:1"
+[dsr]
+temperature = 1.0
+top_k_clusters = 5
+inner_temperature = 0.4
+[itersr]
+temperature = 0.9
+top_k = [1, 2, 3]
+"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.style(), Style::Flat);
+        assert_eq!(c.coglm.sampler, Some(SamplerKind::TopK));
+        assert_eq!(c.coglm.device, Some(Device::Cuda(1)));
+        assert_eq!(c.defaults.dtype, Some(DType::Bf16));
+        assert_eq!(c.itersr.top_k, Some(vec![1, 2, 3]));
+        // It round-trips through TOML.
+        assert_eq!(PipelineConfig::from_toml(&c.to_toml(), "t").unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_line() {
+        let e = PipelineConfig::from_toml("style = \"flat\"\n[coglm]\ntemprature = 1.0\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.toml"), "{e}");
+        assert!(e.contains("temprature"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        let e = PipelineConfig::from_toml("colour = 1\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_the_line() {
+        let e = PipelineConfig::from_toml("\n\n[dsr]\ntop_k_clusters = \"many\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dsr.top_k_clusters"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        let e = PipelineConfig::from_toml("[coglm]\ndevice = \"gpu\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("coglm.device") && e.contains("line 2"), "{e}");
+        assert!(e.contains("cuda:N"), "{e}");
+        let e = PipelineConfig::from_toml("style = \"cubist\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("style") && e.contains("line 1"), "{e}");
+        let e = PipelineConfig::from_toml("[itersr]\ntop_k = [1, -2]\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("itersr.top_k"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line() {
+        let e = PipelineConfig::from_toml("a = 1\n[coglm\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file_or_the_model_dir() {
+        let mut c = PipelineConfig::from_toml("[coglm]\npath = \"w/coglm\"\n", "t").unwrap();
+        c.rebase(Path::new("/cfg"));
+        assert_eq!(c.coglm.path.as_deref(), Some(Path::new("/cfg/w/coglm")));
+        let mut c =
+            PipelineConfig::from_toml("model_dir = \"m\"\n[coglm]\npath = \"c\"\n", "t").unwrap();
+        c.rebase(Path::new("/cfg"));
+        assert_eq!(c.model_dir.as_deref(), Some(Path::new("/cfg/m")));
+        assert_eq!(c.coglm.path.as_deref(), Some(Path::new("c")));
+    }
+}

@@ -1,0 +1,744 @@
+//! The pipeline: text → CogLM (20×20) → DSR (60×60) → ItersR → VQ decode (480 px), composed from
+//! the core's component traits. Built from a TOML configuration ([`Pipeline::from_settings`]) or
+//! from components in Rust ([`PipelineBuilder`]).
+
+use crate::settings::Settings;
+use cogview_candle::{CoglmModel, LoadOptions, SrModel, VqTokenizer};
+use cogview_core::coglm::{CoglmGenerator, Stage1Layout, Stage1Settings, Style};
+use cogview_core::lopar::Lopar;
+use cogview_core::sampling::{ClusterLabels, ClusterSampler, TopKSampler};
+use cogview_core::sr::{GridPredictor, SuperResolution};
+use cogview_core::{
+    Compression, Error, GlobalGenerator, Image, ImageTokenizer, LocalSuperResolver, Result,
+    RunContext, Sampler, TextTokenizer, TextTokens, TokenGrid,
+};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+type Loader<T> = Arc<dyn Fn() -> Result<Arc<T>> + Send + Sync>;
+
+/// A component that is either held for good or loaded on use (and dropped again in low-memory
+/// mode).
+pub struct Stage<T: ?Sized> {
+    name: &'static str,
+    slot: Mutex<Option<Arc<T>>>,
+    loader: Option<Loader<T>>,
+}
+
+impl<T: ?Sized> Stage<T> {
+    /// A component that stays loaded.
+    pub fn loaded(name: &'static str, component: Arc<T>) -> Self {
+        Stage {
+            name,
+            slot: Mutex::new(Some(component)),
+            loader: None,
+        }
+    }
+
+    /// A component loaded on first use by `loader`.
+    pub fn lazy(
+        name: &'static str,
+        loader: impl Fn() -> Result<Arc<T>> + Send + Sync + 'static,
+    ) -> Self {
+        Stage {
+            name,
+            slot: Mutex::new(None),
+            loader: Some(Arc::new(loader)),
+        }
+    }
+
+    /// The component, loading it if needed.
+    pub fn get(&self) -> Result<Arc<T>> {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let loader = self
+            .loader
+            .as_ref()
+            .ok_or_else(|| Error::Backend(format!("{} has no loader", self.name)))?;
+        let _span = tracing::info_span!("load", stage = self.name).entered();
+        let c = loader()?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Drops the component if it can be loaded again.
+    pub fn release(&self) {
+        if self.loader.is_some() {
+            *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+}
+
+/// A DSR or ItersR model behind a [`Stage`]: loads on first prediction and, in low-memory mode,
+/// drops its weights when [`GridPredictor::release`] is called after its pass.
+struct StagePredictor {
+    stage: Stage<SrModel>,
+    release_after_pass: bool,
+}
+
+impl GridPredictor for StagePredictor {
+    fn predict(&self, text: &[u32], grid: &TokenGrid) -> Result<cogview_core::lm::Logits> {
+        self.stage.get()?.predict(text, grid)
+    }
+    fn release(&self) {
+        if self.release_after_pass {
+            self.stage.release();
+        }
+    }
+}
+
+/// The grid sizes a pipeline works at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Geometry {
+    /// Stage-1 grid side (official 20).
+    pub low: usize,
+    /// Super-resolution grid side (official 60).
+    pub high: usize,
+    /// Pixels per token side (CogView2: 8).
+    pub compression: Compression,
+    /// The longest text (prompt + style template) every stage accepts.
+    pub max_text_tokens: usize,
+}
+
+impl Geometry {
+    /// Side of the final images in pixels (official 480).
+    pub fn image_side(&self) -> usize {
+        self.high * self.compression.factor()
+    }
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        Geometry {
+            low: 20,
+            high: 60,
+            compression: Compression::X8,
+            max_text_tokens: 95,
+        }
+    }
+}
+
+/// One generated image and the token grids it came from.
+#[derive(Debug, Clone)]
+pub struct GeneratedImage {
+    /// Position in the run (0-based).
+    pub index: usize,
+    /// The image's own seed (the run's seed + index).
+    pub seed: u64,
+    pub low_res: TokenGrid,
+    /// `None` when the run stopped after stage 1.
+    pub high_res: Option<TokenGrid>,
+    pub image: Image,
+}
+
+/// Text-to-image generation, stage by stage.
+pub struct Pipeline {
+    settings: Option<Settings>,
+    style: Style,
+    geometry: Geometry,
+    low_memory: bool,
+    text: Arc<dyn TextTokenizer>,
+    generator: Stage<dyn GlobalGenerator>,
+    super_resolver: Option<Stage<dyn LocalSuperResolver>>,
+    image_tokenizer: Stage<dyn ImageTokenizer>,
+    /// The lazily loaded super-resolution models inside `super_resolver` (config-built pipelines).
+    predictors: Vec<Arc<StagePredictor>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("style", &self.style)
+            .field("geometry", &self.geometry)
+            .field("low_memory", &self.low_memory)
+            .field("super_resolution", &self.super_resolver.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Composes a pipeline from components (any implementation of the core traits).
+pub struct PipelineBuilder {
+    style: Style,
+    geometry: Geometry,
+    low_memory: bool,
+    text: Option<Arc<dyn TextTokenizer>>,
+    generator: Option<Stage<dyn GlobalGenerator>>,
+    super_resolver: Option<Stage<dyn LocalSuperResolver>>,
+    image_tokenizer: Option<Stage<dyn ImageTokenizer>>,
+}
+
+impl Default for PipelineBuilder {
+    fn default() -> Self {
+        PipelineBuilder {
+            style: Style::default(),
+            geometry: Geometry::default(),
+            low_memory: false,
+            text: None,
+            generator: None,
+            super_resolver: None,
+            image_tokenizer: None,
+        }
+    }
+}
+
+impl PipelineBuilder {
+    pub fn style(mut self, style: Style) -> Self {
+        self.style = style;
+        self
+    }
+    pub fn geometry(mut self, geometry: Geometry) -> Self {
+        self.geometry = geometry;
+        self
+    }
+    /// Release each stage's component after it ran (lazy stages load again on the next run).
+    pub fn low_memory(mut self, on: bool) -> Self {
+        self.low_memory = on;
+        self
+    }
+    pub fn text_tokenizer(mut self, t: Arc<dyn TextTokenizer>) -> Self {
+        self.text = Some(t);
+        self
+    }
+    pub fn generator(mut self, g: Arc<dyn GlobalGenerator>) -> Self {
+        self.generator = Some(Stage::loaded("coglm", g));
+        self
+    }
+    pub fn generator_stage(mut self, g: Stage<dyn GlobalGenerator>) -> Self {
+        self.generator = Some(g);
+        self
+    }
+    pub fn super_resolver(mut self, s: Arc<dyn LocalSuperResolver>) -> Self {
+        self.super_resolver = Some(Stage::loaded("super-resolution", s));
+        self
+    }
+    pub fn super_resolver_stage(mut self, s: Stage<dyn LocalSuperResolver>) -> Self {
+        self.super_resolver = Some(s);
+        self
+    }
+    pub fn image_tokenizer(mut self, t: Arc<dyn ImageTokenizer>) -> Self {
+        self.image_tokenizer = Some(Stage::loaded("image tokenizer", t));
+        self
+    }
+    pub fn image_tokenizer_stage(mut self, t: Stage<dyn ImageTokenizer>) -> Self {
+        self.image_tokenizer = Some(t);
+        self
+    }
+
+    pub fn build(self) -> Result<Pipeline> {
+        let need = |what: &str| {
+            Error::invalid_input(
+                "pipeline",
+                format!("the builder has no {what}; add one before build()"),
+            )
+        };
+        if self.geometry.low == 0 || self.geometry.high == 0 || self.geometry.high % self.geometry.low != 0
+        {
+            return Err(Error::invalid_input(
+                "geometry",
+                format!(
+                    "the super-resolution grid ({0}) must be a whole multiple of the stage-1 grid ({1})",
+                    self.geometry.high, self.geometry.low
+                ),
+            ));
+        }
+        Ok(Pipeline {
+            settings: None,
+            style: self.style,
+            geometry: self.geometry,
+            low_memory: self.low_memory,
+            text: self.text.ok_or_else(|| need("text tokenizer"))?,
+            generator: self.generator.ok_or_else(|| need("generator"))?,
+            super_resolver: self.super_resolver,
+            image_tokenizer: self.image_tokenizer.ok_or_else(|| need("image tokenizer"))?,
+            predictors: Vec::new(),
+        })
+    }
+}
+
+fn load_options(p: &crate::settings::StagePlacement) -> LoadOptions {
+    LoadOptions {
+        device: p.device,
+        dtype: p.dtype,
+    }
+}
+
+/// Reads the stage-1 layout from CogLM's `model_config.json` (cogview keys `image_grid`,
+/// `start_of_image_position`, `max_text_tokens`; the official values when absent).
+fn stage1_layout(path: &std::path::Path) -> Result<Stage1Layout> {
+    let cfg = cogview_candle::inspect::model_config(path)?;
+    let d = Stage1Layout::default();
+    let grid = cfg.opt_usize("image_grid")?.unwrap_or(d.grid_height);
+    Ok(Stage1Layout {
+        grid_height: grid,
+        grid_width: grid,
+        start_of_image_position: cfg
+            .opt_usize("start_of_image_position")?
+            .unwrap_or(d.start_of_image_position),
+        max_text_tokens: cfg.opt_usize("max_text_tokens")?.unwrap_or(d.max_text_tokens),
+    })
+}
+
+fn mismatch(what: String) -> Error {
+    Error::config(
+        "pipeline",
+        "(models)",
+        format!("{what}: these files do not belong to one model"),
+    )
+}
+
+impl Pipeline {
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::default()
+    }
+
+    /// Builds the pipeline the settings describe with the built-in candle backend. Every model's
+    /// configuration is read and checked against the others first (vocabularies, grids,
+    /// `<start_of_image>`); then the weights are loaded, all at once, or in low-memory mode each
+    /// when its stage runs.
+    pub fn from_settings(settings: Settings) -> Result<Self> {
+        let _span = tracing::info_span!("build_pipeline").entered();
+        let s = &settings;
+        let (coglm_cfg, _) = cogview_candle::inspect::coglm_config(&s.coglm.placement.path)?;
+        let layout = stage1_layout(&s.coglm.placement.path)?;
+        layout.check_fits(coglm_cfg.max_sequence_length)?;
+        let image_vocab = coglm_cfg.image_vocab_size;
+
+        // The text tokenizer: icetk's layout puts text pieces after the image codes.
+        let text = {
+            let path = &s.text_tokenizer;
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            cogview_text::IceTextTokenizer::from_bytes(
+                &bytes,
+                &path.display().to_string(),
+                image_vocab as u32,
+                &cogview_text::SPECIAL_TOKENS,
+            )?
+        };
+        let soi = text.piece_id("<start_of_image>");
+        if soi != Some(coglm_cfg.start_of_image_id) {
+            return Err(mismatch(format!(
+                "the text tokenizer {} gives <start_of_image> the id {soi:?} but CogLM {} expects {}",
+                s.text_tokenizer.display(),
+                s.coglm.placement.path.display(),
+                coglm_cfg.start_of_image_id
+            )));
+        }
+        if text.offset() as usize + text.len() > coglm_cfg.vocab_size {
+            return Err(mismatch(format!(
+                "the text tokenizer's ids reach {} but CogLM's vocabulary has {}",
+                text.offset() as usize + text.len(),
+                coglm_cfg.vocab_size
+            )));
+        }
+
+        let (vq_cfg, _) = cogview_candle::inspect::vq_config(&s.image_tokenizer.path)?;
+        if vq_cfg.n_embed != image_vocab {
+            return Err(mismatch(format!(
+                "the image tokenizer has {} codes but CogLM draws {image_vocab}",
+                vq_cfg.n_embed
+            )));
+        }
+
+        let labels = Arc::new(match &s.coglm.cluster_labels {
+            Some(p) => ClusterLabels::from_npy_file(p)?,
+            None => ClusterLabels::official(),
+        });
+        let uses_clusters =
+            s.coglm.sampler == crate::config::SamplerKind::Cluster || s.dsr.is_some();
+        if uses_clusters && labels.len() != image_vocab {
+            return Err(mismatch(format!(
+                "the cluster table {} labels {} codes but the models have {image_vocab} image codes",
+                s.coglm
+                    .cluster_labels
+                    .as_ref()
+                    .map_or("(official, built in)".into(), |p| p.display().to_string()),
+                labels.len()
+            )));
+        }
+
+        let mut geometry = Geometry {
+            low: layout.grid_height,
+            high: layout.grid_height,
+            compression: Compression::X8,
+            max_text_tokens: layout.max_text_tokens,
+        };
+
+        // Super-resolution: check both models' sizes before loading anything.
+        let sr_parts = match (&s.dsr, &s.itersr) {
+            (Some(d), Some(i)) => {
+                let (dc, _) = cogview_candle::inspect::sr_config(&d.placement.path)?;
+                let (ic, _) = cogview_candle::inspect::sr_config(&i.placement.path)?;
+                for (c, name, path, want) in [
+                    (&dc, "DSR", &d.placement.path, cogview_candle::SrKind::Dsr),
+                    (&ic, "ItersR", &i.placement.path, cogview_candle::SrKind::Itersr),
+                ] {
+                    if c.kind != want {
+                        return Err(mismatch(format!(
+                            "{} holds a {:?} model where {name} was expected",
+                            path.display(),
+                            c.kind
+                        )));
+                    }
+                    if c.backbone.image_vocab_size != image_vocab
+                        || c.backbone.start_of_image_id != coglm_cfg.start_of_image_id
+                    {
+                        return Err(mismatch(format!(
+                            "{name} ({}) has {} image codes and <start_of_image> {} but CogLM has {image_vocab} and {}",
+                            path.display(),
+                            c.backbone.image_vocab_size,
+                            c.backbone.start_of_image_id,
+                            coglm_cfg.start_of_image_id
+                        )));
+                    }
+                }
+                if dc.low != layout.grid_height || dc.high != ic.high {
+                    return Err(mismatch(format!(
+                        "DSR maps {0}x{0} to {1}x{1} and ItersR refines {2}x{2}, but CogLM writes {3}x{3}",
+                        dc.low, dc.high, ic.high, layout.grid_height
+                    )));
+                }
+                geometry.high = dc.high;
+                geometry.max_text_tokens = geometry.max_text_tokens.min(dc.text_slots - 1);
+                Some((d.clone(), i.clone()))
+            }
+            _ => None,
+        };
+
+        let low_memory = s.low_memory;
+        let stage = |name: &'static str, loader: Loader<dyn GlobalGenerator>| {
+            Stage::<dyn GlobalGenerator> {
+                name,
+                slot: Mutex::new(None),
+                loader: Some(loader),
+            }
+        };
+
+        // Stage 1.
+        let c = s.coglm.clone();
+        let sampler: Arc<dyn Sampler> = match c.sampler {
+            crate::config::SamplerKind::Cluster => Arc::new(ClusterSampler {
+                labels: labels.clone(),
+                temperature: c.temperature,
+                top_k_clusters: c.top_k_clusters,
+                inner_temperature: c.inner_temperature,
+            }),
+            crate::config::SamplerKind::TopK => Arc::new(TopKSampler {
+                temperature: c.temperature,
+                top_k: c.top_k,
+            }),
+        };
+        let stage1 = Stage1Settings {
+            layout,
+            text_bias: c.text_bias,
+            max_batch: c.batch_size,
+        };
+        let generator = stage(
+            "coglm",
+            Arc::new(move || {
+                let model = Arc::new(CoglmModel::load(
+                    &c.placement.path,
+                    load_options(&c.placement),
+                )?);
+                Ok(Arc::new(CoglmGenerator::new(model, sampler.clone(), stage1)?)
+                    as Arc<dyn GlobalGenerator>)
+            }),
+        );
+
+        let mut predictors = Vec::new();
+        let super_resolver = sr_parts.map(|(d, i)| {
+            let mut predictor = |p: crate::settings::StagePlacement, name: &'static str| {
+                let sp = Arc::new(StagePredictor {
+                    stage: Stage::lazy(name, move || {
+                        Ok(Arc::new(SrModel::load(&p.path, load_options(&p))?))
+                    }),
+                    release_after_pass: low_memory,
+                });
+                predictors.push(sp.clone());
+                sp as Arc<dyn GridPredictor>
+            };
+            let dsr = predictor(d.placement.clone(), "dsr");
+            let itersr = predictor(i.placement.clone(), "itersr");
+            let mut sr = SuperResolution::official(
+                dsr,
+                itersr,
+                labels.clone(),
+                coglm_cfg.start_of_image_id,
+            );
+            sr.dsr_sampler = Arc::new(ClusterSampler {
+                labels: labels.clone(),
+                temperature: d.temperature,
+                top_k_clusters: d.top_k_clusters,
+                inner_temperature: d.inner_temperature,
+            });
+            sr.itersr_temperature = i.temperature;
+            sr.lopar = Lopar {
+                top_k: i.top_k.clone(),
+                ..Lopar::default()
+            };
+            sr.high_side = geometry.high;
+            Stage::loaded("super-resolution", Arc::new(sr) as Arc<dyn LocalSuperResolver>)
+        });
+
+        let vq = s.image_tokenizer.clone();
+        let image_tokenizer = Stage::lazy("image tokenizer", move || {
+            Ok(Arc::new(VqTokenizer::load(&vq.path, load_options(&vq))?) as Arc<dyn ImageTokenizer>)
+        });
+
+        let pipeline = Pipeline {
+            style: s.style,
+            geometry,
+            low_memory,
+            text: Arc::new(text),
+            generator,
+            super_resolver,
+            image_tokenizer,
+            predictors,
+            settings: Some(settings),
+        };
+        if !low_memory {
+            pipeline.load_all()?;
+        }
+        Ok(pipeline)
+    }
+
+    /// Loads every component now (the default outside low-memory mode), so that bad weights are
+    /// reported before a run starts.
+    pub fn load_all(&self) -> Result<()> {
+        self.generator.get()?;
+        if let Some(sr) = &self.super_resolver {
+            sr.get()?;
+        }
+        self.image_tokenizer.get()?;
+        for p in &self.predictors {
+            p.stage.get()?;
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> Option<&Settings> {
+        self.settings.as_ref()
+    }
+    pub fn style(&self) -> Style {
+        self.style
+    }
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+    pub fn has_super_resolution(&self) -> bool {
+        self.super_resolver.is_some()
+    }
+    pub fn text_tokenizer(&self) -> &Arc<dyn TextTokenizer> {
+        &self.text
+    }
+    /// The image tokenizer (loaded if needed).
+    pub fn image_tokenizer(&self) -> Result<Arc<dyn ImageTokenizer>> {
+        self.image_tokenizer.get()
+    }
+
+    /// The query text of a prompt: the style template applied and tokenized, checked against
+    /// every stage's text limit.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<TextTokens> {
+        if prompt.trim().is_empty() {
+            return Err(Error::invalid_input(
+                "prompt",
+                "the prompt is empty; describe the image to generate",
+            ));
+        }
+        let text = self.text.encode(&self.style.query_text(prompt))?;
+        if text.is_empty() {
+            return Err(Error::invalid_input(
+                "prompt",
+                "the prompt has no tokens the text tokenizer knows",
+            ));
+        }
+        if text.len() > self.geometry.max_text_tokens {
+            return Err(Error::TextTooLong {
+                tokens: text.len(),
+                max: self.geometry.max_text_tokens,
+                what: format!(
+                    "this pipeline (prompt plus the '{}' style template; CogLM takes 109 and DSR 95 tokens)",
+                    self.style.name()
+                ),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Generates `num_images` images for `prompt`; image `i` uses seed `ctx.seed + i`. With
+    /// `only_first_stage`, the 20×20 grids are decoded at 160 px and enlarged ×3 by repeating
+    /// pixels, as the official `--only-first-stage` does.
+    pub fn generate(
+        &self,
+        prompt: &str,
+        num_images: usize,
+        only_first_stage: bool,
+        ctx: &RunContext,
+    ) -> Result<Vec<GeneratedImage>> {
+        if num_images == 0 {
+            return Err(Error::invalid_input(
+                "num_images",
+                "must be at least 1",
+            ));
+        }
+        let text = self.encode_prompt(prompt)?;
+        let seeds = ctx.image_seeds(num_images);
+        let low = {
+            let _span = tracing::info_span!("stage1", images = num_images).entered();
+            let generator = self.generator.get()?;
+            let low = generator.generate(&text, &seeds, ctx)?;
+            drop(generator);
+            if self.low_memory {
+                self.generator.release();
+            }
+            low
+        };
+        if only_first_stage || self.super_resolver.is_none() {
+            if !only_first_stage {
+                return Err(Error::invalid_input(
+                    "pipeline",
+                    "this pipeline has no super-resolution stages; ask for the first stage only",
+                ));
+            }
+            return self.finish(&seeds, low, None, ctx);
+        }
+        self.run_super_resolution(&text, low, &seeds, ctx)
+    }
+
+    /// Runs only stages 2 and 3 (and the decoder) on stage-1 grids, with the text of `prompt`.
+    pub fn super_resolve(
+        &self,
+        prompt: &str,
+        low_res: Vec<TokenGrid>,
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<GeneratedImage>> {
+        if self.super_resolver.is_none() {
+            return Err(Error::invalid_input(
+                "pipeline",
+                "this pipeline has no super-resolution stages",
+            ));
+        }
+        for g in &low_res {
+            if g.height != self.geometry.low || g.width != self.geometry.low {
+                return Err(Error::invalid_input(
+                    "grid",
+                    format!(
+                        "super-resolution starts from {0}x{0} grids, not {1}x{2}",
+                        self.geometry.low, g.height, g.width
+                    ),
+                ));
+            }
+        }
+        let text = self.encode_prompt(prompt)?;
+        self.run_super_resolution(&text, low_res, seeds, ctx)
+    }
+
+    fn run_super_resolution(
+        &self,
+        text: &TextTokens,
+        low: Vec<TokenGrid>,
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<GeneratedImage>> {
+        let stage = self
+            .super_resolver
+            .as_ref()
+            .ok_or_else(|| Error::invalid_input("pipeline", "no super-resolution stages"))?;
+        let high = {
+            let _span = tracing::info_span!("super_resolution", images = low.len()).entered();
+            let sr = stage.get()?;
+            let high = sr.super_resolve(text, &low, seeds, ctx)?;
+            if self.low_memory {
+                stage.release();
+            }
+            high
+        };
+        self.finish(seeds, low, Some(high), ctx)
+    }
+
+    /// Decodes the final grids into images.
+    fn finish(
+        &self,
+        seeds: &[u64],
+        low: Vec<TokenGrid>,
+        high: Option<Vec<TokenGrid>>,
+        ctx: &RunContext,
+    ) -> Result<Vec<GeneratedImage>> {
+        let _span = tracing::info_span!("decode", images = low.len()).entered();
+        let vq = self.image_tokenizer.get()?;
+        let c = self.geometry.compression;
+        let mut out = Vec::with_capacity(low.len());
+        let highs: Vec<Option<TokenGrid>> = match high {
+            Some(h) => h.into_iter().map(Some).collect(),
+            None => vec![None; low.len()],
+        };
+        for (i, ((low, high), &seed)) in low.into_iter().zip(highs).zip(seeds).enumerate() {
+            ctx.check_cancelled()?;
+            let image = match &high {
+                Some(h) => vq.decode(h, c)?,
+                None => cogview_image::upscale_nearest(
+                    &vq.decode(&low, c)?,
+                    self.geometry.high / self.geometry.low,
+                )?,
+            };
+            ctx.report("decode", i + 1, seeds.len());
+            out.push(GeneratedImage {
+                index: i,
+                seed,
+                low_res: low,
+                high_res: high,
+                image,
+            });
+        }
+        drop(vq);
+        if self.low_memory {
+            self.image_tokenizer.release();
+        }
+        Ok(out)
+    }
+
+    /// Encodes an image into a stage-1 grid: resized and centre-cropped to the stage-1 size
+    /// (160 px officially), as icetk does.
+    pub fn encode_image(&self, image: &Image) -> Result<TokenGrid> {
+        let side = self.geometry.low * self.geometry.compression.factor();
+        let img = cogview_image::resize_center_crop(image, side)?;
+        self.image_tokenizer.get()?.encode(&img, self.geometry.compression)
+    }
+
+    /// Files whose contents decide the output, by role (for the records in PNGs).
+    pub fn weight_files(&self) -> Result<Vec<(String, PathBuf)>> {
+        let Some(s) = &self.settings else {
+            return Ok(Vec::new());
+        };
+        let mut out = vec![("text_tokenizer".to_string(), s.text_tokenizer.clone())];
+        for f in cogview_candle::inspect::vq_config(&s.image_tokenizer.path)?.1 {
+            out.push(("image_tokenizer".into(), f));
+        }
+        for f in cogview_candle::inspect::coglm_config(&s.coglm.placement.path)?.1 {
+            out.push(("coglm".into(), f));
+        }
+        if let Some(p) = &s.coglm.cluster_labels {
+            out.push(("cluster_labels".into(), p.clone()));
+        }
+        if let Some(d) = &s.dsr {
+            for f in cogview_candle::inspect::sr_config(&d.placement.path)?.1 {
+                out.push(("dsr".into(), f));
+            }
+        }
+        if let Some(i) = &s.itersr {
+            for f in cogview_candle::inspect::sr_config(&i.placement.path)?.1 {
+                out.push(("itersr".into(), f));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,126 @@
+//! What every PNG cogview writes carries, so that the image can be explained and reproduced:
+//! the prompt, style, seed, the full effective settings and the SHA-256 of every weight file.
+//!
+//! It is stored as JSON in the PNG text chunk `cogview` (iTXt, UTF-8), next to a plain `prompt`
+//! chunk and `Software`. `cogview regenerate IMAGE.png` reads it back.
+
+use crate::settings::Settings;
+use cogview_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The PNG text key of the record.
+pub const PNG_KEY: &str = "cogview";
+pub const FORMAT: &str = "cogview-image";
+pub const VERSION: u32 = 1;
+
+/// One weight file and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightFile {
+    /// What the file is for: `coglm`, `dsr`, `itersr`, `image_tokenizer`, `text_tokenizer`,
+    /// `cluster_labels`.
+    pub role: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// How an image was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// `cogview generate`: all stages from the prompt.
+    Generate { only_first_stage: bool },
+    /// `cogview super-resolve`: stages 2-3 from a given stage-1 grid.
+    SuperResolve { low_res: cogview_core::TokenGrid },
+}
+
+/// The record of one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRecord {
+    pub format: String,
+    pub version: u32,
+    /// The cogview version that wrote it.
+    pub cogview: String,
+    pub prompt: String,
+    /// The query text after the style template.
+    pub query: String,
+    /// The image's own seed: `--seed` of a one-image run that reproduces it.
+    pub seed: u64,
+    /// Position in its run and the run's size (informational).
+    pub index: usize,
+    pub of: usize,
+    pub origin: Origin,
+    pub settings: Settings,
+    pub weights: Vec<WeightFile>,
+}
+
+impl ImageRecord {
+    /// The PNG text chunks of the record.
+    pub fn png_text(&self) -> Vec<(String, String)> {
+        vec![
+            ("prompt".into(), self.prompt.clone()),
+            (
+                PNG_KEY.into(),
+                serde_json::to_string(self).expect("records are serialisable"),
+            ),
+            ("Software".into(), format!("cogview {}", self.cogview)),
+        ]
+    }
+
+    /// Reads the record from a PNG written by cogview.
+    pub fn read_png(path: &Path) -> Result<Self> {
+        let chunks = cogview_image::read_png_text(path)?;
+        let text = chunks
+            .iter()
+            .find(|(k, _)| k == PNG_KEY)
+            .map(|(_, v)| v)
+            .ok_or_else(|| {
+                Error::invalid_input(
+                    "image",
+                    format!(
+                        "{} has no `{PNG_KEY}` text chunk: it was not written by cogview (or the chunk was stripped)",
+                        path.display()
+                    ),
+                )
+            })?;
+        let record: ImageRecord = serde_json::from_str(text).map_err(|e| {
+            Error::invalid_input(
+                "image",
+                format!("{}: the `{PNG_KEY}` record is malformed: {e}", path.display()),
+            )
+        })?;
+        if record.format != FORMAT || record.version != VERSION {
+            return Err(Error::invalid_input(
+                "image",
+                format!(
+                    "{}: record format {} version {} is not {FORMAT} version {VERSION}",
+                    path.display(),
+                    record.format,
+                    record.version
+                ),
+            ));
+        }
+        Ok(record)
+    }
+}
+
+/// Digests of the files by role.
+pub fn weight_records(files: &[(String, PathBuf)]) -> Result<Vec<WeightFile>> {
+    let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
+    let digests = crate::hashing::sha256_files(&paths)?;
+    files
+        .iter()
+        .zip(digests)
+        .map(|((role, path), sha256)| {
+            Ok(WeightFile {
+                role: role.clone(),
+                path: path.clone(),
+                bytes: std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len(),
+                sha256,
+            })
+        })
+        .collect()
+}

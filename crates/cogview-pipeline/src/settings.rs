@@ -1,0 +1,380 @@
+//! The effective settings of a pipeline: every path resolved and every sampling value concrete.
+//! They are what a run records in its PNGs and what `cogview regenerate` rebuilds the pipeline from.
+
+use crate::config::{PipelineConfig, SamplerKind};
+use cogview_core::coglm::Style;
+use cogview_core::lopar::OFFICIAL_TOP_K;
+use cogview_core::{DType, Device, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One part of the official download: its file name and what it is, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub name: &'static str,
+    pub what: &'static str,
+}
+
+pub const COGLM: Part = Part {
+    name: "coglm",
+    what: "the CogLM checkpoint (stage 1: text to 20x20 tokens), a SAT folder with `latest`",
+};
+pub const DSR: Part = Part {
+    name: "cogview2-dsr",
+    what: "the direct super-resolution checkpoint (stage 2: 20x20 to 60x60 tokens), a SAT folder",
+};
+pub const ITERSR: Part = Part {
+    name: "cogview2-itersr",
+    what: "the iterative super-resolution checkpoint (stage 3: LoPAR refinement), a SAT folder",
+};
+pub const IMAGE_TOKENIZER: Part = Part {
+    name: "ice_image.pt",
+    what: "icetk's image tokenizer (the VQ-VAE that turns tokens into pixels)",
+};
+pub const TEXT_TOKENIZER: Part = Part {
+    name: "ice_text.model",
+    what: "icetk's text tokenizer (a SentencePiece model)",
+};
+pub const CLUSTER_LABELS: Part = Part {
+    name: "cluster_label.npy",
+    what: "the cluster table of CogView2's cluster sampling",
+};
+
+/// Backend, device and dtype of one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagePlacement {
+    pub path: PathBuf,
+    pub backend: String,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoglmSettings {
+    #[serde(flatten)]
+    pub placement: StagePlacement,
+    pub sampler: SamplerKind,
+    pub temperature: f32,
+    pub top_k_clusters: usize,
+    pub inner_temperature: f32,
+    pub top_k: usize,
+    pub text_bias: f32,
+    pub batch_size: usize,
+    /// `None`: the official table built into cogview.
+    pub cluster_labels: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DsrSettings {
+    #[serde(flatten)]
+    pub placement: StagePlacement,
+    pub temperature: f32,
+    pub top_k_clusters: usize,
+    pub inner_temperature: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItersrSettings {
+    #[serde(flatten)]
+    pub placement: StagePlacement,
+    pub temperature: f32,
+    pub top_k: Vec<usize>,
+}
+
+/// Everything a pipeline was built from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub style: Style,
+    pub low_memory: bool,
+    pub text_tokenizer: PathBuf,
+    pub image_tokenizer: StagePlacement,
+    pub coglm: CoglmSettings,
+    /// `None` when the pipeline stops after stage 1.
+    pub dsr: Option<DsrSettings>,
+    pub itersr: Option<ItersrSettings>,
+}
+
+/// The official DSR cluster sampling of a style: (top clusters, inner temperature).
+pub fn dsr_recipe(style: Style) -> (usize, f32) {
+    match style {
+        Style::Flat | Style::Comics => (5, 0.4),
+        _ => (100, 0.89),
+    }
+}
+
+fn missing(dir: &Path, part: Part) -> Error {
+    Error::config(
+        dir.display().to_string(),
+        part.name,
+        format!(
+            "{} is missing: it should hold {}. The folder must be laid out as the official \
+             download (coglm/, cogview2-dsr/, cogview2-itersr/, ice_image.pt, ice_text.model)",
+            dir.join(part.name).display(),
+            part.what
+        ),
+    )
+}
+
+fn no_path(part: Part, section: &str) -> Error {
+    Error::config(
+        "pipeline",
+        format!("{section}.path"),
+        format!(
+            "no weights for {}: set `model_dir` (--model-dir) or `[{section}] path`",
+            part.what
+        ),
+    )
+}
+
+impl Settings {
+    /// Resolves a configuration. `with_super_resolution: false` leaves out DSR and ItersR (for
+    /// `--only-first-stage`), so their weights need not exist. Checks that every file it names
+    /// exists, naming the missing one and what it is.
+    pub fn resolve(cfg: &PipelineConfig, with_super_resolution: bool) -> Result<Settings> {
+        let style = cfg.style();
+        let dir = cfg.model_dir.as_deref();
+        if let Some(d) = dir {
+            if !d.is_dir() {
+                return Err(Error::config(
+                    "pipeline",
+                    "model_dir",
+                    format!("{} is not a folder", d.display()),
+                ));
+            }
+        }
+        let locate = |p: &Option<PathBuf>, part: Part, section: &str| -> Result<PathBuf> {
+            let path = match (p, dir) {
+                (Some(p), Some(d)) if p.is_relative() => d.join(p),
+                (Some(p), _) => p.clone(),
+                (None, Some(d)) => d.join(part.name),
+                (None, None) => return Err(no_path(part, section)),
+            };
+            if !path.exists() {
+                return Err(match (p, dir) {
+                    (None, Some(d)) => missing(d, part),
+                    _ => Error::config(
+                        "pipeline",
+                        format!("{section}.path"),
+                        format!("{} does not exist; it should be {}", path.display(), part.what),
+                    ),
+                });
+            }
+            Ok(std::path::absolute(&path).unwrap_or(path))
+        };
+        let d = &cfg.defaults;
+        let place = |path: PathBuf,
+                     backend: &Option<String>,
+                     device: &Option<Device>,
+                     dtype: &Option<DType>,
+                     section: &str|
+         -> Result<StagePlacement> {
+            let backend = backend
+                .clone()
+                .or_else(|| d.backend.clone())
+                .unwrap_or_else(|| "candle".into());
+            if backend != "candle" {
+                return Err(Error::config(
+                    "pipeline",
+                    format!("{section}.backend"),
+                    format!(
+                        "backend '{backend}' is not available; the built-in backend is 'candle'"
+                    ),
+                ));
+            }
+            Ok(StagePlacement {
+                path,
+                backend,
+                device: device.or(d.device).unwrap_or_default(),
+                dtype: dtype.or(d.dtype).unwrap_or_default(),
+            })
+        };
+
+        let c = &cfg.coglm;
+        let coglm_path = locate(&c.path, COGLM, "coglm")?;
+        let cluster_labels = match (&c.cluster_labels, dir) {
+            (Some(_), _) => Some(locate(&c.cluster_labels, CLUSTER_LABELS, "coglm")?),
+            (None, Some(d)) if d.join(CLUSTER_LABELS.name).is_file() => {
+                Some(std::path::absolute(d.join(CLUSTER_LABELS.name))
+                    .unwrap_or_else(|_| d.join(CLUSTER_LABELS.name)))
+            }
+            _ => None,
+        };
+        let batch_size = c.batch_size.unwrap_or(8);
+        if batch_size == 0 {
+            return Err(Error::config(
+                "pipeline",
+                "coglm.batch_size",
+                "must be at least 1",
+            ));
+        }
+        let coglm = CoglmSettings {
+            placement: place(coglm_path, &c.backend, &c.device, &c.dtype, "coglm")?,
+            sampler: c.sampler.unwrap_or_default(),
+            temperature: c.temperature.unwrap_or(style.stage1_temperature()),
+            top_k_clusters: c.top_k_clusters.unwrap_or(16),
+            inner_temperature: c.inner_temperature.unwrap_or(1.0),
+            top_k: c.top_k.unwrap_or(40),
+            text_bias: c.text_bias.unwrap_or(1.4),
+            batch_size,
+            cluster_labels,
+        };
+        let text_tokenizer = locate(&cfg.text_tokenizer.path, TEXT_TOKENIZER, "text_tokenizer")?;
+        let it = &cfg.image_tokenizer;
+        let image_tokenizer = place(
+            locate(&it.path, IMAGE_TOKENIZER, "image_tokenizer")?,
+            &it.backend,
+            &it.device,
+            &it.dtype,
+            "image_tokenizer",
+        )?;
+        let (dsr, itersr) = if with_super_resolution {
+            let s = &cfg.dsr;
+            let (k, inner) = dsr_recipe(style);
+            let dsr = DsrSettings {
+                placement: place(
+                    locate(&s.path, DSR, "dsr")?,
+                    &s.backend,
+                    &s.device,
+                    &s.dtype,
+                    "dsr",
+                )?,
+                temperature: s.temperature.unwrap_or(1.0),
+                top_k_clusters: s.top_k_clusters.unwrap_or(k),
+                inner_temperature: s.inner_temperature.unwrap_or(inner),
+            };
+            let s = &cfg.itersr;
+            let itersr = ItersrSettings {
+                placement: place(
+                    locate(&s.path, ITERSR, "itersr")?,
+                    &s.backend,
+                    &s.device,
+                    &s.dtype,
+                    "itersr",
+                )?,
+                temperature: s.temperature.unwrap_or(1.0),
+                top_k: s.top_k.clone().unwrap_or_else(|| OFFICIAL_TOP_K.to_vec()),
+            };
+            if itersr.top_k.is_empty() || itersr.top_k.contains(&0) {
+                return Err(Error::config(
+                    "pipeline",
+                    "itersr.top_k",
+                    "needs one positive k per LoPAR iteration",
+                ));
+            }
+            (Some(dsr), Some(itersr))
+        } else {
+            (None, None)
+        };
+        let settings = Settings {
+            style,
+            low_memory: cfg.low_memory.unwrap_or(false),
+            text_tokenizer,
+            image_tokenizer,
+            coglm,
+            dsr,
+            itersr,
+        };
+        settings.check_values()?;
+        Ok(settings)
+    }
+
+    fn check_values(&self) -> Result<()> {
+        let positive = |v: f32, key: &str| -> Result<()> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    "pipeline",
+                    key,
+                    format!("{v} is not a positive temperature"),
+                ))
+            }
+        };
+        let c = &self.coglm;
+        positive(c.temperature, "coglm.temperature")?;
+        positive(c.inner_temperature, "coglm.inner_temperature")?;
+        if !c.text_bias.is_finite() {
+            return Err(Error::config("pipeline", "coglm.text_bias", "must be finite"));
+        }
+        if c.top_k_clusters == 0 || c.top_k == 0 {
+            return Err(Error::config(
+                "pipeline",
+                "coglm.top_k_clusters",
+                "top_k and top_k_clusters must be at least 1",
+            ));
+        }
+        if let Some(d) = &self.dsr {
+            positive(d.temperature, "dsr.temperature")?;
+            positive(d.inner_temperature, "dsr.inner_temperature")?;
+            if d.top_k_clusters == 0 {
+                return Err(Error::config(
+                    "pipeline",
+                    "dsr.top_k_clusters",
+                    "must be at least 1",
+                ));
+            }
+        }
+        if let Some(i) = &self.itersr {
+            positive(i.temperature, "itersr.temperature")?;
+        }
+        Ok(())
+    }
+
+    /// Back to a configuration (for `--print-config` and to rebuild a recorded pipeline with
+    /// changes).
+    pub fn to_config(&self) -> PipelineConfig {
+        let mut cfg = PipelineConfig {
+            style: Some(self.style),
+            low_memory: Some(self.low_memory),
+            ..Default::default()
+        };
+        cfg.text_tokenizer.path = Some(self.text_tokenizer.clone());
+        let p = &self.image_tokenizer;
+        cfg.image_tokenizer.path = Some(p.path.clone());
+        cfg.image_tokenizer.backend = Some(p.backend.clone());
+        cfg.image_tokenizer.device = Some(p.device);
+        cfg.image_tokenizer.dtype = Some(p.dtype);
+        let c = &self.coglm;
+        cfg.coglm = crate::config::CoglmStageConfig {
+            path: Some(c.placement.path.clone()),
+            backend: Some(c.placement.backend.clone()),
+            device: Some(c.placement.device),
+            dtype: Some(c.placement.dtype),
+            sampler: Some(c.sampler),
+            temperature: Some(c.temperature),
+            top_k_clusters: Some(c.top_k_clusters),
+            inner_temperature: Some(c.inner_temperature),
+            top_k: Some(c.top_k),
+            text_bias: Some(c.text_bias),
+            batch_size: Some(c.batch_size),
+            cluster_labels: c.cluster_labels.clone(),
+        };
+        if let Some(d) = &self.dsr {
+            cfg.dsr = crate::config::DsrStageConfig {
+                path: Some(d.placement.path.clone()),
+                backend: Some(d.placement.backend.clone()),
+                device: Some(d.placement.device),
+                dtype: Some(d.placement.dtype),
+                temperature: Some(d.temperature),
+                top_k_clusters: Some(d.top_k_clusters),
+                inner_temperature: Some(d.inner_temperature),
+            };
+        }
+        if let Some(i) = &self.itersr {
+            cfg.itersr = crate::config::ItersrStageConfig {
+                path: Some(i.placement.path.clone()),
+                backend: Some(i.placement.backend.clone()),
+                device: Some(i.placement.device),
+                dtype: Some(i.placement.dtype),
+                temperature: Some(i.temperature),
+                top_k: Some(i.top_k.clone()),
+            };
+        }
+        cfg
+    }
+}

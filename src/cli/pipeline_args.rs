@@ -1,0 +1,161 @@
+//! Flags shared by the commands that run a pipeline, and writing its images.
+
+use cogview::core::coglm::Style;
+use cogview::pipeline::record::{ImageRecord, Origin, WeightFile};
+use cogview::pipeline::GeneratedImage;
+use cogview::{DType, Device, Error, Pipeline, PipelineConfig, Result};
+use std::path::{Path, PathBuf};
+
+/// Which pipeline to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelineArgs {
+    /// A pipeline file (TOML): models, backends, devices, dtypes and sampling per stage
+    /// (examples in examples/configs/).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A folder laid out as the official download: coglm/, cogview2-dsr/, cogview2-itersr/,
+    /// ice_image.pt, ice_text.model (and cluster_label.npy). Overrides the file's `model_dir`.
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Official style preset: none, mainbody, photo, flat, comics, oil, sketch, isometric,
+    /// chinese, watercolor (default: the file's, else mainbody).
+    #[arg(long)]
+    pub style: Option<Style>,
+    /// Keep only the running stage's weights loaded.
+    #[arg(long)]
+    pub low_memory: bool,
+    /// Compute dtype of every stage: f32, f16 or bf16 (overrides the file).
+    #[arg(long)]
+    pub dtype: Option<DType>,
+    /// Device of every stage: cpu, cuda or cuda:N (overrides the file).
+    #[arg(long)]
+    pub device: Option<Device>,
+    /// Images CogLM generates together (official 8).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+impl PipelineArgs {
+    /// The configuration: the file (if any) with the flags applied on top.
+    pub fn config(&self) -> Result<PipelineConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => PipelineConfig::from_file(p)?,
+            None => PipelineConfig::default(),
+        };
+        if let Some(d) = &self.model_dir {
+            cfg.model_dir = Some(d.clone());
+        }
+        if cfg.model_dir.is_none() && cfg.coglm.path.is_none() {
+            return Err(Error::invalid_input(
+                "--model-dir",
+                "no model given: pass --model-dir DIR (a folder laid out as the official CogView2 \
+                 download) or --config FILE",
+            ));
+        }
+        if let Some(s) = self.style {
+            cfg.style = Some(s);
+        }
+        if self.low_memory {
+            cfg.low_memory = Some(true);
+        }
+        if let Some(d) = self.dtype {
+            cfg.defaults.dtype = Some(d);
+            for stage in [
+                &mut cfg.coglm.dtype,
+                &mut cfg.dsr.dtype,
+                &mut cfg.itersr.dtype,
+                &mut cfg.image_tokenizer.dtype,
+            ] {
+                *stage = None;
+            }
+        }
+        if let Some(d) = self.device {
+            cfg.defaults.device = Some(d);
+            for stage in [
+                &mut cfg.coglm.device,
+                &mut cfg.dsr.device,
+                &mut cfg.itersr.device,
+                &mut cfg.image_tokenizer.device,
+            ] {
+                *stage = None;
+            }
+        }
+        if let Some(b) = self.batch_size {
+            if b == 0 {
+                return Err(Error::invalid_input("--batch-size", "must be at least 1"));
+            }
+            cfg.coglm.batch_size = Some(b);
+        }
+        Ok(cfg)
+    }
+}
+
+/// Creates `dir` and checks that files can be written in it, before any work is done.
+pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::invalid_input(
+            "--out",
+            format!("cannot create the output folder {}: {e}", dir.display()),
+        )
+    })?;
+    let probe = dir.join(format!(".cogview-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        Error::invalid_input(
+            "--out",
+            format!("cannot write in the output folder {}: {e}", dir.display()),
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// A file-name stem from a prompt: lower-case letters, digits and dashes, at most 40 characters.
+pub fn slug(prompt: &str) -> String {
+    let mut s = String::new();
+    for c in prompt.chars() {
+        if s.len() >= 40 {
+            break;
+        }
+        if c.is_alphanumeric() {
+            s.extend(c.to_lowercase());
+        } else if !s.ends_with('-') && !s.is_empty() {
+            s.push('-');
+        }
+    }
+    let s = s.trim_end_matches('-').to_string();
+    if s.is_empty() {
+        "image".into()
+    } else {
+        s
+    }
+}
+
+/// The record of each image of a run.
+pub fn records(
+    pipeline: &Pipeline,
+    prompt: &str,
+    images: &[GeneratedImage],
+    origin: impl Fn(&GeneratedImage) -> Origin,
+    weights: &[WeightFile],
+) -> Result<Vec<ImageRecord>> {
+    let settings = pipeline
+        .settings()
+        .cloned()
+        .ok_or_else(|| Error::Backend("the pipeline has no recorded settings".into()))?;
+    Ok(images
+        .iter()
+        .map(|img| ImageRecord {
+            format: cogview::pipeline::record::FORMAT.into(),
+            version: cogview::pipeline::record::VERSION,
+            cogview: env!("CARGO_PKG_VERSION").into(),
+            prompt: prompt.into(),
+            query: pipeline.style().query_text(prompt),
+            seed: img.seed,
+            index: img.index,
+            of: images.len(),
+            origin: origin(img),
+            settings: settings.clone(),
+            weights: weights.to_vec(),
+        })
+        .collect())
+}
