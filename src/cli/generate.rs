@@ -65,12 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     ctx.progress = progress::reporter(args.quiet);
     progress::cancel_on_ctrl_c(&ctx.cancel);
     let started = std::time::Instant::now();
-    let images = pipeline.generate(
-        &args.prompt,
-        args.num_images,
-        args.only_first_stage,
-        &ctx,
-    )?;
+    let images = pipeline.generate(&args.prompt, args.num_images, args.only_first_stage, &ctx)?;
     let only_first = args.only_first_stage;
     let recs = records(
         &pipeline,

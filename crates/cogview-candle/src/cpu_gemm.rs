@@ -258,10 +258,9 @@ pub(crate) fn gemm_bias(a: View, b: &impl BSource, bias: Option<&[f32]>) -> Vec<
         v.resize(m.div_ceil(MR) * MR, 0.0);
         v
     });
-    let mut c: Vec<f32> = Vec::with_capacity(m * n);
-    // SAFETY: the first k block writes every element of C (all row panels × all column panels,
-    // `add == false`) before anything reads it; f32 has no invalid bit patterns.
-    unsafe { c.set_len(m * n) };
+    // Zeroed, although the first k block overwrites every element: a view of uninitialised
+    // floats would be undefined behaviour, and zeroing costs one pass against k passes of work.
+    let mut c: Vec<f32> = vec![0.0; m * n];
     let m_panels = m.div_ceil(MR);
     // Pack all of A once per k block: [kblock][m_panel][kc][MR].
     let k_blocks: Vec<(usize, usize)> = (0..k).step_by(KC).map(|k0| (k0, KC.min(k - k0))).collect();

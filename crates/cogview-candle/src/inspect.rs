@@ -53,7 +53,10 @@ pub fn coglm_config(path: impl AsRef<Path>) -> Result<(CoglmConfig, Vec<PathBuf>
 pub fn sr_config(path: impl AsRef<Path>) -> Result<(SrConfig, Vec<PathBuf>)> {
     let path = path.as_ref();
     let (ckpt, cfg) = open_model(path)?;
-    Ok((SrConfig::from_model_config(&cfg, &ckpt)?, model_files(path)?))
+    Ok((
+        SrConfig::from_model_config(&cfg, &ckpt)?,
+        model_files(path)?,
+    ))
 }
 
 /// The image tokenizer's configuration and files.
@@ -115,7 +118,11 @@ impl CoglmConfig {
     ) -> MemoryEstimate {
         let params = self.parameters() as u64;
         let a = act_size(dtype, device);
-        let (b, h, f) = (batch as u64, self.hidden_size as u64, self.inner_hidden_size as u64);
+        let (b, h, f) = (
+            batch as u64,
+            self.hidden_size as u64,
+            self.inner_hidden_size as u64,
+        );
         let cap = (context + image) as u64;
         let ctx = context as u64 + 1;
         let kv = 2 * self.num_layers as u64 * b * cap * h * a;

@@ -103,7 +103,7 @@ impl SrConfig {
             kernel_size: cfg.opt_usize("kernel_size")?.unwrap_or(5),
             kernel_size2: cfg.opt_usize("kernel_size2")?.unwrap_or(5),
         };
-        if kind == SrKind::Dsr && c.high % c.low != 0 {
+        if kind == SrKind::Dsr && !c.high.is_multiple_of(c.low) {
             return Err(Error::config(
                 &src,
                 "layout",
@@ -113,7 +113,7 @@ impl SrConfig {
                 ),
             ));
         }
-        if c.kernel_size % 2 == 0 || c.kernel_size2 % 2 == 0 {
+        if c.kernel_size.is_multiple_of(2) || c.kernel_size2.is_multiple_of(2) {
             return Err(Error::config(
                 &src,
                 "kernel_size",

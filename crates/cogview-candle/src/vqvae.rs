@@ -110,7 +110,7 @@ impl VqConfig {
                 "every multiplier list needs at least one level".into(),
             );
         }
-        let groups_ok = |c: usize| self.norm_groups > 0 && c % self.norm_groups == 0;
+        let groups_ok = |c: usize| self.norm_groups > 0 && c.is_multiple_of(self.norm_groups);
         let all = self
             .enc_channels_mult
             .iter()
@@ -765,7 +765,11 @@ impl VqTokenizer {
 
 fn check_size(image: &Image, compression: Compression) -> Result<()> {
     let f = compression.factor();
-    if image.width < f || image.height < f || image.width % f != 0 || image.height % f != 0 {
+    if image.width < f
+        || image.height < f
+        || !image.width.is_multiple_of(f)
+        || !image.height.is_multiple_of(f)
+    {
         return Err(Error::invalid_input(
             "image",
             format!(

@@ -113,6 +113,17 @@ struct Entry {
     storage: std::ops::Range<usize>,
     /// Offset of the first element inside the storage, in elements.
     offset: usize,
+    /// Index into the archive's storages, whose CRC-32 is checked on first read (torch files).
+    checked_storage: Option<usize>,
+}
+
+/// One storage record of a torch zip archive: its bytes and CRC-32, checked once, on first use.
+#[derive(Debug)]
+struct Storage {
+    name: String,
+    range: std::ops::Range<usize>,
+    crc32: u32,
+    ok: std::sync::OnceLock<bool>,
 }
 
 /// The file formats [`Checkpoint::open`] reads.
@@ -131,6 +142,7 @@ pub struct Checkpoint {
     map: Arc<Mmap>,
     tensors: BTreeMap<String, Entry>,
     metadata: std::collections::HashMap<String, String>,
+    storages: Arc<Vec<Storage>>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -207,6 +219,7 @@ impl Checkpoint {
                     shape: info.shape.clone(),
                     stride: None,
                     storage: base + s..base + e,
+                    checked_storage: None,
                     offset: 0,
                 },
             );
@@ -218,6 +231,7 @@ impl Checkpoint {
             map,
             tensors,
             metadata,
+            storages: Arc::default(),
         })
     }
 
@@ -234,7 +248,7 @@ impl Checkpoint {
         let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
         let entry_range = |zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
                            name: &str|
-         -> Result<std::ops::Range<usize>> {
+         -> Result<(std::ops::Range<usize>, u32)> {
             let f = zip
                 .by_name(name)
                 .map_err(|e| bad(format!("missing archive entry {name} ({e})")))?;
@@ -253,15 +267,19 @@ impl Checkpoint {
                     "archive entry {name} runs past the end of the file (truncated)"
                 )));
             }
-            // Stored entries carry a CRC-32: check it, so corrupt weights are an error, not wrong output.
-            if crc32fast::hash(&map[start..end]) != f.crc32() {
-                return Err(bad(format!(
-                    "archive entry {name} fails its CRC-32 check (the file is corrupt)"
-                )));
-            }
-            Ok(start..end)
+            Ok((start..end, f.crc32()))
         };
-        let pkl = entry_range(&mut zip, &pkl_name)?;
+        // Stored entries carry a CRC-32, so corrupt weights are an error, not wrong output. The
+        // pickle is checked now; each tensor storage when it is first read (opening a 12 GB
+        // checkpoint to read its header must not read all of it).
+        let (pkl, pkl_crc) = entry_range(&mut zip, &pkl_name)?;
+        if crc32fast::hash(&map[pkl.clone()]) != pkl_crc {
+            return Err(bad(format!(
+                "archive entry {pkl_name} fails its CRC-32 check (the file is corrupt)"
+            )));
+        }
+        let mut storages: Vec<Storage> = Vec::new();
+        let mut storage_index: std::collections::HashMap<String, usize> = Default::default();
         let unpickled = pickle::unpickle(&map[pkl]).map_err(|e| bad(format!("data.pkl: {e}")))?;
         let root = &unpickled.root;
         let dict = match key {
@@ -284,7 +302,22 @@ impl Checkpoint {
                     t.storage_class
                 ))
             })?;
-            let storage = entry_range(&mut zip, &format!("{prefix}data/{}", t.storage_key))?;
+            let entry_name = format!("{prefix}data/{}", t.storage_key);
+            let index = match storage_index.get(&entry_name) {
+                Some(&i) => i,
+                None => {
+                    let (range, crc32) = entry_range(&mut zip, &entry_name)?;
+                    storages.push(Storage {
+                        name: entry_name.clone(),
+                        range,
+                        crc32,
+                        ok: std::sync::OnceLock::new(),
+                    });
+                    storage_index.insert(entry_name, storages.len() - 1);
+                    storages.len() - 1
+                }
+            };
+            let storage = storages[index].range.clone();
             if t.shape.len() != t.stride.len() {
                 return Err(bad(format!("tensor {name}: shape and stride ranks differ")));
             }
@@ -314,6 +347,7 @@ impl Checkpoint {
                     stride: (!contiguous).then(|| t.stride.clone()),
                     storage,
                     offset: t.storage_offset,
+                    checked_storage: Some(index),
                 },
             );
         }
@@ -326,6 +360,7 @@ impl Checkpoint {
             map,
             tensors,
             metadata: Default::default(),
+            storages: Arc::new(storages),
         })
     }
 
@@ -361,6 +396,21 @@ impl Checkpoint {
             .tensors
             .get(name)
             .ok_or_else(|| Error::checkpoint(&self.path, format!("no tensor named {name}")))?;
+        if let Some(i) = e.checked_storage {
+            let st = &self.storages[i];
+            let ok = *st
+                .ok
+                .get_or_init(|| crc32fast::hash(&self.map[st.range.clone()]) == st.crc32);
+            if !ok {
+                return Err(Error::checkpoint(
+                    &self.path,
+                    format!(
+                        "archive entry {} (tensor {name}) fails its CRC-32 check (the file is corrupt)",
+                        st.name
+                    ),
+                ));
+            }
+        }
         let es = e.dtype.size();
         let numel: usize = e.shape.iter().product();
         let storage = &self.map[e.storage.clone()];

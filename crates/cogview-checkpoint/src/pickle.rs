@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 /// A pickled value. Containers live in an arena so that memo references share them, as in Python.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
+    #[default]
     None,
     Bool(bool),
     Int(i64),
@@ -56,12 +57,6 @@ pub enum Obj {
 pub struct Unpickled {
     pub root: Value,
     pub arena: Vec<Obj>,
-}
-
-impl Default for Value {
-    fn default() -> Self {
-        Value::None
-    }
 }
 
 impl Unpickled {
@@ -158,7 +153,7 @@ impl<'a> Machine<'a> {
         ))
     }
     fn set_items(&mut self, target: &Value, items: Vec<Value>) -> R<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("odd number of items for a dict".into());
         }
         let Value::Ref(i) = target else {

@@ -31,7 +31,7 @@ impl LocalWindow {
     }
 
     pub fn check(&self, query_h: usize, query_w: usize, key_h: usize, key_w: usize) -> Result<()> {
-        if self.kh % 2 == 0 || self.kw % 2 == 0 || self.kh == 0 {
+        if self.kh.is_multiple_of(2) || self.kw.is_multiple_of(2) || self.kh == 0 {
             return Err(Error::invalid_input(
                 "window",
                 format!("{}x{} must be odd", self.kh, self.kw),

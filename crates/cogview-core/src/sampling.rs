@@ -417,7 +417,7 @@ mod tests {
             let z: f64 = e.iter().sum();
             let mut mass = [0.0f64; 3];
             for (i, v) in e.iter().enumerate() { mass[labels[i] as usize] += v / z; }
-            let mut order = vec![0usize, 1, 2];
+            let mut order = [0usize, 1, 2];
             order.sort_by(|&a, &b| mass[b].partial_cmp(&mass[a]).unwrap().then(a.cmp(&b)));
             let kept = &order[..k];
             let kept_mass: f64 = kept.iter().map(|&c| mass[c]).sum();

@@ -415,6 +415,30 @@ pub fn read_png_text(path: impl AsRef<Path>) -> Result<Vec<(String, String)>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nearest_upscaling_repeats_each_pixel() {
+        let img = Image::new(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
+        let up = upscale_nearest(&img, 2).unwrap();
+        assert_eq!((up.width, up.height), (4, 2));
+        let row = [1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6];
+        assert_eq!(up.pixels, [row, row].concat());
+        assert!(upscale_nearest(&img, 0).is_err());
+    }
+
+    #[test]
+    fn tiling_puts_images_in_rows_and_fills_the_rest_black() {
+        let px = |v: u8| Image::new(1, 1, vec![v; 3]).unwrap();
+        let t = tile(&[px(1), px(2), px(3), px(4)], 3).unwrap();
+        assert_eq!((t.width, t.height), (3, 2));
+        assert_eq!(
+            t.pixels,
+            [[1u8; 3], [2; 3], [3; 3], [4; 3], [0; 3], [0; 3]].concat()
+        );
+        assert!(tile(&[], 3).is_err());
+        assert!(tile(&[px(1), Image::new(2, 1, vec![0; 6]).unwrap()], 3).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -175,6 +175,9 @@ pub struct PipelineConfig {
     pub dsr: DsrStageConfig,
     #[serde(default)]
     pub itersr: ItersrStageConfig,
+    /// The folder of the file the configuration was read from (not a key).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 /// `[defaults]`: placement shared by every stage unless a stage sets its own.
@@ -229,8 +232,7 @@ impl PipelineConfig {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut cfg = Self::from_toml(&text, &path.display().to_string())?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        cfg.rebase(base);
+        cfg.base_dir = Some(path.parent().unwrap_or(Path::new(".")).to_path_buf());
         Ok(cfg)
     }
 
@@ -239,26 +241,10 @@ impl PipelineConfig {
         toml::to_string_pretty(self).expect("a pipeline configuration is always serialisable")
     }
 
-    /// Makes relative paths relative to `base` instead: `model_dir`, and stage paths when there
-    /// is no `model_dir` (stage paths are relative to `model_dir` otherwise).
-    pub fn rebase(&mut self, base: &Path) {
-        let join = |p: &mut Option<PathBuf>| {
-            if let Some(x) = p {
-                if x.is_relative() {
-                    *x = base.join(&*x);
-                }
-            }
-        };
-        if self.model_dir.is_some() {
-            join(&mut self.model_dir);
-            return;
-        }
-        join(&mut self.text_tokenizer.path);
-        join(&mut self.image_tokenizer.path);
-        join(&mut self.coglm.path);
-        join(&mut self.coglm.cluster_labels);
-        join(&mut self.dsr.path);
-        join(&mut self.itersr.path);
+    /// Where relative paths start: `model_dir` is relative to it, and so are stage paths when
+    /// there is no `model_dir` (they are relative to `model_dir` otherwise).
+    pub fn base_dir(&self) -> &Path {
+        self.base_dir.as_deref().unwrap_or(Path::new("."))
     }
 
     pub fn style(&self) -> Style {
@@ -325,9 +311,10 @@ top_k = [1, 2, 3]
 
     #[test]
     fn unknown_keys_name_the_key_and_the_line() {
-        let e = PipelineConfig::from_toml("style = \"flat\"\n[coglm]\ntemprature = 1.0\n", "p.toml")
-            .unwrap_err()
-            .to_string();
+        let e =
+            PipelineConfig::from_toml("style = \"flat\"\n[coglm]\ntemprature = 1.0\n", "p.toml")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("p.toml"), "{e}");
         assert!(e.contains("temprature"), "{e}");
         assert!(e.contains("line 3"), "{e}");
@@ -368,14 +355,12 @@ top_k = [1, 2, 3]
     }
 
     #[test]
-    fn relative_paths_follow_the_file_or_the_model_dir() {
-        let mut c = PipelineConfig::from_toml("[coglm]\npath = \"w/coglm\"\n", "t").unwrap();
-        c.rebase(Path::new("/cfg"));
-        assert_eq!(c.coglm.path.as_deref(), Some(Path::new("/cfg/w/coglm")));
-        let mut c =
-            PipelineConfig::from_toml("model_dir = \"m\"\n[coglm]\npath = \"c\"\n", "t").unwrap();
-        c.rebase(Path::new("/cfg"));
-        assert_eq!(c.model_dir.as_deref(), Some(Path::new("/cfg/m")));
-        assert_eq!(c.coglm.path.as_deref(), Some(Path::new("c")));
+    fn a_file_records_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.toml");
+        std::fs::write(&p, "[coglm]\npath = \"w/coglm\"\n").unwrap();
+        let c = PipelineConfig::from_file(&p).unwrap();
+        assert_eq!(c.base_dir(), dir.path());
+        assert_eq!(c.coglm.path.as_deref(), Some(Path::new("w/coglm")));
     }
 }

@@ -75,7 +75,11 @@ pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
         memory: vq.memory(side, p.dtype, p.device),
     });
     let peak_bytes = if s.low_memory {
-        stages.iter().map(|e| e.memory.peak_bytes()).max().unwrap_or(0)
+        stages
+            .iter()
+            .map(|e| e.memory.peak_bytes())
+            .max()
+            .unwrap_or(0)
     } else {
         stages.iter().map(|e| e.memory.weight_bytes).sum::<u64>()
             + stages

@@ -45,7 +45,11 @@ impl Description {
 
 impl std::fmt::Display for Description {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        fn write(d: &Description, f: &mut std::fmt::Formatter<'_>, indent: usize) -> std::fmt::Result {
+        fn write(
+            d: &Description,
+            f: &mut std::fmt::Formatter<'_>,
+            indent: usize,
+        ) -> std::fmt::Result {
             let pad = " ".repeat(indent);
             writeln!(f, "{pad}{}: {}", d.path.display(), d.kind)?;
             for (k, v) in &d.facts {
@@ -98,7 +102,8 @@ fn tensor_facts(d: &mut Description, ckpt: &Checkpoint, verify: bool) {
             }
         }
         if bad > 5 {
-            d.problems.push(format!("{} more unreadable tensors", bad - 5));
+            d.problems
+                .push(format!("{} more unreadable tensors", bad - 5));
         }
         if bad == 0 {
             d.fact("verified", "every tensor read back (checksums match)");
@@ -115,7 +120,12 @@ fn describe_sat(path: &Path, verify: bool) -> Description {
             return d;
         }
     };
-    let class = cfg.opt_str("model_class").ok().flatten().unwrap_or("?").to_string();
+    let class = cfg
+        .opt_str("model_class")
+        .ok()
+        .flatten()
+        .unwrap_or("?")
+        .to_string();
     let ckpt = match cogview_candle::inspect::open_checkpoint(path) {
         Ok(c) => c,
         Err(e) => {
@@ -137,7 +147,10 @@ fn describe_sat(path: &Path, verify: bool) -> Description {
                         c.low, c.high
                     ),
                     cogview_candle::SrKind::Itersr => {
-                        format!("ItersR checkpoint ({class}: refines {0}x{0} tokens)", c.high)
+                        format!(
+                            "ItersR checkpoint ({class}: refines {0}x{0} tokens)",
+                            c.high
+                        )
                     }
                 };
                 let b = &c.backbone;
@@ -145,7 +158,11 @@ fn describe_sat(path: &Path, verify: bool) -> Description {
                     "transformer",
                     format!(
                         "{} layers, hidden {}, {} heads, vocabulary {} ({} image codes)",
-                        b.num_layers, b.hidden_size, b.num_attention_heads, b.vocab_size, b.image_vocab_size
+                        b.num_layers,
+                        b.hidden_size,
+                        b.num_attention_heads,
+                        b.vocab_size,
+                        b.image_vocab_size
                     ),
                 );
                 Some(c.expected_tensors())
@@ -205,7 +222,11 @@ fn describe_vq(path: &Path, verify: bool) -> Description {
             );
             d.fact("channels", c.channels);
             tensor_facts(&mut d, &ckpt, verify);
-            let training = ["quantize.cluster_size", "quantize.embed_avg", "quantize.initted"];
+            let training = [
+                "quantize.cluster_size",
+                "quantize.embed_avg",
+                "quantize.initted",
+            ];
             if let Err(e) = ckpt.check(&c.expected_tensors(), |n| training.contains(&n)) {
                 d.problems.push(e.to_string());
             }
@@ -296,7 +317,14 @@ pub fn describe(path: &Path, verify: bool) -> Result<Description> {
             return Ok(describe_sat(path, verify));
         }
         let mut d = Description::new(path, "model folder (official CogView2 layout)");
-        for part in [COGLM, DSR, ITERSR, IMAGE_TOKENIZER, TEXT_TOKENIZER, CLUSTER_LABELS] {
+        for part in [
+            COGLM,
+            DSR,
+            ITERSR,
+            IMAGE_TOKENIZER,
+            TEXT_TOKENIZER,
+            CLUSTER_LABELS,
+        ] {
             let p = path.join(part.name);
             if !p.exists() {
                 if part.name == CLUSTER_LABELS.name {
@@ -305,8 +333,10 @@ pub fn describe(path: &Path, verify: bool) -> Result<Description> {
                         "absent (the official table built into cogview is used)".into(),
                     ));
                 } else {
-                    d.problems
-                        .push(format!("{} is missing: it should be {}", part.name, part.what));
+                    d.problems.push(format!(
+                        "{} is missing: it should be {}",
+                        part.name, part.what
+                    ));
                 }
                 continue;
             }

@@ -166,6 +166,7 @@ impl std::fmt::Debug for Pipeline {
 }
 
 /// Composes a pipeline from components (any implementation of the core traits).
+#[derive(Default)]
 pub struct PipelineBuilder {
     style: Style,
     geometry: Geometry,
@@ -174,20 +175,6 @@ pub struct PipelineBuilder {
     generator: Option<Stage<dyn GlobalGenerator>>,
     super_resolver: Option<Stage<dyn LocalSuperResolver>>,
     image_tokenizer: Option<Stage<dyn ImageTokenizer>>,
-}
-
-impl Default for PipelineBuilder {
-    fn default() -> Self {
-        PipelineBuilder {
-            style: Style::default(),
-            geometry: Geometry::default(),
-            low_memory: false,
-            text: None,
-            generator: None,
-            super_resolver: None,
-            image_tokenizer: None,
-        }
-    }
 }
 
 impl PipelineBuilder {
@@ -240,7 +227,9 @@ impl PipelineBuilder {
                 format!("the builder has no {what}; add one before build()"),
             )
         };
-        if self.geometry.low == 0 || self.geometry.high == 0 || self.geometry.high % self.geometry.low != 0
+        if self.geometry.low == 0
+            || self.geometry.high == 0
+            || !self.geometry.high.is_multiple_of(self.geometry.low)
         {
             return Err(Error::invalid_input(
                 "geometry",
@@ -258,7 +247,9 @@ impl PipelineBuilder {
             text: self.text.ok_or_else(|| need("text tokenizer"))?,
             generator: self.generator.ok_or_else(|| need("generator"))?,
             super_resolver: self.super_resolver,
-            image_tokenizer: self.image_tokenizer.ok_or_else(|| need("image tokenizer"))?,
+            image_tokenizer: self
+                .image_tokenizer
+                .ok_or_else(|| need("image tokenizer"))?,
             predictors: Vec::new(),
         })
     }
@@ -283,7 +274,9 @@ fn stage1_layout(path: &std::path::Path) -> Result<Stage1Layout> {
         start_of_image_position: cfg
             .opt_usize("start_of_image_position")?
             .unwrap_or(d.start_of_image_position),
-        max_text_tokens: cfg.opt_usize("max_text_tokens")?.unwrap_or(d.max_text_tokens),
+        max_text_tokens: cfg
+            .opt_usize("max_text_tokens")?
+            .unwrap_or(d.max_text_tokens),
     })
 }
 
@@ -365,9 +358,11 @@ impl Pipeline {
             )));
         }
 
+        // Without super-resolution models, first-stage images are still enlarged to the final
+        // size: CogView2's super-resolution triples each side (20 → 60 tokens, 160 → 480 px).
         let mut geometry = Geometry {
             low: layout.grid_height,
-            high: layout.grid_height,
+            high: 3 * layout.grid_height,
             compression: Compression::X8,
             max_text_tokens: layout.max_text_tokens,
         };
@@ -379,7 +374,12 @@ impl Pipeline {
                 let (ic, _) = cogview_candle::inspect::sr_config(&i.placement.path)?;
                 for (c, name, path, want) in [
                     (&dc, "DSR", &d.placement.path, cogview_candle::SrKind::Dsr),
-                    (&ic, "ItersR", &i.placement.path, cogview_candle::SrKind::Itersr),
+                    (
+                        &ic,
+                        "ItersR",
+                        &i.placement.path,
+                        cogview_candle::SrKind::Itersr,
+                    ),
                 ] {
                     if c.kind != want {
                         return Err(mismatch(format!(
@@ -414,12 +414,12 @@ impl Pipeline {
         };
 
         let low_memory = s.low_memory;
-        let stage = |name: &'static str, loader: Loader<dyn GlobalGenerator>| {
-            Stage::<dyn GlobalGenerator> {
-                name,
-                slot: Mutex::new(None),
-                loader: Some(loader),
-            }
+        let stage = |name: &'static str, loader: Loader<dyn GlobalGenerator>| Stage::<
+            dyn GlobalGenerator,
+        > {
+            name,
+            slot: Mutex::new(None),
+            loader: Some(loader),
         };
 
         // Stage 1.
@@ -448,8 +448,10 @@ impl Pipeline {
                     &c.placement.path,
                     load_options(&c.placement),
                 )?);
-                Ok(Arc::new(CoglmGenerator::new(model, sampler.clone(), stage1)?)
-                    as Arc<dyn GlobalGenerator>)
+                Ok(
+                    Arc::new(CoglmGenerator::new(model, sampler.clone(), stage1)?)
+                        as Arc<dyn GlobalGenerator>,
+                )
             }),
         );
 
@@ -467,12 +469,8 @@ impl Pipeline {
             };
             let dsr = predictor(d.placement.clone(), "dsr");
             let itersr = predictor(i.placement.clone(), "itersr");
-            let mut sr = SuperResolution::official(
-                dsr,
-                itersr,
-                labels.clone(),
-                coglm_cfg.start_of_image_id,
-            );
+            let mut sr =
+                SuperResolution::official(dsr, itersr, labels.clone(), coglm_cfg.start_of_image_id);
             sr.dsr_sampler = Arc::new(ClusterSampler {
                 labels: labels.clone(),
                 temperature: d.temperature,
@@ -485,12 +483,16 @@ impl Pipeline {
                 ..Lopar::default()
             };
             sr.high_side = geometry.high;
-            Stage::loaded("super-resolution", Arc::new(sr) as Arc<dyn LocalSuperResolver>)
+            Stage::loaded(
+                "super-resolution",
+                Arc::new(sr) as Arc<dyn LocalSuperResolver>,
+            )
         });
 
         let vq = s.image_tokenizer.clone();
         let image_tokenizer = Stage::lazy("image tokenizer", move || {
-            Ok(Arc::new(VqTokenizer::load(&vq.path, load_options(&vq))?) as Arc<dyn ImageTokenizer>)
+            Ok(Arc::new(VqTokenizer::load(&vq.path, load_options(&vq))?)
+                as Arc<dyn ImageTokenizer>)
         });
 
         let pipeline = Pipeline {
@@ -522,6 +524,24 @@ impl Pipeline {
             p.stage.get()?;
         }
         Ok(())
+    }
+
+    /// The components whose weights are in memory now: `coglm`, `dsr`, `itersr`,
+    /// `image tokenizer` (for low-memory checks and diagnostics).
+    pub fn loaded_components(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.generator.is_loaded() {
+            v.push(self.generator.name);
+        }
+        for p in &self.predictors {
+            if p.stage.is_loaded() {
+                v.push(p.stage.name);
+            }
+        }
+        if self.image_tokenizer.is_loaded() {
+            v.push(self.image_tokenizer.name);
+        }
+        v
     }
 
     pub fn settings(&self) -> Option<&Settings> {
@@ -584,10 +604,7 @@ impl Pipeline {
         ctx: &RunContext,
     ) -> Result<Vec<GeneratedImage>> {
         if num_images == 0 {
-            return Err(Error::invalid_input(
-                "num_images",
-                "must be at least 1",
-            ));
+            return Err(Error::invalid_input("num_images", "must be at least 1"));
         }
         let text = self.encode_prompt(prompt)?;
         let seeds = ctx.image_seeds(num_images);
@@ -711,7 +728,9 @@ impl Pipeline {
     pub fn encode_image(&self, image: &Image) -> Result<TokenGrid> {
         let side = self.geometry.low * self.geometry.compression.factor();
         let img = cogview_image::resize_center_crop(image, side)?;
-        self.image_tokenizer.get()?.encode(&img, self.geometry.compression)
+        self.image_tokenizer
+            .get()?
+            .encode(&img, self.geometry.compression)
     }
 
     /// Files whose contents decide the output, by role (for the records in PNGs).

@@ -89,7 +89,10 @@ impl ImageRecord {
         let record: ImageRecord = serde_json::from_str(text).map_err(|e| {
             Error::invalid_input(
                 "image",
-                format!("{}: the `{PNG_KEY}` record is malformed: {e}", path.display()),
+                format!(
+                    "{}: the `{PNG_KEY}` record is malformed: {e}",
+                    path.display()
+                ),
             )
         })?;
         if record.format != FORMAT || record.version != VERSION {
@@ -118,7 +121,9 @@ pub fn weight_records(files: &[(String, PathBuf)]) -> Result<Vec<WeightFile>> {
             Ok(WeightFile {
                 role: role.clone(),
                 path: path.clone(),
-                bytes: std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len(),
+                bytes: std::fs::metadata(path)
+                    .map_err(|e| Error::io(path, e))?
+                    .len(),
                 sha256,
             })
         })

@@ -137,7 +137,9 @@ impl Settings {
     /// exists, naming the missing one and what it is.
     pub fn resolve(cfg: &PipelineConfig, with_super_resolution: bool) -> Result<Settings> {
         let style = cfg.style();
-        let dir = cfg.model_dir.as_deref();
+        let base = cfg.base_dir();
+        let model_dir = cfg.model_dir.as_ref().map(|d| base.join(d));
+        let dir = model_dir.as_deref();
         if let Some(d) = dir {
             if !d.is_dir() {
                 return Err(Error::config(
@@ -149,8 +151,8 @@ impl Settings {
         }
         let locate = |p: &Option<PathBuf>, part: Part, section: &str| -> Result<PathBuf> {
             let path = match (p, dir) {
-                (Some(p), Some(d)) if p.is_relative() => d.join(p),
-                (Some(p), _) => p.clone(),
+                (Some(p), Some(d)) => d.join(p),
+                (Some(p), None) => base.join(p),
                 (None, Some(d)) => d.join(part.name),
                 (None, None) => return Err(no_path(part, section)),
             };
@@ -160,7 +162,11 @@ impl Settings {
                     _ => Error::config(
                         "pipeline",
                         format!("{section}.path"),
-                        format!("{} does not exist; it should be {}", path.display(), part.what),
+                        format!(
+                            "{} does not exist; it should be {}",
+                            path.display(),
+                            part.what
+                        ),
                     ),
                 });
             }
@@ -198,10 +204,10 @@ impl Settings {
         let coglm_path = locate(&c.path, COGLM, "coglm")?;
         let cluster_labels = match (&c.cluster_labels, dir) {
             (Some(_), _) => Some(locate(&c.cluster_labels, CLUSTER_LABELS, "coglm")?),
-            (None, Some(d)) if d.join(CLUSTER_LABELS.name).is_file() => {
-                Some(std::path::absolute(d.join(CLUSTER_LABELS.name))
-                    .unwrap_or_else(|_| d.join(CLUSTER_LABELS.name)))
-            }
+            (None, Some(d)) if d.join(CLUSTER_LABELS.name).is_file() => Some(
+                std::path::absolute(d.join(CLUSTER_LABELS.name))
+                    .unwrap_or_else(|_| d.join(CLUSTER_LABELS.name)),
+            ),
             _ => None,
         };
         let batch_size = c.batch_size.unwrap_or(8);
@@ -299,7 +305,11 @@ impl Settings {
         positive(c.temperature, "coglm.temperature")?;
         positive(c.inner_temperature, "coglm.inner_temperature")?;
         if !c.text_bias.is_finite() {
-            return Err(Error::config("pipeline", "coglm.text_bias", "must be finite"));
+            return Err(Error::config(
+                "pipeline",
+                "coglm.text_bias",
+                "must be finite",
+            ));
         }
         if c.top_k_clusters == 0 || c.top_k == 0 {
             return Err(Error::config(

@@ -1,0 +1,397 @@
+//! The pipeline from Rust, end to end on the tiny official-layout folder
+//! (tests/fixtures/model-dir: random weights, so the images are noise; what is tested is the
+//! wiring, determinism, low-memory behaviour and the dry-run arithmetic).
+
+mod common;
+
+use cogview::checkpoint::Checkpoint;
+use cogview::core::context::Progress;
+use cogview::pipeline::settings::dsr_recipe;
+use cogview::pipeline::{dry_run, Geometry};
+use cogview::{Pipeline, PipelineConfig, RunContext, Settings};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+fn model_dir() -> PathBuf {
+    common::fixtures().join("model-dir")
+}
+
+fn config() -> PipelineConfig {
+    PipelineConfig {
+        model_dir: Some(model_dir()),
+        ..Default::default()
+    }
+}
+
+fn pipeline(cfg: &PipelineConfig, sr: bool) -> Pipeline {
+    Pipeline::from_settings(Settings::resolve(cfg, sr).unwrap()).unwrap()
+}
+
+#[test]
+fn generation_is_deterministic_per_seed_and_independent_of_the_batch() {
+    let p = pipeline(&config(), false);
+    let ctx = RunContext::with_seed(40);
+    // Three images decoded together (batch 8 by default)...
+    let together = p.generate("a red circle", 3, true, &ctx).unwrap();
+    assert_eq!(
+        together.iter().map(|g| g.seed).collect::<Vec<_>>(),
+        [40, 41, 42]
+    );
+    // ...equal each image made alone with its own seed, and a second run.
+    for g in &together {
+        let alone = p
+            .generate("a red circle", 1, true, &RunContext::with_seed(g.seed))
+            .unwrap();
+        assert_eq!(alone[0].low_res, g.low_res, "seed {}", g.seed);
+        assert_eq!(alone[0].image, g.image, "seed {}", g.seed);
+    }
+    // Different seeds give different grids.
+    assert_ne!(together[0].low_res, together[1].low_res);
+    // A batch of 2 (chunks 2 + 1) gives the same images as a batch of 8.
+    let mut cfg = config();
+    cfg.coglm.batch_size = Some(2);
+    let small_batches = pipeline(&cfg, false)
+        .generate("a red circle", 3, true, &ctx)
+        .unwrap();
+    for (a, b) in together.iter().zip(&small_batches) {
+        assert_eq!(a.low_res, b.low_res);
+    }
+}
+
+#[test]
+fn first_stage_images_are_the_160_px_decode_enlarged_three_times() {
+    let p = pipeline(&config(), false);
+    let g = &p
+        .generate("a blue square", 1, true, &RunContext::with_seed(3))
+        .unwrap()[0];
+    assert_eq!((g.low_res.height, g.low_res.width), (20, 20));
+    assert!(g.high_res.is_none());
+    assert_eq!((g.image.width, g.image.height), (480, 480));
+    let small = p
+        .image_tokenizer()
+        .unwrap()
+        .decode(&g.low_res, cogview::Compression::X8)
+        .unwrap();
+    assert_eq!((small.width, small.height), (160, 160));
+    for y in 0..480 {
+        for x in 0..480 {
+            let big = &g.image.pixels[(y * 480 + x) * 3..][..3];
+            let src = &small.pixels[((y / 3) * 160 + x / 3) * 3..][..3];
+            assert_eq!(big, src, "pixel ({x}, {y})");
+        }
+    }
+}
+
+#[test]
+fn all_stages_give_480_px_images_and_super_resolution_from_the_grid_reproduces_them() {
+    let p = pipeline(&config(), true);
+    assert_eq!(
+        p.geometry(),
+        Geometry {
+            low: 20,
+            high: 60,
+            compression: cogview::Compression::X8,
+            max_text_tokens: 95
+        }
+    );
+    let ctx = RunContext::with_seed(11);
+    let out = p.generate("a green triangle", 2, false, &ctx).unwrap();
+    for g in &out {
+        let high = g.high_res.as_ref().unwrap();
+        assert_eq!((high.height, high.width), (60, 60));
+        assert!(high.ids.iter().all(|&t| t < 512), "only image codes");
+        assert_eq!((g.image.width, g.image.height), (480, 480));
+        // The decoder maps the final grid to the image.
+        let decoded = p
+            .image_tokenizer()
+            .unwrap()
+            .decode(high, cogview::Compression::X8)
+            .unwrap();
+        assert_eq!(decoded, g.image);
+    }
+    // Stages 2-3 alone, from the stage-1 grid and the same seed, give the same image.
+    let again = p
+        .super_resolve(
+            "a green triangle",
+            vec![out[1].low_res.clone()],
+            &[out[1].seed],
+            &RunContext::default(),
+        )
+        .unwrap();
+    assert_eq!(again[0].high_res, out[1].high_res);
+    assert_eq!(again[0].image, out[1].image);
+}
+
+#[test]
+fn low_memory_holds_one_stage_at_a_time_and_changes_nothing() {
+    let mut cfg = config();
+    cfg.low_memory = Some(true);
+    let p = Arc::new(pipeline(&cfg, true));
+    assert!(
+        p.loaded_components().is_empty(),
+        "nothing is loaded before the run"
+    );
+    type Seen = Vec<(String, Vec<&'static str>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let mut ctx = RunContext::with_seed(5);
+    {
+        let seen = seen.clone();
+        let p = Arc::downgrade(&p);
+        ctx.progress = Some(Arc::new(move |pr: Progress| {
+            if let Some(p) = p.upgrade() {
+                seen.lock()
+                    .unwrap()
+                    .push((pr.stage.to_string(), p.loaded_components()));
+            }
+        }));
+    }
+    let low_mem = p.generate("a small cat", 1, false, &ctx).unwrap();
+    let seen = seen.lock().unwrap();
+    let stages: BTreeSet<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(stages, BTreeSet::from(["coglm", "dsr", "itersr", "decode"]));
+    for (stage, loaded) in seen.iter() {
+        let want: &[&str] = match stage.as_str() {
+            "coglm" => &["coglm"],
+            "dsr" => &["dsr"],
+            "itersr" => &["itersr"],
+            _ => &["image tokenizer"],
+        };
+        assert_eq!(loaded, want, "while {stage} runs");
+    }
+    assert!(
+        p.loaded_components().is_empty(),
+        "everything released after the run"
+    );
+
+    let normal = pipeline(&config(), true);
+    assert_eq!(
+        normal.loaded_components(),
+        ["coglm", "dsr", "itersr", "image tokenizer"],
+        "the default keeps all stages, loaded up front"
+    );
+    let full = normal
+        .generate("a small cat", 1, false, &RunContext::with_seed(5))
+        .unwrap();
+    assert_eq!(full[0].image, low_mem[0].image);
+}
+
+#[test]
+fn cancelling_stops_the_run_after_the_current_step() {
+    let p = pipeline(&config(), true);
+    let mut ctx = RunContext::with_seed(1);
+    let token = ctx.cancel.clone();
+    let steps = Arc::new(Mutex::new(0usize));
+    {
+        let steps = steps.clone();
+        ctx.progress = Some(Arc::new(move |pr: Progress| {
+            let mut s = steps.lock().unwrap();
+            *s += 1;
+            if pr.stage == "coglm" && pr.step == 10 {
+                token.cancel();
+            }
+        }));
+    }
+    let err = p.generate("a red circle", 1, false, &ctx).unwrap_err();
+    assert!(matches!(err, cogview::Error::Cancelled), "{err}");
+    assert_eq!(
+        *steps.lock().unwrap(),
+        10,
+        "no step after the cancelling one"
+    );
+}
+
+#[test]
+fn dry_run_parameters_are_the_checkpoints_parameters() {
+    let settings = Settings::resolve(&config(), true).unwrap();
+    let report = dry_run(&settings, 3).unwrap();
+    let training_buffers = [
+        "quantize.cluster_size",
+        "quantize.embed_avg",
+        "quantize.initted",
+    ];
+    let dir = model_dir();
+    let stored = |path: PathBuf| -> u64 {
+        let ckpt = Checkpoint::open(&path, None).unwrap();
+        ckpt.names()
+            .filter(|n| !training_buffers.contains(n))
+            .map(|n| ckpt.info(n).unwrap().shape.iter().product::<usize>() as u64)
+            .sum()
+    };
+    let want = [
+        ("coglm", stored(dir.join("coglm"))),
+        ("dsr", stored(dir.join("cogview2-dsr"))),
+        ("itersr", stored(dir.join("cogview2-itersr"))),
+        ("image_tokenizer", stored(dir.join("ice_image.pt"))),
+    ];
+    assert_eq!(report.stages.len(), 4);
+    for ((stage, params), e) in want.iter().zip(&report.stages) {
+        assert_eq!(e.stage, *stage);
+        assert_eq!(e.memory.parameters, *params, "{stage}");
+        // f32 weights: 4 bytes a parameter (no extra head copy in f32).
+        assert_eq!(e.memory.weight_bytes, 4 * params, "{stage}");
+    }
+    assert_eq!(report.stages[0].batch, 3, "3 images fit in one batch of 8");
+    // Peak: all weights plus the largest working set.
+    let weights: u64 = report.stages.iter().map(|e| e.memory.weight_bytes).sum();
+    let act = report
+        .stages
+        .iter()
+        .map(|e| e.memory.activation_bytes)
+        .max()
+        .unwrap();
+    assert_eq!(report.peak_bytes, weights + act);
+
+    // bf16 halves the matrices and adds CogLM's f32 image head (512 codes x 32).
+    let mut cfg = config();
+    cfg.defaults.dtype = Some(cogview::DType::Bf16);
+    cfg.low_memory = Some(true);
+    let bf16 = dry_run(&Settings::resolve(&cfg, true).unwrap(), 3).unwrap();
+    assert_eq!(
+        bf16.stages[0].memory.weight_bytes,
+        2 * want[0].1 + 512 * 32 * 4
+    );
+    let largest = bf16
+        .stages
+        .iter()
+        .map(|e| e.memory.peak_bytes())
+        .max()
+        .unwrap();
+    assert_eq!(bf16.peak_bytes, largest, "low memory: the largest stage");
+}
+
+#[test]
+fn styles_set_the_official_recipe() {
+    for (style, t, k, inner) in [
+        ("mainbody", 1.15, 100, 0.89),
+        ("flat", 1.1, 5, 0.4),
+        ("comics", 1.1, 5, 0.4),
+        ("sketch", 1.1, 100, 0.89),
+        ("chinese", 1.12, 100, 0.89),
+        ("none", 1.15, 100, 0.89),
+    ] {
+        let mut cfg = config();
+        cfg.style = Some(style.parse().unwrap());
+        let s = Settings::resolve(&cfg, true).unwrap();
+        assert_eq!(s.coglm.temperature, t, "{style}");
+        let d = s.dsr.unwrap();
+        assert_eq!(
+            (d.top_k_clusters, d.inner_temperature),
+            (k, inner),
+            "{style}"
+        );
+        assert_eq!(dsr_recipe(s.style), (k, inner));
+        assert_eq!(s.itersr.unwrap().top_k, [40, 40, 40, 20, 20, 10]);
+    }
+    // A value in the file wins over the style's.
+    let mut cfg = config();
+    cfg.style = Some("flat".parse().unwrap());
+    cfg.dsr.top_k_clusters = Some(50);
+    assert_eq!(
+        Settings::resolve(&cfg, true)
+            .unwrap()
+            .dsr
+            .unwrap()
+            .top_k_clusters,
+        50
+    );
+}
+
+#[test]
+fn example_configs_parse_and_resolve() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        n += 1;
+        let mut cfg =
+            PipelineConfig::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        cfg.model_dir = Some(model_dir());
+        let s = Settings::resolve(&cfg, true).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // The settings round-trip through TOML.
+        let back = PipelineConfig::from_toml(&s.to_config().to_toml(), "roundtrip").unwrap();
+        assert_eq!(
+            Settings::resolve(&back, true).unwrap(),
+            s,
+            "{}",
+            path.display()
+        );
+        // Every CPU example builds and runs on the tiny folder.
+        let on_cpu = [&s.coglm.placement, &s.image_tokenizer]
+            .into_iter()
+            .chain(s.dsr.as_ref().map(|d| &d.placement))
+            .all(|p| p.device == cogview::Device::Cpu);
+        if on_cpu {
+            let p = Pipeline::from_settings(s).unwrap();
+            let g = p
+                .generate("a cat", 1, true, &RunContext::with_seed(1))
+                .unwrap();
+            assert_eq!(g[0].image.width, 480, "{}", path.display());
+        }
+    }
+    assert!(n >= 4, "found {n} example configs");
+    // The official example says what the defaults are.
+    let mut official = PipelineConfig::from_file(dir.join("official.toml")).unwrap();
+    official.model_dir = Some(model_dir());
+    assert_eq!(
+        Settings::resolve(&official, true).unwrap(),
+        Settings::resolve(&config(), true).unwrap()
+    );
+}
+
+#[test]
+fn a_pipeline_composed_in_rust_equals_the_configured_one() {
+    use cogview::candle::{CoglmModel, LoadOptions, SrModel, VqTokenizer};
+    use cogview::core::coglm::{CoglmGenerator, Stage1Settings};
+    use cogview::core::sampling::{ClusterLabels, ClusterSampler};
+    use cogview::core::sr::SuperResolution;
+    let dir = model_dir();
+    let o = LoadOptions::default();
+    let labels = Arc::new(ClusterLabels::from_npy_file(dir.join("cluster_label.npy")).unwrap());
+    let coglm = Arc::new(CoglmModel::load(dir.join("coglm"), o).unwrap());
+    let generator = CoglmGenerator::new(
+        coglm,
+        Arc::new(ClusterSampler {
+            labels: labels.clone(),
+            temperature: 1.15,
+            top_k_clusters: 16,
+            inner_temperature: 1.0,
+        }),
+        Stage1Settings::default(),
+    )
+    .unwrap();
+    let sr = SuperResolution::official(
+        Arc::new(SrModel::load(dir.join("cogview2-dsr"), o).unwrap()),
+        Arc::new(SrModel::load(dir.join("cogview2-itersr"), o).unwrap()),
+        labels,
+        5512,
+    );
+    let text = cogview::text::IceTextTokenizer::from_bytes(
+        &std::fs::read(dir.join("ice_text.model")).unwrap(),
+        "ice_text.model",
+        512,
+        &cogview::text::SPECIAL_TOKENS,
+    )
+    .unwrap();
+    let built = Pipeline::builder()
+        .text_tokenizer(Arc::new(text))
+        .generator(Arc::new(generator))
+        .super_resolver(Arc::new(sr))
+        .image_tokenizer(Arc::new(
+            VqTokenizer::load(dir.join("ice_image.pt"), o).unwrap(),
+        ))
+        .build()
+        .unwrap();
+    let ctx = RunContext::with_seed(77);
+    let a = built.generate("a dog", 1, false, &ctx).unwrap();
+    let b = pipeline(&config(), true)
+        .generate("a dog", 1, false, &ctx)
+        .unwrap();
+    assert_eq!(a[0].image, b[0].image);
+    // A builder without a generator says what is missing.
+    let err = Pipeline::builder().build().unwrap_err().to_string();
+    assert!(err.contains("text tokenizer"), "{err}");
+}
