@@ -395,3 +395,17 @@ fn a_pipeline_composed_in_rust_equals_the_configured_one() {
     let err = Pipeline::builder().build().unwrap_err().to_string();
     assert!(err.contains("text tokenizer"), "{err}");
 }
+
+#[test]
+fn every_stage_runs_in_f16_and_bf16_on_the_cpu() {
+    for dtype in [cogview::DType::F16, cogview::DType::Bf16] {
+        let mut cfg = config();
+        cfg.defaults.dtype = Some(dtype);
+        let p = pipeline(&cfg, true);
+        let ctx = RunContext::with_seed(2);
+        let a = p.generate("a cat", 1, false, &ctx).unwrap();
+        assert_eq!((a[0].image.width, a[0].image.height), (480, 480), "{dtype}");
+        let b = p.generate("a cat", 1, false, &ctx).unwrap();
+        assert_eq!(a[0].image, b[0].image, "{dtype}: deterministic");
+    }
+}

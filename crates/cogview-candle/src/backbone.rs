@@ -48,12 +48,19 @@ pub(crate) fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() && x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
         x.contiguous()?
             .apply_op2_no_bwd(w, &crate::cpu_linear::SmallRowsLinear)
-    } else if x.device().is_cpu()
-        && x.dtype() == CDType::F32
-        && w.dtype() == CDType::F32
-        && crate::cpu_gemm::available()
-    {
-        crate::cpu_gemm::matmul(x, &w.t()?)
+    } else if x.device().is_cpu() && x.dtype() == CDType::F32 && crate::cpu_gemm::available() {
+        // Many rows (prefill, DSR/ItersR): the f32 GEMM. f16/bf16 weights are widened first; that
+        // costs one pass over W against `rows` passes of arithmetic (candle's CPU matmul has no
+        // bf16 kernel at all).
+        if w.dtype() == CDType::F32 {
+            crate::cpu_gemm::matmul(x, &w.t()?)
+        } else {
+            crate::cpu_gemm::matmul(x, &w.to_dtype(CDType::F32)?.t()?)
+        }
+    } else if x.device().is_cpu() && w.dtype() == CDType::BF16 {
+        x.to_dtype(CDType::F32)?
+            .matmul(&w.to_dtype(CDType::F32)?.t()?)?
+            .to_dtype(x.dtype())
     } else {
         x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
     }

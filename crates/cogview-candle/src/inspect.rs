@@ -173,6 +173,7 @@ impl VqConfig {
     /// level: input, GroupNorm output, convolution columns and output).
     pub fn memory(&self, side: usize, dtype: DType, device: Device) -> MemoryEstimate {
         let params = count(&self.expected_tensors());
+        let dtype = crate::vqvae::compute_dtype(dtype, device);
         let a = act_size(dtype, device);
         let full_res_channels = self
             .dec_channels_mult

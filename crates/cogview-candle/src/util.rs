@@ -63,7 +63,11 @@ pub(crate) fn load_tensor(
         }
     };
     let bytes = ckpt.bytes(name)?;
-    Tensor::from_raw_buffer(&bytes, src, &info.shape, device)
+    let t = Tensor::from_raw_buffer(&bytes, src, &info.shape, device)
         .and_then(|t| t.to_dtype(dtype))
-        .be()
+        .be()?;
+    drop(bytes);
+    // The tensor is copied: let the mapped file's pages go, so loading holds one copy, not two.
+    ckpt.evict(name);
+    Ok(t)
 }

@@ -558,6 +558,18 @@ impl std::fmt::Debug for VqTokenizer {
 }
 
 /// Training-only buffers of icetk's EMA quantizer; present in `ice_image.pt`, unused here.
+/// The dtype the VQ-VAE computes in: as asked, except bf16 on the CPU, which runs in f32 (candle's
+/// CPU convolution has no bf16 kernel; the VQ-VAE is about 1 % of the pipeline's weights).
+pub fn compute_dtype(
+    dtype: cogview_core::DType,
+    device: cogview_core::Device,
+) -> cogview_core::DType {
+    match (dtype, device) {
+        (cogview_core::DType::Bf16, cogview_core::Device::Cpu) => cogview_core::DType::F32,
+        (d, _) => d,
+    }
+}
+
 fn training_buffer(name: &str) -> bool {
     matches!(
         name,
@@ -639,7 +651,7 @@ impl VqTokenizer {
         let dev = device(options.device)?;
         let w = Weights {
             ckpt,
-            dtype: cdtype(options.dtype),
+            dtype: cdtype(compute_dtype(options.dtype, options.device)),
             device: &dev,
             cfg: &config,
         };

@@ -442,6 +442,31 @@ impl Checkpoint {
         }
     }
 
+    /// Tells the OS that a tensor's bytes in the mapped file are no longer needed, after a loader
+    /// copied them: the pages leave this process's resident memory, so loading a model does not
+    /// briefly hold both the file and the loaded copy. Reading the tensor again still works (the
+    /// pages come back from the file). Best effort; does nothing off Unix.
+    pub fn evict(&self, name: &str) {
+        #[cfg(unix)]
+        if let Some(e) = self.tensors.get(name) {
+            const PAGE: usize = 4096;
+            let start = e.storage.start.div_ceil(PAGE) * PAGE;
+            let end = e.storage.end / PAGE * PAGE;
+            if end > start {
+                // SAFETY: the map is a read-only private mapping of a file that this process never
+                // writes; MADV_DONTNEED only drops its pages, and any later read (including through
+                // a slice borrowed before this call) faults them back in with the same bytes.
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+    }
+
     /// The tensor converted to f32 (from f32, f16, bf16 or f64).
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
         let info = self

@@ -183,7 +183,8 @@ pub struct MemoryEstimate {
     /// Bytes the loaded weights take in the chosen dtype, including copies the backend keeps
     /// (e.g. an f32 output head).
     pub weight_bytes: u64,
-    /// The largest working set of activations, caches and logits during the run (an estimate).
+    /// The largest working set beside the weights (an estimate): activations, caches and logits
+    /// during the run, or the largest tensor in transit while loading, whichever is larger.
     pub activation_bytes: u64,
 }
 

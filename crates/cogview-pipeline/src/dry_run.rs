@@ -28,6 +28,25 @@ pub struct DryRun {
     pub peak_bytes: u64,
 }
 
+/// The bytes of the largest tensor in the file: while it is copied, its file pages and the copy
+/// are both resident (the loader drops each tensor's file pages right after copying it).
+fn largest_stored_tensor(path: &std::path::Path) -> Result<u64> {
+    let ckpt = cogview_candle::inspect::open_checkpoint(path)?;
+    Ok(ckpt
+        .names()
+        .filter_map(|n| ckpt.info(n))
+        .map(|i| (i.shape.iter().product::<usize>() * i.dtype.size()) as u64)
+        .max()
+        .unwrap_or(0))
+}
+
+/// A stage's estimate with loading accounted for: the working set is at least the largest tensor
+/// in transit.
+fn with_loading(mut m: MemoryEstimate, path: &std::path::Path) -> Result<MemoryEstimate> {
+    m.activation_bytes = m.activation_bytes.max(largest_stored_tensor(path)?);
+    Ok(m)
+}
+
 /// Estimates a run of `num_images` images (stage 1 only when the settings have no DSR/ItersR).
 pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
     let s = settings;
@@ -44,7 +63,10 @@ pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
         device: p.device,
         dtype: p.dtype,
         batch,
-        memory: coglm.memory(batch, max_text + 1, grid * grid, p.dtype, p.device),
+        memory: with_loading(
+            coglm.memory(batch, max_text + 1, grid * grid, p.dtype, p.device),
+            &p.path,
+        )?,
     });
     let mut side = grid * 8;
     for (name, placement) in [
@@ -60,7 +82,7 @@ pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
                 device: p.device,
                 dtype: p.dtype,
                 batch: 1,
-                memory: cfg.memory(p.dtype, p.device),
+                memory: with_loading(cfg.memory(p.dtype, p.device), &p.path)?,
             });
         }
     }
@@ -72,7 +94,7 @@ pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
         device: p.device,
         dtype: p.dtype,
         batch: 1,
-        memory: vq.memory(side, p.dtype, p.device),
+        memory: with_loading(vq.memory(side, p.dtype, p.device), &p.path)?,
     });
     let peak_bytes = if s.low_memory {
         stages
