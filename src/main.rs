@@ -21,8 +21,22 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
+/// After a stage's weights are dropped (low-memory mode), give the freed heap back to the system:
+/// with the thresholds above glibc would otherwise keep it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_freed_memory() {
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_freed_memory() {}
+
 fn main() {
     tune_allocator();
+    cogview::pipeline::set_memory_release_hook(return_freed_memory);
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

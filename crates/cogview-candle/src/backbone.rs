@@ -3,7 +3,7 @@
 //! output head.
 
 use crate::config::CoglmConfig;
-use crate::util::{cdtype, device, load_tensor, BackendResult, LoadOptions};
+use crate::util::{cdtype, device, BackendResult, LoadOptions, TensorSource};
 use candle_core::{DType as CDType, Device as CDevice, Tensor};
 use cogview_checkpoint::{Checkpoint, ModelConfig, SatFolder};
 use cogview_core::{Error, Result};
@@ -19,6 +19,16 @@ impl LayerNorm {
     /// Normalises in f32 (as apex's FusedLayerNorm does for fp16 inputs) and returns `x`'s dtype.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dt = x.dtype();
+        if x.track_op() || self.weight.track_op() {
+            // Training: the same function from differentiable ops.
+            return candle_nn::ops::layer_norm_slow(
+                &x.to_dtype(CDType::F32)?,
+                &self.weight,
+                &self.bias,
+                self.eps,
+            )?
+            .to_dtype(dt);
+        }
         let y = candle_nn::ops::layer_norm(
             &x.to_dtype(CDType::F32)?,
             &self.weight,
@@ -45,7 +55,10 @@ impl Linear {
 /// the memory-bound kernel of [`crate::cpu_linear`], which reads W in its own dtype; everything
 /// else candle's matmul in W's dtype.
 pub(crate) fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
+    if x.track_op() || w.track_op() {
+        // Training: candle's differentiable matmul (the CPU kernels below have no backward).
+        x.matmul(&w.t()?)
+    } else if x.device().is_cpu() && x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
         x.contiguous()?
             .apply_op2_no_bwd(w, &crate::cpu_linear::SmallRowsLinear)
     } else if x.device().is_cpu() && x.dtype() == CDType::F32 && crate::cpu_gemm::available() {
@@ -79,7 +92,7 @@ pub(crate) struct Layer {
 
 /// SAT's tanh-approximation GELU: the libm-free kernel for f32 on the CPU, candle's elsewhere.
 pub(crate) fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == CDType::F32 {
+    if x.device().is_cpu() && x.dtype() == CDType::F32 && !x.track_op() {
         x.contiguous()?
             .apply_op1_no_bwd(&crate::cpu_linear::GeluTanh)
     } else {
@@ -122,7 +135,7 @@ pub(crate) fn open_model(path: &Path) -> Result<(Checkpoint, ModelConfig)> {
 /// Loads weights with the model's dtypes: matrices in the compute dtype, biases in the activation
 /// dtype, LayerNorms in f32.
 pub(crate) struct Loader<'a> {
-    pub ckpt: &'a Checkpoint,
+    pub src: &'a dyn TensorSource,
     pub dtype: CDType,
     pub act_dtype: CDType,
     pub device: CDevice,
@@ -131,7 +144,7 @@ pub(crate) struct Loader<'a> {
 
 impl Loader<'_> {
     pub fn t(&self, name: &str, dt: CDType) -> Result<Tensor> {
-        load_tensor(self.ckpt, name, dt, &self.device)
+        self.src.load(name, dt, &self.device)
     }
     pub fn ln(&self, p: &str) -> Result<LayerNorm> {
         Ok(LayerNorm {
@@ -171,7 +184,7 @@ pub(crate) struct Backbone {
 
 impl Backbone {
     pub fn loader<'a>(
-        ckpt: &'a Checkpoint,
+        src: &'a dyn TensorSource,
         config: &CoglmConfig,
         options: LoadOptions,
     ) -> Result<Loader<'a>> {
@@ -179,7 +192,7 @@ impl Backbone {
         let dtype = cdtype(options.dtype);
         let act_dtype = if device.is_cpu() { CDType::F32 } else { dtype };
         Ok(Loader {
-            ckpt,
+            src,
             dtype,
             act_dtype,
             device,
@@ -189,11 +202,11 @@ impl Backbone {
 
     /// Loads the `transformer.*` tensors (the caller has checked the checkpoint).
     pub fn from_checkpoint(
-        ckpt: &Checkpoint,
+        src: &dyn TensorSource,
         config: CoglmConfig,
         options: LoadOptions,
     ) -> Result<Self> {
-        let l = Self::loader(ckpt, &config, options)?;
+        let l = Self::loader(src, &config, options)?;
         let mut layers = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
             let p = format!("transformer.layers.{i}");

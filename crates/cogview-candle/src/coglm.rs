@@ -6,7 +6,6 @@ use crate::backbone::{matmul_wt, open_model, Backbone};
 use crate::config::CoglmConfig;
 use crate::util::{BackendResult, LoadOptions};
 use candle_core::{DType as CDType, Tensor};
-use cogview_checkpoint::Checkpoint;
 use cogview_core::lm::{
     validate_input, AutoregressiveLm, LmInput, LmSession, LmSpec, Logits, LogitsRequest,
 };
@@ -34,11 +33,11 @@ impl CoglmModel {
 
     /// Builds the model from already-opened weights, checking every tensor's name, shape and dtype.
     pub fn from_checkpoint(
-        ckpt: &Checkpoint,
+        ckpt: &dyn crate::util::TensorSource,
         config: CoglmConfig,
         options: LoadOptions,
     ) -> Result<Self> {
-        ckpt.check(&config.expected_tensors(), |_| false)?;
+        ckpt.check_tensors(&config.expected_tensors(), &|_| false)?;
         Ok(CoglmModel {
             b: Backbone::from_checkpoint(ckpt, config, options)?,
         })
@@ -58,6 +57,70 @@ impl CoglmModel {
                 .narrow(0, 0, vocab)?
                 .to_dtype(CDType::F32)
         }
+    }
+
+    /// The forward pass of training, without a cache: `tokens` `[batch, n]` (u32), `positions`
+    /// `[n]` (u32), `bias` `[batch, n, n]` (f32: 0 where a query sees a key, −inf where not,
+    /// plus any score bias such as the text bias). Returns the logits over ids `0..vocab` of every
+    /// position, `[batch, n, vocab]`. With weights from a [`crate::VarStore`] the graph is
+    /// recorded for backpropagation; the arithmetic is the same as the cached inference path.
+    pub fn forward_train(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        vocab: usize,
+    ) -> Result<Tensor> {
+        let run = || -> candle_core::Result<Tensor> {
+            let b = &self.b;
+            let c = &b.config;
+            let (batch, n) = tokens.dims2()?;
+            let (h, heads, d) = (c.hidden_size, c.num_attention_heads, c.head_dim);
+            let a = heads * d;
+            let words = b
+                .word_embeddings
+                .index_select(&tokens.flatten_all()?, 0)?
+                .reshape((batch, n, h))?;
+            let pos = b
+                .position_embeddings
+                .index_select(positions, 0)?
+                .unsqueeze(0)?;
+            let mut x = words
+                .broadcast_add(&pos)?
+                .reshape((batch * n, h))?
+                .to_dtype(b.act_dtype)?;
+            let bias = bias.unsqueeze(1)?; // [batch, 1, n, n], shared by the heads
+            for (i, l) in b.layers.iter().enumerate() {
+                let qkv = l
+                    .query_key_value
+                    .forward(&l.input_layernorm.forward(&x)?)?
+                    .reshape((batch, n, 3 * a))?;
+                let split = |j: usize| -> candle_core::Result<Tensor> {
+                    qkv.narrow(2, j * a, a)?
+                        .reshape((batch, n, heads, d))?
+                        .transpose(1, 2)?
+                        .contiguous()
+                };
+                let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+                let q = (q * (1.0 / (d as f64).sqrt()))?;
+                let scores = q
+                    .matmul(&k.t()?)?
+                    .to_dtype(CDType::F32)?
+                    .broadcast_add(&bias)?;
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
+                let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch * n, a))?;
+                let att = l.dense.forward(&ctx)?;
+                x = (x + l.third_layernorm.forward(&att)?)?;
+                x = b.mlp(i, &x)?;
+            }
+            let x = b.final_layernorm.forward(&x)?.to_dtype(CDType::F32)?;
+            let head = b
+                .word_embeddings
+                .narrow(0, 0, vocab)?
+                .to_dtype(CDType::F32)?;
+            matmul_wt(&x, &head)?.reshape((batch, n, vocab))
+        };
+        run().be()
     }
 
     /// A session with its own KV cache (concrete type; [`AutoregressiveLm::new_session`] boxes it).

@@ -22,5 +22,5 @@ mod vqvae;
 pub use coglm::{CoglmModel, CoglmSession};
 pub use config::CoglmConfig;
 pub use sr::{SrConfig, SrKind, SrModel};
-pub use util::{device, LoadOptions};
+pub use util::{device, LoadOptions, TensorSource, VarStore};
 pub use vqvae::{VqConfig, VqTokenizer};

@@ -199,11 +199,11 @@ impl SrModel {
     }
 
     pub fn from_checkpoint(
-        ckpt: &Checkpoint,
+        ckpt: &dyn crate::util::TensorSource,
         config: SrConfig,
         options: LoadOptions,
     ) -> Result<Self> {
-        ckpt.check(&config.expected_tensors(), |_| false)?;
+        ckpt.check_tensors(&config.expected_tensors(), &|_| false)?;
         let b = Backbone::from_checkpoint(ckpt, config.backbone.clone(), options)?;
         let l = Backbone::loader(ckpt, &config.backbone, options)?;
         let extra_positions = l.t(
@@ -356,6 +356,41 @@ impl SrModel {
             .be()
     }
 
+    /// The additive mask `[high², n0 + high²]` of level 1 as one dense attention: 0 for the keys
+    /// the local kernel visits (DSR: the low-resolution window, found after the text slots of
+    /// level 0; ItersR: the visible text), and the high-resolution window; −inf elsewhere.
+    fn level1_mask(
+        &self,
+        n0: usize,
+        text_visible: Option<&[bool]>,
+        dev: &candle_core::Device,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let n1 = c.high * c.high;
+        let width = n0 + n1;
+        let mut m = vec![f32::NEG_INFINITY; n1 * width];
+        for qi in 0..n1 {
+            let (y, x) = (qi / c.high, qi % c.high);
+            let row = &mut m[qi * width..(qi + 1) * width];
+            match text_visible {
+                None => {
+                    for r in c.cross_window().keys(y, x, c.low, c.low).flatten() {
+                        row[c.text_slots + r] = 0.0;
+                    }
+                }
+                Some(visible) => {
+                    for (k, _) in visible.iter().enumerate().filter(|(_, v)| **v) {
+                        row[k] = 0.0;
+                    }
+                }
+            }
+            for r in c.self_window().keys(y, x, c.high, c.high).flatten() {
+                row[n0 + r] = 0.0;
+            }
+        }
+        Tensor::from_vec(m, (n1, width), dev)
+    }
+
     /// The two-level forward. Level 0 (text, and DSR's low-res grid) attends densely with `bias0`;
     /// level 1 (the high-res grid) attends locally: DSR to a low-res window, ItersR to the visible
     /// text (`text_visible`), plus the 9×5 high-res window.
@@ -411,6 +446,26 @@ impl SrModel {
                 .broadcast_add(&bias0)?;
             let p = candle_nn::ops::softmax_last_dim(&s)?.to_dtype(x0.dtype())?;
             let o0 = p.matmul(&heads0(&v0)?)?.transpose(0, 1)?.reshape((n0, a))?;
+            if x1.track_op() {
+                // Training: the same attention as one dense softmax over [level 0; level 1] keys
+                // with the windows as a mask, from differentiable ops.
+                let mask = self.level1_mask(n0, text_visible, dev)?;
+                let heads1 =
+                    |t: &Tensor, n: usize| t.reshape((n, heads, d))?.transpose(0, 1)?.contiguous();
+                let keys = Tensor::cat(&[&heads1(&k0, n0)?, &heads1(&split(&qkv1, 1)?, n1)?], 1)?;
+                let values = Tensor::cat(&[&heads1(&v0, n0)?, &heads1(&split(&qkv1, 2)?, n1)?], 1)?;
+                let s1 = (heads1(&split(&qkv1, 0)?, n1)? * scale)?
+                    .matmul(&keys.t()?)?
+                    .to_dtype(CDType::F32)?
+                    .broadcast_add(&mask)?;
+                let p1 = candle_nn::ops::softmax_last_dim(&s1)?.to_dtype(x1.dtype())?;
+                let o1 = p1.matmul(&values)?.transpose(0, 1)?.reshape((n1, a))?;
+                x0 = (&x0 + l.third_layernorm.forward(&l.dense.forward(&o0)?)?)?;
+                x1 = (&x1 + l.third_layernorm.forward(&dense1.forward(&o1)?)?)?;
+                x0 = b.mlp(i, &x0)?;
+                x1 = b.mlp(i, &x1)?;
+                continue;
+            }
             // Level 1: local attention.
             let q1 = host(&(split(&qkv1, 0)? * scale)?)?;
             let (k1, v1) = (host(&split(&qkv1, 1)?)?, host(&split(&qkv1, 2)?)?);

@@ -71,3 +71,139 @@ pub(crate) fn load_tensor(
     ckpt.evict(name);
     Ok(t)
 }
+
+/// Where a model's tensors come from: a checkpoint on disk ([`Checkpoint`]) or trainable
+/// variables ([`VarStore`]). Models are built the same way from either, so the trained model and
+/// the loaded model are one implementation.
+pub trait TensorSource {
+    /// The tensor `name` on `device` as `dtype`.
+    fn load(&self, name: &str, dtype: CDType, device: &CDevice) -> Result<Tensor>;
+    fn contains(&self, name: &str) -> bool;
+    /// Every expected tensor present with its shape, nothing unexpected (names matching `ignore`
+    /// aside).
+    fn check_tensors(
+        &self,
+        expected: &[(String, Vec<usize>)],
+        ignore: &dyn Fn(&str) -> bool,
+    ) -> Result<()>;
+}
+
+impl TensorSource for Checkpoint {
+    fn load(&self, name: &str, dtype: CDType, device: &CDevice) -> Result<Tensor> {
+        load_tensor(self, name, dtype, device)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.info(name).is_some()
+    }
+    fn check_tensors(
+        &self,
+        expected: &[(String, Vec<usize>)],
+        ignore: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
+        self.check(expected, ignore)
+    }
+}
+
+/// Named trainable tensors (f32): what training builds a model from and saves.
+#[derive(Default)]
+pub struct VarStore {
+    vars: std::collections::BTreeMap<String, candle_core::Var>,
+}
+
+impl VarStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn insert(&mut self, name: impl Into<String>, var: candle_core::Var) {
+        self.vars.insert(name.into(), var);
+    }
+    pub fn get(&self, name: &str) -> Option<&candle_core::Var> {
+        self.vars.get(name)
+    }
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.vars.keys().map(|s| s.as_str())
+    }
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &candle_core::Var)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v))
+    }
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+    /// Total number of elements.
+    pub fn parameters(&self) -> usize {
+        self.vars.values().map(|v| v.elem_count()).sum()
+    }
+    /// Copies every tensor of a checkpoint into trainable f32 variables (resuming, fine-tuning).
+    pub fn from_source(
+        src: &Checkpoint,
+        names: impl IntoIterator<Item = String>,
+        device: &CDevice,
+    ) -> Result<Self> {
+        let mut vs = VarStore::new();
+        for n in names {
+            let t = load_tensor(src, &n, CDType::F32, device)?;
+            vs.insert(n, candle_core::Var::from_tensor(&t).be()?);
+        }
+        Ok(vs)
+    }
+}
+
+impl TensorSource for VarStore {
+    fn load(&self, name: &str, dtype: CDType, _device: &CDevice) -> Result<Tensor> {
+        let v = self
+            .vars
+            .get(name)
+            .ok_or_else(|| Error::Backend(format!("no variable named {name}")))?;
+        if dtype == v.dtype() {
+            Ok(v.as_tensor().clone())
+        } else {
+            // A cast of a variable is still differentiable.
+            v.as_tensor().to_dtype(dtype).be()
+        }
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.vars.contains_key(name)
+    }
+    fn check_tensors(
+        &self,
+        expected: &[(String, Vec<usize>)],
+        ignore: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut mis_shaped = Vec::new();
+        for (name, shape) in expected {
+            match self.vars.get(name) {
+                None => missing.push(name.clone()),
+                Some(v) if v.dims() != shape.as_slice() => {
+                    mis_shaped.push(cogview_core::ShapeMismatch {
+                        name: name.clone(),
+                        expected: shape.clone(),
+                        found: v.dims().to_vec(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        let known: std::collections::HashSet<&str> =
+            expected.iter().map(|(n, _)| n.as_str()).collect();
+        let unexpected: Vec<String> = self
+            .names()
+            .filter(|n| !known.contains(n) && !ignore(n))
+            .map(str::to_string)
+            .collect();
+        if missing.is_empty() && mis_shaped.is_empty() && unexpected.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::WeightMismatch {
+                path: "(variables)".into(),
+                missing,
+                unexpected,
+                mis_shaped,
+                bad_dtype: Vec::new(),
+            })
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! down-samplers, a 1×1 pre-projection, one shared codebook, three decoders for ×16, ×8 and ×4).
 //! Module and tensor names follow icetk's `HVQVAE` so that `ice_image.pt` loads as it is.
 
-use crate::util::{cdtype, device, load_tensor, BackendResult, LoadOptions};
+use crate::util::{cdtype, device, BackendResult, LoadOptions, TensorSource};
 use candle_core::{DType as CDType, Device as CDevice, Module, Tensor, D};
 use candle_nn::GroupNorm;
 use cogview_checkpoint::Checkpoint;
@@ -208,7 +208,8 @@ struct Conv2d {
 
 impl Conv2d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if x.device().is_cpu() && x.dtype() == CDType::F32 {
+        let training = x.track_op() || self.weight.track_op();
+        if x.device().is_cpu() && x.dtype() == CDType::F32 && !training {
             crate::cpu_conv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
         } else {
             let cfg = candle_nn::Conv2dConfig {
@@ -226,6 +227,8 @@ impl Conv2d {
 /// GroupNorm, optionally followed by swish: fused on the CPU for f32, candle's ops elsewhere.
 struct Norm {
     inner: GroupNorm,
+    /// The weights are training variables.
+    trainable: bool,
     fused: crate::cpu_conv::GroupNormSilu,
     fused_plain: crate::cpu_conv::GroupNormSilu,
 }
@@ -245,16 +248,18 @@ impl Norm {
             silu,
         };
         Ok(Norm {
+            trainable: weight.track_op(),
             inner: GroupNorm::new(weight, bias, c, groups, eps)?,
             fused: make(true),
             fused_plain: make(false),
         })
     }
-    fn fast(x: &Tensor) -> bool {
-        x.device().is_cpu() && x.dtype() == CDType::F32
+    fn fast(&self, x: &Tensor) -> bool {
+        // The fused kernels have no backward: training takes candle's ops.
+        x.device().is_cpu() && x.dtype() == CDType::F32 && !x.track_op() && !self.trainable
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if Self::fast(x) {
+        if self.fast(x) {
             x.contiguous()?.apply_op1_no_bwd(&self.fused_plain)
         } else {
             self.inner.forward(x)
@@ -262,7 +267,7 @@ impl Norm {
     }
     /// swish(norm(x)).
     fn forward_swish(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if Self::fast(x) {
+        if self.fast(x) {
             x.contiguous()?.apply_op1_no_bwd(&self.fused)
         } else {
             swish(&self.inner.forward(x)?)
@@ -275,7 +280,7 @@ fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 struct Weights<'a> {
-    ckpt: &'a Checkpoint,
+    ckpt: &'a dyn TensorSource,
     dtype: CDType,
     device: &'a CDevice,
     cfg: &'a VqConfig,
@@ -283,7 +288,7 @@ struct Weights<'a> {
 
 impl Weights<'_> {
     fn t(&self, name: &str) -> Result<Tensor> {
-        load_tensor(self.ckpt, name, self.dtype, self.device)
+        self.ckpt.load(name, self.dtype, self.device)
     }
     fn conv(&self, p: &str, padding: usize, stride: usize) -> Result<Conv2d> {
         Ok(Conv2d {
@@ -303,7 +308,7 @@ impl Weights<'_> {
         .be()
     }
     fn has(&self, name: &str) -> bool {
-        self.ckpt.info(name).is_some()
+        self.ckpt.contains(name)
     }
 }
 
@@ -374,6 +379,13 @@ impl AttnBlock {
             .forward(&n)?
             .to_dtype(CDType::F32)?
             .reshape((b, c, h * wd))?;
+        if q.track_op() {
+            // Training: differentiable batched products.
+            let scores = q.transpose(1, 2)?.matmul(&k)?; // [b, hw_q, hw_k]
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let out = v.matmul(&probs.t()?)?.to_dtype(x.dtype())?; // [b, c, hw_q]
+            return x + self.proj_out.forward(&out.reshape((b, c, h, wd))?)?;
+        }
         let mut outs = Vec::with_capacity(b);
         for i in 0..b {
             // scores [hw_q, hw_k] = qᵀ k; out [hw_q, c] = probs · vᵀ (transposed views, no copies).
@@ -642,12 +654,12 @@ impl VqTokenizer {
     }
 
     pub fn from_checkpoint(
-        ckpt: &Checkpoint,
+        ckpt: &dyn TensorSource,
         config: VqConfig,
         options: LoadOptions,
     ) -> Result<Self> {
         config.validate()?;
-        ckpt.check(&config.expected_tensors(), training_buffer)?;
+        ckpt.check_tensors(&config.expected_tensors(), &training_buffer)?;
         let dev = device(options.device)?;
         let w = Weights {
             ckpt,
@@ -655,12 +667,14 @@ impl VqTokenizer {
             device: &dev,
             cfg: &config,
         };
-        let codebook = load_tensor(ckpt, "quantize.embed.weight", CDType::F32, &dev)?;
+        let codebook = ckpt.load("quantize.embed.weight", CDType::F32, &dev)?;
         let codebook_sq = codebook.sqr().and_then(|t| t.sum(1)).be()?;
         let codebook_sha256 = {
             use sha2::Digest;
-            let bytes: Vec<u8> = ckpt
-                .to_f32("quantize.embed.weight")?
+            let bytes: Vec<u8> = codebook
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .be()?
                 .iter()
                 .flat_map(|x| x.to_le_bytes())
                 .collect();
@@ -706,6 +720,24 @@ impl VqTokenizer {
         Tensor::from_vec(data, (1, 3, h, w), &self.device)
             .and_then(|t| t.to_dtype(self.dtype))
             .be()
+    }
+
+    /// The encoder's continuous output for training: `x` normalised `[batch, 3, H, W]` →
+    /// `[batch, dim, H/f, W/f]`, before quantization (differentiable with [`crate::VarStore`]
+    /// weights).
+    pub fn latent(&self, x: &Tensor, compression: Compression) -> Result<Tensor> {
+        self.encode_latent(x, compression).be()
+    }
+
+    /// The decoder for training: code vectors `[batch, dim, h, w]` → the normalised image
+    /// `[batch, 3, h·f, w·f]` (before de-normalisation).
+    pub fn decode_latent(&self, z: &Tensor, compression: Compression) -> Result<Tensor> {
+        self.decoders[2 - level(compression)].forward(z).be()
+    }
+
+    /// The codebook `[n_embed, dim]` (f32).
+    pub fn codebook(&self) -> &Tensor {
+        &self.codebook
     }
 
     /// The encoder's continuous output at `compression`, before quantization: [1, dim, h, w].

@@ -30,6 +30,8 @@ pub mod settings;
 
 pub use config::{PipelineConfig, SamplerKind};
 pub use dry_run::{dry_run, DryRun};
-pub use pipeline::{GeneratedImage, Geometry, Pipeline, PipelineBuilder, Stage};
+pub use pipeline::{
+    set_memory_release_hook, GeneratedImage, Geometry, Pipeline, PipelineBuilder, Stage,
+};
 pub use record::ImageRecord;
 pub use settings::Settings;

@@ -17,6 +17,15 @@ use std::sync::{Arc, Mutex};
 
 type Loader<T> = Arc<dyn Fn() -> Result<Arc<T>> + Send + Sync>;
 
+static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets a function called each time a stage's weights are dropped (low-memory mode), for the
+/// process's allocator to hand the memory back to the system (the `cogview` command calls glibc's
+/// `malloc_trim`). Process-wide, like the allocator; the first call wins.
+pub fn set_memory_release_hook(hook: fn()) {
+    let _ = RELEASE_HOOK.set(hook);
+}
+
 /// A component that is either held for good or loaded on use (and dropped again in low-memory
 /// mode).
 pub struct Stage<T: ?Sized> {
@@ -66,7 +75,13 @@ impl<T: ?Sized> Stage<T> {
     /// Drops the component if it can be loaded again.
     pub fn release(&self) {
         if self.loader.is_some() {
-            *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let dropped = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(c) = dropped {
+                drop(c);
+                if let Some(hook) = RELEASE_HOOK.get() {
+                    hook();
+                }
+            }
         }
     }
 
