@@ -10,6 +10,7 @@ mod progress;
 mod regenerate;
 mod super_resolve;
 mod tokenize;
+mod train;
 
 use clap::{Parser, Subcommand};
 use cogview::Result;
@@ -28,6 +29,7 @@ enum Command {
     Regenerate(regenerate::Args),
     SuperResolve(super_resolve::Args),
     Info(info::Args),
+    Train(train::Args),
     Logits(logits::Args),
     Convert(convert::Args),
     Bench(bench::Args),
@@ -42,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Regenerate(a) => regenerate::run(a),
         Command::SuperResolve(a) => super_resolve::run(a),
         Command::Info(a) => info::run(a),
+        Command::Train(a) => train::run(a),
         Command::Logits(a) => logits::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),

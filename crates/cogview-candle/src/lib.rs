@@ -8,6 +8,7 @@
 mod backbone;
 mod coglm;
 mod config;
+mod conv_train;
 mod cpu_conv;
 mod cpu_gemm;
 mod cpu_linear;

@@ -40,6 +40,9 @@ pub struct VqConfig {
     /// Pixel normalisation: x = (rgb/255 − mean) / std.
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// The compression rates (pixels per token side) whose paths were trained; others are
+    /// refused. icetk's: 4, 8 and 16. cogview's default model is trained at 8 only.
+    pub compressions: Vec<usize>,
 }
 
 impl Default for VqConfig {
@@ -59,6 +62,7 @@ impl Default for VqConfig {
             norm_eps: 1e-6,
             mean: [0.79093, 0.76271, 0.75340],
             std: [0.30379, 0.32279, 0.32800],
+            compressions: vec![4, 8, 16],
         }
     }
 }
@@ -211,6 +215,8 @@ impl Conv2d {
         let training = x.track_op() || self.weight.track_op();
         if x.device().is_cpu() && x.dtype() == CDType::F32 && !training {
             crate::cpu_conv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
+        } else if x.device().is_cpu() && x.dtype() == CDType::F32 {
+            crate::conv_train::conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
         } else {
             let cfg = candle_nn::Conv2dConfig {
                 padding: self.padding,
@@ -773,8 +779,24 @@ impl VqTokenizer {
         Ok((h, w, ids))
     }
 
+    fn check_trained(&self, compression: Compression) -> Result<()> {
+        if self.config.compressions.contains(&compression.factor()) {
+            Ok(())
+        } else {
+            Err(Error::invalid_input(
+                "compression",
+                format!(
+                    "this image tokenizer was trained for compression {:?} only, not {}",
+                    self.config.compressions,
+                    compression.factor()
+                ),
+            ))
+        }
+    }
+
     /// Encodes the normalised input [1, 3, H, W] (H, W multiples of the compression).
     pub fn encode_tensor(&self, x: &Tensor, compression: Compression) -> Result<TokenGrid> {
+        self.check_trained(compression)?;
         let _span = tracing::info_span!("vq_encode", compression = compression.factor()).entered();
         let (h, w, ids) = self
             .encode_latent(x, compression)
@@ -785,6 +807,7 @@ impl VqTokenizer {
 
     /// Decodes ids to the de-normalised float image [3, H, W] (not clamped), in f32.
     pub fn decode_tensor(&self, grid: &TokenGrid, compression: Compression) -> Result<Tensor> {
+        self.check_trained(compression)?;
         let _span = tracing::info_span!("vq_decode", compression = compression.factor()).entered();
         cogview_core::lm::check_vocab(&grid.ids, self.config.n_embed)?;
         let run = || -> candle_core::Result<Tensor> {

@@ -7,3 +7,7 @@
 //! is exactly what is loaded.
 
 pub mod caption_tokenizer;
+pub mod data;
+#[macro_use]
+pub mod optim;
+pub mod vq;

@@ -1,0 +1,270 @@
+//! Adam with decoupled weight decay over a [`VarStore`], its state saved with the weights so that
+//! training resumes exactly where it stopped, and parameter initialisation by tensor role.
+
+use candle_core::{DType, Device, Tensor, Var};
+use cogview_candle::VarStore;
+use cogview_core::{Error, Result, Rng};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+pub(crate) fn be<T>(r: candle_core::Result<T>) -> Result<T> {
+    r.map_err(|e| Error::Backend(e.to_string()))
+}
+
+/// Evaluates a candle expression (which may use `?` on candle results) into a cogview result.
+macro_rules! cd {
+    ($e:expr) => {
+        $crate::optim::be((|| -> candle_core::Result<_> { $e })())
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use cd;
+
+/// AdamW (Loshchilov & Hutter) with bias correction.
+pub struct AdamW {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub step: u64,
+    /// First and second moments by variable name.
+    moments: BTreeMap<String, (Tensor, Tensor)>,
+}
+
+impl AdamW {
+    pub fn new(lr: f64, weight_decay: f64) -> Self {
+        AdamW {
+            lr,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            moments: BTreeMap::new(),
+        }
+    }
+
+    /// One update of every variable in `vars` that has a gradient, except those named in `skip`.
+    /// Weight decay applies to matrices and convolution kernels only (not to norms, biases or
+    /// embeddings).
+    pub fn apply(
+        &mut self,
+        vars: &VarStore,
+        grads: &candle_core::backprop::GradStore,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
+        self.step += 1;
+        let t = self.step as f64;
+        let c1 = 1.0 - self.beta1.powf(t);
+        let c2 = 1.0 - self.beta2.powf(t);
+        for (name, var) in vars.vars() {
+            if skip(name) {
+                continue;
+            }
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let (m, v) = match self.moments.get(name) {
+                Some(mv) => mv.clone(),
+                None => (cd!(g.zeros_like())?, cd!(g.zeros_like())?),
+            };
+            let m = cd!((m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
+            let v = cd!((v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+            let update = cd!(((&m / c1)? / ((&v / c2)?.sqrt()? + self.eps)?)? * self.lr)?;
+            let decays = var.rank() >= 2 && !name.contains("embeddings") && !name.contains("embed");
+            let w = var.as_tensor();
+            let new = if decays && self.weight_decay > 0.0 {
+                cd!((w * (1.0 - self.lr * self.weight_decay))? - update)?
+            } else {
+                cd!(w - update)?
+            };
+            cd!(var.set(&new))?;
+            self.moments.insert(name.to_string(), (m, v));
+        }
+        Ok(())
+    }
+}
+
+/// Initialises a variable for a tensor of the SAT / icetk layouts by its name and shape:
+/// LayerNorm/GroupNorm weights 1, biases 0, embeddings N(0, 0.02²) (word/position), linear and
+/// convolution kernels N(0, 1/fan_in) (scaled down by `residual_scale` for the projections that
+/// write into a residual stream).
+pub fn init_tensor(
+    name: &str,
+    shape: &[usize],
+    rng: &mut Rng,
+    residual_scale: f64,
+    device: &Device,
+) -> Result<Var> {
+    let n: usize = shape.iter().product();
+    let is_norm = name.contains("norm");
+    let data: Vec<f32> = if name.ends_with(".bias") {
+        vec![0.0; n]
+    } else if is_norm {
+        vec![1.0; n]
+    } else {
+        let std = if name.contains("embeddings") {
+            0.02
+        } else {
+            let fan_in: usize = shape[1..].iter().product::<usize>().max(1);
+            let residual = name.ends_with("attention.dense.weight")
+                || name.ends_with("dense_4h_to_h.weight")
+                || name.contains("attention_plus.dense")
+                || name.ends_with("conv2.weight")
+                || name.ends_with("proj_out.weight");
+            (1.0 / fan_in as f64).sqrt() * if residual { residual_scale } else { 1.0 }
+        };
+        (0..n).map(|_| (rng.normal() * std) as f32).collect()
+    };
+    cd!(Var::from_vec(data, shape, device))
+}
+
+/// A fresh store with every tensor of `expected`.
+pub fn init_store(
+    expected: &[(String, Vec<usize>)],
+    seed: u64,
+    residual_scale: f64,
+) -> Result<VarStore> {
+    let mut rng = Rng::from_seed(seed);
+    let mut vs = VarStore::new();
+    for (name, shape) in expected {
+        vs.insert(
+            name.clone(),
+            init_tensor(name, shape, &mut rng, residual_scale, &Device::Cpu)?,
+        );
+    }
+    Ok(vs)
+}
+
+/// Saves the variables (f32, or f16 when `half`) to a safetensors file with `metadata`.
+pub fn save_weights(
+    vars: &VarStore,
+    extra: &[(String, Tensor)],
+    path: &Path,
+    metadata: HashMap<String, String>,
+    half: bool,
+) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = vars
+        .vars()
+        .map(|(n, v)| (n.to_string(), v.as_tensor().clone()))
+        .collect();
+    tensors.extend(extra.iter().cloned());
+    let mut converted = Vec::with_capacity(tensors.len());
+    for (n, t) in tensors {
+        let t = if half && t.dtype() == DType::F32 {
+            cd!(t.to_dtype(DType::F16))?
+        } else {
+            t
+        };
+        converted.push((n, t));
+    }
+    let tmp = path.with_extension("partial");
+    cd!(candle_core::safetensors::save(
+        &converted
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect(),
+        &tmp,
+    ))?;
+    // candle's writer takes no metadata: rewrite the header with it.
+    add_metadata(&tmp, &metadata)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Rewrites a safetensors header to carry `metadata` (`__metadata__`).
+fn add_metadata(path: &Path, metadata: &HashMap<String, String>) -> Result<()> {
+    if metadata.is_empty() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| Error::Backend(e.to_string()))?;
+    header.insert(
+        "__metadata__".into(),
+        serde_json::to_value(metadata).map_err(|e| Error::Backend(e.to_string()))?,
+    );
+    let mut text = serde_json::to_vec(&header).map_err(|e| Error::Backend(e.to_string()))?;
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+/// Training state: weights, optimizer moments and the step, in one safetensors file
+/// (`param.<name>`, `adam_m.<name>`, `adam_v.<name>`, and `extra.<name>` for other state such as
+/// EMA buffers).
+pub fn save_state(
+    path: &Path,
+    vars: &VarStore,
+    opt: &AdamW,
+    extra: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let mut store = VarStore::new();
+    for (n, v) in vars.vars() {
+        store.insert(format!("param.{n}"), v.clone());
+    }
+    let mut more: Vec<(String, Tensor)> = Vec::new();
+    for (n, (m, v)) in &opt.moments {
+        more.push((format!("adam_m.{n}"), m.clone()));
+        more.push((format!("adam_v.{n}"), v.clone()));
+    }
+    for (n, t) in extra {
+        more.push((format!("extra.{n}"), t.clone()));
+    }
+    let mut metadata = metadata;
+    metadata.insert("step".into(), opt.step.to_string());
+    save_weights(&store, &more, path, metadata, false)
+}
+
+/// Loads a state written by [`save_state`] into `vars` (which must hold the same names and
+/// shapes) and `opt`; returns the extra tensors and the metadata.
+pub fn load_state(
+    path: &Path,
+    vars: &VarStore,
+    opt: &mut AdamW,
+) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
+    let ckpt = cogview_checkpoint::Checkpoint::open(path, None)?;
+    let metadata = ckpt.metadata().clone();
+    let load = |n: &str| -> Result<Tensor> {
+        use cogview_candle::TensorSource;
+        ckpt.load(n, DType::F32, &Device::Cpu)
+    };
+    for (n, v) in vars.vars() {
+        let t = load(&format!("param.{n}"))?;
+        if t.dims() != v.dims() {
+            return Err(Error::invalid_input(
+                "state",
+                format!(
+                    "{}: {n} has shape {:?}, the model {:?}",
+                    path.display(),
+                    t.dims(),
+                    v.dims()
+                ),
+            ));
+        }
+        cd!(v.set(&t))?;
+    }
+    opt.moments.clear();
+    let mut extra = BTreeMap::new();
+    for name in ckpt.names() {
+        if let Some(n) = name.strip_prefix("adam_m.") {
+            let m = load(name)?;
+            let v = load(&format!("adam_v.{n}"))?;
+            opt.moments.insert(n.to_string(), (m, v));
+        } else if let Some(n) = name.strip_prefix("extra.") {
+            extra.insert(n.to_string(), load(name)?);
+        }
+    }
+    opt.step = metadata
+        .get("step")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::invalid_input("state", "the state has no step"))?;
+    Ok((extra, metadata))
+}
