@@ -90,6 +90,17 @@ pub(crate) struct Layer {
     pub(crate) fourth_layernorm: LayerNorm,
 }
 
+/// Softmax over the last dimension: candle's fused kernel, or, when the graph is tracked
+/// (training), the same function from differentiable ops (the fused kernel has no backward and
+/// would silently stop the gradient).
+pub(crate) fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.track_op() {
+        candle_nn::ops::softmax(x, candle_core::D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
 /// SAT's tanh-approximation GELU: the libm-free kernel for f32 on the CPU, candle's elsewhere.
 pub(crate) fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == CDType::F32 && !x.track_op() {

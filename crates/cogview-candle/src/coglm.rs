@@ -107,7 +107,7 @@ impl CoglmModel {
                     .matmul(&k.t()?)?
                     .to_dtype(CDType::F32)?
                     .broadcast_add(&bias)?;
-                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
+                let probs = crate::backbone::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
                 let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch * n, a))?;
                 let att = l.dense.forward(&ctx)?;
                 x = (x + l.third_layernorm.forward(&att)?)?;
@@ -214,7 +214,7 @@ impl CoglmSession<'_> {
             .matmul(&keys.t()?)?
             .to_dtype(CDType::F32)?
             .broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
+        let probs = crate::backbone::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
         let ctx = probs
             .matmul(&values)?
             .transpose(1, 2)?

@@ -444,7 +444,7 @@ impl SrModel {
                 .matmul(&heads0(&k0)?.t()?)?
                 .to_dtype(CDType::F32)?
                 .broadcast_add(&bias0)?;
-            let p = candle_nn::ops::softmax_last_dim(&s)?.to_dtype(x0.dtype())?;
+            let p = crate::backbone::softmax_last_dim(&s)?.to_dtype(x0.dtype())?;
             let o0 = p.matmul(&heads0(&v0)?)?.transpose(0, 1)?.reshape((n0, a))?;
             if x1.track_op() {
                 // Training: the same attention as one dense softmax over [level 0; level 1] keys
@@ -458,7 +458,7 @@ impl SrModel {
                     .matmul(&keys.t()?)?
                     .to_dtype(CDType::F32)?
                     .broadcast_add(&mask)?;
-                let p1 = candle_nn::ops::softmax_last_dim(&s1)?.to_dtype(x1.dtype())?;
+                let p1 = crate::backbone::softmax_last_dim(&s1)?.to_dtype(x1.dtype())?;
                 let o1 = p1.matmul(&values)?.transpose(0, 1)?.reshape((n1, a))?;
                 x0 = (&x0 + l.third_layernorm.forward(&l.dense.forward(&o0)?)?)?;
                 x1 = (&x1 + l.third_layernorm.forward(&dense1.forward(&o1)?)?)?;

@@ -388,7 +388,7 @@ impl AttnBlock {
         if q.track_op() {
             // Training: differentiable batched products.
             let scores = q.transpose(1, 2)?.matmul(&k)?; // [b, hw_q, hw_k]
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let probs = crate::backbone::softmax_last_dim(&scores)?;
             let out = v.matmul(&probs.t()?)?.to_dtype(x.dtype())?; // [b, c, hw_q]
             return x + self.proj_out.forward(&out.reshape((b, c, h, wd))?)?;
         }
@@ -396,7 +396,7 @@ impl AttnBlock {
         for i in 0..b {
             // scores [hw_q, hw_k] = qᵀ k; out [hw_q, c] = probs · vᵀ (transposed views, no copies).
             let scores = crate::cpu_gemm::matmul(&q.get(i)?.t()?, &k.get(i)?)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let probs = crate::backbone::softmax_last_dim(&scores)?;
             outs.push(
                 crate::cpu_gemm::matmul(&probs, &v.get(i)?.t()?)?
                     .t()?
