@@ -14,6 +14,50 @@ pub struct Args {
 enum Part {
     /// The image tokenizer (icetk's VQ-VAE structure, compression 8).
     Vq(VqArgs),
+    /// The caption tokenizer (ice_text.model) from every training caption.
+    Tokenizer(TokenizerArgs),
+    /// CogLM on the mixed objective (text→image, image→caption with infilling).
+    Coglm(CoglmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenizerArgs {
+    /// The ice_text.model to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// The Fluent Emoji set; `none` for scenes only.
+    #[arg(long, default_value = cogview_emoji_default())]
+    emoji: String,
+    /// Words seen fewer times become spelled-out characters.
+    #[arg(long, default_value_t = 1)]
+    min_count: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct CoglmArgs {
+    /// Folder for state.safetensors (resumable) and coglm.safetensors.
+    #[arg(long)]
+    out: PathBuf,
+    /// The trained image tokenizer (ice_image.safetensors).
+    #[arg(long)]
+    vq: PathBuf,
+    /// The caption tokenizer (ice_text.model).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    #[arg(long, default_value_t = 6000)]
+    steps: u64,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 2)]
+    seed: u64,
+    #[arg(long, default_value = cogview_emoji_default())]
+    emoji: String,
+    #[arg(long, default_value_t = 0.5)]
+    scene_fraction: f64,
+    #[arg(long, default_value_t = 10)]
+    log_every: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +102,81 @@ fn data(emoji: &str, seed: u64, scene_fraction: f64) -> Result<cogview_train::da
 
 pub fn run(args: Args) -> Result<()> {
     match args.part {
+        Part::Tokenizer(a) => {
+            let mix = data(&a.emoji, 1, 0.5)?;
+            let captions = mix.all_captions();
+            let bytes = cogview_train::caption_tokenizer::train(&captions, a.min_count, 100_000)?;
+            if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            std::fs::write(&a.out, bytes).map_err(|e| Error::io(&a.out, e))?;
+            eprintln!("{} captions", captions.len());
+            println!("{}", a.out.display());
+            Ok(())
+        }
+        Part::Coglm(a) => {
+            let vq = cogview::candle::VqTokenizer::load(&a.vq, Default::default())?;
+            let image = vq.config().n_embed;
+            let bytes = std::fs::read(&a.tokenizer).map_err(|e| Error::io(&a.tokenizer, e))?;
+            let text = cogview::text::IceTextTokenizer::from_bytes(
+                &bytes,
+                &a.tokenizer.display().to_string(),
+                image as u32,
+                &cogview::text::SPECIAL_TOKENS,
+            )?;
+            let id = |p: &str| {
+                text.piece_id(p)
+                    .ok_or_else(|| Error::invalid_input("--tokenizer", format!("no {p} piece")))
+            };
+            let vocab = cogview_train::coglm::Vocab {
+                image,
+                start_of_image: id("<start_of_image>")?,
+                start_of_english: id("<start_of_english>")?,
+                total: image + text.len(),
+            };
+            let config = cogview_train::coglm::default_config(&vocab);
+            let opts = cogview_train::coglm::CoglmTrainOptions {
+                steps: a.steps,
+                batch: a.batch,
+                lr: a.lr,
+                seed: a.seed,
+                ..Default::default()
+            };
+            let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
+            let start = std::time::Instant::now();
+            let mut first: Option<u64> = None;
+            let mut avg = 0f64;
+            let out = cogview_train::coglm::train(
+                &opts,
+                &config,
+                &vocab,
+                &mut mix,
+                &vq,
+                &text,
+                &a.out,
+                |s| {
+                    let f = *first.get_or_insert(s.step);
+                    avg = if s.step == f {
+                        s.loss as f64
+                    } else {
+                        0.95 * avg + 0.05 * s.loss as f64
+                    };
+                    if s.step % a.log_every == 0 || s.step == opts.steps {
+                        eprintln!(
+                            "coglm step {}/{}: loss {:.4} (smoothed {:.4}), lr {:.2e}, {:.2} steps/s",
+                            s.step,
+                            opts.steps,
+                            s.loss,
+                            avg,
+                            s.lr,
+                            (s.step - f + 1) as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                        );
+                    }
+                },
+            )?;
+            println!("{}", out.display());
+            Ok(())
+        }
         Part::Vq(a) => {
             let opts = cogview_train::vq::VqTrainOptions {
                 steps: a.steps,

@@ -60,7 +60,7 @@ impl CoglmModel {
     }
 
     /// The forward pass of training, without a cache: `tokens` `[batch, n]` (u32), `positions`
-    /// `[n]` (u32), `bias` `[batch, n, n]` (f32: 0 where a query sees a key, −inf where not,
+    /// `[n]` or `[batch, n]` (u32), `bias` `[batch, n, n]` (f32: 0 where a query sees a key, −inf where not,
     /// plus any score bias such as the text bias). Returns the logits over ids `0..vocab` of every
     /// position, `[batch, n, vocab]`. With weights from a [`crate::VarStore`] the graph is
     /// recorded for backpropagation; the arithmetic is the same as the cached inference path.
@@ -81,10 +81,17 @@ impl CoglmModel {
                 .word_embeddings
                 .index_select(&tokens.flatten_all()?, 0)?
                 .reshape((batch, n, h))?;
-            let pos = b
-                .position_embeddings
-                .index_select(positions, 0)?
-                .unsqueeze(0)?;
+            // One position list for the batch [n], or one per sequence [batch, n].
+            let pos = match positions.rank() {
+                1 => b
+                    .position_embeddings
+                    .index_select(positions, 0)?
+                    .unsqueeze(0)?,
+                _ => b
+                    .position_embeddings
+                    .index_select(&positions.flatten_all()?, 0)?
+                    .reshape((batch, n, h))?,
+            };
             let mut x = words
                 .broadcast_add(&pos)?
                 .reshape((batch * n, h))?

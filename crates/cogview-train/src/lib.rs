@@ -10,4 +10,5 @@ pub mod caption_tokenizer;
 pub mod data;
 #[macro_use]
 pub mod optim;
+pub mod coglm;
 pub mod vq;

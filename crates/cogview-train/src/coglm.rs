@@ -1,0 +1,474 @@
+//! Training CogLM on the official mixed objective (spec §3.4), scaled to the default model's
+//! 8×8 grid:
+//!
+//! - **text → image** (1 − `caption_ratio` of the samples): `text, <start_of_image>, image`, text
+//!   positions 0.., `<start_of_image>` at 512 and image token j at 513 + j; text is seen by every
+//!   row, the image region is causal; the loss is on the image tokens.
+//! - **image → caption with infilling** (`caption_ratio`, official 0.3): `image, <start_of_english>,
+//!   text`, image positions 513.., the start token at 0 and text token i at i + 1. Random 4×4
+//!   patches of the image are masked through attention only (no [MASK] token): unmasked image
+//!   tokens see only unmasked image tokens; masked ones see the unmasked ones and the masked ones
+//!   up to themselves; the text is causal and sees the whole image. The loss is on the text and on
+//!   the first three columns of each patch row (predicting the next token), so the first token of
+//!   a masked run is never a target — which is why editing places a context token before each
+//!   run (§8).
+//!
+//! Inputs are never replaced; targets are the next token (`label[i] = x[i+1]`).
+
+use crate::optim::{init_store, load_state, save_state, save_weights, AdamW};
+use candle_core::{Device, Tensor, D};
+use cogview_candle::{CoglmConfig, CoglmModel, LoadOptions, VqTokenizer};
+use cogview_core::{Compression, Error, ImageTokenizer, Result, Rng, TextTokenizer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where things are in the vocabulary (icetk's layout: image codes, text pieces, specials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Vocab {
+    pub image: usize,
+    pub start_of_image: u32,
+    pub start_of_english: u32,
+    pub total: usize,
+}
+
+/// Position of `<start_of_image>`; image token j sits at this + 1 + j (official).
+pub const START_OF_IMAGE_POSITION: u32 = 512;
+
+/// One training sequence with its attention pattern and targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
+    pub tokens: Vec<u32>,
+    pub positions: Vec<u32>,
+    /// `visible[q * n + k]`: query q may attend to key k.
+    pub visible: Vec<bool>,
+    /// The token predicted at each position (the next one), where it counts in the loss.
+    pub targets: Vec<Option<u32>>,
+}
+
+impl Sequence {
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+/// Text → image: `text, <start_of_image>, image`.
+pub fn text_to_image(text: &[u32], image: &[u32], v: &Vocab) -> Sequence {
+    let t = text.len();
+    let mut tokens = text.to_vec();
+    tokens.push(v.start_of_image);
+    tokens.extend_from_slice(image);
+    let n = tokens.len();
+    let mut positions: Vec<u32> = (0..t as u32).collect();
+    positions.extend((0..=image.len() as u32).map(|j| START_OF_IMAGE_POSITION + j));
+    let mut visible = vec![false; n * n];
+    for q in 0..n {
+        for k in 0..n {
+            visible[q * n + k] = k < t || k <= q;
+        }
+    }
+    let mut targets = vec![None; n];
+    for (j, &id) in image.iter().enumerate() {
+        targets[t + j] = Some(id); // <start_of_image> predicts image 0, image j−1 predicts j
+    }
+    Sequence {
+        tokens,
+        positions,
+        visible,
+        targets,
+    }
+}
+
+/// The official patch draw scaled to a `grid`×`grid` image: int(0.8·cells/16) patches of 4×4 with
+/// corners in `0..grid−4` (so, as officially, the last row and column are never masked).
+pub fn random_patches(grid: usize, rng: &mut Rng) -> Vec<(usize, usize)> {
+    let n = (0.8 * (grid * grid) as f64 / 16.0) as usize;
+    let span = grid.saturating_sub(4).max(1);
+    (0..n.max(1))
+        .map(|_| (rng.below(span), rng.below(span)))
+        .collect()
+}
+
+/// Image → caption with the cells of `patches` infilled: `image, <start_of_english>, text`.
+pub fn caption(
+    image: &[u32],
+    grid: usize,
+    text: &[u32],
+    patches: &[(usize, usize)],
+    v: &Vocab,
+) -> Sequence {
+    let m = image.len();
+    let t = text.len();
+    let mut masked = vec![false; m];
+    let mut loss_cell = vec![false; m];
+    for &(r0, c0) in patches {
+        for r in r0..(r0 + 4).min(grid) {
+            for c in c0..(c0 + 4).min(grid) {
+                masked[r * grid + c] = true;
+                if c < c0 + 3 && c + 1 < grid {
+                    loss_cell[r * grid + c] = true;
+                }
+            }
+        }
+    }
+    let mut tokens = image.to_vec();
+    tokens.push(v.start_of_english);
+    tokens.extend_from_slice(text);
+    let n = tokens.len();
+    let mut positions: Vec<u32> = (0..m as u32)
+        .map(|j| START_OF_IMAGE_POSITION + 1 + j)
+        .collect();
+    positions.extend(0..=t as u32);
+    let mut visible = vec![false; n * n];
+    for q in 0..n {
+        for k in 0..n {
+            visible[q * n + k] = if q < m {
+                // Image rows: unmasked keys always; masked keys causally, from masked rows only.
+                k < m && (!masked[k] || (masked[q] && k <= q))
+            } else {
+                // Text rows: the whole image, and the text causally.
+                k < m || k <= q
+            };
+        }
+    }
+    let mut targets = vec![None; n];
+    for j in 0..m {
+        if loss_cell[j] {
+            targets[j] = Some(image[j + 1]);
+        }
+    }
+    for i in 0..t {
+        targets[m + i] = Some(text[i]); // the start token predicts text 0, text i−1 predicts i
+    }
+    Sequence {
+        tokens,
+        positions,
+        visible,
+        targets,
+    }
+}
+
+/// A padded batch as tensors: tokens and positions `[b, n]`, bias `[b, n, n]` (0 / −inf),
+/// targets and loss weights `[b·n]`.
+pub fn batch_tensors(
+    seqs: &[Sequence],
+    dev: &Device,
+) -> Result<(Tensor, Tensor, Tensor, Tensor, Tensor)> {
+    let n = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let b = seqs.len();
+    let mut tokens = vec![0u32; b * n];
+    let mut positions = vec![0u32; b * n];
+    let mut bias = vec![f32::NEG_INFINITY; b * n * n];
+    let mut targets = vec![0u32; b * n];
+    let mut weights = vec![0f32; b * n];
+    for (i, s) in seqs.iter().enumerate() {
+        let l = s.len();
+        tokens[i * n..i * n + l].copy_from_slice(&s.tokens);
+        positions[i * n..i * n + l].copy_from_slice(&s.positions);
+        for q in 0..n {
+            for k in 0..n {
+                let v = if q < l && k < l {
+                    s.visible[q * l + k]
+                } else {
+                    q == k // padding rows see only themselves
+                };
+                if v {
+                    bias[(i * n + q) * n + k] = 0.0;
+                }
+            }
+            if q < l {
+                if let Some(t) = s.targets[q] {
+                    targets[i * n + q] = t;
+                    weights[i * n + q] = 1.0;
+                }
+            }
+        }
+    }
+    let be = |r: candle_core::Result<Tensor>| r.map_err(|e| Error::Backend(e.to_string()));
+    Ok((
+        be(Tensor::from_vec(tokens, (b, n), dev))?,
+        be(Tensor::from_vec(positions, (b, n), dev))?,
+        be(Tensor::from_vec(bias, (b, n, n), dev))?,
+        be(Tensor::from_vec(targets, b * n, dev))?,
+        be(Tensor::from_vec(weights, b * n, dev))?,
+    ))
+}
+
+/// Mean cross-entropy of `logits` `[b, n, v]` at the weighted positions.
+pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    crate::optim::cd!({
+        let (b, n, v) = logits.dims3()?;
+        let logp = candle_nn::ops::log_softmax(&logits.reshape((b * n, v))?, D::Minus1)?;
+        let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+        let total = weights.sum_all()?.to_scalar::<f32>()?.max(1.0);
+        (picked * weights)?
+            .sum_all()?
+            .affine(-1.0 / total as f64, 0.0)
+    })
+}
+
+/// The default model's CogLM: a small sandwich-LayerNorm GPT.
+pub fn default_config(vocab: &Vocab) -> CoglmConfig {
+    CoglmConfig {
+        num_layers: 6,
+        hidden_size: 192,
+        num_attention_heads: 6,
+        vocab_size: vocab.total,
+        max_sequence_length: 1024,
+        inner_hidden_size: 768,
+        head_dim: 32,
+        layernorm_epsilon: 1e-5,
+        image_vocab_size: vocab.image,
+        start_of_image_id: vocab.start_of_image,
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CoglmTrainOptions {
+    pub steps: u64,
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup: u64,
+    pub caption_ratio: f64,
+    pub grid: usize,
+    pub seed: u64,
+    pub save_every: u64,
+}
+
+impl Default for CoglmTrainOptions {
+    fn default() -> Self {
+        CoglmTrainOptions {
+            steps: 6000,
+            batch: 16,
+            lr: 1e-3,
+            warmup: 200,
+            caption_ratio: 0.3,
+            grid: 8,
+            seed: 2,
+            save_every: 250,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CoglmStep {
+    pub step: u64,
+    pub loss: f32,
+    pub lr: f64,
+}
+
+/// The configuration written beside the weights (SAT's keys plus cogview's).
+pub fn model_config_json(c: &CoglmConfig, grid: usize, max_text: usize) -> serde_json::Value {
+    serde_json::json!({
+        "model_class": "BaseModel",
+        "num_layers": c.num_layers,
+        "hidden_size": c.hidden_size,
+        "num_attention_heads": c.num_attention_heads,
+        "vocab_size": c.vocab_size,
+        "layernorm_order": "sandwich",
+        "model_parallel_size": 1,
+        "max_sequence_length": c.max_sequence_length,
+        "inner_hidden_size": c.inner_hidden_size,
+        "image_vocab_size": c.image_vocab_size,
+        "start_of_image_id": c.start_of_image_id,
+        "image_grid": grid,
+        "max_text_tokens": max_text,
+    })
+}
+
+/// Trains CogLM on images encoded with `vq` and captions encoded with `text`; writes
+/// `state.safetensors` and `coglm.safetensors` into `out`, resuming from the state if present.
+pub fn train(
+    opts: &CoglmTrainOptions,
+    config: &CoglmConfig,
+    vocab: &Vocab,
+    data: &mut crate::data::DataMix,
+    vq: &VqTokenizer,
+    text: &dyn TextTokenizer,
+    out: &Path,
+    mut report: impl FnMut(&CoglmStep),
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let vars = init_store(&config.expected_tensors(), opts.seed, 0.5)?;
+    let mut adam = AdamW::new(opts.lr, 0.01);
+    let state = out.join("state.safetensors");
+    if state.is_file() {
+        load_state(&state, &vars, &mut adam)?;
+    }
+    let model = CoglmModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
+    let mut rng = Rng::from_seed(opts.seed ^ 0xC06_1A);
+    let side = opts.grid * 8;
+    let max_text = 63;
+    let meta = |adam: &AdamW| -> Result<HashMap<String, String>> {
+        let mut m = HashMap::new();
+        m.insert(
+            "model_config".into(),
+            model_config_json(config, opts.grid, max_text).to_string(),
+        );
+        m.insert(
+            "options".into(),
+            serde_json::to_string(opts).map_err(|e| Error::Backend(e.to_string()))?,
+        );
+        m.insert("step".into(), adam.step.to_string());
+        Ok(m)
+    };
+    while adam.step < opts.steps {
+        let mut seqs = Vec::with_capacity(opts.batch);
+        for _ in 0..opts.batch {
+            let ex = data.next()?;
+            let img = data.render(&ex, side)?;
+            let grid = vq.encode(&img, Compression::X8)?;
+            let mut ids = text.encode(&ex.caption)?.0;
+            ids.truncate(max_text);
+            seqs.push(if rng.next_f64() < opts.caption_ratio {
+                let patches = random_patches(opts.grid, &mut rng);
+                caption(&grid.ids, opts.grid, &ids, &patches, vocab)
+            } else {
+                text_to_image(&ids, &grid.ids, vocab)
+            });
+        }
+        let dev = Device::Cpu;
+        let (tokens, positions, bias, targets, weights) = batch_tensors(&seqs, &dev)?;
+        let logits = model.forward_train(&tokens, &positions, &bias, vocab.total)?;
+        let loss = masked_cross_entropy(&logits, &targets, &weights)?;
+        let grads = crate::optim::cd!(loss.backward())?;
+        // Linear warm-up, then cosine decay to a tenth.
+        let s = adam.step as f64;
+        let lr = if s < opts.warmup as f64 {
+            opts.lr * (s + 1.0) / opts.warmup as f64
+        } else {
+            let p = (s - opts.warmup as f64) / (opts.steps - opts.warmup).max(1) as f64;
+            opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+        };
+        adam.lr = lr;
+        adam.apply(&vars, &grads, &|_| false)?;
+        report(&CoglmStep {
+            step: adam.step,
+            loss: crate::optim::cd!(loss.to_scalar::<f32>())?,
+            lr,
+        });
+        if adam.step % opts.save_every == 0 || adam.step == opts.steps {
+            save_state(&state, &vars, &adam, &[], meta(&adam)?)?;
+            save_weights(
+                &vars,
+                &[],
+                &out.join("coglm.safetensors"),
+                meta(&adam)?,
+                true,
+            )?;
+        }
+    }
+    save_state(&state, &vars, &adam, &[], meta(&adam)?)?;
+    let path = out.join("coglm.safetensors");
+    save_weights(&vars, &[], &path, meta(&adam)?, true)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V: Vocab = Vocab {
+        image: 16,
+        start_of_image: 40,
+        start_of_english: 41,
+        total: 43,
+    };
+
+    #[test]
+    fn text_to_image_layout_masks_and_targets() {
+        let s = text_to_image(&[20, 21, 22], &[1, 2, 3, 4], &V);
+        assert_eq!(s.tokens, [20, 21, 22, 40, 1, 2, 3, 4]);
+        assert_eq!(s.positions, [0, 1, 2, 512, 513, 514, 515, 516]);
+        assert_eq!(
+            s.targets,
+            [None, None, None, Some(1), Some(2), Some(3), Some(4), None]
+        );
+        let n = 8;
+        // Text rows see the text only; image rows see the text and the image causally.
+        assert!(s.visible[2] && !s.visible[3]);
+        assert!(s.visible[5 * n + 2] && s.visible[5 * n + 5] && !s.visible[5 * n + 6]);
+        // It is CogLM's inference mask.
+        let m = cogview_core::coglm::CoglmMask {
+            text_len: 3,
+            text_bias: 0.0,
+        };
+        for q in 0..n {
+            for k in 0..n {
+                assert_eq!(s.visible[q * n + k], m.allows(q, k), "{q} {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn caption_layout_with_one_patch() {
+        // 5x5 grid, one patch at (0, 0): cells rows 0-3, columns 0-3 masked.
+        let image: Vec<u32> = (0..25).collect();
+        let s = caption(&image, 5, &[30, 31], &[(0, 0)], &V);
+        let n = s.len();
+        assert_eq!(n, 25 + 1 + 2);
+        assert_eq!(s.positions[0], 513);
+        assert_eq!(&s.positions[25..], &[0, 1, 2]);
+        let masked = |j: usize| j % 5 < 4 && j / 5 < 4;
+        for q in 0..25 {
+            for k in 0..25 {
+                let want = !masked(k) || (masked(q) && k <= q);
+                assert_eq!(s.visible[q * n + k], want, "{q} {k}");
+            }
+            // Image rows never see text.
+            assert!(!s.visible[q * n + 25]);
+        }
+        // Text rows: all image, text causally.
+        assert!(s.visible[26 * n] && s.visible[26 * n + 24] && s.visible[26 * n + 26]);
+        assert!(!s.visible[26 * n + 27]);
+        // Loss: columns 0-2 of each masked row predict the next cell; text predicted in order.
+        for j in 0..25 {
+            let want = masked(j) && j % 5 < 3;
+            assert_eq!(s.targets[j].is_some(), want, "cell {j}");
+            if want {
+                assert_eq!(s.targets[j], Some(image[j + 1]));
+            }
+        }
+        assert_eq!(&s.targets[25..], &[Some(30), Some(31), None]);
+    }
+
+    #[test]
+    fn patches_follow_the_official_counts_and_corners() {
+        let mut rng = Rng::from_seed(1);
+        let p = random_patches(20, &mut rng);
+        assert_eq!(p.len(), 20, "int(0.8 * 400 / 16)");
+        assert!(p.iter().all(|&(r, c)| r < 16 && c < 16));
+        assert_eq!(random_patches(8, &mut rng).len(), 3);
+    }
+
+    #[test]
+    fn padding_hides_nothing_real_and_counts_nothing() {
+        let a = text_to_image(&[20], &[1, 2], &V);
+        let b = text_to_image(&[20, 21, 22], &[1, 2], &V);
+        let (tok, _, bias, _, w) = batch_tensors(&[a.clone(), b], &Device::Cpu).unwrap();
+        assert_eq!(tok.dims(), &[2, 6]);
+        let bias = bias.to_vec3::<f32>().unwrap();
+        // Row 0 of the short sequence: its own pattern, padding columns hidden.
+        for k in 0..6 {
+            let want = k < a.len() && a.visible[k];
+            assert_eq!(bias[0][0][k] == 0.0, want);
+        }
+        // Padding rows see only themselves (no empty softmax).
+        assert_eq!(bias[0][5][5], 0.0);
+        assert_eq!(w.to_vec1::<f32>().unwrap().iter().sum::<f32>(), 4.0);
+    }
+
+    #[test]
+    fn cross_entropy_of_uniform_logits_is_log_vocab() {
+        let logits = Tensor::zeros((1, 2, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let targets = Tensor::new(&[3u32, 5], &Device::Cpu).unwrap();
+        let w = Tensor::new(&[1f32, 0.0], &Device::Cpu).unwrap();
+        let l = masked_cross_entropy(&logits, &targets, &w)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((l - (8f32).ln()).abs() < 1e-5);
+    }
+}
