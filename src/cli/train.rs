@@ -18,6 +18,10 @@ enum Part {
     Tokenizer(TokenizerArgs),
     /// CogLM on the mixed objective (text→image, image→caption with infilling).
     Coglm(CoglmArgs),
+    /// Direct super-resolution (8×8 → 24×24 tokens).
+    Dsr(CoglmArgs),
+    /// Iterative super-resolution (LoPAR refinement of 24×24 tokens).
+    Itersr(CoglmArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,26 +118,39 @@ pub fn run(args: Args) -> Result<()> {
             println!("{}", a.out.display());
             Ok(())
         }
+        Part::Vq(a) => {
+            let opts = cogview_train::vq::VqTrainOptions {
+                steps: a.steps,
+                batch: a.batch,
+                lr: a.lr,
+                seed: a.seed,
+                ..Default::default()
+            };
+            let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
+            let start = std::time::Instant::now();
+            let mut first: Option<u64> = None;
+            let out = cogview_train::vq::train(&opts, &mut mix, &a.out, |s| {
+                let f = *first.get_or_insert(s.step);
+                if s.step % a.log_every == 0 || s.step == opts.steps {
+                    eprintln!(
+                        "vq step {}/{}: reconstruction {:.4}, commitment {:.4}, code perplexity {:.0}, restarted {}, {:.2} steps/s",
+                        s.step,
+                        opts.steps,
+                        s.reconstruction,
+                        s.commitment,
+                        s.perplexity,
+                        s.restarted,
+                        (s.step - f + 1) as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                    );
+                }
+            })?;
+            println!("{}", out.display());
+            Ok(())
+        }
+        Part::Dsr(a) => train_sr(a, cogview::candle::SrKind::Dsr),
+        Part::Itersr(a) => train_sr(a, cogview::candle::SrKind::Itersr),
         Part::Coglm(a) => {
-            let vq = cogview::candle::VqTokenizer::load(&a.vq, Default::default())?;
-            let image = vq.config().n_embed;
-            let bytes = std::fs::read(&a.tokenizer).map_err(|e| Error::io(&a.tokenizer, e))?;
-            let text = cogview::text::IceTextTokenizer::from_bytes(
-                &bytes,
-                &a.tokenizer.display().to_string(),
-                image as u32,
-                &cogview::text::SPECIAL_TOKENS,
-            )?;
-            let id = |p: &str| {
-                text.piece_id(p)
-                    .ok_or_else(|| Error::invalid_input("--tokenizer", format!("no {p} piece")))
-            };
-            let vocab = cogview_train::coglm::Vocab {
-                image,
-                start_of_image: id("<start_of_image>")?,
-                start_of_english: id("<start_of_english>")?,
-                total: image + text.len(),
-            };
+            let (vq, text, vocab) = load_tokenizers(&a)?;
             let config = cogview_train::coglm::default_config(&vocab);
             let opts = cogview_train::coglm::CoglmTrainOptions {
                 steps: a.steps,
@@ -177,35 +194,66 @@ pub fn run(args: Args) -> Result<()> {
             println!("{}", out.display());
             Ok(())
         }
-        Part::Vq(a) => {
-            let opts = cogview_train::vq::VqTrainOptions {
-                steps: a.steps,
-                batch: a.batch,
-                lr: a.lr,
-                seed: a.seed,
-                ..Default::default()
-            };
-            let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
-            let start = std::time::Instant::now();
-            let mut first: Option<u64> = None;
-            let out = cogview_train::vq::train(&opts, &mut mix, &a.out, |s| {
-                let f = *first.get_or_insert(s.step);
-                if s.step % a.log_every == 0 || s.step == opts.steps {
-                    let el = start.elapsed().as_secs_f64();
-                    eprintln!(
-                        "vq step {}/{}: reconstruction {:.4}, commitment {:.4}, code perplexity {:.0}, restarted {}, {:.2} steps/s",
-                        s.step,
-                        opts.steps,
-                        s.reconstruction,
-                        s.commitment,
-                        s.perplexity,
-                        s.restarted,
-                        (s.step - f + 1) as f64 / el.max(1e-9)
-                    );
-                }
-            })?;
-            println!("{}", out.display());
-            Ok(())
-        }
     }
+}
+
+type Tokenizers = (
+    cogview::candle::VqTokenizer,
+    cogview::text::IceTextTokenizer,
+    cogview_train::coglm::Vocab,
+);
+
+/// The trained image tokenizer, the caption tokenizer at icetk's offset, and the vocabulary.
+fn load_tokenizers(a: &CoglmArgs) -> Result<Tokenizers> {
+    let vq = cogview::candle::VqTokenizer::load(&a.vq, Default::default())?;
+    let image = vq.config().n_embed;
+    let bytes = std::fs::read(&a.tokenizer).map_err(|e| Error::io(&a.tokenizer, e))?;
+    let text = cogview::text::IceTextTokenizer::from_bytes(
+        &bytes,
+        &a.tokenizer.display().to_string(),
+        image as u32,
+        &cogview::text::SPECIAL_TOKENS,
+    )?;
+    let id = |p: &str| {
+        text.piece_id(p)
+            .ok_or_else(|| Error::invalid_input("--tokenizer", format!("no {p} piece")))
+    };
+    let vocab = cogview_train::coglm::Vocab {
+        image,
+        start_of_image: id("<start_of_image>")?,
+        start_of_english: id("<start_of_english>")?,
+        total: image + text.len(),
+    };
+    Ok((vq, text, vocab))
+}
+
+fn train_sr(a: CoglmArgs, kind: cogview::candle::SrKind) -> Result<()> {
+    let (vq, text, vocab) = load_tokenizers(&a)?;
+    let config = cogview_train::sr::default_config(kind, &vocab, 8, 24);
+    let opts = cogview_train::sr::SrTrainOptions {
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
+    let start = std::time::Instant::now();
+    let mut first: Option<u64> = None;
+    let out =
+        cogview_train::sr::train(&opts, &config, &vocab, &mut mix, &vq, &text, &a.out, |s| {
+            let f = *first.get_or_insert(s.step);
+            if s.step % a.log_every == 0 || s.step == opts.steps {
+                eprintln!(
+                    "{kind:?} step {}/{}: loss {:.4}, accuracy {:.3}, {:.2} steps/s",
+                    s.step,
+                    opts.steps,
+                    s.loss,
+                    s.accuracy,
+                    (s.step - f + 1) as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                );
+            }
+        })?;
+    println!("{}", out.display());
+    Ok(())
 }

@@ -11,4 +11,5 @@ pub mod data;
 #[macro_use]
 pub mod optim;
 pub mod coglm;
+pub mod sr;
 pub mod vq;
