@@ -103,9 +103,9 @@ pub(crate) fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
 
 /// SAT's tanh-approximation GELU: the libm-free kernel for f32 on the CPU, candle's elsewhere.
 pub(crate) fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == CDType::F32 && !x.track_op() {
-        x.contiguous()?
-            .apply_op1_no_bwd(&crate::cpu_linear::GeluTanh)
+    if x.device().is_cpu() && x.dtype() == CDType::F32 {
+        // With a backward (training records it; inference does not track).
+        x.contiguous()?.apply_op1(crate::cpu_linear::GeluTanh)
     } else {
         x.gelu()
     }

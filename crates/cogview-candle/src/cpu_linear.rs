@@ -371,11 +371,51 @@ impl candle_core::CustomOp1 for GeluTanh {
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
+
+    /// d/dx = ½(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t = tanh(√(2/π)(x + 0.044715x³)).
+    fn bwd(
+        &self,
+        arg: &candle_core::Tensor,
+        _res: &candle_core::Tensor,
+        grad_res: &candle_core::Tensor,
+    ) -> candle_core::Result<Option<candle_core::Tensor>> {
+        let x = arg.detach().contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let mut d = vec![0f32; x.len()];
+        d.par_chunks_mut(1 << 14)
+            .zip(x.par_chunks(1 << 14))
+            .for_each(|(o, x)| {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    let u = 0.797_884_6 * (v + 0.044_715 * v * v * v);
+                    let e = fast_exp(2.0 * u.clamp(-15.0, 15.0));
+                    let t = (e - 1.0) / (e + 1.0);
+                    *o = 0.5 * (1.0 + t)
+                        + 0.5 * v * (1.0 - t * t) * 0.797_884_6 * (1.0 + 0.134_145 * v * v);
+                }
+            });
+        let d = candle_core::Tensor::from_vec(d, arg.shape(), arg.device())?;
+        Ok(Some(grad_res.mul(&d)?))
+    }
 }
 
 #[cfg(test)]
 mod gelu_tests {
     use super::*;
+
+    #[test]
+    fn gelu_gradient_matches_candles_autograd() {
+        let xs: Vec<f32> = (-800..=800).map(|i| i as f32 * 0.01).collect();
+        let v =
+            candle_core::Var::from_vec(xs.clone(), xs.len(), &candle_core::Device::Cpu).unwrap();
+        let ours = v.as_tensor().apply_op1(GeluTanh).unwrap();
+        let theirs = v.as_tensor().gelu().unwrap();
+        let g1 = ours.sum_all().unwrap().backward().unwrap();
+        let g2 = theirs.sum_all().unwrap().backward().unwrap();
+        let a = g1.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        let b = g2.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        for ((x, p), q) in xs.iter().zip(&a).zip(&b) {
+            assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "x {x}: {p} vs {q}");
+        }
+    }
 
     #[test]
     fn fast_gelu_matches_the_tanh_formula() {
