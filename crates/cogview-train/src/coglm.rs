@@ -278,6 +278,7 @@ pub fn model_config_json(c: &CoglmConfig, grid: usize, max_text: usize) -> serde
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Trains CogLM on images encoded with `vq` and captions encoded with `text`; writes
 /// `state.safetensors` and `coglm.safetensors` into `out`, resuming from the state if present.
 pub fn train(
@@ -298,7 +299,7 @@ pub fn train(
         load_state(&state, &vars, &mut adam)?;
     }
     let model = CoglmModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
-    let mut rng = Rng::from_seed(opts.seed ^ 0xC06_1A);
+    let mut rng = Rng::from_seed(opts.seed ^ 0xC061A);
     let side = opts.grid * 8;
     let max_text = 63;
     let meta = |adam: &AdamW| -> Result<HashMap<String, String>> {
@@ -317,7 +318,7 @@ pub fn train(
     while adam.step < opts.steps {
         let mut seqs = Vec::with_capacity(opts.batch);
         for _ in 0..opts.batch {
-            let ex = data.next()?;
+            let ex = data.draw()?;
             let img = data.render(&ex, side)?;
             let grid = vq.encode(&img, Compression::X8)?;
             let mut ids = text.encode(&ex.caption)?.0;
@@ -349,7 +350,7 @@ pub fn train(
             loss: crate::optim::cd!(loss.to_scalar::<f32>())?,
             lr,
         });
-        if adam.step % opts.save_every == 0 || adam.step == opts.steps {
+        if adam.step.is_multiple_of(opts.save_every) || adam.step == opts.steps {
             save_state(&state, &vars, &adam, &[], meta(&adam)?)?;
             save_weights(
                 &vars,

@@ -58,7 +58,7 @@ impl DataMix {
             emoji,
             emoji_train,
             scene_fraction,
-            rng: Rng::from_seed(seed ^ 0x5eed_0f_da7a),
+            rng: Rng::from_seed(seed ^ 0x5eed_0fda_7a00),
         }
     }
 
@@ -83,7 +83,7 @@ impl DataMix {
     }
 
     /// The next example's caption and source (render it with [`DataMix::render`]).
-    pub fn next(&mut self) -> Result<Example> {
+    pub fn draw(&mut self) -> Result<Example> {
         if self.rng.next_f64() < self.scene_fraction {
             let n = 1 + self.rng.below(3);
             let scene = self

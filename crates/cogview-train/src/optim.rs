@@ -13,9 +13,11 @@ pub(crate) fn be<T>(r: candle_core::Result<T>) -> Result<T> {
 
 /// Evaluates a candle expression (which may use `?` on candle results) into a cogview result.
 macro_rules! cd {
-    ($e:expr) => {
-        $crate::optim::be((|| -> candle_core::Result<_> { $e })())
-    };
+    ($e:expr) => {{
+        #[allow(clippy::redundant_closure_call)]
+        let r = (|| -> candle_core::Result<_> { $e })();
+        $crate::optim::be(r)
+    }};
 }
 #[allow(unused_imports)]
 pub(crate) use cd;

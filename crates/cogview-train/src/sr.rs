@@ -149,7 +149,7 @@ pub fn train(
         load_state(&state, &vars, &mut adam)?;
     }
     let model = SrModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
-    let mut rng = Rng::from_seed(opts.seed ^ 0x5_12);
+    let mut rng = Rng::from_seed(opts.seed ^ 0x512);
     let name = match config.kind {
         SrKind::Dsr => "dsr",
         SrKind::Itersr => "itersr",
@@ -170,7 +170,7 @@ pub fn train(
         let mut losses = Vec::with_capacity(opts.batch);
         let (mut hits, mut counted) = (0usize, 0usize);
         for _ in 0..opts.batch {
-            let ex = data.next()?;
+            let ex = data.draw()?;
             let high = vq.encode(&data.render(&ex, high_px)?, Compression::X8)?;
             let mut ids = text.encode(&ex.caption)?.0;
             ids.truncate(config.text_slots - 1);
@@ -223,7 +223,7 @@ pub fn train(
             loss: crate::optim::cd!(loss.to_scalar::<f32>())?,
             accuracy: hits as f32 / counted.max(1) as f32,
         });
-        if adam.step % opts.save_every == 0 || adam.step == opts.steps {
+        if adam.step.is_multiple_of(opts.save_every) || adam.step == opts.steps {
             save_state(&state, &vars, &adam, &[], meta(&adam)?)?;
             save_weights(
                 &vars,
@@ -277,7 +277,7 @@ mod tests {
             save_weights(&vars, &[], &p, meta, true).unwrap();
             let (back, _) = cogview_candle::inspect::sr_config(&p).unwrap();
             assert_eq!(back, c, "{kind:?}");
-            assert_eq!(mc.opt_str("model_class").unwrap().is_some(), true);
+            assert!(mc.opt_str("model_class").unwrap().is_some());
         }
     }
 }

@@ -176,7 +176,7 @@ pub fn train(
         // A batch of crops from renders at the configured sides.
         let mut images = Vec::with_capacity(opts.batch);
         for _ in 0..opts.batch {
-            let ex = data.next()?;
+            let ex = data.draw()?;
             let side = opts.render_sides[data.rng().below(opts.render_sides.len())];
             let img = data.render(&ex, side)?;
             images.push(data.crop(&img, opts.crop)?);
@@ -276,7 +276,7 @@ pub fn train(
             perplexity: entropy.exp(),
             restarted,
         });
-        if adam.step % opts.save_every == 0 || adam.step == opts.steps {
+        if adam.step.is_multiple_of(opts.save_every) || adam.step == opts.steps {
             save(&adam, &ema)?;
         }
     }
