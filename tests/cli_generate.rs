@@ -607,3 +607,34 @@ fn ctrl_c_cancels_cleanly_and_writes_nothing() {
         .collect();
     assert!(written.is_empty(), "{written:?}");
 }
+
+#[test]
+fn eval_reports_generated_and_reference_rows() {
+    let out = ok(&[
+        "eval",
+        "--model-dir",
+        s(&model_dir()),
+        "--objects",
+        "1",
+        "--count",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v[0]["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "generated (final)",
+            "generated (stage 1)",
+            "ceiling: VQ round trip",
+            "floor: wrong caption"
+        ]
+    );
+    assert!(rows.iter().all(|r| r["scenes"] == 2));
+    assert!(v[0]["seconds_per_image"].as_f64().unwrap() > 0.0);
+    // Scenes have 1 to 3 objects.
+    let e = fails(&["eval", "--model-dir", s(&model_dir()), "--objects", "4"]);
+    assert!(e.contains("1 to 3"), "{e}");
+}

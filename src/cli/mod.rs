@@ -2,6 +2,7 @@
 
 mod bench;
 mod convert;
+mod eval;
 mod generate;
 mod info;
 mod logits;
@@ -30,6 +31,7 @@ enum Command {
     SuperResolve(super_resolve::Args),
     Info(info::Args),
     Train(train::Args),
+    Eval(eval::Args),
     Logits(logits::Args),
     Convert(convert::Args),
     Bench(bench::Args),
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::SuperResolve(a) => super_resolve::run(a),
         Command::Info(a) => info::run(a),
         Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Logits(a) => logits::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
