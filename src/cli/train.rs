@@ -18,6 +18,8 @@ enum Part {
     Tokenizer(TokenizerArgs),
     /// CogLM on the mixed objective (text→image, image→caption with infilling).
     Coglm(CoglmArgs),
+    /// The cluster table of cluster sampling: k-means over the codebook of a trained tokenizer.
+    Clusters(ClustersArgs),
     /// Direct super-resolution (8×8 → 24×24 tokens).
     Dsr(CoglmArgs),
     /// Iterative super-resolution (LoPAR refinement of 24×24 tokens).
@@ -35,6 +37,21 @@ struct TokenizerArgs {
     /// Words seen fewer times become spelled-out characters.
     #[arg(long, default_value_t = 1)]
     min_count: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct ClustersArgs {
+    /// The trained image tokenizer.
+    #[arg(long)]
+    vq: PathBuf,
+    /// The cluster_label.npy to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of clusters (CogView2: 500 for 20000 codes).
+    #[arg(long, default_value_t = 32)]
+    clusters: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +162,20 @@ pub fn run(args: Args) -> Result<()> {
                 }
             })?;
             println!("{}", out.display());
+            Ok(())
+        }
+        Part::Clusters(a) => {
+            let vq = cogview::candle::VqTokenizer::load(&a.vq, Default::default())?;
+            let cb = vq.codebook();
+            let dim = cb.dim(1).map_err(|e| Error::Backend(e.to_string()))?;
+            let points = cb
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| Error::Backend(e.to_string()))?;
+            let labels = cogview_train::clusters::kmeans(&points, dim, a.clusters, 100, a.seed)?;
+            std::fs::write(&a.out, cogview::core::npy::write_npy_i64(&labels))
+                .map_err(|e| Error::io(&a.out, e))?;
+            println!("{}", a.out.display());
             Ok(())
         }
         Part::Dsr(a) => train_sr(a, cogview::candle::SrKind::Dsr),

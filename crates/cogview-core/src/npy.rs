@@ -197,8 +197,7 @@ pub fn read_npy_file(path: impl AsRef<Path>) -> Result<NpyArray> {
         .map_err(|reason| Error::invalid_input(path.display().to_string(), reason))
 }
 
-/// Writes a little-endian f32 array as `.npy` (version 1.0).
-pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
+fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let shape_text = match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!(
@@ -210,7 +209,8 @@ pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
                 .join(", ")
         ),
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -218,6 +218,22 @@ pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// Writes a little-endian f32 array as `.npy` (version 1.0).
+pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let mut out = npy_header("<f4", shape);
+    for x in data {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// Writes a 1-D little-endian i64 array as `.npy` (version 1.0), the format of CogView2's
+/// `cluster_label.npy`.
+pub fn write_npy_i64(data: &[i64]) -> Vec<u8> {
+    let mut out = npy_header("<i8", &[data.len()]);
     for x in data {
         out.extend_from_slice(&x.to_le_bytes());
     }

@@ -10,6 +10,7 @@ pub mod caption_tokenizer;
 pub mod data;
 #[macro_use]
 pub mod optim;
+pub mod clusters;
 pub mod coglm;
 pub mod sr;
 pub mod vq;
