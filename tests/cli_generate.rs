@@ -618,9 +618,24 @@ fn eval_reports_generated_and_reference_rows() {
         "1",
         "--count",
         "2",
+        "--emoji",
+        "3",
+        "--candidates",
+        "4",
+        "--emoji-data",
+        s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fluent-emoji-flat/icons.json.gz")),
         "--json",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = &v["emoji_retrieval"];
+    assert_eq!(
+        (r["captions"].as_u64(), r["candidates"].as_u64()),
+        (Some(3), Some(4))
+    );
+    let rank = r["mean_rank"].as_f64().unwrap();
+    assert!((1.0..=4.0).contains(&rank), "{rank}");
+    assert_eq!(r["chance_at_1"].as_f64(), Some(0.25));
+    let v = &v["scenes"];
     let rows = v[0]["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(

@@ -409,3 +409,55 @@ fn every_stage_runs_in_f16_and_bf16_on_the_cpu() {
         assert_eq!(a[0].image, b[0].image, "{dtype}: deterministic");
     }
 }
+
+#[test]
+fn image_likelihood_equals_the_cached_step_by_step_score() {
+    use cogview::core::coglm::{image_log_likelihood, CoglmMask, Stage1Layout};
+    use cogview::core::lm::{AutoregressiveLm, LmInput, LogitsRequest};
+    let model = cogview::candle::CoglmModel::load(
+        model_dir().join("coglm"),
+        cogview::candle::LoadOptions::default(),
+    )
+    .unwrap();
+    let layout = Stage1Layout::default();
+    let text = [600u32, 700, 800, 900];
+    let mut rng = cogview::Rng::from_seed(8);
+    let image: Vec<u32> = (0..400).map(|_| rng.below(512) as u32).collect();
+    let got = image_log_likelihood(&model, &layout, &text, &image, 1.4).unwrap();
+    // Independently: prefill, then one cached step per image token, log-softmax by hand.
+    let spec = model.spec();
+    let (ctx, pos) = layout.query(&text, spec.start_of_image_id).unwrap();
+    let mask = CoglmMask {
+        text_len: text.len(),
+        text_bias: 1.4,
+    };
+    let mut s = model.new_session(1, ctx.len() + image.len()).unwrap();
+    let mut logits = s
+        .forward(&LmInput {
+            tokens: &ctx,
+            positions: &pos,
+            bias: &mask.bias_rows(0, ctx.len(), ctx.len()),
+            logits: LogitsRequest::Last { vocab: 512 },
+        })
+        .unwrap();
+    let mut total = 0f64;
+    for (j, &t) in image.iter().enumerate() {
+        let row: Vec<f64> = logits.row(0).iter().map(|&x| x as f64).collect();
+        let lse = row.iter().map(|x| x.exp()).sum::<f64>().ln();
+        total += row[t as usize] - lse;
+        if j + 1 < image.len() {
+            let q = ctx.len() + j;
+            logits = s
+                .forward(&LmInput {
+                    tokens: &[t],
+                    positions: &[layout.image_position(j)],
+                    bias: &mask.bias_rows(q, 1, q + 1),
+                    logits: LogitsRequest::Last { vocab: 512 },
+                })
+                .unwrap();
+        }
+    }
+    let want = total / image.len() as f64;
+    assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    assert!(got < 0.0);
+}

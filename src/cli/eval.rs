@@ -24,6 +24,15 @@ pub struct Args {
     count: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Held-out emoji captions for caption → image retrieval (0: skip).
+    #[arg(long, default_value_t = 50)]
+    emoji: usize,
+    /// Candidate images per caption.
+    #[arg(long, default_value_t = 10)]
+    candidates: usize,
+    /// The Fluent Emoji set.
+    #[arg(long, default_value = "data/fluent-emoji-flat/icons.json.gz")]
+    emoji_data: PathBuf,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -71,10 +80,24 @@ pub fn run(args: Args) -> Result<()> {
         }
         reports.push(r);
     }
+    let mut retrieval = None;
+    if let (Some(p), true) = (&pipeline, args.emoji > 0) {
+        let set = cogview_emoji::EmojiSet::load(&args.emoji_data)
+            .map_err(|e| Error::invalid_input("--emoji-data", e.to_string()))?;
+        let r = cogview_eval::evaluate_emoji_retrieval(p, &set, args.emoji, args.candidates)?;
+        if !args.json {
+            println!("{r}");
+        }
+        retrieval = Some(r);
+    }
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&reports).map_err(|e| Error::Backend(e.to_string()))?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "scenes": reports,
+                "emoji_retrieval": retrieval,
+            }))
+            .map_err(|e| Error::Backend(e.to_string()))?
         );
     }
     Ok(())

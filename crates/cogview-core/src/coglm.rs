@@ -167,6 +167,45 @@ pub fn full_logits(
     })
 }
 
+/// Mean log-probability (natural log, per token) of the image tokens `image` given `text`, in
+/// stage 1's layout (`text, <start_of_image>, image`) over the image vocabulary: how well an image
+/// fits a caption under CogLM (caption → image retrieval).
+pub fn image_log_likelihood(
+    model: &dyn AutoregressiveLm,
+    layout: &Stage1Layout,
+    text: &[u32],
+    image: &[u32],
+    text_bias: f32,
+) -> Result<f64> {
+    let spec = model.spec();
+    if image.is_empty() {
+        return Err(Error::invalid_input("image", "no image tokens to score"));
+    }
+    crate::lm::check_vocab(image, spec.image_vocab_size)?;
+    let (mut tokens, mut positions) = layout.query(text, spec.start_of_image_id)?;
+    let t = text.len();
+    tokens.extend_from_slice(&image[..image.len() - 1]);
+    positions.extend((0..image.len() - 1).map(|j| layout.image_position(j)));
+    let mask = CoglmMask {
+        text_len: t,
+        text_bias,
+    };
+    let logits = full_logits(model, &tokens, &positions, mask, spec.image_vocab_size)?;
+    let mut total = 0f64;
+    for (j, &target) in image.iter().enumerate() {
+        let row = logits.row(t + j);
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let lse = row
+            .iter()
+            .map(|&x| ((x - max) as f64).exp())
+            .sum::<f64>()
+            .ln()
+            + max as f64;
+        total += row[target as usize] as f64 - lse;
+    }
+    Ok(total / image.len() as f64)
+}
+
 /// Where stage 1 puts things: the image grid, the position of `<start_of_image>` and the text limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

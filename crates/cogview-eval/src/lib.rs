@@ -187,6 +187,111 @@ pub fn evaluate_scenes(
     })
 }
 
+/// Caption → image retrieval on held-out emoji: for each caption, the true image among
+/// `candidates` held-out images (the true one and the next ones in the held-out list), ranked by
+/// CogLM's mean log-likelihood of each image's stage-1 tokens given the caption.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetrievalReport {
+    pub captions: usize,
+    pub candidates: usize,
+    pub recall_at_1: f64,
+    pub recall_at_5: f64,
+    pub mean_rank: f64,
+    /// What ranking at random gives: 1 / candidates (the floor).
+    pub chance_at_1: f64,
+}
+
+impl std::fmt::Display for RetrievalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "held-out emoji, caption → image among {} candidates, {} captions: recall@1 {:.1}%, recall@5 {:.1}%, mean rank {:.2} (chance: recall@1 {:.1}%)",
+            self.candidates,
+            self.captions,
+            100.0 * self.recall_at_1,
+            100.0 * self.recall_at_5,
+            self.mean_rank,
+            100.0 * self.chance_at_1
+        )
+    }
+}
+
+/// Runs the retrieval evaluation with the pipeline's CogLM, tokenizers and stage-1 grid.
+pub fn evaluate_emoji_retrieval(
+    pipeline: &Pipeline,
+    emoji: &cogview_emoji::EmojiSet,
+    count: usize,
+    candidates: usize,
+) -> Result<RetrievalReport> {
+    let settings = pipeline
+        .settings()
+        .ok_or_else(|| Error::invalid_input("eval", "retrieval needs a configured pipeline"))?;
+    let p = &settings.coglm.placement;
+    let model = cogview_candle::CoglmModel::load(
+        &p.path,
+        cogview_candle::LoadOptions {
+            device: p.device,
+            dtype: p.dtype,
+        },
+    )?;
+    let g = pipeline.geometry();
+    let layout = cogview_core::coglm::Stage1Layout {
+        grid_height: g.low,
+        grid_width: g.low,
+        ..Default::default()
+    };
+    let held: Vec<&cogview_emoji::Entry> = emoji.heldout().collect();
+    if held.len() < candidates.max(2) {
+        return Err(Error::invalid_input("eval", "too few held-out emoji"));
+    }
+    let k = candidates.clamp(2, held.len());
+    let n = count.clamp(1, held.len());
+    let vq = pipeline.image_tokenizer()?;
+    let side = g.low * g.compression.factor();
+    let mut tokens: std::collections::HashMap<usize, Vec<u32>> = Default::default();
+    let mut image_tokens = |i: usize| -> Result<Vec<u32>> {
+        if let Some(t) = tokens.get(&i) {
+            return Ok(t.clone());
+        }
+        let img = emoji
+            .render(held[i], side as u32)
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        let t = vq.encode(&img, g.compression)?.ids;
+        tokens.insert(i, t.clone());
+        Ok(t)
+    };
+    let (mut r1, mut r5, mut rank_sum) = (0usize, 0usize, 0usize);
+    for c in 0..n {
+        let i = c * held.len() / n;
+        let text = pipeline.encode_prompt(held[i].caption())?;
+        let mut scores = Vec::with_capacity(k);
+        for j in 0..k {
+            let cand = (i + j) % held.len();
+            let s = cogview_core::coglm::image_log_likelihood(
+                &model,
+                &layout,
+                &text.0,
+                &image_tokens(cand)?,
+                settings.coglm.text_bias,
+            )?;
+            scores.push(s);
+        }
+        // Rank of the true image (index 0): 1 + the number of candidates scored higher.
+        let rank = 1 + scores[1..].iter().filter(|&&s| s > scores[0]).count();
+        r1 += usize::from(rank == 1);
+        r5 += usize::from(rank <= 5);
+        rank_sum += rank;
+    }
+    Ok(RetrievalReport {
+        captions: n,
+        candidates: k,
+        recall_at_1: r1 as f64 / n as f64,
+        recall_at_5: r5 as f64 / n as f64,
+        mean_rank: rank_sum as f64 / n as f64,
+        chance_at_1: 1.0 / k as f64,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
