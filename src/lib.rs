@@ -1,4 +1,5 @@
 //! cogview: CogView2-class text-to-image generation. This facade re-exports the SDK's crates.
+pub mod embedded;
 pub use cogview_candle as candle;
 pub use cogview_checkpoint as checkpoint;
 pub use cogview_core as core;

@@ -46,11 +46,19 @@ impl PipelineArgs {
             cfg.model_dir = Some(d.clone());
         }
         if cfg.model_dir.is_none() && cfg.coglm.path.is_none() {
-            return Err(Error::invalid_input(
-                "--model-dir",
-                "no model given: pass --model-dir DIR (a folder laid out as the official CogView2 \
-                 download) or --config FILE",
-            ));
+            match cogview::embedded::default_model_dir()? {
+                // The built-in default model, with any flags of the file on top.
+                Some(dir) if self.config.is_none() => {
+                    cfg = PipelineConfig::from_file(dir.join("pipeline.toml"))?;
+                }
+                _ => {
+                    return Err(Error::invalid_input(
+                        "--model-dir",
+                        "no model given: pass --model-dir DIR (a folder laid out as the official \
+                         CogView2 download) or --config FILE (this build has no embedded default model)",
+                    ))
+                }
+            }
         }
         if let Some(s) = self.style {
             cfg.style = Some(s);
