@@ -105,6 +105,25 @@ struct VqArgs {
     log_every: u64,
 }
 
+/// Steps per second since the first step this run made (a resumed run starts later).
+struct Rate {
+    start: std::time::Instant,
+    first: Option<u64>,
+}
+
+impl Rate {
+    fn new() -> Self {
+        Rate {
+            start: std::time::Instant::now(),
+            first: None,
+        }
+    }
+    fn per_second(&mut self, step: u64) -> f64 {
+        let f = *self.first.get_or_insert(step);
+        (step - f + 1) as f64 / self.start.elapsed().as_secs_f64().max(1e-9)
+    }
+}
+
 const fn cogview_emoji_default() -> &'static str {
     "data/fluent-emoji-flat/icons.json.gz"
 }
@@ -144,10 +163,9 @@ pub fn run(args: Args) -> Result<()> {
                 ..Default::default()
             };
             let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
-            let start = std::time::Instant::now();
-            let mut first: Option<u64> = None;
+            let mut rate = Rate::new();
             let out = cogview_train::vq::train(&opts, &mut mix, &a.out, |s| {
-                let f = *first.get_or_insert(s.step);
+                let per_second = rate.per_second(s.step);
                 if s.step % a.log_every == 0 || s.step == opts.steps {
                     eprintln!(
                         "vq step {}/{}: reconstruction {:.4}, commitment {:.4}, code perplexity {:.0}, restarted {}, {:.2} steps/s",
@@ -157,7 +175,7 @@ pub fn run(args: Args) -> Result<()> {
                         s.commitment,
                         s.perplexity,
                         s.restarted,
-                        (s.step - f + 1) as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                        per_second
                     );
                 }
             })?;
@@ -191,9 +209,8 @@ pub fn run(args: Args) -> Result<()> {
                 ..Default::default()
             };
             let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
-            let start = std::time::Instant::now();
-            let mut first: Option<u64> = None;
-            let mut avg = 0f64;
+            let mut rate = Rate::new();
+            let mut avg: Option<f64> = None;
             let out = cogview_train::coglm::train(
                 &opts,
                 &config,
@@ -203,21 +220,18 @@ pub fn run(args: Args) -> Result<()> {
                 &text,
                 &a.out,
                 |s| {
-                    let f = *first.get_or_insert(s.step);
-                    avg = if s.step == f {
-                        s.loss as f64
-                    } else {
-                        0.95 * avg + 0.05 * s.loss as f64
-                    };
+                    let per_second = rate.per_second(s.step);
+                    let smoothed = avg.map_or(s.loss as f64, |a| 0.95 * a + 0.05 * s.loss as f64);
+                    avg = Some(smoothed);
                     if s.step % a.log_every == 0 || s.step == opts.steps {
                         eprintln!(
                             "coglm step {}/{}: loss {:.4} (smoothed {:.4}), lr {:.2e}, {:.2} steps/s",
                             s.step,
                             opts.steps,
                             s.loss,
-                            avg,
+                            smoothed,
                             s.lr,
-                            (s.step - f + 1) as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                            per_second
                         );
                     }
                 },
@@ -269,19 +283,14 @@ fn train_sr(a: CoglmArgs, kind: cogview::candle::SrKind) -> Result<()> {
         ..Default::default()
     };
     let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
-    let start = std::time::Instant::now();
-    let mut first: Option<u64> = None;
+    let mut rate = Rate::new();
     let out =
         cogview_train::sr::train(&opts, &config, &vocab, &mut mix, &vq, &text, &a.out, |s| {
-            let f = *first.get_or_insert(s.step);
+            let per_second = rate.per_second(s.step);
             if s.step % a.log_every == 0 || s.step == opts.steps {
                 eprintln!(
                     "{kind:?} step {}/{}: loss {:.4}, accuracy {:.3}, {:.2} steps/s",
-                    s.step,
-                    opts.steps,
-                    s.loss,
-                    s.accuracy,
-                    (s.step - f + 1) as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                    s.step, opts.steps, s.loss, s.accuracy, per_second
                 );
             }
         })?;

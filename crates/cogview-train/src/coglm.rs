@@ -15,7 +15,7 @@
 //!
 //! Inputs are never replaced; targets are the next token (`label[i] = x[i+1]`).
 
-use crate::optim::{init_store, load_state, save_state, save_weights, AdamW};
+use crate::optim::{checkpoint, init_store, load_state, AdamW};
 use candle_core::{Device, Tensor, D};
 use cogview_candle::{CoglmConfig, CoglmModel, LoadOptions, VqTokenizer};
 use cogview_core::{Compression, Error, ImageTokenizer, Result, Rng, TextTokenizer};
@@ -295,6 +295,7 @@ pub fn train(
     let vars = init_store(&config.expected_tensors(), opts.seed, 0.5)?;
     let mut adam = AdamW::new(opts.lr, 0.01);
     let state = out.join("state.safetensors");
+    let weights_path = out.join("coglm.safetensors");
     if state.is_file() {
         load_state(&state, &vars, &mut adam)?;
     }
@@ -335,14 +336,7 @@ pub fn train(
         let logits = model.forward_train(&tokens, &positions, &bias, vocab.total)?;
         let loss = masked_cross_entropy(&logits, &targets, &weights)?;
         let grads = crate::optim::cd!(loss.backward())?;
-        // Linear warm-up, then cosine decay to a tenth.
-        let s = adam.step as f64;
-        let lr = if s < opts.warmup as f64 {
-            opts.lr * (s + 1.0) / opts.warmup as f64
-        } else {
-            let p = (s - opts.warmup as f64) / (opts.steps - opts.warmup).max(1) as f64;
-            opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
-        };
+        let lr = crate::optim::learning_rate(adam.step, opts.warmup, opts.steps, opts.lr);
         adam.lr = lr;
         adam.apply(&vars, &grads, &|_| false)?;
         report(&CoglmStep {
@@ -350,21 +344,12 @@ pub fn train(
             loss: crate::optim::cd!(loss.to_scalar::<f32>())?,
             lr,
         });
-        if adam.step.is_multiple_of(opts.save_every) || adam.step == opts.steps {
-            save_state(&state, &vars, &adam, &[], meta(&adam)?)?;
-            save_weights(
-                &vars,
-                &[],
-                &out.join("coglm.safetensors"),
-                meta(&adam)?,
-                true,
-            )?;
+        if adam.step.is_multiple_of(opts.save_every) {
+            checkpoint(&state, &weights_path, &vars, &adam, meta(&adam)?)?;
         }
     }
-    save_state(&state, &vars, &adam, &[], meta(&adam)?)?;
-    let path = out.join("coglm.safetensors");
-    save_weights(&vars, &[], &path, meta(&adam)?, true)?;
-    Ok(path)
+    checkpoint(&state, &weights_path, &vars, &adam, meta(&adam)?)?;
+    Ok(weights_path)
 }
 
 #[cfg(test)]

@@ -198,6 +198,30 @@ fn add_metadata(path: &Path, metadata: &HashMap<String, String>) -> Result<()> {
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
 }
 
+/// The learning rate at `step`: linear warm-up over `warmup` steps, then cosine decay to a tenth
+/// of `peak` at `total`.
+pub fn learning_rate(step: u64, warmup: u64, total: u64, peak: f64) -> f64 {
+    let s = step as f64;
+    if s < warmup as f64 {
+        peak * (s + 1.0) / warmup as f64
+    } else {
+        let p = (s - warmup as f64) / total.saturating_sub(warmup).max(1) as f64;
+        peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
+    }
+}
+
+/// Writes the resumable state and the exported weights (f16) together.
+pub fn checkpoint(
+    state: &Path,
+    weights: &Path,
+    vars: &VarStore,
+    opt: &AdamW,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    save_state(state, vars, opt, &[], metadata.clone())?;
+    save_weights(vars, &[], weights, metadata, true)
+}
+
 /// Training state: weights, optimizer moments and the step, in one safetensors file
 /// (`param.<name>`, `adam_m.<name>`, `adam_v.<name>`, and `extra.<name>` for other state such as
 /// EMA buffers).
@@ -269,4 +293,19 @@ pub fn load_state(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| Error::invalid_input("state", "the state has no step"))?;
     Ok((extra, metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_to_a_tenth() {
+        assert!((learning_rate(0, 10, 100, 1.0) - 0.1).abs() < 1e-12);
+        assert!((learning_rate(9, 10, 100, 1.0) - 1.0).abs() < 1e-12);
+        assert!((learning_rate(10, 10, 100, 1.0) - 1.0).abs() < 1e-12);
+        assert!((learning_rate(55, 10, 100, 1.0) - 0.55).abs() < 1e-12);
+        assert!((learning_rate(100, 10, 100, 1.0) - 0.1).abs() < 1e-12);
+        assert!((learning_rate(500, 10, 100, 1.0) - 0.1).abs() < 1e-12);
+    }
 }

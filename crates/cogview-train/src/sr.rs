@@ -8,7 +8,7 @@
 //!   {0.2, 0.4, 0.6, 0.8, 0.9} (spec §6.2).
 
 use crate::coglm::Vocab;
-use crate::optim::{init_store, load_state, save_state, save_weights, AdamW};
+use crate::optim::{checkpoint, init_store, load_state, AdamW};
 use candle_core::{Device, Tensor};
 use cogview_candle::{CoglmConfig, LoadOptions, SrConfig, SrKind, SrModel, VqTokenizer};
 use cogview_core::{Compression, Error, ImageTokenizer, Result, Rng, TextTokenizer};
@@ -150,10 +150,10 @@ pub fn train(
     }
     let model = SrModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
     let mut rng = Rng::from_seed(opts.seed ^ 0x512);
-    let name = match config.kind {
-        SrKind::Dsr => "dsr",
-        SrKind::Itersr => "itersr",
-    };
+    let weights = out.join(match config.kind {
+        SrKind::Dsr => "dsr.safetensors",
+        SrKind::Itersr => "itersr.safetensors",
+    });
     let meta = |adam: &AdamW| -> Result<HashMap<String, String>> {
         let mut m = HashMap::new();
         m.insert("model_config".into(), model_config_json(config).to_string());
@@ -210,34 +210,19 @@ pub fn train(
         }
         let loss = crate::optim::cd!(Tensor::stack(&losses, 0)?.mean_all())?;
         let grads = crate::optim::cd!(loss.backward())?;
-        let s = adam.step as f64;
-        adam.lr = if s < opts.warmup as f64 {
-            opts.lr * (s + 1.0) / opts.warmup as f64
-        } else {
-            let p = (s - opts.warmup as f64) / (opts.steps - opts.warmup).max(1) as f64;
-            opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
-        };
+        adam.lr = crate::optim::learning_rate(adam.step, opts.warmup, opts.steps, opts.lr);
         adam.apply(&vars, &grads, &|_| false)?;
         report(&SrStep {
             step: adam.step,
             loss: crate::optim::cd!(loss.to_scalar::<f32>())?,
             accuracy: hits as f32 / counted.max(1) as f32,
         });
-        if adam.step.is_multiple_of(opts.save_every) || adam.step == opts.steps {
-            save_state(&state, &vars, &adam, &[], meta(&adam)?)?;
-            save_weights(
-                &vars,
-                &[],
-                &out.join(format!("{name}.safetensors")),
-                meta(&adam)?,
-                true,
-            )?;
+        if adam.step.is_multiple_of(opts.save_every) {
+            checkpoint(&state, &weights, &vars, &adam, meta(&adam)?)?;
         }
     }
-    save_state(&state, &vars, &adam, &[], meta(&adam)?)?;
-    let path = out.join(format!("{name}.safetensors"));
-    save_weights(&vars, &[], &path, meta(&adam)?, true)?;
-    Ok(path)
+    checkpoint(&state, &weights, &vars, &adam, meta(&adam)?)?;
+    Ok(weights)
 }
 
 #[cfg(test)]
@@ -274,7 +259,7 @@ mod tests {
             let p = dir.path().join("m.safetensors");
             let mut meta = HashMap::new();
             meta.insert("model_config".to_string(), text);
-            save_weights(&vars, &[], &p, meta, true).unwrap();
+            crate::optim::save_weights(&vars, &[], &p, meta, true).unwrap();
             let (back, _) = cogview_candle::inspect::sr_config(&p).unwrap();
             assert_eq!(back, c, "{kind:?}");
             assert!(mc.opt_str("model_class").unwrap().is_some());

@@ -10,7 +10,7 @@
 
 use crate::data::DataMix;
 use crate::optim::{init_store, load_state, save_state, save_weights, AdamW};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor, D};
 use cogview_candle::{LoadOptions, VarStore, VqConfig, VqTokenizer};
 use cogview_core::{Compression, Error, Image, Result};
 use std::collections::HashMap;
@@ -108,6 +108,27 @@ struct Ema {
     last_used: Vec<u64>,
 }
 
+impl Ema {
+    /// The EMA buffers as tensors named `<prefix>cluster_size` and `<prefix>embed_avg` (icetk's
+    /// names with the prefix `quantize.`).
+    fn tensors(&self, prefix: &str, k: usize, dim: usize) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![
+            (
+                format!("{prefix}cluster_size"),
+                cd!(Tensor::from_vec(self.cluster_size.clone(), k, &Device::Cpu))?,
+            ),
+            (
+                format!("{prefix}embed_avg"),
+                cd!(Tensor::from_vec(
+                    self.embed_avg.clone(),
+                    (k, dim),
+                    &Device::Cpu
+                ))?,
+            ),
+        ])
+    }
+}
+
 /// A code not chosen for this many steps is restarted.
 const RESTART_AFTER: u64 = 100;
 
@@ -149,20 +170,7 @@ pub fn train(
         .clone();
     let skip = |n: &str| n == "quantize.embed.weight";
     let save = |adam: &AdamW, ema: &Ema| -> Result<()> {
-        let extra = vec![
-            (
-                "cluster_size".to_string(),
-                cd!(Tensor::from_vec(ema.cluster_size.clone(), k, &Device::Cpu))?,
-            ),
-            (
-                "embed_avg".to_string(),
-                cd!(Tensor::from_vec(
-                    ema.embed_avg.clone(),
-                    (k, dim),
-                    &Device::Cpu
-                ))?,
-            ),
-        ];
+        let extra = ema.tensors("", k, dim)?;
         let mut meta = HashMap::new();
         meta.insert(
             "options".into(),
@@ -287,25 +295,11 @@ pub fn train(
 /// Writes the tokenizer as icetk names it, with its configuration in the metadata.
 fn export(vars: &VarStore, ema: &Ema, cfg: &VqConfig, path: &Path) -> Result<()> {
     let (k, dim) = (cfg.n_embed, cfg.embedding_dim);
-    let extra = vec![
-        (
-            "quantize.cluster_size".to_string(),
-            cd!(Tensor::from_vec(ema.cluster_size.clone(), k, &Device::Cpu))?,
-        ),
-        (
-            "quantize.embed_avg".to_string(),
-            cd!(Tensor::from_vec(
-                ema.embed_avg.clone(),
-                (k, dim),
-                &Device::Cpu
-            ))?,
-        ),
-    ];
+    let extra = ema.tensors("quantize.", k, dim)?;
     let mut meta = HashMap::new();
     meta.insert(
         "vq_config".into(),
         serde_json::to_string(cfg).map_err(|e| Error::Backend(e.to_string()))?,
     );
-    let _ = DType::F32;
     save_weights(vars, &extra, path, meta, false)
 }
