@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Trains cogview's default model from scratch and assembles models/default/ (see
+# docs/default-model.md). Every step resumes from its state in target/train/ when run again, so
+# the script can be interrupted and restarted. On a 2-core machine the transformer stages run two
+# at a time, single-threaded each (faster than one job on two threads here).
+#
+#   bash tools/train/train_default_model.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release --quiet
+bin=target/release/cogview
+t=target/train
+mkdir -p "$t"
+
+# 1. The caption tokenizer (seconds) and the image tokenizer (about 75 min).
+$bin train tokenizer --out "$t/ice_text.model"
+$bin train vq --out "$t/vq" --steps 3000 --batch 8 --seed 1 --log-every 50
+vq="$t/vq/ice_image.safetensors"
+$bin train clusters --vq "$vq" --out "$t/cluster_label.npy" --clusters 32 --seed 1
+$bin eval --tokenizer "$vq" --count 112 --objects 1 --objects 2
+
+# 2. CogLM and DSR side by side, then ItersR.
+common=(--vq "$vq" --tokenizer "$t/ice_text.model" --log-every 50)
+RAYON_NUM_THREADS=1 $bin train coglm "${common[@]}" --out "$t/coglm" --steps 4000 --batch 16 --seed 2 &
+coglm=$!
+RAYON_NUM_THREADS=1 $bin train dsr "${common[@]}" --out "$t/dsr" --steps 2000 --batch 4 --seed 3
+RAYON_NUM_THREADS=1 $bin train itersr "${common[@]}" --out "$t/itersr" --steps 2000 --batch 4 --seed 4
+wait "$coglm"
+
+# 3. The model folder.
+m=models/default
+mkdir -p "$m"
+cp "$t/coglm/coglm.safetensors" "$t/dsr/dsr.safetensors" "$t/itersr/itersr.safetensors" \
+   "$vq" "$t/ice_text.model" "$t/cluster_label.npy" "$m/"
+cat > "$m/pipeline.toml" <<'TOML'
+# cogview's default model: trained by tools/train/train_default_model.sh (docs/default-model.md).
+style = "none"
+
+[text_tokenizer]
+path = "ice_text.model"
+
+[image_tokenizer]
+path = "ice_image.safetensors"
+
+[coglm]
+path = "coglm.safetensors"
+cluster_labels = "cluster_label.npy"
+
+[dsr]
+path = "dsr.safetensors"
+
+[itersr]
+path = "itersr.safetensors"
+TOML
+$bin info "$m/coglm.safetensors"
+echo "models/default is ready; rebuild to embed it"
