@@ -173,7 +173,11 @@ pub fn train(
             let ex = data.draw()?;
             let high = vq.encode(&data.render(&ex, high_px)?, Compression::X8)?;
             let mut ids = text.encode(&ex.caption)?.0;
-            ids.truncate(config.text_slots - 1);
+            if config.kind == SrKind::Dsr {
+                // DSR's layout holds at most text_slots − 1 text tokens (official: 95); ItersR
+                // keeps the first text_slots itself, as at inference.
+                ids.truncate(config.text_slots - 1);
+            }
             let (logits, mask) = match config.kind {
                 SrKind::Dsr => {
                     let low = vq.encode(&data.render(&ex, low_px)?, Compression::X8)?;
