@@ -429,14 +429,6 @@ impl Pipeline {
         };
 
         let low_memory = s.low_memory;
-        let stage = |name: &'static str, loader: Loader<dyn GlobalGenerator>| Stage::<
-            dyn GlobalGenerator,
-        > {
-            name,
-            slot: Mutex::new(None),
-            loader: Some(loader),
-        };
-
         // Stage 1.
         let c = s.coglm.clone();
         let sampler: Arc<dyn Sampler> = match c.sampler {
@@ -456,19 +448,16 @@ impl Pipeline {
             text_bias: c.text_bias,
             max_batch: c.batch_size,
         };
-        let generator = stage(
-            "coglm",
-            Arc::new(move || {
-                let model = Arc::new(CoglmModel::load(
-                    &c.placement.path,
-                    load_options(&c.placement),
-                )?);
-                Ok(
-                    Arc::new(CoglmGenerator::new(model, sampler.clone(), stage1)?)
-                        as Arc<dyn GlobalGenerator>,
-                )
-            }),
-        );
+        let generator = Stage::lazy("coglm", move || {
+            let model = Arc::new(CoglmModel::load(
+                &c.placement.path,
+                load_options(&c.placement),
+            )?);
+            Ok(
+                Arc::new(CoglmGenerator::new(model, sampler.clone(), stage1)?)
+                    as Arc<dyn GlobalGenerator>,
+            )
+        });
 
         let mut predictors = Vec::new();
         let super_resolver = sr_parts.map(|(d, i)| {
