@@ -7,7 +7,9 @@ use std::path::Path;
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
-    println!("cargo:rerun-if-changed=models/default");
+    // The whole models/ folder is watched (it exists, unlike models/default before training):
+    // a missing path would make cargo rerun this script, and rebuild the crate, every time.
+    println!("cargo:rerun-if-changed=models");
     let out =
         Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_model.rs");
     let mut files: Vec<std::path::PathBuf> = Vec::new();
