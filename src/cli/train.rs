@@ -20,6 +20,9 @@ enum Part {
     Coglm(CoglmArgs),
     /// The cluster table of cluster sampling: k-means over the codebook of a trained tokenizer.
     Clusters(ClustersArgs),
+    /// A picture of what the image tokenizer keeps: training examples (top row) and their
+    /// encode → decode round trips (bottom row).
+    PreviewVq(PreviewArgs),
     /// Direct super-resolution (8×8 → 24×24 tokens).
     Dsr(CoglmArgs),
     /// Iterative super-resolution (LoPAR refinement of 24×24 tokens).
@@ -37,6 +40,24 @@ struct TokenizerArgs {
     /// Words seen fewer times become spelled-out characters.
     #[arg(long, default_value_t = 1)]
     min_count: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct PreviewArgs {
+    #[arg(long)]
+    vq: PathBuf,
+    /// The PNG to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Examples (half scenes, half emoji).
+    #[arg(long, default_value_t = 8)]
+    count: usize,
+    #[arg(long, default_value_t = 192)]
+    side: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    #[arg(long, default_value = cogview_emoji_default())]
+    emoji: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +214,24 @@ pub fn run(args: Args) -> Result<()> {
             let labels = cogview_train::clusters::kmeans(&points, dim, a.clusters, 100, a.seed)?;
             std::fs::write(&a.out, cogview::core::npy::write_npy_i64(&labels))
                 .map_err(|e| Error::io(&a.out, e))?;
+            println!("{}", a.out.display());
+            Ok(())
+        }
+        Part::PreviewVq(a) => {
+            use cogview::ImageTokenizer;
+            let vq = cogview::candle::VqTokenizer::load(&a.vq, Default::default())?;
+            let mut mix = data(&a.emoji, a.seed, 0.5)?;
+            let (mut top, mut bottom) = (Vec::new(), Vec::new());
+            for _ in 0..a.count {
+                let ex = mix.draw()?;
+                let img = mix.render(&ex, a.side)?;
+                let grid = vq.encode(&img, cogview::Compression::X8)?;
+                bottom.push(vq.decode(&grid, cogview::Compression::X8)?);
+                top.push(img);
+            }
+            top.extend(bottom);
+            let sheet = cogview::image::tile(&top, a.count)?;
+            cogview::image::save_png(&sheet, &a.out, &[])?;
             println!("{}", a.out.display());
             Ok(())
         }
