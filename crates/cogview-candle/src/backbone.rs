@@ -20,14 +20,14 @@ impl LayerNorm {
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dt = x.dtype();
         if x.track_op() || self.weight.track_op() {
-            // Training: the same function from differentiable ops.
-            return candle_nn::ops::layer_norm_slow(
-                &x.to_dtype(CDType::F32)?,
-                &self.weight,
-                &self.bias,
-                self.eps,
-            )?
-            .to_dtype(dt);
+            // Training: the same function with a backward.
+            let x = x.to_dtype(CDType::F32)?;
+            let y = if x.device().is_cpu() {
+                crate::layer_norm_train::layer_norm(&x, &self.weight, &self.bias, self.eps)?
+            } else {
+                candle_nn::ops::layer_norm_slow(&x, &self.weight, &self.bias, self.eps)?
+            };
+            return y.to_dtype(dt);
         }
         let y = candle_nn::ops::layer_norm(
             &x.to_dtype(CDType::F32)?,

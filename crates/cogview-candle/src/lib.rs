@@ -13,6 +13,7 @@ mod cpu_conv;
 mod cpu_gemm;
 mod cpu_linear;
 pub mod inspect;
+mod layer_norm_train;
 mod local_attention;
 mod sr;
 #[cfg(test)]
