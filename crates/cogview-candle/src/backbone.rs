@@ -23,7 +23,7 @@ impl LayerNorm {
             // Training: the same function with a backward.
             let x = x.to_dtype(CDType::F32)?;
             let y = if x.device().is_cpu() {
-                crate::layer_norm_train::layer_norm(&x, &self.weight, &self.bias, self.eps)?
+                crate::train_ops::layer_norm(&x, &self.weight, &self.bias, self.eps)?
             } else {
                 candle_nn::ops::layer_norm_slow(&x, &self.weight, &self.bias, self.eps)?
             };
@@ -94,7 +94,9 @@ pub(crate) struct Layer {
 /// (training), the same function from differentiable ops (the fused kernel has no backward and
 /// would silently stop the gradient).
 pub(crate) fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    if x.track_op() {
+    if x.track_op() && x.device().is_cpu() && x.dtype() == CDType::F32 {
+        crate::train_ops::softmax_last_dim(x)
+    } else if x.track_op() {
         candle_nn::ops::softmax(x, candle_core::D::Minus1)
     } else {
         candle_nn::ops::softmax_last_dim(x)

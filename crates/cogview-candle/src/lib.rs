@@ -13,11 +13,11 @@ mod cpu_conv;
 mod cpu_gemm;
 mod cpu_linear;
 pub mod inspect;
-mod layer_norm_train;
 mod local_attention;
 mod sr;
 #[cfg(test)]
 mod test_util;
+mod train_ops;
 mod util;
 mod vqvae;
 
