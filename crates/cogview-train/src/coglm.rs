@@ -298,6 +298,7 @@ pub fn train(
     let weights_path = out.join("coglm.safetensors");
     if state.is_file() {
         load_state(&state, &vars, &mut adam)?;
+        data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
     }
     let model = CoglmModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
     let mut rng = Rng::from_seed(opts.seed ^ 0xC061A);

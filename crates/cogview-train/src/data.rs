@@ -62,6 +62,18 @@ impl DataMix {
         }
     }
 
+    /// The stream seed of a run resumed at `step`.
+    pub fn resumed_seed(seed: u64, step: u64) -> u64 {
+        seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Restarts the example stream from `seed` (a resumed run calls this with its seed and step,
+    /// so that it continues with new examples instead of repeating its first ones).
+    pub fn reseed(&mut self, seed: u64) {
+        self.scenes = SceneSampler::new(seed);
+        self.rng = Rng::from_seed(seed ^ 0x5eed_0fda_7a00);
+    }
+
     /// Every training caption (all emoji; the scene grammar's words through enough scenes to see
     /// every word), for building the text tokenizer.
     pub fn all_captions(&self) -> Vec<String> {
@@ -133,5 +145,22 @@ impl DataMix {
 
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reseeding_gives_the_stream_of_that_seed() {
+        let mut a = DataMix::new(1, None, 1.0);
+        a.draw().unwrap();
+        a.reseed(9);
+        let mut b = DataMix::new(9, None, 1.0);
+        for _ in 0..5 {
+            assert_eq!(a.draw().unwrap().caption, b.draw().unwrap().caption);
+        }
+        assert_ne!(DataMix::resumed_seed(1, 250), 1);
     }
 }

@@ -147,6 +147,7 @@ pub fn train(
     let state = out.join("state.safetensors");
     if state.is_file() {
         load_state(&state, &vars, &mut adam)?;
+        data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
     }
     let model = SrModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
     let mut rng = Rng::from_seed(opts.seed ^ 0x512);

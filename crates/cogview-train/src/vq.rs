@@ -161,6 +161,7 @@ pub fn train(
             ema.initialised = true;
         }
         ema.last_used = vec![adam.step; k];
+        data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
         tracing::info!(step = adam.step, "resumed VQ training");
     }
     let model = VqTokenizer::from_checkpoint(&vars, cfg.clone(), LoadOptions::default())?;
