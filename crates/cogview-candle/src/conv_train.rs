@@ -250,19 +250,7 @@ mod tests {
                 .unwrap()
                 .broadcast_add(&b.reshape((1, ws[0], 1, 1)).unwrap())
                 .unwrap();
-            let diff = |a: &Tensor, b: &Tensor| {
-                (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-            };
-            assert!(diff(&ours, &theirs) < 1e-5);
+            assert!(crate::test_util::tensor_max_abs_diff(&ours, &theirs) < 1e-5);
             // A weighted sum as the loss, so every output position has its own gradient.
             let weights = Tensor::from_vec(rand(ours.dims(), 4), ours.dims(), &dev).unwrap();
             let g1 = (&ours * &weights)
@@ -282,7 +270,11 @@ mod tests {
                     g1.get(v.as_tensor()).unwrap(),
                     g2.get(v.as_tensor()).unwrap(),
                 );
-                assert!(diff(a, c) < 1e-4, "{xs:?} {ws:?}: {}", diff(a, c));
+                assert!(
+                    crate::test_util::tensor_max_abs_diff(a, c) < 1e-4,
+                    "{xs:?} {ws:?}: {}",
+                    crate::test_util::tensor_max_abs_diff(a, c)
+                );
             }
         }
     }

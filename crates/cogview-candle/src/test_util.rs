@@ -32,3 +32,13 @@ pub fn max_abs_diff(got: &[f32], want: &[f64]) -> f64 {
         .map(|(g, w)| (*g as f64 - w).abs())
         .fold(0.0, f64::max)
 }
+
+/// The largest |a − b| of two tensors of the same shape.
+pub fn tensor_max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("tensors of the same shape")
+}

@@ -135,19 +135,7 @@ mod tests {
         let k = Tensor::from_vec(v(6 * 40, 1.0, 0.0), (6, 40), &dev).unwrap();
         let ours = layer_norm(&x, &w, &b, 1e-5).unwrap();
         let theirs = candle_nn::ops::layer_norm_slow(&x, &w, &b, 1e-5).unwrap();
-        let max = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(max(&ours, &theirs) < 1e-5);
+        assert!(crate::test_util::tensor_max_abs_diff(&ours, &theirs) < 1e-5);
         let g1 = (&ours * &k).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (&theirs * &k)
             .unwrap()
@@ -156,7 +144,7 @@ mod tests {
             .backward()
             .unwrap();
         for t in [&x, &w, &b] {
-            let d = max(
+            let d = crate::test_util::tensor_max_abs_diff(
                 g1.get(t.as_tensor()).unwrap(),
                 g2.get(t.as_tensor()).unwrap(),
             );
@@ -237,19 +225,7 @@ mod softmax_tests {
         let k = Tensor::from_vec(k, (4, 3, 17), &dev).unwrap();
         let ours = softmax_last_dim(&x).unwrap();
         let theirs = candle_nn::ops::softmax(&x, candle_core::D::Minus1).unwrap();
-        let max = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(max(&ours, &theirs) < 1e-6);
+        assert!(crate::test_util::tensor_max_abs_diff(&ours, &theirs) < 1e-6);
         assert_eq!(
             ours.flatten_all().unwrap().to_vec1::<f32>().unwrap()[5],
             0.0
@@ -266,6 +242,10 @@ mod softmax_tests {
             g2.get(x.as_tensor()).unwrap(),
         );
         // The masked entry: candle's composed gradient is 0·(…) = 0 too, or NaN-free equal.
-        assert!(max(a, b) < 1e-5, "{}", max(a, b));
+        assert!(
+            crate::test_util::tensor_max_abs_diff(a, b) < 1e-5,
+            "{}",
+            crate::test_util::tensor_max_abs_diff(a, b)
+        );
     }
 }
