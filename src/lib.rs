@@ -7,4 +7,5 @@ pub use cogview_core::*;
 pub use cogview_image as image;
 pub use cogview_pipeline as pipeline;
 pub use cogview_pipeline::{Pipeline, PipelineConfig, Settings};
+pub use cogview_plugin_host as plugin_host;
 pub use cogview_text as text;

@@ -50,10 +50,14 @@ fn main() {
             eprintln!("cancelled: no images were written");
             std::process::exit(130);
         }
-        eprintln!("error: {e}");
+        let message = e.to_string();
+        eprintln!("error: {message}");
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
-            eprintln!("  caused by: {s}");
+            let text = s.to_string();
+            if !message.contains(&text) {
+                eprintln!("  caused by: {text}");
+            }
             source = s.source();
         }
         std::process::exit(1);

@@ -1,5 +1,6 @@
 //! Subcommands of the `cogview` command.
 
+mod backends;
 mod bench;
 mod convert;
 mod eval;
@@ -30,6 +31,7 @@ enum Command {
     Regenerate(regenerate::Args),
     SuperResolve(super_resolve::Args),
     Info(info::Args),
+    Backends(backends::Args),
     Train(train::Args),
     Eval(eval::Args),
     Logits(logits::Args),
@@ -46,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Regenerate(a) => regenerate::run(a),
         Command::SuperResolve(a) => super_resolve::run(a),
         Command::Info(a) => info::run(a),
+        Command::Backends(a) => backends::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Logits(a) => logits::run(a),

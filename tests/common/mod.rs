@@ -1,6 +1,8 @@
 //! Helpers shared by the top-level integration tests.
 #![allow(dead_code)]
 
+pub mod plugins;
+
 use cogview::core::npy::read_npy_file;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@
 //! algorithm itself (layout, mask, sampling) lives in `cogview-core`.
 
 mod backbone;
+mod backend;
 mod coglm;
 mod config;
 mod conv_train;
@@ -21,6 +22,7 @@ mod train_ops;
 mod util;
 mod vqvae;
 
+pub use backend::{CandleBackend, HAS_CUDA};
 pub use coglm::{CoglmModel, CoglmSession};
 pub use config::CoglmConfig;
 pub use sr::{SrConfig, SrKind, SrModel};

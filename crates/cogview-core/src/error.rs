@@ -74,6 +74,19 @@ pub enum Error {
     #[error("backend error: {0}")]
     Backend(String),
 
+    /// A backend plugin could not be loaded or refused to run (wrong ABI, unusable here, panicked).
+    #[error("plugin {plugin}: {reason}")]
+    Plugin { plugin: String, reason: String },
+
+    /// A plugin library could not be opened; `source` holds the loader's reason.
+    #[error("cannot load plugin {path}: {what}")]
+    PluginLoad {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The run was cancelled through its [`crate::RunContext`].
     #[error("cancelled")]
     Cancelled,
@@ -159,6 +172,12 @@ impl Error {
         Error::Config {
             source_name: source_name.into(),
             key: key.into(),
+            reason: reason.into(),
+        }
+    }
+    pub fn plugin(plugin: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Plugin {
+            plugin: plugin.into(),
             reason: reason.into(),
         }
     }

@@ -14,6 +14,7 @@
 //! assert!(id == 1 || id == 2);
 //! ```
 
+pub mod backend;
 pub mod coglm;
 pub mod context;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod sr;
 pub mod traits;
 pub mod types;
 
+pub use backend::{Availability, Backend, LoadRequest, ModelKind};
 pub use context::{CancelToken, Progress, RunContext};
 pub use error::{Error, Result, ShapeMismatch};
 pub use rng::Rng;

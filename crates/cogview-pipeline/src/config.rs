@@ -44,7 +44,7 @@ pub enum SamplerKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Placement {
-    /// `"candle"`, the built-in backend (plugins arrive with the plugin ABI).
+    /// `"candle"`, the built-in backend, or a plugin's name.
     #[serde(default = "default_backend")]
     pub backend: String,
     #[serde(default)]
@@ -85,6 +85,10 @@ pub struct ImageTokenizerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<toml::Table>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<DType>,
@@ -96,7 +100,12 @@ pub struct ImageTokenizerConfig {
 pub struct CoglmStageConfig {
     /// The CogLM checkpoint (default: `<model_dir>/coglm`).
     pub path: Option<PathBuf>,
+    /// `"candle"` (built in) or the name of a plugin found in the plugin folders (`"tch"`).
     pub backend: Option<String>,
+    /// A plugin library to load this stage's backend from (instead of searching by name).
+    pub plugin: Option<PathBuf>,
+    /// Backend-specific options, handed to the backend as TOML text.
+    pub options: Option<toml::Table>,
     pub device: Option<Device>,
     pub dtype: Option<DType>,
     pub sampler: Option<SamplerKind>,
@@ -124,7 +133,12 @@ pub struct CoglmStageConfig {
 pub struct DsrStageConfig {
     /// The DSR checkpoint (default: `<model_dir>/cogview2-dsr`).
     pub path: Option<PathBuf>,
+    /// `"candle"` (built in) or the name of a plugin found in the plugin folders (`"tch"`).
     pub backend: Option<String>,
+    /// A plugin library to load this stage's backend from (instead of searching by name).
+    pub plugin: Option<PathBuf>,
+    /// Backend-specific options, handed to the backend as TOML text.
+    pub options: Option<toml::Table>,
     pub device: Option<Device>,
     pub dtype: Option<DType>,
     /// Temperature (official 1.0: the recipe's `temp_all_dsr` 1.5 is never used).
@@ -141,7 +155,12 @@ pub struct DsrStageConfig {
 pub struct ItersrStageConfig {
     /// The ItersR checkpoint (default: `<model_dir>/cogview2-itersr`).
     pub path: Option<PathBuf>,
+    /// `"candle"` (built in) or the name of a plugin found in the plugin folders (`"tch"`).
     pub backend: Option<String>,
+    /// A plugin library to load this stage's backend from (instead of searching by name).
+    pub plugin: Option<PathBuf>,
+    /// Backend-specific options, handed to the backend as TOML text.
+    pub options: Option<toml::Table>,
     pub device: Option<Device>,
     pub dtype: Option<DType>,
     /// Temperature (official 1.0: the recipe's `temp_all_itersr` is never used).
@@ -185,6 +204,7 @@ pub struct PipelineConfig {
 #[serde(deny_unknown_fields)]
 pub struct DefaultsConfig {
     pub backend: Option<String>,
+    pub plugin: Option<PathBuf>,
     pub device: Option<Device>,
     pub dtype: Option<DType>,
 }

@@ -3,7 +3,7 @@
 //! from components in Rust ([`PipelineBuilder`]).
 
 use crate::settings::Settings;
-use cogview_candle::{CoglmModel, LoadOptions, SrModel, VqTokenizer};
+use cogview_core::backend::{Availability, Backend, LoadRequest};
 use cogview_core::coglm::{CoglmGenerator, Stage1Layout, Stage1Settings, Style};
 use cogview_core::lopar::Lopar;
 use cogview_core::sampling::{ClusterLabels, ClusterSampler, TopKSampler};
@@ -96,7 +96,7 @@ impl<T: ?Sized> Stage<T> {
 /// A DSR or ItersR model behind a [`Stage`]: loads on first prediction and, in low-memory mode,
 /// drops its weights when [`GridPredictor::release`] is called after its pass.
 struct StagePredictor {
-    stage: Stage<SrModel>,
+    stage: Stage<dyn GridPredictor>,
     release_after_pass: bool,
 }
 
@@ -270,11 +270,39 @@ impl PipelineBuilder {
     }
 }
 
-fn load_options(p: &crate::settings::StagePlacement) -> LoadOptions {
-    LoadOptions {
-        device: p.device,
-        dtype: p.dtype,
+/// The backend a stage's placement names: the built-in candle backend, a plugin found by name,
+/// or the plugin library the stage names; checked to run on the stage's device.
+pub fn stage_backend(p: &crate::settings::StagePlacement) -> Result<Arc<dyn Backend>> {
+    let backend: Arc<dyn Backend> = match (&p.plugin, p.backend.as_str()) {
+        (Some(path), name) => {
+            let plugin = cogview_plugin_host::load_path(path)?;
+            if name != "plugin" && name != plugin.name() {
+                return Err(Error::plugin(
+                    path.display().to_string(),
+                    format!(
+                        "is the '{}' backend, but the stage asks for backend = \"{name}\"",
+                        plugin.name()
+                    ),
+                ));
+            }
+            return plugin.backend_for(p.device);
+        }
+        (None, "candle") => Arc::new(cogview_candle::CandleBackend),
+        (None, name) => return cogview_plugin_host::find(name)?.backend_for(p.device),
+    };
+    match backend.availability(p.device) {
+        Availability::Usable { .. } => Ok(backend),
+        Availability::Unusable { reason } => Err(Error::plugin(
+            backend.name().to_string(),
+            format!("cannot run on {} here: {reason}", p.device),
+        )),
     }
+}
+
+fn load_request(p: &crate::settings::StagePlacement) -> LoadRequest {
+    let mut r = LoadRequest::new(p.device, p.dtype);
+    r.options_toml = p.options.clone();
+    r
 }
 
 /// Reads the stage-1 layout from CogLM's `model_config.json` (cogview keys `image_grid`,
@@ -448,11 +476,9 @@ impl Pipeline {
             text_bias: c.text_bias,
             max_batch: c.batch_size,
         };
+        let coglm_backend = stage_backend(&c.placement)?;
         let generator = Stage::lazy("coglm", move || {
-            let model = Arc::new(CoglmModel::load(
-                &c.placement.path,
-                load_options(&c.placement),
-            )?);
+            let model = coglm_backend.load_lm(&c.placement.path, &load_request(&c.placement))?;
             Ok(
                 Arc::new(CoglmGenerator::new(model, sampler.clone(), stage1)?)
                     as Arc<dyn GlobalGenerator>,
@@ -460,19 +486,29 @@ impl Pipeline {
         });
 
         let mut predictors = Vec::new();
-        let super_resolver = sr_parts.map(|(d, i)| {
-            let mut predictor = |p: crate::settings::StagePlacement, name: &'static str| {
+        let sr_parts = match sr_parts {
+            Some((d, i)) => {
+                let db = stage_backend(&d.placement)?;
+                let ib = stage_backend(&i.placement)?;
+                Some((d, i, db, ib))
+            }
+            None => None,
+        };
+        let super_resolver = sr_parts.map(|(d, i, dsr_backend, itersr_backend)| {
+            let mut predictor = |p: crate::settings::StagePlacement,
+                                 backend: Arc<dyn Backend>,
+                                 name: &'static str| {
                 let sp = Arc::new(StagePredictor {
                     stage: Stage::lazy(name, move || {
-                        Ok(Arc::new(SrModel::load(&p.path, load_options(&p))?))
+                        backend.load_grid_predictor(&p.path, &load_request(&p))
                     }),
                     release_after_pass: low_memory,
                 });
                 predictors.push(sp.clone());
                 sp as Arc<dyn GridPredictor>
             };
-            let dsr = predictor(d.placement.clone(), "dsr");
-            let itersr = predictor(i.placement.clone(), "itersr");
+            let dsr = predictor(d.placement.clone(), dsr_backend, "dsr");
+            let itersr = predictor(i.placement.clone(), itersr_backend, "itersr");
             let mut sr =
                 SuperResolution::official(dsr, itersr, labels.clone(), coglm_cfg.start_of_image_id);
             sr.dsr_sampler = Arc::new(ClusterSampler {
@@ -494,9 +530,9 @@ impl Pipeline {
         });
 
         let vq = s.image_tokenizer.clone();
+        let vq_backend = stage_backend(&vq)?;
         let image_tokenizer = Stage::lazy("image tokenizer", move || {
-            Ok(Arc::new(VqTokenizer::load(&vq.path, load_options(&vq))?)
-                as Arc<dyn ImageTokenizer>)
+            vq_backend.load_image_tokenizer(&vq.path, &load_request(&vq))
         });
 
         let pipeline = Pipeline {

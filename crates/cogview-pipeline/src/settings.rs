@@ -45,9 +45,16 @@ pub const CLUSTER_LABELS: Part = Part {
 #[serde(deny_unknown_fields)]
 pub struct StagePlacement {
     pub path: PathBuf,
+    /// `"candle"` (built in), a plugin's name, or `"plugin"` when `plugin` names the library.
     pub backend: String,
     pub device: Device,
     pub dtype: DType,
+    /// The plugin library the backend comes from, when the configuration names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PathBuf>,
+    /// The stage's backend options as TOML text (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub options: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +111,41 @@ pub fn dsr_recipe(style: Style) -> (usize, f32) {
     match style {
         Style::Flat | Style::Comics => (5, 0.4),
         _ => (100, 0.89),
+    }
+}
+
+/// A stage's backend keys, as written in the configuration.
+struct StageBackend<'a> {
+    backend: &'a Option<String>,
+    plugin: &'a Option<PathBuf>,
+    options: &'a Option<toml::Table>,
+    device: Option<Device>,
+    dtype: Option<DType>,
+}
+
+impl<'a> StageBackend<'a> {
+    fn of(
+        backend: &'a Option<String>,
+        plugin: &'a Option<PathBuf>,
+        options: &'a Option<toml::Table>,
+        device: &Option<Device>,
+        dtype: &Option<DType>,
+    ) -> Self {
+        StageBackend {
+            backend,
+            plugin,
+            options,
+            device: *device,
+            dtype: *dtype,
+        }
+    }
+}
+
+fn options_table(text: &str) -> Option<toml::Table> {
+    if text.is_empty() {
+        None
+    } else {
+        text.parse::<toml::Table>().ok()
     }
 }
 
@@ -173,30 +215,59 @@ impl Settings {
             Ok(std::path::absolute(&path).unwrap_or(path))
         };
         let d = &cfg.defaults;
-        let place = |path: PathBuf,
-                     backend: &Option<String>,
-                     device: &Option<Device>,
-                     dtype: &Option<DType>,
-                     section: &str|
-         -> Result<StagePlacement> {
-            let backend = backend
+        let place = |path: PathBuf, stage: StageBackend, section: &str| -> Result<StagePlacement> {
+            let plugin = stage
+                .plugin
+                .clone()
+                .or_else(|| d.plugin.clone())
+                .map(|p| base.join(p));
+            let backend = stage
+                .backend
                 .clone()
                 .or_else(|| d.backend.clone())
-                .unwrap_or_else(|| "candle".into());
-            if backend != "candle" {
+                .unwrap_or_else(|| {
+                    if plugin.is_some() {
+                        "plugin".into()
+                    } else {
+                        "candle".into()
+                    }
+                });
+            if backend.is_empty()
+                || !backend
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(Error::config(
                     "pipeline",
                     format!("{section}.backend"),
-                    format!(
-                        "backend '{backend}' is not available; the built-in backend is 'candle'"
-                    ),
+                    format!("'{backend}' is not a backend name; use \"candle\" or a plugin's name such as \"tch\""),
                 ));
             }
+            if let Some(p) = &plugin {
+                if !p.is_file() {
+                    return Err(Error::config(
+                        "pipeline",
+                        format!("{section}.plugin"),
+                        format!(
+                            "{} is not a file; give the path of a plugin library",
+                            p.display()
+                        ),
+                    ));
+                }
+            }
+            let options = match stage.options {
+                Some(t) if !t.is_empty() => toml::to_string(t).map_err(|e| {
+                    Error::config("pipeline", format!("{section}.options"), e.to_string())
+                })?,
+                _ => String::new(),
+            };
             Ok(StagePlacement {
                 path,
                 backend,
-                device: device.or(d.device).unwrap_or_default(),
-                dtype: dtype.or(d.dtype).unwrap_or_default(),
+                device: stage.device.or(d.device).unwrap_or_default(),
+                dtype: stage.dtype.or(d.dtype).unwrap_or_default(),
+                plugin: plugin.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                options,
             })
         };
 
@@ -219,7 +290,11 @@ impl Settings {
             ));
         }
         let coglm = CoglmSettings {
-            placement: place(coglm_path, &c.backend, &c.device, &c.dtype, "coglm")?,
+            placement: place(
+                coglm_path,
+                StageBackend::of(&c.backend, &c.plugin, &c.options, &c.device, &c.dtype),
+                "coglm",
+            )?,
             sampler: c.sampler.unwrap_or_default(),
             temperature: c.temperature.unwrap_or(style.stage1_temperature()),
             top_k_clusters: c.top_k_clusters.unwrap_or(16),
@@ -233,9 +308,7 @@ impl Settings {
         let it = &cfg.image_tokenizer;
         let image_tokenizer = place(
             locate(&it.path, IMAGE_TOKENIZER, "image_tokenizer")?,
-            &it.backend,
-            &it.device,
-            &it.dtype,
+            StageBackend::of(&it.backend, &it.plugin, &it.options, &it.device, &it.dtype),
             "image_tokenizer",
         )?;
         let (dsr, itersr) = if with_super_resolution {
@@ -244,9 +317,7 @@ impl Settings {
             let dsr = DsrSettings {
                 placement: place(
                     locate(&s.path, DSR, "dsr")?,
-                    &s.backend,
-                    &s.device,
-                    &s.dtype,
+                    StageBackend::of(&s.backend, &s.plugin, &s.options, &s.device, &s.dtype),
                     "dsr",
                 )?,
                 temperature: s.temperature.unwrap_or(1.0),
@@ -257,9 +328,7 @@ impl Settings {
             let itersr = ItersrSettings {
                 placement: place(
                     locate(&s.path, ITERSR, "itersr")?,
-                    &s.backend,
-                    &s.device,
-                    &s.dtype,
+                    StageBackend::of(&s.backend, &s.plugin, &s.options, &s.device, &s.dtype),
                     "itersr",
                 )?,
                 temperature: s.temperature.unwrap_or(1.0),
@@ -347,12 +416,16 @@ impl Settings {
         let p = &self.image_tokenizer;
         cfg.image_tokenizer.path = Some(p.path.clone());
         cfg.image_tokenizer.backend = Some(p.backend.clone());
+        cfg.image_tokenizer.plugin = p.plugin.clone();
+        cfg.image_tokenizer.options = options_table(&p.options);
         cfg.image_tokenizer.device = Some(p.device);
         cfg.image_tokenizer.dtype = Some(p.dtype);
         let c = &self.coglm;
         cfg.coglm = crate::config::CoglmStageConfig {
             path: Some(c.placement.path.clone()),
             backend: Some(c.placement.backend.clone()),
+            plugin: c.placement.plugin.clone(),
+            options: options_table(&c.placement.options),
             device: Some(c.placement.device),
             dtype: Some(c.placement.dtype),
             sampler: Some(c.sampler),
@@ -368,6 +441,8 @@ impl Settings {
             cfg.dsr = crate::config::DsrStageConfig {
                 path: Some(d.placement.path.clone()),
                 backend: Some(d.placement.backend.clone()),
+                plugin: d.placement.plugin.clone(),
+                options: options_table(&d.placement.options),
                 device: Some(d.placement.device),
                 dtype: Some(d.placement.dtype),
                 temperature: Some(d.temperature),
@@ -379,6 +454,8 @@ impl Settings {
             cfg.itersr = crate::config::ItersrStageConfig {
                 path: Some(i.placement.path.clone()),
                 backend: Some(i.placement.backend.clone()),
+                plugin: i.placement.plugin.clone(),
+                options: options_table(&i.placement.options),
                 device: Some(i.placement.device),
                 dtype: Some(i.placement.dtype),
                 temperature: Some(i.temperature),

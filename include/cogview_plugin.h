@@ -1,0 +1,298 @@
+/*
+ * cogview_plugin.h: the C ABI between cogview and its backend plugins, major version 1.
+ *
+ * A plugin is a shared library that exports one function:
+ *
+ *     const CogviewPluginV1 *cogview_plugin_v1(void);
+ *
+ * It returns a static descriptor and does nothing else (no allocation, no device work). The host
+ * (the cogview library or command) then calls score() to ask whether the plugin can run on a
+ * device, init() once with the host's logger and error constructor, and the load/compute functions
+ * of the vtables. Rust plugins get all of this from the `cogview-plugin-abi` crate
+ * (`export_plugin!`); this header is for plugins written in C or C++, and is the reference.
+ *
+ * Rules (docs/plugins.md explains them):
+ *  - Every struct starts with struct_version (the ABI minor version its writer was built with) and
+ *    struct_size (sizeof as its writer saw it). A reader refuses sizes below the v1.0 size and
+ *    reads only min(struct_size, its own sizeof) bytes; fields it does not have read as 0 / NULL.
+ *    Fields are only ever appended. A breaking change is a new major version with a new entry
+ *    symbol (cogview_plugin_v2), so an old host never calls a new plugin by mistake.
+ *  - Only plain C data crosses: integers, float, UTF-8 text as pointer + length (not
+ *    NUL-terminated, except the descriptor's strings), token ids, pixels, TOML text.
+ *  - Every fallible function returns a CogviewError*, NULL meaning success. Errors are created
+ *    only with host->error_new and are owned (and freed) by the host. On error, out-parameters
+ *    are left untouched.
+ *  - Handles are created and freed by the plugin; *_free accepts NULL. Outputs the plugin
+ *    allocates (CogviewFloatsV1) carry their own release function, which the host calls once.
+ *  - Nothing may unwind or throw across these functions: catch C++ exceptions (and Rust panics)
+ *    and return a COGVIEW_PLUGIN_ERR_PANIC error instead.
+ *  - The host never unloads a plugin library.
+ *  - Threading: model handles (CogviewLm, CogviewGridModel, CogviewImageTokenizer) accept calls
+ *    from several threads at once; a CogviewLmSession is used by one thread at a time but may move
+ *    between threads; host->log may be called from any thread.
+ *  - Only 64-bit targets are supported; the offsets below are checked at compile time, here and in
+ *    the Rust definitions (crates/cogview-plugin-abi/src/ffi.rs).
+ */
+#ifndef COGVIEW_PLUGIN_H
+#define COGVIEW_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COGVIEW_PLUGIN_ABI_MAJOR 1
+#define COGVIEW_PLUGIN_ABI_MINOR 0
+
+/* Error codes carried by CogviewError objects. */
+#define COGVIEW_PLUGIN_ERR_INVALID_INPUT 1      /* subject: the field                        */
+#define COGVIEW_PLUGIN_ERR_TOKEN_OUT_OF_VOCAB 2
+#define COGVIEW_PLUGIN_ERR_IO 3                 /* subject: the path                         */
+#define COGVIEW_PLUGIN_ERR_INVALID_CHECKPOINT 4 /* subject: the path                         */
+#define COGVIEW_PLUGIN_ERR_CONFIG 5             /* subject: the key in the options table     */
+#define COGVIEW_PLUGIN_ERR_BACKEND 6
+#define COGVIEW_PLUGIN_ERR_CANCELLED 7
+#define COGVIEW_PLUGIN_ERR_UNSUPPORTED 8
+#define COGVIEW_PLUGIN_ERR_PANIC 9
+#define COGVIEW_PLUGIN_ERR_ABI 10
+#define COGVIEW_PLUGIN_ERR_TEXT_TOO_LONG 11
+
+/* Log levels. */
+#define COGVIEW_PLUGIN_LOG_ERROR 1
+#define COGVIEW_PLUGIN_LOG_WARN 2
+#define COGVIEW_PLUGIN_LOG_INFO 3
+#define COGVIEW_PLUGIN_LOG_DEBUG 4
+#define COGVIEW_PLUGIN_LOG_TRACE 5
+
+#define COGVIEW_PLUGIN_DEVICE_CPU 0
+#define COGVIEW_PLUGIN_DEVICE_CUDA 1
+
+#define COGVIEW_PLUGIN_DTYPE_F32 0
+#define COGVIEW_PLUGIN_DTYPE_F16 1
+#define COGVIEW_PLUGIN_DTYPE_BF16 2
+
+/* CogviewPluginV1.model_kinds bits; each set bit needs its vtable. */
+#define COGVIEW_PLUGIN_KIND_LM 1u
+#define COGVIEW_PLUGIN_KIND_GRID 2u
+#define COGVIEW_PLUGIN_KIND_IMAGE_TOKENIZER 4u
+
+typedef struct CogviewError CogviewError;                   /* host-owned */
+typedef struct CogviewLm CogviewLm;                         /* plugin-owned handles */
+typedef struct CogviewLmSession CogviewLmSession;
+typedef struct CogviewGridModel CogviewGridModel;
+typedef struct CogviewImageTokenizer CogviewImageTokenizer;
+
+/* What the host gives the plugin; valid for the rest of the process (the plugin may keep it). */
+typedef struct CogviewHostV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    void *user_data;                /* pass back to both callbacks */
+    int32_t max_log_level;          /* skip messages finer than this */
+    uint32_t reserved0;
+    void (*log)(void *user_data, int32_t level, const char *target, size_t target_len,
+                const char *msg, size_t msg_len);            /* thread-safe */
+    CogviewError *(*error_new)(void *user_data, int32_t code, const char *subject,
+                               size_t subject_len, const char *msg, size_t msg_len); /* never NULL */
+} CogviewHostV1;
+
+/* Progress and cancellation of one call; borrowed for that call only. */
+typedef struct CogviewHooksV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    void *user_data;
+    void (*progress)(void *user_data, const char *stage, size_t stage_len, uint64_t step,
+                     uint64_t total);                        /* may be NULL */
+    int32_t (*is_cancelled)(void *user_data);                /* may be NULL; nonzero: stop */
+} CogviewHooksV1;
+
+typedef struct CogviewLoadParamsV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    const char *path;               /* the checkpoint, UTF-8 */
+    size_t path_len;
+    int32_t device_kind;            /* COGVIEW_PLUGIN_DEVICE_* */
+    int32_t device_index;
+    int32_t dtype;                  /* COGVIEW_PLUGIN_DTYPE_* */
+    uint32_t num_threads;           /* the plugin's own pool; 0: its default */
+    const char *options_toml;       /* the stage's options table; NULL when the length is 0 */
+    size_t options_toml_len;
+    const CogviewHooksV1 *hooks;    /* may be NULL */
+} CogviewLoadParamsV1;
+
+/* A rows x cols float matrix the plugin allocated; the host calls release once when done. */
+typedef struct CogviewFloatsV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    uint64_t rows;
+    uint64_t cols;
+    const float *data;
+    void (*release)(struct CogviewFloatsV1 *self);           /* may be NULL */
+    void *private_data;
+} CogviewFloatsV1;
+
+typedef struct CogviewLmSpecV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    uint64_t vocab_size;            /* rows of the word embedding */
+    uint64_t max_positions;
+    uint64_t image_vocab_size;      /* ids 0..image_vocab_size are image codes */
+    uint32_t start_of_image_id;
+    uint32_t reserved0;
+} CogviewLmSpecV1;
+
+/* n new tokens for each of the session's batch rows. */
+typedef struct CogviewLmInputV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    const uint32_t *tokens;         /* [batch, n] */
+    size_t tokens_len;
+    const uint32_t *positions;      /* [n] */
+    size_t positions_len;
+    const float *bias;              /* [n, cached + n], additive; -inf = masked */
+    size_t bias_len;
+    uint32_t logits_all;            /* 0: last position per row [batch, vocab]; 1: [batch*n, vocab] */
+    uint32_t reserved0;
+    uint64_t logits_vocab;          /* logits over the first logits_vocab ids */
+} CogviewLmInputV1;
+
+typedef struct CogviewTokenGridV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    uint64_t height;
+    uint64_t width;
+    const uint32_t *ids;            /* row-major, height * width */
+    size_t ids_len;
+} CogviewTokenGridV1;
+
+typedef struct CogviewImageV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    uint64_t width;
+    uint64_t height;
+    const uint8_t *rgb;             /* row-major RGB, width * height * 3 */
+    size_t rgb_len;
+} CogviewImageV1;
+
+typedef struct CogviewLmVtableV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    CogviewError *(*load)(const CogviewLoadParamsV1 *params, CogviewLm **out);
+    void (*free)(CogviewLm *lm);    /* accepts NULL; sessions keep their model alive */
+    CogviewError *(*spec)(const CogviewLm *lm, CogviewLmSpecV1 *out);
+    CogviewError *(*session_new)(const CogviewLm *lm, uint64_t batch, uint64_t capacity,
+                                 CogviewLmSession **out);
+    void (*session_free)(CogviewLmSession *session);         /* accepts NULL */
+    CogviewError *(*forward)(CogviewLmSession *session, const CogviewLmInputV1 *input,
+                             CogviewFloatsV1 *out);
+} CogviewLmVtableV1;
+
+/* DSR / ItersR: logits over the image vocabulary for every cell of the output grid. */
+typedef struct CogviewGridVtableV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    CogviewError *(*load)(const CogviewLoadParamsV1 *params, CogviewGridModel **out);
+    void (*free)(CogviewGridModel *model);                   /* accepts NULL */
+    CogviewError *(*predict)(const CogviewGridModel *model, const uint32_t *text,
+                             size_t text_len, const CogviewTokenGridV1 *grid,
+                             CogviewFloatsV1 *out);
+    void (*release)(const CogviewGridModel *model);          /* may be NULL: drop weights until the next predict */
+} CogviewGridVtableV1;
+
+typedef struct CogviewImageTokenizerVtableV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    CogviewError *(*load)(const CogviewLoadParamsV1 *params, CogviewImageTokenizer **out);
+    void (*free)(CogviewImageTokenizer *model);              /* accepts NULL */
+    /* writes exactly (height/factor)*(width/factor) ids; factor is 4, 8 or 16 */
+    CogviewError *(*encode)(const CogviewImageTokenizer *model, const CogviewImageV1 *image,
+                            uint32_t factor, uint32_t *ids, size_t ids_len);
+    /* writes exactly (height*factor)*(width*factor)*3 bytes */
+    CogviewError *(*decode)(const CogviewImageTokenizer *model, const CogviewTokenGridV1 *grid,
+                            uint32_t factor, uint8_t *rgb, size_t rgb_len);
+} CogviewImageTokenizerVtableV1;
+
+typedef struct CogviewPluginV1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    uint32_t abi_major;             /* COGVIEW_PLUGIN_ABI_MAJOR */
+    uint32_t model_kinds;           /* COGVIEW_PLUGIN_KIND_* bits */
+    const char *name;               /* the backend name stages select; [A-Za-z0-9_-]+ */
+    const char *version;
+    const char *build_info;         /* may be NULL */
+    /* > 0: usable on this device (higher wins); <= 0: not, with the reason in *why_not.
+     * Cheap: loads nothing. May be called before init. */
+    int32_t (*score)(const CogviewHostV1 *host, int32_t device_kind, int32_t device_index,
+                     CogviewError **why_not);
+    CogviewError *(*init)(const CogviewHostV1 *host);        /* once, before any load */
+    const CogviewLmVtableV1 *lm;
+    const CogviewGridVtableV1 *grid;
+    const CogviewImageTokenizerVtableV1 *image_tokenizer;
+} CogviewPluginV1;
+
+typedef const CogviewPluginV1 *(*CogviewPluginEntryV1)(void);
+
+#if defined(_WIN32)
+#define COGVIEW_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define COGVIEW_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* The v1.0 layout (64-bit targets). */
+#if defined(__cplusplus)
+#define COGVIEW_PLUGIN_STATIC_ASSERT static_assert
+#else
+#define COGVIEW_PLUGIN_STATIC_ASSERT _Static_assert
+#endif
+#define COGVIEW_PLUGIN_AT(T, f, o) COGVIEW_PLUGIN_STATIC_ASSERT(offsetof(T, f) == o, #T "." #f " moved")
+#define COGVIEW_PLUGIN_SIZE(T, s) COGVIEW_PLUGIN_STATIC_ASSERT(sizeof(T) == s, #T " changed size")
+COGVIEW_PLUGIN_SIZE(CogviewHostV1, 40);
+COGVIEW_PLUGIN_AT(CogviewHostV1, user_data, 8);
+COGVIEW_PLUGIN_AT(CogviewHostV1, max_log_level, 16);
+COGVIEW_PLUGIN_AT(CogviewHostV1, log, 24);
+COGVIEW_PLUGIN_AT(CogviewHostV1, error_new, 32);
+COGVIEW_PLUGIN_SIZE(CogviewHooksV1, 32);
+COGVIEW_PLUGIN_AT(CogviewHooksV1, progress, 16);
+COGVIEW_PLUGIN_AT(CogviewHooksV1, is_cancelled, 24);
+COGVIEW_PLUGIN_SIZE(CogviewLoadParamsV1, 64);
+COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, device_kind, 24);
+COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, dtype, 32);
+COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, num_threads, 36);
+COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, options_toml, 40);
+COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, hooks, 56);
+COGVIEW_PLUGIN_SIZE(CogviewFloatsV1, 48);
+COGVIEW_PLUGIN_AT(CogviewFloatsV1, data, 24);
+COGVIEW_PLUGIN_AT(CogviewFloatsV1, release, 32);
+COGVIEW_PLUGIN_AT(CogviewFloatsV1, private_data, 40);
+COGVIEW_PLUGIN_SIZE(CogviewLmSpecV1, 40);
+COGVIEW_PLUGIN_AT(CogviewLmSpecV1, start_of_image_id, 32);
+COGVIEW_PLUGIN_SIZE(CogviewLmInputV1, 72);
+COGVIEW_PLUGIN_AT(CogviewLmInputV1, bias, 40);
+COGVIEW_PLUGIN_AT(CogviewLmInputV1, logits_all, 56);
+COGVIEW_PLUGIN_AT(CogviewLmInputV1, logits_vocab, 64);
+COGVIEW_PLUGIN_SIZE(CogviewTokenGridV1, 40);
+COGVIEW_PLUGIN_AT(CogviewTokenGridV1, ids, 24);
+COGVIEW_PLUGIN_SIZE(CogviewImageV1, 40);
+COGVIEW_PLUGIN_AT(CogviewImageV1, rgb, 24);
+COGVIEW_PLUGIN_SIZE(CogviewLmVtableV1, 56);
+COGVIEW_PLUGIN_AT(CogviewLmVtableV1, forward, 48);
+COGVIEW_PLUGIN_SIZE(CogviewGridVtableV1, 40);
+COGVIEW_PLUGIN_AT(CogviewGridVtableV1, release, 32);
+COGVIEW_PLUGIN_SIZE(CogviewImageTokenizerVtableV1, 40);
+COGVIEW_PLUGIN_AT(CogviewImageTokenizerVtableV1, decode, 32);
+COGVIEW_PLUGIN_SIZE(CogviewPluginV1, 80);
+COGVIEW_PLUGIN_AT(CogviewPluginV1, abi_major, 8);
+COGVIEW_PLUGIN_AT(CogviewPluginV1, name, 16);
+COGVIEW_PLUGIN_AT(CogviewPluginV1, score, 40);
+COGVIEW_PLUGIN_AT(CogviewPluginV1, init, 48);
+COGVIEW_PLUGIN_AT(CogviewPluginV1, lm, 56);
+COGVIEW_PLUGIN_AT(CogviewPluginV1, image_tokenizer, 72);
+#undef COGVIEW_PLUGIN_AT
+#undef COGVIEW_PLUGIN_SIZE
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COGVIEW_PLUGIN_H */

@@ -1,0 +1,80 @@
+//! Builds the plugin libraries the tests load: the Rust plugins with a nested `cargo build` (a
+//! `cargo test` does not produce `cdylib` files), the C fixtures with the system C compiler.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The folder cargo puts this test binary's profile in (`target/debug`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+static BUILD: Mutex<()> = Mutex::new(());
+
+/// Builds a Rust plugin package of this workspace and returns its library.
+pub fn rust_plugin(package: &str) -> PathBuf {
+    let _lock = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = profile_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let lib = dir.join(format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(lib.is_file(), "{} was not built", lib.display());
+    lib
+}
+
+pub fn include_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
+}
+
+/// Compiles `plugins/fixtures-c/fixture.c` with `defines` into `<profile>/test-plugins/<name>/`,
+/// as `libcogview_plugin_<name>.so`, with extra linker arguments.
+pub fn c_fixture(name: &str, defines: &[&str], link: &[&str]) -> PathBuf {
+    let _lock = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let out_dir = profile_dir().join("test-plugins").join(name);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let lib = out_dir.join(format!("libcogview_plugin_{}.so", name.replace('-', "_")));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/fixtures-c/fixture.c");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = Command::new(&cc)
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-shared",
+            "-fPIC",
+            "-fvisibility=hidden",
+        ])
+        .arg("-I")
+        .arg(include_dir())
+        .args(defines)
+        .arg(&src)
+        .arg("-o")
+        .arg(&lib)
+        .args(link)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the C compiler `{cc}` could not run ({e}); install gcc or clang, or set CC")
+        });
+    assert!(
+        out.status.success(),
+        "{cc} failed on {}:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lib
+}
