@@ -211,22 +211,6 @@ pub fn load_path(path: &Path) -> Result<&'static Plugin> {
     Ok(plugin)
 }
 
-/// A plugin linked into this program (its entry function called directly), checked like a loaded
-/// one: the same ABI, the same adapter.
-///
-/// # Safety
-/// `entry` must follow the plugin ABI.
-pub unsafe fn register_static(entry: EntryFn, origin: &str) -> Result<&'static Plugin> {
-    let key = PathBuf::from(format!("<static {origin}>"));
-    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, p)) = loaded.iter().find(|(c, _)| *c == key) {
-        return Ok(p);
-    }
-    let plugin: &'static Plugin = Box::leak(Box::new(unsafe { from_entry(entry, &key) }?));
-    loaded.push((key, plugin));
-    Ok(plugin)
-}
-
 unsafe fn cstr(p: *const std::ffi::c_char, field: &str, origin: &Path) -> Result<String> {
     if p.is_null() {
         return Err(Error::plugin(
