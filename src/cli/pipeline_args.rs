@@ -38,67 +38,34 @@ pub struct PipelineArgs {
 impl PipelineArgs {
     /// The configuration: the file (if any) with the flags applied on top.
     pub fn config(&self) -> Result<PipelineConfig> {
-        let mut cfg = match &self.config {
-            Some(p) => PipelineConfig::from_file(p)?,
-            None => PipelineConfig::default(),
-        };
-        if let Some(d) = &self.model_dir {
-            cfg.model_dir = Some(d.clone());
+        cogview::OpenOptions {
+            config: self.config.clone(),
+            model_dir: self.model_dir.clone(),
+            style: self.style,
+            low_memory: self.low_memory,
+            dtype: self.dtype,
+            device: self.device,
+            batch_size: self.batch_size,
         }
-        if cfg.model_dir.is_none() && cfg.coglm.path.is_none() {
-            match cogview::embedded::default_model_dir()? {
-                // The built-in default model, with any flags of the file on top.
-                Some(dir) if self.config.is_none() => {
-                    cfg = PipelineConfig::from_file(dir.join("pipeline.toml"))?;
+        .config()
+        .map_err(|e| match e {
+            // The command's flags are named as flags.
+            Error::InvalidInput { field, reason }
+                if field == "model_dir" || field == "batch_size" =>
+            {
+                let reason = reason
+                    .replace("pass a model folder", "pass --model-dir DIR")
+                    .replace("or a pipeline file", "or --config FILE");
+                Error::InvalidInput {
+                    field: format!("--{}", field.replace('_', "-")),
+                    reason,
                 }
-                _ => {
-                    return Err(Error::invalid_input(
-                        "--model-dir",
-                        "no model given: pass --model-dir DIR (a folder laid out as the official \
-                         CogView2 download) or --config FILE (this build has no embedded default model)",
-                    ))
-                }
             }
-        }
-        if let Some(s) = self.style {
-            cfg.style = Some(s);
-        }
-        if self.low_memory {
-            cfg.low_memory = Some(true);
-        }
-        if let Some(d) = self.dtype {
-            cfg.defaults.dtype = Some(d);
-            for stage in [
-                &mut cfg.coglm.dtype,
-                &mut cfg.dsr.dtype,
-                &mut cfg.itersr.dtype,
-                &mut cfg.image_tokenizer.dtype,
-            ] {
-                *stage = None;
-            }
-        }
-        if let Some(d) = self.device {
-            cfg.defaults.device = Some(d);
-            for stage in [
-                &mut cfg.coglm.device,
-                &mut cfg.dsr.device,
-                &mut cfg.itersr.device,
-                &mut cfg.image_tokenizer.device,
-            ] {
-                *stage = None;
-            }
-        }
-        if let Some(b) = self.batch_size {
-            if b == 0 {
-                return Err(Error::invalid_input("--batch-size", "must be at least 1"));
-            }
-            cfg.coglm.batch_size = Some(b);
-        }
-        Ok(cfg)
+            e => e,
+        })
     }
 }
 
-/// Creates `dir` and checks that files can be written in it, before any work is done.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
         Error::invalid_input(

@@ -15,6 +15,11 @@ static BUILD: Mutex<()> = Mutex::new(());
 
 /// Builds a Rust plugin package of this workspace and returns its library.
 pub fn rust_plugin(package: &str) -> PathBuf {
+    cdylib(package, &package.replace('-', "_"))
+}
+
+/// Builds a `cdylib` package of this workspace and returns `lib<lib_name>.so`.
+pub fn cdylib(package: &str, lib_name: &str) -> PathBuf {
     let _lock = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     let dir = profile_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -29,7 +34,7 @@ pub fn rust_plugin(package: &str) -> PathBuf {
     let lib = dir.join(format!(
         "{}{}{}",
         std::env::consts::DLL_PREFIX,
-        package.replace('-', "_"),
+        lib_name,
         std::env::consts::DLL_SUFFIX
     ));
     assert!(lib.is_file(), "{} was not built", lib.display());

@@ -15,6 +15,10 @@ impl CancelToken {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
+    /// Clears the flag, so that the token can be used for another run.
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

@@ -30,8 +30,9 @@ pub fn stage_seed(seed: u64, stage: u64) -> u64 {
     seed ^ stage.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-const DSR_STAGE: u64 = 2;
-const ITERSR_STAGE: u64 = 3;
+/// The stage numbers [`stage_seed`] mixes in for DSR and ItersR.
+pub const DSR_STAGE: u64 = 2;
+pub const ITERSR_STAGE: u64 = 3;
 
 /// DSR + ItersR with the official recipe.
 pub struct SuperResolution {

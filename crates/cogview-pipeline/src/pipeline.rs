@@ -164,6 +164,9 @@ pub struct Pipeline {
     text: Arc<dyn TextTokenizer>,
     generator: Stage<dyn GlobalGenerator>,
     super_resolver: Option<Stage<dyn LocalSuperResolver>>,
+    /// The same super-resolution as `super_resolver`, typed, for stage-by-stage use (config-built
+    /// pipelines only).
+    sr_stages: Option<Arc<SuperResolution>>,
     image_tokenizer: Stage<dyn ImageTokenizer>,
     /// The lazily loaded super-resolution models inside `super_resolver` (config-built pipelines).
     predictors: Vec<Arc<StagePredictor>>,
@@ -262,6 +265,7 @@ impl PipelineBuilder {
             text: self.text.ok_or_else(|| need("text tokenizer"))?,
             generator: self.generator.ok_or_else(|| need("generator"))?,
             super_resolver: self.super_resolver,
+            sr_stages: None,
             image_tokenizer: self
                 .image_tokenizer
                 .ok_or_else(|| need("image tokenizer"))?,
@@ -486,6 +490,7 @@ impl Pipeline {
         });
 
         let mut predictors = Vec::new();
+        let mut sr_stages = None;
         let sr_parts = match sr_parts {
             Some((d, i)) => {
                 let db = stage_backend(&d.placement)?;
@@ -523,10 +528,9 @@ impl Pipeline {
                 ..Lopar::default()
             };
             sr.high_side = geometry.high;
-            Stage::loaded(
-                "super-resolution",
-                Arc::new(sr) as Arc<dyn LocalSuperResolver>,
-            )
+            let sr = Arc::new(sr);
+            sr_stages = Some(sr.clone());
+            Stage::loaded("super-resolution", sr as Arc<dyn LocalSuperResolver>)
         });
 
         let vq = s.image_tokenizer.clone();
@@ -542,6 +546,7 @@ impl Pipeline {
             text: Arc::new(text),
             generator,
             super_resolver,
+            sr_stages,
             image_tokenizer,
             predictors,
             settings: Some(settings),
@@ -593,6 +598,13 @@ impl Pipeline {
     pub fn geometry(&self) -> Geometry {
         self.geometry
     }
+    /// DSR and ItersR as separate steps (`direct`, then `refine`), for tools that show each
+    /// stage's output; `None` for pipelines composed in Rust or without super-resolution. With
+    /// the seeds of [`cogview_core::sr::stage_seed`] they reproduce [`Pipeline::generate`].
+    pub fn super_resolution_stages(&self) -> Option<&SuperResolution> {
+        self.sr_stages.as_deref()
+    }
+
     pub fn has_super_resolution(&self) -> bool {
         self.super_resolver.is_some()
     }

@@ -1,0 +1,232 @@
+/*
+ * cogview.h: the C API of cogview (CogView2-class text-to-image generation).
+ *
+ * Build: `cargo build --release -p cogview-capi` gives target/release/libcogview.so (shared) and
+ * target/release/libcogview.a (static; link it with -lpthread -ldl -lm). docs/c-api.md has the
+ * details and a complete example.
+ *
+ * OBJECTS AND OWNERSHIP
+ *   cogview_pipeline  The loaded models: read-only after cogview_pipeline_new, shared by every
+ *                     session, usable from many threads at once. Freeing it while sessions exist
+ *                     is allowed: the models stay in memory until the last session is freed.
+ *   cogview_session   Per-run state: progress and log callbacks and a cancellation flag. Use a
+ *                     session from one thread at a time, except cogview_session_cancel, which may
+ *                     be called from any thread while the session exists.
+ *   cogview_images    Results (pixels and token grids), owned by the library until
+ *                     cogview_images_free; views into them stay valid until then.
+ *   cogview_grid      A token grid the library made (cogview_tokenize_image).
+ *   cogview_error     What went wrong: a code and a message. Every fallible function returns
+ *                     cogview_error* — NULL means success — and leaves its out-parameters
+ *                     untouched on error. Free errors with cogview_error_free.
+ *   Every *_new / result has its *_free, and every *_free accepts NULL.
+ *
+ * PARAMETERS
+ *   Every params struct starts with struct_size and must be initialised with its *_params_init
+ *   function before fields are set, so that programs built against this header keep working with
+ *   newer libraries. Strings are NUL-terminated UTF-8; invalid UTF-8, NULL where a value is
+ *   required and zero counts are COGVIEW_ERR_INVALID_ARGUMENT, never a crash.
+ *
+ * CALLBACKS
+ *   Callbacks belong to a pipeline (log) or a session (progress, log), never to the process, and
+ *   each comes with its own user_data. They are called on the thread that called into cogview.
+ *   A progress callback that returns false cancels the run (COGVIEW_ERR_CANCELLED).
+ *
+ * No Rust panic crosses this API: an internal bug is reported as COGVIEW_ERR_PANIC.
+ */
+#ifndef COGVIEW_H
+#define COGVIEW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define COGVIEW_API __declspec(dllimport)
+#else
+#define COGVIEW_API __attribute__((visibility("default")))
+#endif
+
+#define COGVIEW_VERSION_MAJOR 0
+#define COGVIEW_VERSION_MINOR 1
+#define COGVIEW_VERSION_PATCH 0
+/* Raised whenever this header changes incompatibly. */
+#define COGVIEW_API_VERSION 1
+
+/* The library's version ("0.1.0"); a static string. */
+COGVIEW_API const char *cogview_version(void);
+/* The COGVIEW_API_VERSION the library was built with; compare it with the header's. */
+COGVIEW_API uint32_t cogview_api_version(void);
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+#define COGVIEW_ERR_INVALID_ARGUMENT 1 /* NULL pointer, invalid UTF-8, zero count, bad struct_size */
+#define COGVIEW_ERR_INVALID_INPUT 2    /* the prompt, grid or image is not acceptable            */
+#define COGVIEW_ERR_IO 3               /* a file could not be read or written                   */
+#define COGVIEW_ERR_INVALID_WEIGHTS 4  /* corrupt, truncated or mismatched weights              */
+#define COGVIEW_ERR_CONFIG 5           /* the pipeline file or a setting is invalid             */
+#define COGVIEW_ERR_BACKEND 6          /* the tensor library failed                             */
+#define COGVIEW_ERR_PLUGIN 7           /* a backend plugin could not be loaded or used          */
+#define COGVIEW_ERR_CANCELLED 8        /* cogview_session_cancel or a progress callback         */
+#define COGVIEW_ERR_PANIC 9            /* an internal bug in cogview (please report it)         */
+
+typedef struct cogview_error cogview_error;
+
+/* The error's code (COGVIEW_ERR_*); 0 for NULL. */
+COGVIEW_API int32_t cogview_error_code(const cogview_error *error);
+/* The message: what was wrong and what to do. NUL-terminated UTF-8 owned by the error; "" for
+ * NULL. */
+COGVIEW_API const char *cogview_error_message(const cogview_error *error);
+COGVIEW_API void cogview_error_free(cogview_error *error);
+
+/* ---- logging and progress ---------------------------------------------------------------- */
+
+#define COGVIEW_LOG_ERROR 1
+#define COGVIEW_LOG_WARN 2
+#define COGVIEW_LOG_INFO 3
+#define COGVIEW_LOG_DEBUG 4
+#define COGVIEW_LOG_TRACE 5
+
+/* One log line (NUL-terminated, valid during the call). */
+typedef void (*cogview_log_callback)(int32_t level, const char *message, void *user_data);
+/* `step` of `total` done in `stage` ("coglm", "dsr", "itersr", "decode"); return false to
+ * cancel the run. */
+typedef bool (*cogview_progress_callback)(const char *stage, uint64_t step, uint64_t total,
+                                          void *user_data);
+
+/* ---- pipelines --------------------------------------------------------------------------- */
+
+typedef struct cogview_pipeline cogview_pipeline;
+
+typedef struct cogview_pipeline_params {
+    uint32_t struct_size;             /* set by cogview_pipeline_params_init                  */
+    const char *config_path;          /* a pipeline file (TOML), or NULL                       */
+    const char *model_dir;            /* a folder in the official CogView2 layout, or NULL;
+                                         with both NULL: the default model built into the
+                                         library                                              */
+    const char *style;                /* "none", "mainbody", "photo", ...; NULL: the file's    */
+    const char *device;               /* "cpu", "cuda:0"; NULL: the file's                     */
+    const char *dtype;                /* "f32", "f16", "bf16"; NULL: the file's                */
+    int32_t low_memory;               /* nonzero: hold one stage's weights at a time           */
+    uint32_t batch_size;              /* images CogLM draws together; 0: the file's            */
+    cogview_log_callback log_callback;/* NULL: no log                                          */
+    void *log_user_data;
+    int32_t log_level;                /* finest level passed on; default COGVIEW_LOG_WARN      */
+} cogview_pipeline_params;
+
+COGVIEW_API void cogview_pipeline_params_init(cogview_pipeline_params *params);
+/* Reads the configuration, checks every model against the others and loads the weights (all
+ * of them, or in low-memory mode each when its stage first runs). Thread-safe. */
+COGVIEW_API cogview_error *cogview_pipeline_new(const cogview_pipeline_params *params,
+                                                cogview_pipeline **out);
+COGVIEW_API void cogview_pipeline_free(cogview_pipeline *pipeline);
+
+/* The stage-1 grid side (20 officially), the super-resolved grid side (60) and the final image
+ * side in pixels (480). */
+COGVIEW_API cogview_error *cogview_pipeline_geometry(const cogview_pipeline *pipeline,
+                                                     uint32_t *low_side, uint32_t *high_side,
+                                                     uint32_t *image_side);
+
+/* ---- sessions ---------------------------------------------------------------------------- */
+
+typedef struct cogview_session cogview_session;
+
+typedef struct cogview_session_params {
+    uint32_t struct_size;                       /* set by cogview_session_params_init           */
+    cogview_progress_callback progress_callback;/* NULL: none                                   */
+    void *progress_user_data;
+    cogview_log_callback log_callback;          /* NULL: the pipeline's                         */
+    void *log_user_data;
+    int32_t log_level;                          /* default COGVIEW_LOG_WARN                     */
+} cogview_session_params;
+
+COGVIEW_API void cogview_session_params_init(cogview_session_params *params);
+/* `params` may be NULL (no callbacks). */
+COGVIEW_API cogview_error *cogview_session_new(cogview_pipeline *pipeline,
+                                               const cogview_session_params *params,
+                                               cogview_session **out);
+COGVIEW_API void cogview_session_free(cogview_session *session);
+/* Any thread, any time while the session exists: the running call (or the next one) stops after
+ * its current step and returns COGVIEW_ERR_CANCELLED. The flag stays set until
+ * cogview_session_reset_cancel. */
+COGVIEW_API void cogview_session_cancel(cogview_session *session);
+COGVIEW_API void cogview_session_reset_cancel(cogview_session *session);
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+/* A row-major grid of image-token ids: an input, or a view into a result. */
+typedef struct cogview_grid_view {
+    uint32_t height;
+    uint32_t width;
+    const uint32_t *ids;              /* height * width ids                                     */
+    size_t ids_len;
+} cogview_grid_view;
+
+/* One result image; every pointer is owned by its cogview_images. */
+typedef struct cogview_image_view {
+    uint32_t width;
+    uint32_t height;
+    const uint8_t *rgb;               /* row-major RGB, width * height * 3 bytes                */
+    size_t rgb_len;
+    uint64_t seed;                    /* regenerate this image alone with this seed              */
+    cogview_grid_view low_res;        /* the stage-1 grid                                       */
+    cogview_grid_view high_res;       /* the super-resolved grid; ids NULL after stage 1 only    */
+} cogview_image_view;
+
+typedef struct cogview_images cogview_images;
+
+COGVIEW_API size_t cogview_images_count(const cogview_images *images);
+COGVIEW_API cogview_error *cogview_images_get(const cogview_images *images, size_t index,
+                                              cogview_image_view *out);
+COGVIEW_API void cogview_images_free(cogview_images *images);
+
+/* Writes an image as PNG (written to a temporary name, then renamed). */
+COGVIEW_API cogview_error *cogview_image_save_png(const cogview_image_view *image,
+                                                  const char *path);
+
+/* ---- generation -------------------------------------------------------------------------- */
+
+typedef struct cogview_generate_params {
+    uint32_t struct_size;             /* set by cogview_generate_params_init                  */
+    const char *prompt;               /* required                                               */
+    uint32_t num_images;              /* default 1                                              */
+    uint64_t seed;                    /* image i uses seed + i; default 0                       */
+    int32_t only_first_stage;         /* nonzero: stop after CogLM (the grid decoded, enlarged) */
+} cogview_generate_params;
+
+COGVIEW_API void cogview_generate_params_init(cogview_generate_params *params);
+COGVIEW_API cogview_error *cogview_generate(cogview_session *session,
+                                            const cogview_generate_params *params,
+                                            cogview_images **out);
+
+/* DSR + ItersR on `count` stage-1 grids (each low_side x low_side), conditioned on `prompt`;
+ * grid i uses seed + i. */
+COGVIEW_API cogview_error *cogview_super_resolve(cogview_session *session, const char *prompt,
+                                                 const cogview_grid_view *grids, size_t count,
+                                                 uint64_t seed, cogview_images **out);
+
+/* ---- image tokens ------------------------------------------------------------------------ */
+
+typedef struct cogview_grid cogview_grid;
+
+/* Encodes an RGB image (resized and centre-cropped to the stage-1 size) into a stage-1 grid. */
+COGVIEW_API cogview_error *cogview_tokenize_image(cogview_session *session, const uint8_t *rgb,
+                                                  size_t rgb_len, uint32_t width,
+                                                  uint32_t height, cogview_grid **out);
+/* A view of the grid, valid until cogview_grid_free; all zeros for NULL. */
+COGVIEW_API cogview_grid_view cogview_grid_get(const cogview_grid *grid);
+COGVIEW_API void cogview_grid_free(cogview_grid *grid);
+
+/* Decodes a grid (any size) to pixels: one image, 8 pixels per token side. */
+COGVIEW_API cogview_error *cogview_detokenize(cogview_session *session,
+                                              const cogview_grid_view *grid,
+                                              cogview_images **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COGVIEW_H */
