@@ -276,7 +276,35 @@ impl PipelineBuilder {
 
 /// The backend a stage's placement names: the built-in candle backend, a plugin found by name,
 /// or the plugin library the stage names; checked to run on the stage's device.
-pub fn stage_backend(p: &crate::settings::StagePlacement) -> Result<Arc<dyn Backend>> {
+pub fn stage_backend(
+    p: &crate::settings::StagePlacement,
+    section: &str,
+) -> Result<Arc<dyn Backend>> {
+    let key = if p.plugin.is_some() {
+        "plugin"
+    } else {
+        "backend"
+    };
+    resolve_backend(p).map_err(|e| match e {
+        // Errors about the stage's own files and settings keep their type.
+        Error::Io { .. } | Error::Config { .. } => e,
+        e => {
+            let mut reason = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                let t = c.to_string();
+                if !reason.contains(&t) {
+                    reason.push_str(": ");
+                    reason.push_str(&t);
+                }
+                cur = c.source();
+            }
+            Error::config("pipeline", format!("{section}.{key}"), reason)
+        }
+    })
+}
+
+fn resolve_backend(p: &crate::settings::StagePlacement) -> Result<Arc<dyn Backend>> {
     let backend: Arc<dyn Backend> = match (&p.plugin, p.backend.as_str()) {
         (Some(path), name) => {
             let plugin = cogview_plugin_host::load_path(path)?;
@@ -480,7 +508,7 @@ impl Pipeline {
             text_bias: c.text_bias,
             max_batch: c.batch_size,
         };
-        let coglm_backend = stage_backend(&c.placement)?;
+        let coglm_backend = stage_backend(&c.placement, "coglm")?;
         let generator = Stage::lazy("coglm", move || {
             let model = coglm_backend.load_lm(&c.placement.path, &load_request(&c.placement))?;
             Ok(
@@ -493,8 +521,8 @@ impl Pipeline {
         let mut sr_stages = None;
         let sr_parts = match sr_parts {
             Some((d, i)) => {
-                let db = stage_backend(&d.placement)?;
-                let ib = stage_backend(&i.placement)?;
+                let db = stage_backend(&d.placement, "dsr")?;
+                let ib = stage_backend(&i.placement, "itersr")?;
                 Some((d, i, db, ib))
             }
             None => None,
@@ -534,7 +562,7 @@ impl Pipeline {
         });
 
         let vq = s.image_tokenizer.clone();
-        let vq_backend = stage_backend(&vq)?;
+        let vq_backend = stage_backend(&vq, "image_tokenizer")?;
         let image_tokenizer = Stage::lazy("image tokenizer", move || {
             vq_backend.load_image_tokenizer(&vq.path, &load_request(&vq))
         });
