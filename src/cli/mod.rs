@@ -66,7 +66,7 @@ pub struct BackendArgs {
     /// Compute dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: cogview::DType,
-    /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    /// Device: cpu, cuda or cuda:N (CUDA needs the candle-cuda plugin for pipelines, see docs/cuda.md).
     #[arg(long, default_value = "cpu")]
     pub device: cogview::Device,
 }

@@ -25,9 +25,13 @@ pub fn device(d: Device) -> Result<CDevice> {
     match d {
         Device::Cpu => Ok(CDevice::Cpu),
         Device::Cuda(i) => CDevice::new_cuda(i).map_err(|e| {
-            Error::Backend(format!(
-                "cannot use CUDA device {i}: {e} (build with `--features cuda` on a machine with an NVIDIA GPU)"
-            ))
+            Error::Backend(if cfg!(feature = "cuda") {
+                format!("cannot use CUDA device {i}: {e}")
+            } else {
+                format!(
+                    "cannot use CUDA device {i}: {e} (this build has no CUDA kernels: use the candle-cuda plugin, see docs/cuda.md)"
+                )
+            })
         }),
     }
 }
