@@ -5,7 +5,7 @@
 //!
 //!   COGVIEW_TCH_PLUGIN=$(tools/build-tch-plugin.sh) \
 //!     cargo run --release --manifest-path plugins/tch/Cargo.toml --example bench -- \
-//!     tests/fixtures/model-dir [repetitions] [threads]
+//!     tests/fixtures/model-dir/coglm tests/fixtures/model-dir/cogview2-dsr [repetitions] [threads]
 
 use cogview_core::backend::{Backend, LoadRequest};
 use cogview_core::coglm::CoglmMask;
@@ -78,10 +78,22 @@ fn decode(lm: &dyn AutoregressiveLm) -> Duration {
 }
 
 fn main() {
+    // As the `cogview` command does (src/main.rs): keep large buffers in the heap instead of fresh
+    // page-faulted mmaps, for both backends.
+    // SAFETY: mallopt only changes glibc's thresholds; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("tests/fixtures/model-dir"));
-    let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
-    let threads: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let coglm = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("tests/fixtures/model-dir/coglm"));
+    let dsr_path = PathBuf::from(
+        args.get(2)
+            .map(String::as_str)
+            .unwrap_or("tests/fixtures/model-dir/cogview2-dsr"),
+    );
+    let reps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(7);
+    let threads: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2);
     let lib = PathBuf::from(
         std::env::var_os("COGVIEW_TCH_PLUGIN").expect("set COGVIEW_TCH_PLUGIN to the built plugin"),
     );
@@ -95,13 +107,17 @@ fn main() {
         ("tch plugin", tch),
     ];
     let low = {
-        let (c, _) = cogview_candle::inspect::sr_config(dir.join("cogview2-dsr")).unwrap();
+        let (c, _) = cogview_candle::inspect::sr_config(&dsr_path).unwrap();
         c.low
     };
     let grid = TokenGrid::new(low, low, (0..low * low).map(|i| (i * 7 % 512) as u32).collect())
         .unwrap();
     let text: Vec<u32> = (0..20).map(|i| 512 + 37 * i).collect();
-    println!("model: {}, {reps} repetitions, medians, {threads} threads", dir.display());
+    println!(
+        "models: {} and {}, {reps} interleaved repetitions, medians, {threads} threads",
+        coglm.display(),
+        dsr_path.display()
+    );
     println!("| dtype | backend | CogLM prefill (421 tokens) | CogLM 20 + 401 cached steps | DSR predict |");
     println!("|---|---|---|---|---|");
     for dtype in [DType::F32, DType::Bf16] {
@@ -112,8 +128,8 @@ fn main() {
             .map(|(name, b)| {
                 (
                     *name,
-                    b.load_lm(&dir.join("coglm"), &req).unwrap(),
-                    b.load_grid_predictor(&dir.join("cogview2-dsr"), &req).unwrap(),
+                    b.load_lm(&coglm, &req).unwrap(),
+                    b.load_grid_predictor(&dsr_path, &req).unwrap(),
                 )
             })
             .collect();

@@ -5,8 +5,9 @@
 //! Level 1 (the high-resolution grid) attends locally, with Image-Local-Attention's semantics:
 //! each query sees a set of "extra" keys (DSR: a 5×5 window of the low-resolution grid around
 //! (y/3, x/3); ItersR: the visible text) and the 9×5 window of its own grid, under one softmax.
-//! Keys outside a grid get no weight. The keys of every query are gathered into a
-//! `[queries, slots]` table (a few hundred queries at a time), so no `N × N` matrix is formed.
+//! Keys outside a grid get no weight. Level 1 runs in blocks of grid rows: each block attends
+//! densely to the level-0 keys and the level-1 rows its windows can reach, under a mask that keeps
+//! exactly the kernel's keys; no `N × N` matrix is formed.
 
 use crate::backbone::{softmax_with_bias, Backbone, Linear};
 use crate::weights::{f32_tensor, guard, index_tensor, to_vec_f32, Frozen, Loader};
@@ -19,8 +20,8 @@ use cogview_core::sr::GridPredictor;
 use cogview_core::{Error, Result, TokenGrid};
 use tch::{Kind, Tensor};
 
-/// Gathered keys per chunk of queries are kept below this many elements.
-const GATHER_ELEMENTS: usize = 1 << 25;
+/// Level-1 queries per attention block (rounded to whole grid rows).
+const BLOCK_QUERIES: usize = 360;
 
 pub struct TchSr {
     config: SrConfig,
@@ -203,49 +204,67 @@ impl TchSr {
         })
     }
 
-    /// For every high-resolution query, the rows of `[level-0 keys; level-1 keys]` it attends to
-    /// and their additive mask (0, or −inf for a slot outside a grid or an invisible text key):
-    /// `([n1 · slots] row indices, [n1 · slots] mask, slots)`.
-    fn level1_keys(&self, n0: usize, extra: &Extra) -> (Vec<u32>, Vec<f32>, usize) {
+    /// Level 1's queries in blocks of whole grid rows, each with the level-0 and level-1 rows its
+    /// windows can reach and its additive mask over `[those level-0 keys; those level-1 keys]`: 0
+    /// where the local
+    /// kernel looks (DSR: the cross-resolution window over the low-resolution rows of level 0;
+    /// ItersR: the visible text; both: the query's own window), −inf elsewhere.
+    fn level1_blocks(&self, n0: usize, extra: &Extra) -> Vec<Block> {
         let c = &self.config;
         let (own, cross) = (self_window(c), cross_window(c));
-        let extra_slots = match extra {
-            Extra::LowWindow => cross.slots(),
-            Extra::Text(v) => v.len(),
-        };
-        let slots = extra_slots + own.slots();
-        let n1 = c.high * c.high;
-        let mut rows = Vec::with_capacity(n1 * slots);
-        let mut mask = Vec::with_capacity(n1 * slots);
-        let mut push = |key: Option<usize>| match key {
-            Some(r) => {
-                rows.push(r as u32);
-                mask.push(0.0);
-            }
-            None => {
-                rows.push(0);
-                mask.push(f32::NEG_INFINITY);
-            }
-        };
-        for q in 0..n1 {
-            let (y, x) = (q / c.high, q % c.high);
-            match extra {
+        let (h, w) = (c.high, c.high);
+        let reach = own.kh / 2;
+        let rows_per_block = (BLOCK_QUERIES / w).clamp(1, h);
+        let mut blocks = Vec::new();
+        let mut r0 = 0;
+        while r0 < h {
+            let r1 = (r0 + rows_per_block).min(h);
+            let (lo, hi) = (r0.saturating_sub(reach), (r1 + reach).min(h));
+            let (k_start, k_len) = (lo * w, (hi - lo) * w);
+            // The level-0 rows the block's extra keys come from.
+            let (e_start, e_len) = match extra {
                 Extra::LowWindow => {
-                    for k in cross.keys(y, x, c.low, c.low) {
-                        push(k.map(|r| c.text_slots + r));
+                    let (ratio, reach2) = (cross.ah, cross.kh / 2);
+                    let lo2 = (r0 / ratio).saturating_sub(reach2);
+                    let hi2 = ((r1 - 1) / ratio + reach2 + 1).min(c.low);
+                    (c.text_slots + lo2 * c.low, (hi2 - lo2) * c.low)
+                }
+                Extra::Text(_) => (0, n0),
+            };
+            let width = e_len + k_len;
+            let q_len = (r1 - r0) * w;
+            let mut mask = vec![f32::NEG_INFINITY; q_len * width];
+            for (qi, row) in mask.chunks_mut(width).enumerate() {
+                let q = r0 * w + qi;
+                let (y, x) = (q / w, q % w);
+                match extra {
+                    Extra::LowWindow => {
+                        for r in cross.keys(y, x, c.low, c.low).flatten() {
+                            row[c.text_slots + r - e_start] = 0.0;
+                        }
+                    }
+                    Extra::Text(visible) => {
+                        for (k, _) in visible.iter().enumerate().filter(|(_, v)| **v) {
+                            row[k] = 0.0;
+                        }
                     }
                 }
-                Extra::Text(visible) => {
-                    for (k, &v) in visible.iter().enumerate() {
-                        push(v.then_some(k));
-                    }
+                for r in own.keys(y, x, h, w).flatten() {
+                    row[e_len + r - k_start] = 0.0;
                 }
             }
-            for k in own.keys(y, x, c.high, c.high) {
-                push(k.map(|r| n0 + r));
-            }
+            blocks.push(Block {
+                q_start: (r0 * w) as i64,
+                q_len: q_len as i64,
+                e_start: e_start as i64,
+                e_len: e_len as i64,
+                k_start: k_start as i64,
+                k_len: k_len as i64,
+                mask,
+            });
+            r0 = r1;
         }
-        (rows, mask, slots)
+        blocks
     }
 
     /// The two-level forward; returns the f32 image logits of level 1, row-major.
@@ -273,11 +292,20 @@ impl TchSr {
             &self.extra_positions.narrow(0, 0, n1),
         );
         let bias0 = f32_tensor(bias0, &[n0, n0], dev);
-        let (rows, mask, slots) = self.level1_keys(n0 as usize, &extra);
-        let rows = index_tensor(&rows, dev).view([n1, slots as i64]);
-        let mask = f32_tensor(&mask, &[n1, 1, 1, slots as i64], dev);
-        let chunk = (GATHER_ELEMENTS / (slots * a as usize)).clamp(1, n1 as usize) as i64;
+        let blocks: Vec<(Block, Tensor)> = self
+            .level1_blocks(n0 as usize, &extra)
+            .into_iter()
+            .map(|bl| {
+                let m = f32_tensor(&bl.mask, &[bl.q_len, bl.e_len + bl.k_len], dev);
+                (bl, m)
+            })
+            .collect();
         let scale = 1.0 / (d as f64).sqrt();
+        // [n, a] → [heads, n, d]
+        let by_head = |t: &Tensor| {
+            let n = t.size()[0];
+            t.view([n, heads, d]).transpose(0, 1)
+        };
         for (i, l) in b.layers.iter().enumerate() {
             let (qkv1_lin, dense1) = match self.plus.get(i) {
                 Some((q, dn)) => (q, dn),
@@ -286,36 +314,41 @@ impl TchSr {
             let qkv0 = l.query_key_value.forward(&l.input_layernorm.forward(&x0));
             let qkv1 = qkv1_lin.forward(&l.input_layernorm.forward(&x1));
             let part = |t: &Tensor, j: i64| t.narrow(1, j * a, a);
-            // Level 0: dense attention, heads first.
-            let heads0 = |t: Tensor| t.view([n0, heads, d]).transpose(0, 1);
-            let s0 = (heads0(part(&qkv0, 0)) * scale).matmul(&heads0(part(&qkv0, 1)).transpose(-1, -2));
-            let p0 = softmax_with_bias(&s0, &bias0, kind);
-            let o0 = p0
-                .matmul(&heads0(part(&qkv0, 2)))
+            let (k0, v0) = (part(&qkv0, 1), part(&qkv0, 2));
+            // Level 0: dense attention.
+            let s0 = by_head(&(part(&qkv0, 0) * scale)).matmul(&by_head(&k0).transpose(-1, -2));
+            let o0 = softmax_with_bias(&s0, &bias0, kind)
+                .matmul(&by_head(&v0))
                 .transpose(0, 1)
                 .reshape([n0, a]);
-            // Level 1: local attention over gathered keys.
-            let keys = Tensor::cat(&[part(&qkv0, 1), part(&qkv1, 1)], 0);
-            let values = Tensor::cat(&[part(&qkv0, 2), part(&qkv1, 2)], 0);
-            let q1 = (part(&qkv1, 0) * scale).view([n1, heads, 1, d]);
-            let mut outs = Vec::new();
-            let mut start = 0;
-            while start < n1 {
-                let c = chunk.min(n1 - start);
-                let idx = rows.narrow(0, start, c).reshape([-1]);
-                let kg = keys
-                    .index_select(0, &idx)
-                    .view([c, slots as i64, heads, d])
-                    .permute([0, 2, 3, 1]); // [c, heads, d, slots]
-                let vg = values
-                    .index_select(0, &idx)
-                    .view([c, slots as i64, heads, d])
-                    .permute([0, 2, 1, 3]); // [c, heads, slots, d]
-                let s1 = q1.narrow(0, start, c).matmul(&kg); // [c, heads, 1, slots]
-                let p1 = softmax_with_bias(&s1, &mask.narrow(0, start, c), kind);
-                outs.push(p1.matmul(&vg).reshape([c, a]));
-                start += c;
-            }
+            // Level 1: local windows, as dense attention over each block's reachable keys with
+            // the block's mask (a few times the kernel's arithmetic, all in matrix products).
+            let (q1, k1, v1) = (part(&qkv1, 0) * scale, part(&qkv1, 1), part(&qkv1, 2));
+            let outs: Vec<Tensor> = blocks
+                .iter()
+                .map(|(bl, mask)| {
+                    let keys = Tensor::cat(
+                        &[
+                            k0.narrow(0, bl.e_start, bl.e_len),
+                            k1.narrow(0, bl.k_start, bl.k_len),
+                        ],
+                        0,
+                    );
+                    let values = Tensor::cat(
+                        &[
+                            v0.narrow(0, bl.e_start, bl.e_len),
+                            v1.narrow(0, bl.k_start, bl.k_len),
+                        ],
+                        0,
+                    );
+                    let s = by_head(&q1.narrow(0, bl.q_start, bl.q_len))
+                        .matmul(&by_head(&keys).transpose(-1, -2));
+                    softmax_with_bias(&s, mask, kind)
+                        .matmul(&by_head(&values))
+                        .transpose(0, 1)
+                        .reshape([bl.q_len, a])
+                })
+                .collect();
             let o1 = Tensor::cat(&outs, 0);
             x0 = &x0 + l.third_layernorm.forward(&l.dense.forward(&o0));
             x1 = &x1 + l.third_layernorm.forward(&dense1.forward(&o1));
@@ -324,6 +357,19 @@ impl TchSr {
         }
         to_vec_f32(&b.logits(&x1, bc.image_vocab_size))
     }
+}
+
+/// A block of level-1 queries (whole grid rows) and the level-1 rows their windows reach.
+struct Block {
+    q_start: i64,
+    q_len: i64,
+    /// The level-0 rows its extra keys are among.
+    e_start: i64,
+    e_len: i64,
+    k_start: i64,
+    k_len: i64,
+    /// `[q_len, e_len + k_len]` additive mask, row-major.
+    mask: Vec<f32>,
 }
 
 impl GridPredictor for TchSr {
