@@ -24,6 +24,9 @@ pub struct Args {
     count: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Score compositions seen in training instead of held-out ones.
+    #[arg(long)]
+    seen: bool,
     /// Held-out emoji captions for caption → image retrieval (0: skip).
     #[arg(long, default_value_t = 50)]
     emoji: usize,
@@ -67,6 +70,7 @@ pub fn run(args: Args) -> Result<()> {
             objects,
             count: args.count,
             seed: args.seed,
+            seen: args.seen,
         };
         let r = cogview_eval::evaluate_scenes(
             pipeline.as_ref(),

@@ -25,12 +25,25 @@ pub struct SceneSet {
     /// How many scenes (single-object: at most the 112 held-out ones, taken in a fixed order).
     pub count: usize,
     pub seed: u64,
+    /// Compositions seen in training instead of held-out ones (what the model learnt, beside
+    /// how it generalises).
+    #[serde(default)]
+    pub seen: bool,
 }
 
 impl SceneSet {
     /// The scenes: for one object, the held-out single-object scenes spread evenly over the
     /// list; for more, `count` seeded held-out draws.
     pub fn scenes(&self) -> Result<Vec<Scene>> {
+        if self.seen {
+            let mut s = SceneSampler::new(self.seed);
+            return (0..self.count)
+                .map(|_| {
+                    s.sample_train(self.objects..=self.objects)
+                        .map_err(|e| Error::invalid_input("objects", e.to_string()))
+                })
+                .collect();
+        }
         if self.objects == 1 {
             let all = cogview_scenes::split::heldout_single_object_scenes();
             let n = self.count.min(all.len()).max(1);
@@ -88,7 +101,12 @@ impl std::fmt::Display for SceneReport {
         let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1}%", 100.0 * r));
         writeln!(
             f,
-            "held-out scenes with {} object(s), {} prompts:",
+            "{} scenes with {} object(s), {} prompts:",
+            if self.set.seen {
+                "seen (trained)"
+            } else {
+                "held-out"
+            },
             self.set.objects,
             self.rows.first().map_or(0, |r| r.scenes)
         )?;
@@ -302,6 +320,7 @@ mod tests {
             objects: 1,
             count: 10,
             seed: 1,
+            seen: false,
         };
         let a = s.scenes().unwrap();
         assert_eq!(a.len(), 10);
@@ -311,6 +330,7 @@ mod tests {
             objects: 2,
             count: 5,
             seed: 1,
+            seen: false,
         }
         .scenes()
         .unwrap();
@@ -319,12 +339,23 @@ mod tests {
             SceneSet {
                 objects: 1,
                 count: 500,
-                seed: 1
+                seed: 1,
+                seen: false,
             }
             .scenes()
             .unwrap()
             .len(),
             112
         );
+        // Seen scenes are training compositions only.
+        let seen = SceneSet {
+            objects: 2,
+            count: 20,
+            seed: 3,
+            seen: true,
+        }
+        .scenes()
+        .unwrap();
+        assert!(seen.iter().all(|x| !x.is_heldout() && x.objects.len() == 2));
     }
 }
