@@ -119,8 +119,8 @@ fn the_sanitizer_run_does_catch_a_leak() {
 
 #[test]
 fn the_c_generator_writes_the_images_the_rust_pipeline_makes() {
+    // With no model given, the C API uses the default model built into the library.
     let dir = tempfile::tempdir().unwrap();
-    let model = model_dir();
     let exe = dir.path().join("generate");
     compile(&root().join("examples/c/generate.c"), &exe, true, false);
     let out_dir = dir.path().join("out");
@@ -135,8 +135,6 @@ fn the_c_generator_writes_the_images_the_rust_pipeline_makes() {
             "40",
             "--out",
             out_dir.to_str().unwrap(),
-            "--model-dir",
-            model.to_str().unwrap(),
         ],
     );
     let stdout = assert_clean(&o, "generate.c");
@@ -144,11 +142,8 @@ fn the_c_generator_writes_the_images_the_rust_pipeline_makes() {
         stdout.contains("image-40.png") && stdout.contains("image-41.png"),
         "{stdout}"
     );
-    // The same images from Rust.
-    let cfg = cogview::PipelineConfig {
-        model_dir: Some(model),
-        ..Default::default()
-    };
+    // The same images from Rust, with the same embedded model.
+    let cfg = cogview::OpenOptions::default().config().unwrap();
     let p =
         cogview::Pipeline::from_settings(cogview::Settings::resolve(&cfg, true).unwrap()).unwrap();
     let want = p
@@ -204,7 +199,7 @@ fn progress_callbacks_and_cancellation_from_another_thread_work_under_the_saniti
         true,
         false,
     );
-    let o = run(&exe, &["--model-dir", model_dir().to_str().unwrap()]);
+    let o = run(&exe, &[]);
     let out = assert_clean(&o, "progress_cancel.c");
     assert!(out.contains("cancelled from a second thread"), "{out}");
     assert!(
@@ -219,8 +214,8 @@ fn the_cpp_wrapper_generates_and_turns_errors_into_exceptions() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("raii");
     compile(&root().join("examples/c/raii.cpp"), &exe, true, false);
-    let o = run(&exe, &["--model-dir", model_dir().to_str().unwrap()]);
+    let o = run(&exe, &[]);
     let out = assert_clean(&o, "raii.cpp");
-    assert!(out.contains("image 1: 480x480, seed 6"), "{out}");
+    assert!(out.contains("image 1: 192x192, seed 6"), "{out}");
     assert!(out.contains("empty prompt refused (code 2)"), "{out}");
 }
