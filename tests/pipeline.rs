@@ -324,7 +324,24 @@ fn example_configs_parse_and_resolve() {
             .into_iter()
             .chain(s.dsr.as_ref().map(|d| &d.placement))
             .all(|p| p.device == cogview::Device::Cpu);
-        if on_cpu {
+        let backends: BTreeSet<String> = [&s.coglm.placement, &s.image_tokenizer]
+            .into_iter()
+            .chain(s.dsr.as_ref().map(|d| &d.placement))
+            .map(|p| p.backend.clone())
+            .collect();
+        let missing: Vec<&String> = backends
+            .iter()
+            .filter(|b| *b != "candle" && cogview::plugin_host::find(b).is_err())
+            .collect();
+        if !missing.is_empty() {
+            // A plugin that is not built here: the pipeline says which and where it looked.
+            let e = Pipeline::from_settings(s).err().expect("refused").to_string();
+            assert!(
+                e.contains(missing[0].as_str()) && e.contains("COGVIEW_PLUGIN_PATH"),
+                "{}: {e}",
+                path.display()
+            );
+        } else if on_cpu {
             let p = Pipeline::from_settings(s).unwrap();
             let g = p
                 .generate("a cat", 1, true, &RunContext::with_seed(1))
