@@ -219,3 +219,13 @@ fn the_cpp_wrapper_generates_and_turns_errors_into_exceptions() {
     assert!(out.contains("image 1: 192x192, seed 6"), "{out}");
     assert!(out.contains("empty prompt refused (code 2)"), "{out}");
 }
+
+#[test]
+fn one_pipeline_serves_several_threads_with_the_same_results_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("threads");
+    compile(&root().join("tests/c/threads.c"), &exe, true, false);
+    let o = run(&exe, &[]);
+    let out = assert_clean(&o, "threads.c");
+    assert_eq!(out.matches("identical").count(), 3, "{out}");
+}

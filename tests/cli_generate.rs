@@ -398,9 +398,14 @@ fn bad_input_is_refused_with_a_reason_and_leaves_nothing_behind() {
     let e = gen(&["a cat", "--batch-size", "0"]);
     assert!(e.contains("--batch-size"), "{e}");
 
-    // No model at all.
-    let e = fails(&["generate", "a cat", "--out", s(&out)]);
-    assert!(e.contains("--model-dir"), "{e}");
+    // A pipeline file that names no model (the embedded default is only used without a file).
+    let empty = tmp.path().join("empty.toml");
+    std::fs::write(&empty, "style = \"none\"\n").unwrap();
+    let e = fails(&["generate", "a cat", "--config", s(&empty), "--out", s(&out)]);
+    assert!(
+        e.contains("--model-dir") && e.contains("--config FILE"),
+        "{e}"
+    );
 
     // An output folder that cannot be made.
     let file = tmp.path().join("a-file");
@@ -652,4 +657,38 @@ fn eval_reports_generated_and_reference_rows() {
     // Scenes have 1 to 3 objects.
     let e = fails(&["eval", "--model-dir", s(&model_dir()), "--objects", "4"]);
     assert!(e.contains("1 to 3"), "{e}");
+}
+
+#[test]
+fn with_no_model_given_the_embedded_default_model_draws_the_readme_prompt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    ok(&[
+        "generate",
+        "a large blue circle in the center",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let png = out.join("a-large-blue-circle-in-the-center-3.png");
+    let img = cogview::image::load_image(&png).unwrap();
+    assert_eq!((img.width, img.height), (192, 192));
+    // A real drawing: mostly white background with a coloured object, not noise or a blank.
+    let px = img.pixels.chunks(3);
+    let white = px.clone().filter(|p| p.iter().all(|&c| c > 225)).count();
+    let coloured = px
+        .filter(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 60)
+        .count();
+    let n = 192 * 192;
+    assert!(white * 2 > n, "{white} of {n} pixels white");
+    assert!(coloured * 50 > n, "{coloured} of {n} pixels coloured");
+    // The record names the unpacked embedded weights.
+    let text = cogview::image::read_png_text(&png).unwrap();
+    let record = &text.iter().find(|(k, _)| k == "cogview").unwrap().1;
+    assert!(
+        record.contains("coglm.safetensors") && record.contains("default-model-"),
+        "{record}"
+    );
 }

@@ -335,7 +335,10 @@ fn example_configs_parse_and_resolve() {
             .collect();
         if !missing.is_empty() {
             // A plugin that is not built here: the pipeline says which and where it looked.
-            let e = Pipeline::from_settings(s).err().expect("refused").to_string();
+            let e = Pipeline::from_settings(s)
+                .err()
+                .expect("refused")
+                .to_string();
             assert!(
                 e.contains(missing[0].as_str()) && e.contains("COGVIEW_PLUGIN_PATH"),
                 "{}: {e}",
