@@ -2,7 +2,7 @@
 //!
 //! A plugin crate (`crate-type = ["cdylib"]`) writes one line:
 //!
-//! ```ignore
+//! ```text
 //! cogview_plugin_abi::export_plugin!(PluginDefinition { name: "tch", version: "0.1.0", .. });
 //! ```
 //!
