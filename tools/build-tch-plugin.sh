@@ -40,9 +40,10 @@ if [[ ! -f "$LIBTORCH/lib/libtorch_cpu.so" ]]; then
     echo "error: $LIBTORCH/lib/libtorch_cpu.so not found (LIBTORCH must be a libtorch 2.13.0 folder)" >&2
     exit 1
 fi
-# The wheel's headers and libraries are laid out like a libtorch zip; tch checks the version.
+# The wheel's torch/ folder is laid out like a libtorch zip (include/, lib/); torch-sys checks
+# the version. Any change to these variables makes torch-sys recompile its C++ (minutes), so the
+# script sets none of them beyond LIBTORCH.
 unset LIBTORCH_USE_PYTORCH LIBTORCH_BYPASS_VERSION_CHECK
-export LIBTORCH_CXX11_ABI="${LIBTORCH_CXX11_ABI:-1}"
 
 args=(build --manifest-path plugins/tch/Cargo.toml -j "$jobs")
 [[ "$profile" == release ]] && args+=(--release)

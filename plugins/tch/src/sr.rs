@@ -186,7 +186,16 @@ impl TchSr {
                 ),
             ));
         }
-        let text = &text[..text.len().min(c.text_slots)];
+        let text = if text.len() > c.text_slots {
+            tracing::info!(
+                tokens = text.len(),
+                kept = c.text_slots,
+                "ItersR sees only the first text tokens, as the official model"
+            );
+            &text[..c.text_slots]
+        } else {
+            text
+        };
         self.check_ids(text)?;
         self.check_ids(tokens)?;
         let n_pad = c.text_slots - text.len();
