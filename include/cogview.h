@@ -225,6 +225,21 @@ COGVIEW_API cogview_error *cogview_detokenize(cogview_session *session,
                                               const cogview_grid_view *grid,
                                               cogview_images **out);
 
+/* The layout the library was built with (64-bit targets); checked in Rust too. */
+#if defined(__cplusplus)
+static_assert(sizeof(cogview_pipeline_params) == 80, "cogview_pipeline_params layout");
+static_assert(sizeof(cogview_session_params) == 48, "cogview_session_params layout");
+static_assert(sizeof(cogview_generate_params) == 40, "cogview_generate_params layout");
+static_assert(sizeof(cogview_grid_view) == 24, "cogview_grid_view layout");
+static_assert(sizeof(cogview_image_view) == 80, "cogview_image_view layout");
+#else
+_Static_assert(sizeof(cogview_pipeline_params) == 80, "cogview_pipeline_params layout");
+_Static_assert(sizeof(cogview_session_params) == 48, "cogview_session_params layout");
+_Static_assert(sizeof(cogview_generate_params) == 40, "cogview_generate_params layout");
+_Static_assert(sizeof(cogview_grid_view) == 24, "cogview_grid_view layout");
+_Static_assert(sizeof(cogview_image_view) == 80, "cogview_image_view layout");
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,13 @@ use std::sync::Arc;
 
 pub const COGVIEW_API_VERSION: u32 = 1;
 
+// The sizes include/cogview.h asserts (64-bit targets).
+const _: () = assert!(std::mem::size_of::<cogview_pipeline_params>() == 80);
+const _: () = assert!(std::mem::size_of::<cogview_session_params>() == 48);
+const _: () = assert!(std::mem::size_of::<cogview_generate_params>() == 40);
+const _: () = assert!(std::mem::size_of::<cogview_grid_view>() == 24);
+const _: () = assert!(std::mem::size_of::<cogview_image_view>() == 80);
+
 const ERR_INVALID_ARGUMENT: i32 = 1;
 const ERR_INVALID_INPUT: i32 = 2;
 const ERR_IO: i32 = 3;
