@@ -67,17 +67,11 @@ pub fn run(args: Args) -> Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    let t = s.to_string();
-                    if !text.contains(&t) {
-                        text.push_str(": ");
-                        text.push_str(&t);
-                    }
-                    source = s.source();
-                }
-                println!("{} (plugin): cannot be used: {text}", path.display());
+                println!(
+                    "{} (plugin): cannot be used: {}",
+                    path.display(),
+                    cogview::core::error::with_causes(&e)
+                );
             }
         }
     }

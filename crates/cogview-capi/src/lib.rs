@@ -47,21 +47,6 @@ fn new_error(code: i32, message: impl Into<String>) -> *mut cogview_error {
     }))
 }
 
-/// The message of an SDK error with its causes.
-fn describe(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 fn code_of(e: &Error) -> i32 {
     match e {
         Error::InvalidInput { .. } | Error::TokenOutOfVocab { .. } | Error::TextTooLong { .. } => {
@@ -97,7 +82,7 @@ fn guard(body: impl FnOnce() -> Result<(), Fail>) -> *mut cogview_error {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => std::ptr::null_mut(),
         Ok(Err(Fail::Arg(m))) => new_error(ERR_INVALID_ARGUMENT, m),
-        Ok(Err(Fail::Sdk(e))) => new_error(code_of(&e), describe(&e)),
+        Ok(Err(Fail::Sdk(e))) => new_error(code_of(&e), sdk::core::error::with_causes(&e)),
         Err(payload) => {
             let what = payload
                 .downcast_ref::<&str>()

@@ -157,6 +157,34 @@ fn describe_mismatch(
     parts.join("; ")
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_appended_once() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::PluginLoad {
+            path: "p.so".into(),
+            what: "dlopen failed".into(),
+            source: Box::new(io),
+        };
+        assert_eq!(
+            with_causes(&e),
+            "cannot load plugin p.so: dlopen failed: disk on fire"
+        );
+        let e = Error::PluginLoad {
+            path: "p.so".into(),
+            what: "dlopen failed: disk on fire".into(),
+            source: Box::new(std::io::Error::other("disk on fire")),
+        };
+        assert_eq!(
+            with_causes(&e),
+            "cannot load plugin p.so: dlopen failed: disk on fire"
+        );
+    }
+}
+
 impl Error {
     pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidInput {
@@ -193,6 +221,22 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// An error's message followed by each cause that the message does not already contain
+/// (`"a: b: c"`), for places that show errors as one line.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

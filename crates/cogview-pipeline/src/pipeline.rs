@@ -288,19 +288,11 @@ pub fn stage_backend(
     resolve_backend(p).map_err(|e| match e {
         // Errors about the stage's own files and settings keep their type.
         Error::Io { .. } | Error::Config { .. } => e,
-        e => {
-            let mut reason = e.to_string();
-            let mut cur = std::error::Error::source(&e);
-            while let Some(c) = cur {
-                let t = c.to_string();
-                if !reason.contains(&t) {
-                    reason.push_str(": ");
-                    reason.push_str(&t);
-                }
-                cur = c.source();
-            }
-            Error::config("pipeline", format!("{section}.{key}"), reason)
-        }
+        e => Error::config(
+            "pipeline",
+            format!("{section}.{key}"),
+            cogview_core::error::with_causes(&e),
+        ),
     })
 }
 

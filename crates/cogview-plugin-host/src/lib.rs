@@ -143,17 +143,6 @@ pub fn discover() -> Vec<(PathBuf, Result<&'static Plugin>)> {
     out
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[cfg(unix)]
 fn open_library(path: &Path) -> std::result::Result<libloading::Library, libloading::Error> {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
@@ -179,7 +168,7 @@ pub fn load_path(path: &Path) -> Result<&'static Plugin> {
         path: path.to_path_buf(),
         what: format!(
             "{} (is it a shared library for this platform, with its dependencies on the library path?)",
-            chain(&e)
+            cogview_core::error::with_causes(&e)
         ),
         source: Box::new(e),
     })?;
