@@ -399,6 +399,86 @@ impl CoglmGenerator {
     }
 }
 
+impl CoglmGenerator {
+    /// Text-guided completion of one stage-1 grid (`BaseCompletion`, spec §8): the cells of
+    /// `mask` are generated in raster order given the text, the context cells (bidirectional)
+    /// and the block starters, with the KV cache and the stage-1 sampler; other cells keep their
+    /// tokens. One grid per seed; a mask with no cell returns the input for every seed.
+    fn complete_batch(
+        &self,
+        text: &[u32],
+        image: &TokenGrid,
+        plan: &crate::edit::CompletionPlan,
+        seeds: &[u64],
+        ctx: &RunContext,
+        (done, total): (usize, usize),
+    ) -> Result<Vec<TokenGrid>> {
+        let spec = self.model.spec();
+        let layout = &self.settings.layout;
+        let (mut prefix, mut positions) = layout.query(text, spec.start_of_image_id)?;
+        for &c in &plan.context {
+            prefix.push(image.ids[c]);
+            positions.push(layout.image_position(c));
+        }
+        let mask = crate::edit::CompletionMask {
+            text_len: text.len(),
+            context_end: prefix.len(),
+            text_bias: self.settings.text_bias,
+        };
+        let batch = seeds.len();
+        let vocab = spec.image_vocab_size;
+        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::from_seed(s)).collect();
+        let capacity = prefix.len() + plan.generation.len();
+        let mut session = self.model.new_session(batch, capacity)?;
+        let tokens: Vec<u32> = (0..batch).flat_map(|_| prefix.iter().copied()).collect();
+        let mut logits = session.forward(&LmInput {
+            tokens: &tokens,
+            positions: &positions,
+            bias: &mask.bias_rows(0, prefix.len(), prefix.len()),
+            logits: LogitsRequest::Last { vocab },
+        })?;
+        let mut out: Vec<Vec<u32>> = vec![image.ids.clone(); batch];
+        // Tokens appended but not yet run: `[batch][n]` and their positions.
+        let mut pending: Vec<Vec<u32>> = vec![Vec::new(); batch];
+        let mut pending_pos: Vec<u32> = Vec::new();
+        let mut generated = 0;
+        for &(cell, given) in &plan.generation {
+            if given {
+                for p in pending.iter_mut() {
+                    p.push(image.ids[cell]);
+                }
+                pending_pos.push(layout.image_position(cell));
+                continue;
+            }
+            ctx.check_cancelled()?;
+            if !pending_pos.is_empty() {
+                let q = session.cached_len();
+                let n = pending_pos.len();
+                let flat: Vec<u32> = pending.iter().flatten().copied().collect();
+                logits = session.forward(&LmInput {
+                    tokens: &flat,
+                    positions: &pending_pos,
+                    bias: &mask.bias_rows(q, n, q + n),
+                    logits: LogitsRequest::Last { vocab },
+                })?;
+                pending.iter_mut().for_each(Vec::clear);
+                pending_pos.clear();
+            }
+            for b in 0..batch {
+                let t = self.sampler.sample(logits.row(b), &mut rngs[b])?;
+                out[b][cell] = t;
+                pending[b].push(t);
+            }
+            pending_pos.push(layout.image_position(cell));
+            generated += 1;
+            ctx.report("coglm", done + generated * batch, total);
+        }
+        out.into_iter()
+            .map(|ids| TokenGrid::new(image.height, image.width, ids))
+            .collect()
+    }
+}
+
 impl GlobalGenerator for CoglmGenerator {
     fn generate(
         &self,
@@ -426,6 +506,260 @@ impl GlobalGenerator for CoglmGenerator {
         }
         Ok(grids)
     }
+
+    fn complete(
+        &self,
+        text: &TextTokens,
+        image: &TokenGrid,
+        mask: &[bool],
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<TokenGrid>> {
+        let layout = &self.settings.layout;
+        let _span = tracing::info_span!("completion", images = seeds.len()).entered();
+        if image.height != layout.grid_height || image.width != layout.grid_width {
+            return Err(Error::invalid_input(
+                "grid",
+                format!(
+                    "CogLM completes {}x{} grids, not {}x{}",
+                    layout.grid_height, layout.grid_width, image.height, image.width
+                ),
+            ));
+        }
+        let spec = self.model.spec();
+        crate::lm::check_vocab(&text.0, spec.vocab_size)?;
+        crate::lm::check_vocab(&image.ids, spec.image_vocab_size)?;
+        layout.query(&text.0, spec.start_of_image_id)?;
+        let plan = crate::edit::CompletionPlan::new(mask, image.height, image.width)?;
+        if plan.masked() == 0 {
+            return Ok(vec![image.clone(); seeds.len()]);
+        }
+        let total = seeds.len() * plan.masked();
+        let mut grids = Vec::with_capacity(seeds.len());
+        for chunk in seeds.chunks(self.settings.max_batch) {
+            let done = grids.len() * plan.masked();
+            grids.extend(self.complete_batch(&text.0, image, &plan, chunk, ctx, (done, total))?);
+        }
+        Ok(grids)
+    }
+
+    fn caption_log_likelihood(&self, image: &TokenGrid, start: u32, caption: &[u32]) -> Result<f64> {
+        caption_log_likelihood(self.model.as_ref(), &self.settings.layout, &image.ids, start, caption)
+    }
+
+    fn caption(
+        &self,
+        image: &TokenGrid,
+        request: &CaptionRequest,
+        seed: u64,
+        ctx: &RunContext,
+    ) -> Result<Caption> {
+        caption(self.model.as_ref(), &self.settings.layout, &image.ids, request, seed, ctx)
+    }
+}
+
+/// The inverse-prompt layout (`--inverse-prompt` of `cogview2_text2image.py`): the image at
+/// positions 513.. (bidirectional among itself, seeing no text), then the start token and the
+/// caption at positions 0.., causal and seeing the whole image; no text bias.
+fn caption_prefix(layout: &Stage1Layout, image: &[u32], start: u32) -> (Vec<u32>, Vec<u32>) {
+    let mut tokens = image.to_vec();
+    tokens.push(start);
+    let mut positions: Vec<u32> = (0..image.len()).map(|j| layout.image_position(j)).collect();
+    positions.push(0);
+    (tokens, positions)
+}
+
+/// The inverse-prompt attention over `image_len` image tokens followed by text:
+/// `[q_len, k_len]` bias rows for queries `q_start..`.
+fn caption_bias(image_len: usize, q_start: usize, q_len: usize, k_len: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(q_len * k_len);
+    for q in q_start..q_start + q_len {
+        for k in 0..k_len {
+            let visible = if q < image_len { k < image_len } else { k < image_len || k <= q };
+            out.push(if visible { 0.0 } else { f32::NEG_INFINITY });
+        }
+    }
+    out
+}
+
+fn check_caption_image(spec: &crate::lm::LmSpec, layout: &Stage1Layout, image: &[u32]) -> Result<()> {
+    if image.len() != layout.image_tokens() {
+        return Err(Error::invalid_input(
+            "image",
+            format!(
+                "{} image tokens; CogLM reads {}x{} grids",
+                image.len(),
+                layout.grid_height,
+                layout.grid_width
+            ),
+        ));
+    }
+    crate::lm::check_vocab(image, spec.image_vocab_size)
+}
+
+fn log_softmax_at(row: &[f32], id: usize) -> f64 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let lse = row.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln() + max as f64;
+    row[id] as f64 - lse
+}
+
+/// The official inverse-prompt score: the mean log-probability (natural log, per token, over the
+/// full vocabulary) of `caption` given the stage-1 `image`, read after the `start` token
+/// (`<start_of_chinese>` in CogView2's code, for every language). CogView2 computes the mean
+/// negative log-likelihood with SAT's `evaluate_perplexity`; this is its negation, so higher is
+/// better.
+pub fn caption_log_likelihood(
+    model: &dyn AutoregressiveLm,
+    layout: &Stage1Layout,
+    image: &[u32],
+    start: u32,
+    caption: &[u32],
+) -> Result<f64> {
+    let spec = model.spec();
+    check_caption_image(&spec, layout, image)?;
+    if caption.is_empty() {
+        return Err(Error::invalid_input("caption", "no caption tokens to score"));
+    }
+    crate::lm::check_vocab(caption, spec.vocab_size)?;
+    crate::lm::check_vocab(&[start], spec.vocab_size)?;
+    let (mut tokens, mut positions) = caption_prefix(layout, image, start);
+    tokens.extend_from_slice(&caption[..caption.len() - 1]);
+    positions.extend(1..caption.len() as u32);
+    let n = tokens.len();
+    let mut session = model.new_session(1, n)?;
+    let logits = session.forward(&LmInput {
+        tokens: &tokens,
+        positions: &positions,
+        bias: &caption_bias(image.len(), 0, n, n),
+        logits: LogitsRequest::All {
+            vocab: spec.vocab_size,
+        },
+    })?;
+    let m = image.len();
+    let total: f64 = caption
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| log_softmax_at(logits.row(m + i), t as usize))
+        .sum();
+    Ok(total / caption.len() as f64)
+}
+
+/// How to write a caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionRequest {
+    /// The token before the caption (official inverse prompt: `<start_of_chinese>`; the default
+    /// model was trained with `<start_of_english>`).
+    pub start: u32,
+    /// Token ids the caption may use (the text pieces), end excluded.
+    pub allowed: std::ops::Range<u32>,
+    /// A token that ends the caption (not part of it), when the model was trained to write one
+    /// (the default model ends captions with `<start_of_image>`; CogView2's CogLM never learnt
+    /// to end one, so it writes `max_tokens`).
+    pub end: Option<u32>,
+    /// The longest caption.
+    pub max_tokens: usize,
+    /// `None`: greedy (the most likely token at each step); `Some`: sampled from the top
+    /// `top_k` with `temperature`.
+    pub sampling: Option<crate::sampling::TopKSampler>,
+}
+
+/// A written caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    pub ids: Vec<u32>,
+    /// Mean log-probability of the caption tokens (and the end token, when one was written).
+    pub mean_log_prob: f64,
+    /// Whether the model ended the caption (else it reached `max_tokens`).
+    pub ended: bool,
+}
+
+/// Writes a caption for a stage-1 image grid in the inverse-prompt layout, one token at a time
+/// with the KV cache.
+pub fn caption(
+    model: &dyn AutoregressiveLm,
+    layout: &Stage1Layout,
+    image: &[u32],
+    request: &CaptionRequest,
+    seed: u64,
+    ctx: &RunContext,
+) -> Result<Caption> {
+    let spec = model.spec();
+    check_caption_image(&spec, layout, image)?;
+    let vocab = spec.vocab_size;
+    let bad_range = request.allowed.is_empty() || request.allowed.end as usize > vocab;
+    if bad_range {
+        return Err(Error::invalid_input(
+            "caption",
+            format!(
+                "the caption's token range {:?} is not within the {vocab}-id vocabulary",
+                request.allowed
+            ),
+        ));
+    }
+    if request.max_tokens == 0 {
+        return Err(Error::invalid_input("max_tokens", "must be at least 1"));
+    }
+    let end_ok = request.end.is_none_or(|e| (e as usize) < vocab);
+    crate::lm::check_vocab(&[request.start], vocab)?;
+    if !end_ok {
+        return Err(Error::invalid_input("caption", "the end token is outside the vocabulary"));
+    }
+    let (tokens, positions) = caption_prefix(layout, image, request.start);
+    let n0 = tokens.len();
+    let mut session = model.new_session(1, n0 + request.max_tokens)?;
+    let mut logits = session.forward(&LmInput {
+        tokens: &tokens,
+        positions: &positions,
+        bias: &caption_bias(image.len(), 0, n0, n0),
+        logits: LogitsRequest::Last { vocab },
+    })?;
+    let mut rng = Rng::from_seed(seed);
+    let mut ids = Vec::new();
+    let mut total = 0f64;
+    let mut ended = false;
+    for i in 0..request.max_tokens {
+        ctx.check_cancelled()?;
+        let row = logits.row(0);
+        let restricted: Vec<f32> = row
+            .iter()
+            .enumerate()
+            .map(|(id, &x)| {
+                let id = id as u32;
+                if request.allowed.contains(&id) || request.end == Some(id) {
+                    x
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+            .collect();
+        let next = match &request.sampling {
+            None => crate::sampling::argmax(&restricted) as u32,
+            Some(s) => s.sample(&restricted, &mut rng)?,
+        };
+        total += log_softmax_at(row, next as usize);
+        ctx.report("caption", i + 1, request.max_tokens);
+        if request.end == Some(next) {
+            ended = true;
+            break;
+        }
+        ids.push(next);
+        if i + 1 == request.max_tokens {
+            break;
+        }
+        let q = session.cached_len();
+        logits = session.forward(&LmInput {
+            tokens: &[next],
+            positions: &[ids.len() as u32],
+            bias: &caption_bias(image.len(), q, 1, q + 1),
+            logits: LogitsRequest::Last { vocab },
+        })?;
+    }
+    let count = ids.len() + usize::from(ended);
+    Ok(Caption {
+        ids,
+        mean_log_prob: total / count.max(1) as f64,
+        ended,
+    })
 }
 
 #[cfg(test)]

@@ -157,33 +157,6 @@ fn describe_mismatch(
     parts.join("; ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn causes_are_appended_once() {
-        let io = std::io::Error::other("disk on fire");
-        let e = Error::PluginLoad {
-            path: "p.so".into(),
-            what: "dlopen failed".into(),
-            source: Box::new(io),
-        };
-        assert_eq!(
-            with_causes(&e),
-            "cannot load plugin p.so: dlopen failed: disk on fire"
-        );
-        let e = Error::PluginLoad {
-            path: "p.so".into(),
-            what: "dlopen failed: disk on fire".into(),
-            source: Box::new(std::io::Error::other("disk on fire")),
-        };
-        assert_eq!(
-            with_causes(&e),
-            "cannot load plugin p.so: dlopen failed: disk on fire"
-        );
-    }
-}
 
 impl Error {
     pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -240,3 +213,31 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_appended_once() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::PluginLoad {
+            path: "p.so".into(),
+            what: "dlopen failed".into(),
+            source: Box::new(io),
+        };
+        assert_eq!(
+            with_causes(&e),
+            "cannot load plugin p.so: dlopen failed: disk on fire"
+        );
+        let e = Error::PluginLoad {
+            path: "p.so".into(),
+            what: "dlopen failed: disk on fire".into(),
+            source: Box::new(std::io::Error::other("disk on fire")),
+        };
+        assert_eq!(
+            with_causes(&e),
+            "cannot load plugin p.so: dlopen failed: disk on fire"
+        );
+    }
+}

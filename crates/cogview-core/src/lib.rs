@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod coglm;
 pub mod context;
+pub mod edit;
 pub mod error;
 pub mod grid_file;
 pub mod lm;

@@ -221,4 +221,63 @@ impl LocalSuperResolver for SuperResolution {
         self.itersr.release();
         Ok(out)
     }
+
+    /// The editing path of `PatchCompletion` (spec §8, steps 1-4 after completion).
+    fn super_resolve_masked(
+        &self,
+        text: &TextTokens,
+        low_res: &[TokenGrid],
+        original_high: &TokenGrid,
+        high_mask: &[bool],
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<TokenGrid>> {
+        if low_res.len() != seeds.len() {
+            return Err(Error::invalid_input(
+                "seeds",
+                format!("{} seeds for {} grids", seeds.len(), low_res.len()),
+            ));
+        }
+        let side = self.high_side;
+        if original_high.height != side || original_high.width != side {
+            return Err(Error::invalid_input(
+                "grid",
+                format!(
+                    "the original high-resolution grid is {}x{}, not {side}x{side}",
+                    original_high.height, original_high.width
+                ),
+            ));
+        }
+        if high_mask.len() != side * side {
+            return Err(Error::invalid_input(
+                "mask",
+                format!(
+                    "{} mask cells for the {side}x{side} grid ({} needed)",
+                    high_mask.len(),
+                    side * side
+                ),
+            ));
+        }
+        let mut high = Vec::with_capacity(low_res.len());
+        for (i, (g, &seed)) in low_res.iter().zip(seeds).enumerate() {
+            ctx.check_cancelled()?;
+            let mut rng = Rng::from_seed(stage_seed(seed, DSR_STAGE));
+            let mut h = self.direct(&text.0, g, &mut rng)?;
+            for (c, keep) in high_mask.iter().map(|m| !m).enumerate() {
+                if keep {
+                    h.ids[c] = original_high.ids[c];
+                }
+            }
+            high.push(h);
+            ctx.report("dsr", i + 1, low_res.len());
+        }
+        self.dsr.release();
+        let mut out = Vec::with_capacity(low_res.len());
+        for (g, &seed) in high.iter().zip(seeds) {
+            let mut rng = Rng::from_seed(stage_seed(seed, ITERSR_STAGE));
+            out.push(self.refine(&text.0, g, Some(high_mask), &mut rng, ctx)?);
+        }
+        self.itersr.release();
+        Ok(out)
+    }
 }

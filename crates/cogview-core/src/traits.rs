@@ -4,6 +4,7 @@
 //! Call order in a text-to-image run: [`TextTokenizer::encode`] → [`GlobalGenerator::generate`]
 //! (20×20) → [`LocalSuperResolver::super_resolve`] (60×60) → [`ImageTokenizer::decode`].
 
+use crate::coglm::{Caption, CaptionRequest};
 use crate::context::RunContext;
 use crate::error::Result;
 use crate::types::{Image, TextTokens, TokenGrid};
@@ -52,6 +53,52 @@ pub trait GlobalGenerator: Send + Sync {
         seeds: &[u64],
         ctx: &RunContext,
     ) -> Result<Vec<TokenGrid>>;
+
+    /// Text-guided completion: regenerates the cells of `mask` (row-major, `true` = regenerate)
+    /// of the stage-1 grid `image` given `text` (as for [`GlobalGenerator::generate`]), one grid
+    /// per seed. The default refuses: only generators that are language models can edit.
+    fn complete(
+        &self,
+        text: &TextTokens,
+        image: &TokenGrid,
+        mask: &[bool],
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<TokenGrid>> {
+        let _ = (text, image, mask, seeds, ctx);
+        Err(unsupported("edit images (text-guided completion)"))
+    }
+
+    /// The mean log-probability of `caption` given the stage-1 grid `image`, after the `start`
+    /// token (CogView2's inverse-prompt score).
+    fn caption_log_likelihood(
+        &self,
+        image: &TokenGrid,
+        start: u32,
+        caption: &[u32],
+    ) -> Result<f64> {
+        let _ = (image, start, caption);
+        Err(unsupported("score captions"))
+    }
+
+    /// Writes a caption for the stage-1 grid `image`.
+    fn caption(
+        &self,
+        image: &TokenGrid,
+        request: &CaptionRequest,
+        seed: u64,
+        ctx: &RunContext,
+    ) -> Result<Caption> {
+        let _ = (image, request, seed, ctx);
+        Err(unsupported("write captions"))
+    }
+}
+
+fn unsupported(what: &str) -> crate::error::Error {
+    crate::error::Error::invalid_input(
+        "pipeline",
+        format!("this pipeline's stage-1 generator cannot {what}; use a CogLM generator"),
+    )
 }
 
 /// Stages 2-3: low-resolution grid → high-resolution grid (DSR + ItersR).
@@ -63,4 +110,24 @@ pub trait LocalSuperResolver: Send + Sync {
         seeds: &[u64],
         ctx: &RunContext,
     ) -> Result<Vec<TokenGrid>>;
+
+    /// Super-resolution for editing: DSR on each completed `low_res` grid, then the cells outside
+    /// `high_mask` set back to `original_high` (the input's own high-resolution tokens), then
+    /// ItersR re-sampling only cells inside `high_mask`. One grid per seed, with the same
+    /// per-stage seeds as [`LocalSuperResolver::super_resolve`].
+    fn super_resolve_masked(
+        &self,
+        text: &TextTokens,
+        low_res: &[TokenGrid],
+        original_high: &TokenGrid,
+        high_mask: &[bool],
+        seeds: &[u64],
+        ctx: &RunContext,
+    ) -> Result<Vec<TokenGrid>> {
+        let _ = (text, low_res, original_high, high_mask, seeds, ctx);
+        Err(crate::error::Error::invalid_input(
+            "pipeline",
+            "this pipeline's super-resolver cannot keep cells outside a mask; use CogView2's DSR + ItersR",
+        ))
+    }
 }

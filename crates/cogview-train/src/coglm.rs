@@ -13,7 +13,9 @@
 //!   a masked run is never a target — which is why editing places a context token before each
 //!   run (§8).
 //!
-//! Inputs are never replaced; targets are the next token (`label[i] = x[i+1]`).
+//! Inputs are never replaced; targets are the next token (`label[i] = x[i+1]`). One addition to
+//! the official objective: in caption samples the last text token predicts `<start_of_image>`,
+//! which gives the default model an end of caption (`cogview caption` stops there).
 
 use crate::optim::{checkpoint, init_store, load_state, AdamW};
 use candle_core::{Device, Tensor, D};
@@ -142,6 +144,10 @@ pub fn caption(
     for i in 0..t {
         targets[m + i] = Some(text[i]); // the start token predicts text 0, text i−1 predicts i
     }
+    // cogview's one addition to the official objective: the last text token predicts
+    // `<start_of_image>`, so that a caption can end (the official CogLM has no end of caption;
+    // `caption_end` in the pipeline's [coglm] section names this token for the default model).
+    targets[m + t] = Some(v.start_of_image);
     Sequence {
         tokens,
         positions,
@@ -418,7 +424,8 @@ mod tests {
                 assert_eq!(s.targets[j], Some(image[j + 1]));
             }
         }
-        assert_eq!(&s.targets[25..], &[Some(30), Some(31), None]);
+        // The last text token predicts <start_of_image> (the end of caption).
+        assert_eq!(&s.targets[25..], &[Some(30), Some(31), Some(V.start_of_image)]);
     }
 
     #[test]
