@@ -3,7 +3,7 @@
 use super::pipeline_args::{prepare_output_dir, records, slug, PipelineArgs};
 use super::progress;
 use cogview::core::grid_file::GridFile;
-use cogview::pipeline::record::{weight_records, Origin};
+use cogview::pipeline::record::{weight_records, Origin, RerankRecord};
 use cogview::pipeline::{dry_run, Settings};
 use cogview::{Error, Pipeline, Result, RunContext};
 use std::path::PathBuf;
@@ -24,6 +24,11 @@ pub struct Args {
     /// Stop after CogLM: decode the 20×20 tokens at 160 px and enlarge ×3 (official behaviour).
     #[arg(long)]
     only_first_stage: bool,
+    /// Inverse prompting: make K stage-1 candidates (seeds seed..seed+K-1), keep the
+    /// --num-images best by the mean log-probability of the prompt given each (CogView2's
+    /// inverse-prompt score) and super-resolve only those.
+    #[arg(long, value_name = "K")]
+    rerank: Option<usize>,
     /// Output folder: one PNG per image, <prompt>-<seed>.png.
     #[arg(long, default_value = "out")]
     out: PathBuf,
@@ -65,14 +70,45 @@ pub fn run(args: Args) -> Result<()> {
     ctx.progress = progress::reporter(args.quiet);
     progress::cancel_on_ctrl_c(&ctx.cancel);
     let started = std::time::Instant::now();
-    let images = pipeline.generate(&args.prompt, args.num_images, args.only_first_stage, &ctx)?;
+    let (images, ranked) = match args.rerank {
+        Some(k) => {
+            let (images, ranked) = pipeline.generate_reranked(
+                &args.prompt,
+                k,
+                args.num_images,
+                args.only_first_stage,
+                &ctx,
+            )?;
+            (images, Some(ranked))
+        }
+        None => (
+            pipeline.generate(&args.prompt, args.num_images, args.only_first_stage, &ctx)?,
+            None,
+        ),
+    };
+    if let (Some(ranked), false) = (&ranked, args.quiet) {
+        for c in ranked {
+            eprintln!(
+                "candidate seed {}: score {:.4}{}",
+                c.seed,
+                c.score,
+                if c.kept { " (kept)" } else { "" }
+            );
+        }
+    }
     let only_first = args.only_first_stage;
     let recs = records(
         &pipeline,
         &args.prompt,
         &images,
-        |_| Origin::Generate {
+        |img| Origin::Generate {
             only_first_stage: only_first,
+            rerank: ranked.as_ref().and_then(|r| {
+                r.iter().find(|c| c.seed == img.seed).map(|c| RerankRecord {
+                    candidates: r.len(),
+                    score: c.score,
+                })
+            }),
         },
         &weights,
     )?;

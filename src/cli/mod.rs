@@ -2,7 +2,9 @@
 
 mod backends;
 mod bench;
+mod caption;
 mod convert;
+mod edit;
 mod eval;
 mod generate;
 mod info;
@@ -28,6 +30,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Generate(generate::Args),
+    Edit(edit::Args),
+    Caption(caption::Args),
     Regenerate(regenerate::Args),
     SuperResolve(super_resolve::Args),
     Info(info::Args),
@@ -45,6 +49,8 @@ enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(a) => generate::run(a),
+        Command::Edit(a) => edit::run(a),
+        Command::Caption(a) => caption::run(a),
         Command::Regenerate(a) => regenerate::run(a),
         Command::SuperResolve(a) => super_resolve::run(a),
         Command::Info(a) => info::run(a),

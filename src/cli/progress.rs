@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 fn unit(stage: &str) -> &'static str {
     match stage {
-        "coglm" => "tokens",
+        "coglm" | "caption" => "tokens",
+        "rerank" => "candidates",
         "itersr" => "passes",
         _ => "images",
     }
@@ -22,6 +23,8 @@ fn label(stage: &str) -> &'static str {
         "dsr" => "stage 2 (DSR)",
         "itersr" => "stage 3 (ItersR)",
         "decode" => "decoding",
+        "caption" => "caption (CogLM)",
+        "rerank" => "inverse-prompt scores",
         _ => "working",
     }
 }

@@ -30,7 +30,8 @@ pub fn run(args: Args) -> Result<()> {
     let with_sr = !matches!(
         rec.origin,
         Origin::Generate {
-            only_first_stage: true
+            only_first_stage: true,
+            ..
         }
     );
     let settings = match &args.model_dir {
@@ -85,8 +86,18 @@ pub fn run(args: Args) -> Result<()> {
     ctx.progress = progress::reporter(args.quiet);
     progress::cancel_on_ctrl_c(&ctx.cancel);
     let images = match &rec.origin {
-        Origin::Generate { only_first_stage } => {
-            pipeline.generate(&rec.prompt, 1, *only_first_stage, &ctx)?
+        Origin::Generate {
+            only_first_stage, ..
+        } => pipeline.generate(&rec.prompt, 1, *only_first_stage, &ctx)?,
+        Origin::Edit { image_sha256, mask } => {
+            return Err(Error::invalid_input(
+                "image",
+                format!(
+                    "{} is an edit (input image sha256 {image_sha256}, mask {mask}); run `cogview edit` again with that image, mask, prompt and --seed {}",
+                    args.image.display(),
+                    rec.seed
+                ),
+            ))
         }
         Origin::SuperResolve { low_res } => {
             pipeline.super_resolve(&rec.prompt, vec![low_res.clone()], &[rec.seed], &ctx)?

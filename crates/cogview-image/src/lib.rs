@@ -276,6 +276,66 @@ fn round_half_even(x: f64) -> usize {
     r as usize
 }
 
+/// Where [`resize_center_crop`] takes its square from: the resized size `(width, height)` and the
+/// crop's `(left, top)` in it.
+pub fn center_crop_geometry(
+    width: usize,
+    height: usize,
+    size: usize,
+) -> ((usize, usize), (usize, usize)) {
+    let (nw, nh) = if width <= height {
+        (size, (size as f64 * height as f64 / width as f64) as usize)
+    } else {
+        ((size as f64 * width as f64 / height as f64) as usize, size)
+    };
+    let top = round_half_even((nh - size) as f64 / 2.0);
+    let left = round_half_even((nw - size) as f64 / 2.0);
+    ((nw, nh), (left, top))
+}
+
+/// Nearest-neighbour resizing as PyTorch's `F.interpolate(mode="nearest")` (its default mode):
+/// output pixel `i` takes input pixel `floor(i · in / out)`.
+pub fn resize_nearest(img: &Image, out_w: usize, out_h: usize) -> Result<Image> {
+    if out_w == 0 || out_h == 0 {
+        return Err(Error::invalid_input(
+            "size",
+            format!("cannot resize to {out_w}x{out_h}"),
+        ));
+    }
+    let src = |i: usize, n_in: usize, n_out: usize| {
+        (((i as f32) * (n_in as f32 / n_out as f32)).floor() as usize).min(n_in - 1)
+    };
+    let mut out = Vec::with_capacity(out_w * out_h * 3);
+    for y in 0..out_h {
+        let sy = src(y, img.height, out_h);
+        for x in 0..out_w {
+            let sx = src(x, img.width, out_w);
+            let i = (sy * img.width + sx) * 3;
+            out.extend_from_slice(&img.pixels[i..i + 3]);
+        }
+    }
+    Image::new(out_w, out_h, out)
+}
+
+/// Copies `src` into `dst` with its top-left corner at (`left`, `top`).
+pub fn paste(dst: &mut Image, src: &Image, left: usize, top: usize) -> Result<()> {
+    if left + src.width > dst.width || top + src.height > dst.height {
+        return Err(Error::invalid_input(
+            "paste",
+            format!(
+                "a {}x{} image at ({left}, {top}) does not fit the {}x{} image",
+                src.width, src.height, dst.width, dst.height
+            ),
+        ));
+    }
+    for y in 0..src.height {
+        let d = ((top + y) * dst.width + left) * 3;
+        dst.pixels[d..d + src.width * 3]
+            .copy_from_slice(&src.pixels[y * src.width * 3..(y + 1) * src.width * 3]);
+    }
+    Ok(())
+}
+
 /// icetk's preprocessing: torchvision `Resize(size)` on the uint8 image tensor (the shorter side
 /// becomes `size`, the longer `int(size · long / short)`, antialiased bilinear as PyTorch computes
 /// it for uint8) then `CenterCrop(size)`.
@@ -283,19 +343,12 @@ pub fn resize_center_crop(img: &Image, size: usize) -> Result<Image> {
     if size == 0 {
         return Err(Error::invalid_input("size", "must be positive"));
     }
-    let (w, h) = (img.width, img.height);
-    let (nw, nh) = if w <= h {
-        (size, (size as f64 * h as f64 / w as f64) as usize)
-    } else {
-        ((size as f64 * w as f64 / h as f64) as usize, size)
-    };
-    let resized = if (nw, nh) == (w, h) {
+    let ((nw, nh), (left, top)) = center_crop_geometry(img.width, img.height, size);
+    let resized = if (nw, nh) == (img.width, img.height) {
         img.clone()
     } else {
         resize_bilinear_with(img, nw, nh, Precision::Torch)?
     };
-    let top = round_half_even((nh - size) as f64 / 2.0);
-    let left = round_half_even((nw - size) as f64 / 2.0);
     crop(&resized, left, top, size, size)
 }
 

@@ -125,6 +125,12 @@ pub struct CoglmStageConfig {
     /// One cluster id per image code (default: `<model_dir>/cluster_label.npy`, else the official
     /// table built into cogview).
     pub cluster_labels: Option<PathBuf>,
+    /// The token before a caption when scoring (`--rerank`) or writing one (`cogview caption`):
+    /// official `"<start_of_chinese>"` (what CogView2's inverse prompt uses for every language).
+    pub caption_start: Option<String>,
+    /// The token that ends a written caption, if the model learnt one (the default model:
+    /// `"<start_of_image>"`); without it a caption runs to its maximum length.
+    pub caption_end: Option<String>,
 }
 
 /// `[dsr]`: stage 2, direct super-resolution.

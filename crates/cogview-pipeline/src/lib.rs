@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod dry_run;
+mod edit;
 pub mod hashing;
 pub mod info;
 mod pipeline;
@@ -30,8 +31,10 @@ pub mod settings;
 
 pub use config::{PipelineConfig, SamplerKind};
 pub use dry_run::{dry_run, DryRun};
+pub use edit::{CaptionOptions, EditStages, EditedImage, RankedCandidate, WrittenCaption};
 pub use pipeline::{
-    set_memory_release_hook, GeneratedImage, Geometry, Pipeline, PipelineBuilder, Stage,
+    set_memory_release_hook, CaptionTokens, GeneratedImage, Geometry, Pipeline, PipelineBuilder,
+    Stage,
 };
 pub use record::ImageRecord;
 pub use settings::Settings;

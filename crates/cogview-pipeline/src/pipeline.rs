@@ -159,15 +159,17 @@ pub struct GeneratedImage {
 pub struct Pipeline {
     settings: Option<Settings>,
     style: Style,
-    geometry: Geometry,
-    low_memory: bool,
+    pub(crate) geometry: Geometry,
+    pub(crate) low_memory: bool,
     text: Arc<dyn TextTokenizer>,
-    generator: Stage<dyn GlobalGenerator>,
-    super_resolver: Option<Stage<dyn LocalSuperResolver>>,
+    pub(crate) generator: Stage<dyn GlobalGenerator>,
+    pub(crate) super_resolver: Option<Stage<dyn LocalSuperResolver>>,
+    /// The caption tokens (`None`: this pipeline cannot score or write captions).
+    pub(crate) captions: Option<CaptionTokens>,
     /// The same super-resolution as `super_resolver`, typed, for stage-by-stage use (config-built
     /// pipelines only).
     sr_stages: Option<Arc<SuperResolution>>,
-    image_tokenizer: Stage<dyn ImageTokenizer>,
+    pub(crate) image_tokenizer: Stage<dyn ImageTokenizer>,
     /// The lazily loaded super-resolution models inside `super_resolver` (config-built pipelines).
     predictors: Vec<Arc<StagePredictor>>,
 }
@@ -193,9 +195,24 @@ pub struct PipelineBuilder {
     generator: Option<Stage<dyn GlobalGenerator>>,
     super_resolver: Option<Stage<dyn LocalSuperResolver>>,
     image_tokenizer: Option<Stage<dyn ImageTokenizer>>,
+    captions: Option<CaptionTokens>,
+}
+
+/// The token ids captions use: the start token, an optional end token and the text pieces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CaptionTokens {
+    pub start: u32,
+    pub end: Option<u32>,
+    /// Ids a caption may contain (the text tokenizer's pieces, specials excluded).
+    pub text: std::ops::Range<u32>,
 }
 
 impl PipelineBuilder {
+    /// Lets the pipeline score and write captions with these tokens.
+    pub fn captions(mut self, c: CaptionTokens) -> Self {
+        self.captions = Some(c);
+        self
+    }
     pub fn style(mut self, style: Style) -> Self {
         self.style = style;
         self
@@ -265,6 +282,7 @@ impl PipelineBuilder {
             text: self.text.ok_or_else(|| need("text tokenizer"))?,
             generator: self.generator.ok_or_else(|| need("generator"))?,
             super_resolver: self.super_resolver,
+            captions: self.captions,
             sr_stages: None,
             image_tokenizer: self
                 .image_tokenizer
@@ -559,7 +577,31 @@ impl Pipeline {
             vq_backend.load_image_tokenizer(&vq.path, &load_request(&vq))
         });
 
+        let captions = {
+            let id = |name: &str, key: &str| {
+                text.piece_id(name).ok_or_else(|| {
+                    Error::config(
+                        "pipeline",
+                        key,
+                        format!(
+                            "the text tokenizer {} has no token '{name}'; name one of its special tokens, e.g. \"<start_of_english>\"",
+                            s.text_tokenizer.display()
+                        ),
+                    )
+                })
+            };
+            let specials = cogview_text::SPECIAL_TOKENS.len() as u32;
+            CaptionTokens {
+                start: id(&s.coglm.caption_start, "coglm.caption_start")?,
+                end: match &s.coglm.caption_end {
+                    Some(e) => Some(id(e, "coglm.caption_end")?),
+                    None => None,
+                },
+                text: text.offset()..text.offset() + (text.len() as u32).saturating_sub(specials),
+            }
+        };
         let pipeline = Pipeline {
+            captions: Some(captions),
             style: s.style,
             geometry,
             low_memory,
@@ -731,7 +773,7 @@ impl Pipeline {
         self.run_super_resolution(&text, low_res, seeds, ctx)
     }
 
-    fn run_super_resolution(
+    pub(crate) fn run_super_resolution(
         &self,
         text: &TextTokens,
         low: Vec<TokenGrid>,
@@ -755,7 +797,7 @@ impl Pipeline {
     }
 
     /// Decodes the final grids into images.
-    fn finish(
+    pub(crate) fn finish(
         &self,
         seeds: &[u64],
         low: Vec<TokenGrid>,

@@ -27,13 +27,35 @@ pub struct WeightFile {
 }
 
 /// How an image was made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Origin {
     /// `cogview generate`: all stages from the prompt.
-    Generate { only_first_stage: bool },
+    Generate {
+        only_first_stage: bool,
+        /// With `--rerank K`: the image was the best of K candidates by its inverse-prompt score
+        /// (its own seed regenerates it alone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rerank: Option<RerankRecord>,
+    },
+    /// `cogview edit`: the input image regenerated inside a mask.
+    Edit {
+        /// SHA-256 of the input image file.
+        image_sha256: String,
+        /// The mask: `file <sha256>` of a mask image, and/or the rectangles given.
+        mask: String,
+    },
     /// `cogview super-resolve`: stages 2-3 from a given stage-1 grid.
     SuperResolve { low_res: cogview_core::TokenGrid },
+}
+
+/// How a reranked image was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerankRecord {
+    pub candidates: usize,
+    /// Mean log-probability of the prompt given the image's stage-1 grid.
+    pub score: f64,
 }
 
 /// The record of one image.

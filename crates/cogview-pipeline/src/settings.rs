@@ -71,6 +71,10 @@ pub struct CoglmSettings {
     pub batch_size: usize,
     /// `None`: the official table built into cogview.
     pub cluster_labels: Option<PathBuf>,
+    /// The token (a piece of the text tokenizer) before a caption.
+    pub caption_start: String,
+    /// The token that ends a written caption, if any.
+    pub caption_end: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,6 +307,11 @@ impl Settings {
             text_bias: c.text_bias.unwrap_or(1.4),
             batch_size,
             cluster_labels,
+            caption_start: c
+                .caption_start
+                .clone()
+                .unwrap_or_else(|| "<start_of_chinese>".into()),
+            caption_end: c.caption_end.clone(),
         };
         let text_tokenizer = locate(&cfg.text_tokenizer.path, TEXT_TOKENIZER, "text_tokenizer")?;
         let it = &cfg.image_tokenizer;
@@ -436,6 +445,8 @@ impl Settings {
             text_bias: Some(c.text_bias),
             batch_size: Some(c.batch_size),
             cluster_labels: c.cluster_labels.clone(),
+            caption_start: Some(c.caption_start.clone()),
+            caption_end: c.caption_end.clone(),
         };
         if let Some(d) = &self.dsr {
             cfg.dsr = crate::config::DsrStageConfig {

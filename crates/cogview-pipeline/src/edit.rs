@@ -1,0 +1,349 @@
+//! Editing (text-guided completion with any mask), captioning and inverse-prompt reranking on a
+//! [`Pipeline`] (spec §3.3, §8). The algorithms live in the core ([`cogview_core::edit`],
+//! [`cogview_core::coglm`]); this is their image-level plumbing: preparing the input, the crop,
+//! the encoders, pasting and the final VQ round trip.
+
+use crate::pipeline::{GeneratedImage, Pipeline};
+use cogview_core::coglm::{Caption, CaptionRequest};
+use cogview_core::edit::{surrounding_square, EditMask, Square};
+use cogview_core::sampling::TopKSampler;
+use cogview_core::{Error, Image, Result, RunContext, TokenGrid};
+
+/// The intermediate results of one edit, for inspection and tests.
+#[derive(Debug, Clone)]
+pub struct EditStages {
+    /// The square (in the prepared image) that was regenerated and pasted back.
+    pub crop: Square,
+    /// The crop's stage-1 grid before completion.
+    pub low_res_input: TokenGrid,
+    /// The mask on the stage-1 grid (`true` = generated).
+    pub low_res_mask: Vec<bool>,
+    /// The completed stage-1 grid.
+    pub low_res: TokenGrid,
+    /// The super-resolved grid (original tokens outside the mask); `None` when the crop is no
+    /// larger than a stage-1 image (decoded from stage 1, as the official code does) or the
+    /// pipeline has no super-resolution.
+    pub high_res: Option<TokenGrid>,
+    pub high_res_mask: Option<Vec<bool>>,
+    /// The regenerated crop, decoded and resized to the crop's size, before pasting.
+    pub crop_image: Image,
+}
+
+/// One edited image.
+#[derive(Debug, Clone)]
+pub struct EditedImage {
+    pub index: usize,
+    pub seed: u64,
+    /// The final image (the prepared input's size).
+    pub image: Image,
+    /// `None` when the mask was empty and the input was returned unchanged.
+    pub stages: Option<EditStages>,
+}
+
+/// How to write a caption with [`Pipeline::caption`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionOptions {
+    /// The longest caption, in tokens.
+    pub max_tokens: usize,
+    /// `None`: greedy; `Some`: sampled.
+    pub sampling: Option<TopKSampler>,
+    pub seed: u64,
+}
+
+impl Default for CaptionOptions {
+    fn default() -> Self {
+        CaptionOptions {
+            max_tokens: 32,
+            sampling: None,
+            seed: 1234,
+        }
+    }
+}
+
+/// A written caption and its score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenCaption {
+    pub text: String,
+    pub caption: Caption,
+}
+
+/// One candidate of [`Pipeline::generate_reranked`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedCandidate {
+    pub seed: u64,
+    /// Mean log-probability of the prompt given the candidate's stage-1 grid.
+    pub score: f64,
+    pub kept: bool,
+}
+
+impl Pipeline {
+    /// The side of the images this pipeline edits and makes.
+    fn image_side(&self) -> usize {
+        self.geometry.image_side()
+    }
+
+    /// Brings an input image and its mask to the pipeline's square: the image resized (shorter
+    /// side) and centre-cropped as icetk does, the mask with the same geometry (nearest).
+    pub fn prepare_edit_input(&self, image: &Image, mask: &EditMask) -> Result<(Image, EditMask)> {
+        let f = self.geometry.compression.factor();
+        if image.width < f || image.height < f {
+            return Err(Error::invalid_input(
+                "image",
+                format!(
+                    "the image is {}x{} pixels, smaller than one token ({f}x{f}); give an image of at least {f}x{f}",
+                    image.width, image.height
+                ),
+            ));
+        }
+        if mask.width() != image.width || mask.height() != image.height {
+            return Err(Error::invalid_input(
+                "mask",
+                format!(
+                    "the mask is {}x{} but the image is {}x{}; give a mask of the image's size",
+                    mask.width(),
+                    mask.height(),
+                    image.width,
+                    image.height
+                ),
+            ));
+        }
+        let side = self.image_side();
+        let img = cogview_image::resize_center_crop(image, side)?;
+        let ((nw, nh), (left, top)) =
+            cogview_image::center_crop_geometry(image.width, image.height, side);
+        let m = mask.resize_nearest(nw, nh)?;
+        let full = m.crop(top, left, side)?;
+        Ok((img, full))
+    }
+
+    /// Text-guided editing with CogView2's completion algorithm and any mask: the pixels of
+    /// `mask` (the input's size; `true` = regenerate) are redrawn to fit `prompt`; image `i` uses
+    /// seed `ctx.seed + i`. The result is the input resized and centre-cropped to the pipeline's
+    /// side, regenerated in the square around the mask, pasted and passed through the image
+    /// tokenizer once (the official final round trip). An empty mask returns the prepared input
+    /// unchanged.
+    pub fn edit(
+        &self,
+        image: &Image,
+        mask: &EditMask,
+        prompt: &str,
+        num_images: usize,
+        ctx: &RunContext,
+    ) -> Result<Vec<EditedImage>> {
+        if num_images == 0 {
+            return Err(Error::invalid_input("num_images", "must be at least 1"));
+        }
+        let text = self.encode_prompt(prompt)?;
+        let (img, full_mask) = self.prepare_edit_input(image, mask)?;
+        let seeds = ctx.image_seeds(num_images);
+        let Some(square) = surrounding_square(&full_mask)? else {
+            return Ok(seeds
+                .iter()
+                .enumerate()
+                .map(|(index, &seed)| EditedImage {
+                    index,
+                    seed,
+                    image: img.clone(),
+                    stages: None,
+                })
+                .collect());
+        };
+        let _span = tracing::info_span!("edit", images = num_images).entered();
+        let g = self.geometry;
+        let c = g.compression;
+        let low_px = g.low * c.factor();
+        let crop_img = cogview_image::crop(&img, square.left, square.top, square.side, square.side)?;
+        let crop_mask = full_mask.crop(square.top, square.left, square.side)?;
+        let low_mask = crop_mask.resize_nearest(g.low, g.low)?.cells().to_vec();
+
+        let vq = self.image_tokenizer.get()?;
+        let low_input = vq.encode(&cogview_image::resize_center_crop(&crop_img, low_px)?, c)?;
+        let completed = {
+            let generator = self.generator.get()?;
+            let out = generator.complete(&text, &low_input, &low_mask, &seeds, ctx)?;
+            drop(generator);
+            if self.low_memory {
+                self.generator.release();
+            }
+            out
+        };
+
+        let with_sr = square.side > low_px && self.super_resolver.is_some();
+        let (highs, high_mask) = if with_sr {
+            let side = self.image_side();
+            let up = cogview_image::resize_bilinear_with(
+                &crop_img,
+                side,
+                side,
+                cogview_image::Precision::Torch,
+            )?;
+            let original_high = vq.encode(&up, c)?;
+            let high_mask = crop_mask.resize_nearest(g.high, g.high)?.cells().to_vec();
+            let stage = self
+                .super_resolver
+                .as_ref()
+                .ok_or_else(|| Error::invalid_input("pipeline", "no super-resolution stages"))?;
+            let sr = stage.get()?;
+            let highs = sr.super_resolve_masked(
+                &text,
+                &completed,
+                &original_high,
+                &high_mask,
+                &seeds,
+                ctx,
+            )?;
+            drop(sr);
+            if self.low_memory {
+                stage.release();
+            }
+            (Some(highs), Some(high_mask))
+        } else {
+            (None, None)
+        };
+
+        let mut out = Vec::with_capacity(num_images);
+        for (i, (low, &seed)) in completed.into_iter().zip(&seeds).enumerate() {
+            ctx.check_cancelled()?;
+            let high = highs.as_ref().map(|h| h[i].clone());
+            let decoded = match &high {
+                Some(h) => vq.decode(h, c)?,
+                None => vq.decode(&low, c)?,
+            };
+            let crop_image = cogview_image::resize_nearest(&decoded, square.side, square.side)?;
+            let mut pasted = img.clone();
+            cogview_image::paste(&mut pasted, &crop_image, square.left, square.top)?;
+            let final_image = vq.decode(&vq.encode(&pasted, c)?, c)?;
+            ctx.report("decode", i + 1, num_images);
+            out.push(EditedImage {
+                index: i,
+                seed,
+                image: final_image,
+                stages: Some(EditStages {
+                    crop: square,
+                    low_res_input: low_input.clone(),
+                    low_res_mask: low_mask.clone(),
+                    low_res: low,
+                    high_res: high,
+                    high_res_mask: high_mask.clone(),
+                    crop_image,
+                }),
+            });
+        }
+        drop(vq);
+        if self.low_memory {
+            self.image_tokenizer.release();
+        }
+        Ok(out)
+    }
+
+    fn caption_tokens(&self) -> Result<&crate::pipeline::CaptionTokens> {
+        self.captions.as_ref().ok_or_else(|| {
+            Error::invalid_input(
+                "pipeline",
+                "this pipeline has no caption tokens; build it from settings or add them with PipelineBuilder::captions",
+            )
+        })
+    }
+
+    /// The official inverse-prompt score of `prompt` (without the style template, as CogView2
+    /// scores the raw text) for a stage-1 grid: the mean log-probability per token.
+    pub fn caption_score(&self, low_res: &TokenGrid, prompt: &str) -> Result<f64> {
+        let tokens = self.caption_tokens()?;
+        let ids = self.text_tokenizer().encode(prompt)?;
+        if ids.is_empty() {
+            return Err(Error::invalid_input(
+                "prompt",
+                "the caption has no tokens the text tokenizer knows",
+            ));
+        }
+        self.generator
+            .get()?
+            .caption_log_likelihood(low_res, tokens.start, &ids.0)
+    }
+
+    /// Writes a caption for `image` (resized and centre-cropped to the stage-1 size, as icetk
+    /// does): the most likely text under CogLM (greedy) or a sample.
+    pub fn caption(
+        &self,
+        image: &Image,
+        options: &CaptionOptions,
+        ctx: &RunContext,
+    ) -> Result<WrittenCaption> {
+        let tokens = self.caption_tokens()?.clone();
+        let grid = self.encode_image(image)?;
+        let request = CaptionRequest {
+            start: tokens.start,
+            allowed: tokens.text.clone(),
+            end: tokens.end,
+            max_tokens: options.max_tokens,
+            sampling: options.sampling.clone(),
+        };
+        let caption = self
+            .generator
+            .get()?
+            .caption(&grid, &request, options.seed, ctx)?;
+        let text = self.text_tokenizer().decode(&caption.ids)?;
+        Ok(WrittenCaption { text, caption })
+    }
+
+    /// Inverse prompting (`--inverse-prompt`): generates `candidates` stage-1 grids (seeds
+    /// `ctx.seed ..`), scores each by the mean log-probability of `prompt` given the grid, and
+    /// runs the rest of the pipeline on the best `keep` only. Returns the kept images, best
+    /// first, and every candidate's score. (The official script sorts by the mean negative
+    /// log-likelihood in descending order, which puts the *least* likely first; cogview keeps
+    /// the most likely, as the paper describes.)
+    pub fn generate_reranked(
+        &self,
+        prompt: &str,
+        candidates: usize,
+        keep: usize,
+        only_first_stage: bool,
+        ctx: &RunContext,
+    ) -> Result<(Vec<GeneratedImage>, Vec<RankedCandidate>)> {
+        if keep == 0 || keep > candidates {
+            return Err(Error::invalid_input(
+                "rerank",
+                format!("cannot keep {keep} of {candidates} candidates; keep between 1 and the number of candidates"),
+            ));
+        }
+        let text = self.encode_prompt(prompt)?;
+        let seeds = ctx.image_seeds(candidates);
+        let generator = self.generator.get()?;
+        let low = generator.generate(&text, &seeds, ctx)?;
+        let tokens = self.caption_tokens()?;
+        let raw = self.text_tokenizer().encode(prompt)?;
+        let mut scored: Vec<(f64, usize)> = Vec::with_capacity(candidates);
+        for (i, g) in low.iter().enumerate() {
+            ctx.check_cancelled()?;
+            let s = generator.caption_log_likelihood(g, tokens.start, &raw.0)?;
+            ctx.report("rerank", i + 1, candidates);
+            scored.push((s, i));
+        }
+        drop(generator);
+        if self.low_memory {
+            self.generator.release();
+        }
+        let mut order = scored.clone();
+        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let kept: Vec<usize> = order.iter().take(keep).map(|&(_, i)| i).collect();
+        let ranked = scored
+            .iter()
+            .map(|&(score, i)| RankedCandidate {
+                seed: seeds[i],
+                score,
+                kept: kept.contains(&i),
+            })
+            .collect();
+        let kept_seeds: Vec<u64> = kept.iter().map(|&i| seeds[i]).collect();
+        let kept_low: Vec<TokenGrid> = kept.iter().map(|&i| low[i].clone()).collect();
+        let mut images = if only_first_stage {
+            self.finish(&kept_seeds, kept_low, None, ctx)?
+        } else {
+            self.run_super_resolution(&text, kept_low, &kept_seeds, ctx)?
+        };
+        for (k, img) in images.iter_mut().enumerate() {
+            img.index = k;
+        }
+        Ok((images, ranked))
+    }
+}
