@@ -208,6 +208,55 @@ COGVIEW_API cogview_error *cogview_super_resolve(cogview_session *session, const
                                                  const cogview_grid_view *grids, size_t count,
                                                  uint64_t seed, cogview_images **out);
 
+/* ---- editing and captions ---------------------------------------------------------------- */
+
+/* A rectangle to regenerate: x0 <= x < x1, y0 <= y < y1 in pixels of the input image, or, with
+ * `fractional` nonzero, fractions of its width and height in [0, 1] (CogView2's input_comp.txt
+ * columns h0 w0 h1 w1 are y0 x0 y1 x1). */
+typedef struct cogview_rect {
+    double x0, y0, x1, y1;
+    int32_t fractional;
+} cogview_rect;
+
+typedef struct cogview_edit_params {
+    uint32_t struct_size;             /* set by cogview_edit_params_init                      */
+    const char *prompt;               /* required: the text the whole edited image should fit  */
+    const uint8_t *rgb;               /* required: the input, row-major RGB                    */
+    size_t rgb_len;                   /* width * height * 3                                    */
+    uint32_t width, height;
+    const uint8_t *mask;              /* width * height bytes, nonzero = regenerate, or NULL   */
+    size_t mask_len;
+    const cogview_rect *rects;        /* rectangles added to the mask, or NULL                 */
+    size_t rect_count;
+    uint32_t num_images;              /* default 1                                             */
+    uint64_t seed;                    /* image i uses seed + i; default 0                      */
+} cogview_edit_params;
+
+COGVIEW_API void cogview_edit_params_init(cogview_edit_params *params);
+/* Text-guided editing (CogView2's completion) with any mask: the input is resized and
+ * centre-cropped to the pipeline's square (480 px officially), the square around the mask is
+ * regenerated (CogLM fills the masked stage-1 cells, DSR, the input's own tokens put back
+ * outside the mask, ItersR inside it), pasted, and the whole image passes once through the
+ * image tokenizer. An empty mask returns the prepared input (its image views then have no
+ * grids). Each result's low_res is the completed stage-1 grid of the crop. */
+COGVIEW_API cogview_error *cogview_edit(cogview_session *session,
+                                        const cogview_edit_params *params,
+                                        cogview_images **out);
+
+/* CogView2's inverse-prompt score: the mean log-probability per token of `caption` given the
+ * image (resized and centre-cropped to the stage-1 size). Higher is a better fit. */
+COGVIEW_API cogview_error *cogview_caption_score(cogview_session *session, const uint8_t *rgb,
+                                                 size_t rgb_len, uint32_t width,
+                                                 uint32_t height, const char *caption,
+                                                 double *score);
+/* Writes a caption for an image: the most likely text (temperature 0) or a sample (top 40 at
+ * `temperature`). *out is a NUL-terminated UTF-8 string; free it with cogview_string_free. */
+COGVIEW_API cogview_error *cogview_caption(cogview_session *session, const uint8_t *rgb,
+                                           size_t rgb_len, uint32_t width, uint32_t height,
+                                           uint32_t max_tokens, float temperature, uint64_t seed,
+                                           char **out);
+COGVIEW_API void cogview_string_free(char *s);
+
 /* ---- image tokens ------------------------------------------------------------------------ */
 
 typedef struct cogview_grid cogview_grid;
@@ -232,12 +281,16 @@ static_assert(sizeof(cogview_session_params) == 48, "cogview_session_params layo
 static_assert(sizeof(cogview_generate_params) == 40, "cogview_generate_params layout");
 static_assert(sizeof(cogview_grid_view) == 24, "cogview_grid_view layout");
 static_assert(sizeof(cogview_image_view) == 80, "cogview_image_view layout");
+static_assert(sizeof(cogview_rect) == 40, "cogview_rect layout");
+static_assert(sizeof(cogview_edit_params) == 88, "cogview_edit_params layout");
 #else
 _Static_assert(sizeof(cogview_pipeline_params) == 80, "cogview_pipeline_params layout");
 _Static_assert(sizeof(cogview_session_params) == 48, "cogview_session_params layout");
 _Static_assert(sizeof(cogview_generate_params) == 40, "cogview_generate_params layout");
 _Static_assert(sizeof(cogview_grid_view) == 24, "cogview_grid_view layout");
 _Static_assert(sizeof(cogview_image_view) == 80, "cogview_image_view layout");
+_Static_assert(sizeof(cogview_rect) == 40, "cogview_rect layout");
+_Static_assert(sizeof(cogview_edit_params) == 88, "cogview_edit_params layout");
 #endif
 
 #ifdef __cplusplus

@@ -90,9 +90,12 @@ fn every_error_path_returns_an_error_object_without_leaks_or_invalid_accesses() 
         let out = assert_clean(&run(&exe, &[model.to_str().unwrap()]), "errors.c");
         assert!(out.contains("0 failure(s)"), "{out}");
         assert!(
-            out.lines().filter(|l| l.starts_with("ok ")).count() >= 35,
+            out.lines().filter(|l| l.starts_with("ok ")).count() >= 50,
             "{out}"
         );
+        for what in ["edit rectangle outside the image", "caption of zero tokens"] {
+            assert!(out.contains(&format!("ok   {what}:")), "{what}: {out}");
+        }
     }
 }
 
@@ -158,6 +161,60 @@ fn the_c_generator_writes_the_images_the_rust_pipeline_makes() {
         let got =
             cogview::image::load_image(out_dir.join(format!("image-{}.png", g.seed))).unwrap();
         assert_eq!(got, g.image, "seed {}", g.seed);
+    }
+}
+
+#[test]
+fn the_c_editor_writes_the_edits_and_captions_the_rust_pipeline_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("edit");
+    compile(&root().join("examples/c/edit.c"), &exe, true, false);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let prompt = "a large blue square in the center";
+    let o = run(
+        &exe,
+        &[prompt, "-n", "2", "--seed", "7", "--out", out_dir.to_str().unwrap()],
+    );
+    let stdout = assert_clean(&o, "edit.c");
+    // The same edits, caption and scores from Rust with the same embedded model.
+    let cfg = cogview::OpenOptions::default().config().unwrap();
+    let p =
+        cogview::Pipeline::from_settings(cogview::Settings::resolve(&cfg, true).unwrap()).unwrap();
+    let input = cogview::image::load_image(out_dir.join("input.png")).unwrap();
+    let mask = cogview::core::edit::EditMask::from_regions(
+        input.width,
+        input.height,
+        &[cogview::core::edit::Region::Fraction {
+            left: 1.0 / 3.0,
+            top: 1.0 / 3.0,
+            right: 2.0 / 3.0,
+            bottom: 2.0 / 3.0,
+        }],
+    )
+    .unwrap();
+    let ctx = cogview::RunContext::with_seed(7);
+    let want = p.edit(&input, &mask, prompt, 2, &ctx).unwrap();
+    for e in &want {
+        let got = cogview::image::load_image(out_dir.join(format!("edit-{}.png", e.seed))).unwrap();
+        assert_eq!(got, e.image, "seed {}", e.seed);
+    }
+    let caption = p
+        .caption(&input, &cogview::pipeline::CaptionOptions {
+            max_tokens: 32,
+            sampling: None,
+            seed: 0,
+        }, &ctx)
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("caption: {}\n", caption.text.trim())),
+        "{stdout}\nwant caption {:?}",
+        caption.text
+    );
+    let grid = p.encode_image(&input).unwrap();
+    for text in ["a large red circle in the center", "a small green square at the top left"] {
+        let s = p.caption_score(&grid, text).unwrap();
+        assert!(stdout.contains(&format!("score {s:.4}: {text}")), "{stdout}\nwant {s:.4} {text}");
     }
 }
 

@@ -141,6 +141,61 @@ int main(int argc, char **argv) {
     if (gv.height != low || gv.width != low || gv.ids_len != (size_t)low * low) { printf("FAIL tokenized grid is %ux%u\n", gv.height, gv.width); failures++; }
     cogview_grid_free(grid);
 
+    /* editing and captions */
+    cogview_string_free(NULL);
+    cogview_edit_params_init(NULL);
+    cogview_edit_params ep;
+    cogview_edit_params_init(&ep);
+    cogview_images *edited = (cogview_images *)sentinel;
+    ep.prompt = "a cat";
+    ep.rgb = pixels;
+    ep.rgb_len = sizeof pixels;
+    ep.width = 16;
+    ep.height = 16;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_ARGUMENT, "edit without a mask or rectangles");
+    unsigned char mask[16 * 16] = {0};
+    ep.mask = mask;
+    ep.mask_len = sizeof mask - 1;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_ARGUMENT, "edit mask of the wrong length");
+    ep.mask = NULL;
+    ep.mask_len = 0;
+    cogview_rect outside = {0, 0, 17, 8, 0};
+    ep.rects = &outside;
+    ep.rect_count = 1;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_INPUT, "edit rectangle outside the image");
+    cogview_rect inverted = {0.5, 0, 0.25, 1, 1};
+    ep.rects = &inverted;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_INPUT, "edit rectangle with x1 < x0");
+    cogview_rect fraction_px = {0.5, 0, 4, 4, 0};
+    ep.rects = &fraction_px;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_ARGUMENT, "edit pixel rectangle with fractions");
+    cogview_rect half = {0, 0, 0.5, 0.5, 1};
+    ep.rects = &half;
+    ep.rgb_len = sizeof pixels - 3;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_ARGUMENT, "edit image buffer too short");
+    ep.rgb_len = sizeof pixels;
+    ep.num_images = 0;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_ARGUMENT, "edit zero images");
+    ep.num_images = 1;
+    unsigned char tiny[4 * 4 * 3] = {0};
+    ep.rgb = tiny;
+    ep.rgb_len = sizeof tiny;
+    ep.width = 4;
+    ep.height = 4;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_INPUT, "edit an image smaller than one token");
+    ep.struct_size = 8;
+    expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_ARGUMENT, "edit params not initialised");
+    if (edited != (cogview_images *)sentinel) { printf("FAIL edit touched its out-parameter\n"); failures++; }
+    double score = 123.0;
+    expect(cogview_caption_score(session, pixels, sizeof pixels, 16, 16, NULL, &score), COGVIEW_ERR_INVALID_ARGUMENT, "caption score of NULL");
+    expect(cogview_caption_score(session, pixels, sizeof pixels, 16, 16, "a cat", NULL), COGVIEW_ERR_INVALID_ARGUMENT, "caption score to NULL");
+    if (score != 123.0) { printf("FAIL caption score touched its out-parameter\n"); failures++; }
+    char *caption = (char *)sentinel;
+    expect(cogview_caption(session, pixels, sizeof pixels, 16, 16, 0, 0.0f, 0, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption of zero tokens");
+    expect(cogview_caption(session, pixels, sizeof pixels, 16, 16, 8, -1.0f, 0, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption with a negative temperature");
+    expect(cogview_caption(session, NULL, sizeof pixels, 16, 16, 8, 0.0f, 0, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption of NULL pixels");
+    if (caption != (char *)sentinel) { printf("FAIL caption touched its out-parameter\n"); failures++; }
+
     cogview_images_free(images);
     cogview_session_free(session);
     cogview_pipeline_free(pipeline);

@@ -8,7 +8,9 @@
 mod log;
 
 use sdk::core::{CancelToken, Progress, RunContext};
-use sdk::pipeline::GeneratedImage;
+use sdk::core::edit::{EditMask, Region};
+use sdk::core::sampling::TopKSampler;
+use sdk::pipeline::{CaptionOptions, EditedImage, GeneratedImage};
 use sdk::{Compression, DType, Device, Error, Image, Pipeline, Settings, TokenGrid};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -545,11 +547,46 @@ pub struct cogview_image_view {
     pub high_res: cogview_grid_view,
 }
 
-pub struct cogview_images {
-    items: Vec<GeneratedImage>,
+/// One result image and the grids it came from (an edit with an empty mask has none).
+struct ResultImage {
+    seed: u64,
+    image: Image,
+    low_res: Option<TokenGrid>,
+    high_res: Option<TokenGrid>,
 }
 
-fn hand_out(out: *mut *mut cogview_images, items: Vec<GeneratedImage>) {
+impl From<GeneratedImage> for ResultImage {
+    fn from(g: GeneratedImage) -> Self {
+        ResultImage {
+            seed: g.seed,
+            image: g.image,
+            low_res: Some(g.low_res),
+            high_res: g.high_res,
+        }
+    }
+}
+
+impl From<EditedImage> for ResultImage {
+    fn from(e: EditedImage) -> Self {
+        let (low_res, high_res) = match e.stages {
+            Some(st) => (Some(st.low_res), st.high_res),
+            None => (None, None),
+        };
+        ResultImage {
+            seed: e.seed,
+            image: e.image,
+            low_res,
+            high_res,
+        }
+    }
+}
+
+pub struct cogview_images {
+    items: Vec<ResultImage>,
+}
+
+fn hand_out<T: Into<ResultImage>>(out: *mut *mut cogview_images, items: Vec<T>) {
+    let items = items.into_iter().map(Into::into).collect();
     unsafe { *out = Box::into_raw(Box::new(cogview_images { items })) };
 }
 
@@ -589,7 +626,10 @@ pub unsafe extern "C" fn cogview_images_get(
                 rgb: g.image.pixels.as_ptr(),
                 rgb_len: g.image.pixels.len(),
                 seed: g.seed,
-                low_res: cogview_grid_view::of(&g.low_res),
+                low_res: g
+                    .low_res
+                    .as_ref()
+                    .map_or(cogview_grid_view::empty(), cogview_grid_view::of),
                 high_res: g
                     .high_res
                     .as_ref()
@@ -715,6 +755,232 @@ pub unsafe extern "C" fn cogview_super_resolve(
         hand_out(out, items);
         Ok(())
     })
+}
+
+// ---- editing and captions ----------------------------------------------------------------
+
+/// A rectangle to regenerate: pixels (ends excluded) or fractions of the image's sides.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct cogview_rect {
+    pub x0: f64,
+    pub y0: f64,
+    pub x1: f64,
+    pub y1: f64,
+    pub fractional: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct cogview_edit_params {
+    pub struct_size: u32,
+    pub prompt: *const c_char,
+    pub rgb: *const u8,
+    pub rgb_len: usize,
+    pub width: u32,
+    pub height: u32,
+    pub mask: *const u8,
+    pub mask_len: usize,
+    pub rects: *const cogview_rect,
+    pub rect_count: usize,
+    pub num_images: u32,
+    pub seed: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<cogview_rect>() == 40);
+const _: () = assert!(std::mem::size_of::<cogview_edit_params>() == 88);
+
+#[no_mangle]
+pub unsafe extern "C" fn cogview_edit_params_init(params: *mut cogview_edit_params) {
+    if !params.is_null() {
+        unsafe {
+            params.write(cogview_edit_params {
+                struct_size: std::mem::size_of::<cogview_edit_params>() as u32,
+                prompt: std::ptr::null(),
+                rgb: std::ptr::null(),
+                rgb_len: 0,
+                width: 0,
+                height: 0,
+                mask: std::ptr::null(),
+                mask_len: 0,
+                rects: std::ptr::null(),
+                rect_count: 0,
+                num_images: 1,
+                seed: 0,
+            })
+        };
+    }
+}
+
+/// The RGB image of `rgb`/`width`/`height`, checked.
+unsafe fn read_rgb(rgb: *const u8, rgb_len: usize, width: u32, height: u32, name: &str) -> Result<Image, Fail> {
+    let n = width as usize * height as usize * 3;
+    if n == 0 {
+        return Err(arg(format!("the {name} image is empty ({width}x{height})")));
+    }
+    if rgb.is_null() {
+        return Err(arg(format!("`{name}` is NULL")));
+    }
+    if rgb_len != n {
+        return Err(arg(format!(
+            "`{name}_len` is {rgb_len} but a {width}x{height} RGB image has {n} bytes"
+        )));
+    }
+    let pixels = unsafe { std::slice::from_raw_parts(rgb, n) }.to_vec();
+    Ok(Image::new(width as usize, height as usize, pixels)?)
+}
+
+fn edit_mask(p: &cogview_edit_params) -> Result<EditMask, Fail> {
+    let (w, h) = (p.width as usize, p.height as usize);
+    if p.mask.is_null() && p.rects.is_null() {
+        return Err(arg(
+            "give `params.mask` (one byte per pixel, nonzero = regenerate) or `params.rects`",
+        ));
+    }
+    let mut mask = if p.mask.is_null() {
+        EditMask::empty(w, h)?
+    } else {
+        if p.mask_len != w * h {
+            return Err(arg(format!(
+                "`params.mask_len` is {} but the {w}x{h} image needs one byte per pixel ({})",
+                p.mask_len,
+                w * h
+            )));
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(p.mask, w * h) };
+        EditMask::new(w, h, bytes.iter().map(|b| *b != 0).collect())?
+    };
+    if !p.rects.is_null() {
+        let rects = unsafe { std::slice::from_raw_parts(p.rects, p.rect_count) };
+        for (i, r) in rects.iter().enumerate() {
+            let region = if r.fractional != 0 {
+                Region::Fraction {
+                    left: r.x0,
+                    top: r.y0,
+                    right: r.x1,
+                    bottom: r.y1,
+                }
+            } else {
+                let v = [r.x0, r.y0, r.x1, r.y1];
+                if v.iter().any(|x| !(x.is_finite() && *x >= 0.0 && x.fract() == 0.0)) {
+                    return Err(arg(format!(
+                        "`params.rects[{i}]` has pixel coordinates that are not whole numbers >= 0; set `fractional` for fractions"
+                    )));
+                }
+                Region::Pixels {
+                    left: r.x0 as usize,
+                    top: r.y0 as usize,
+                    right: r.x1 as usize,
+                    bottom: r.y1 as usize,
+                }
+            };
+            mask.add(region)?;
+        }
+    }
+    Ok(mask)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cogview_edit(
+    session: *mut cogview_session,
+    params: *const cogview_edit_params,
+    out: *mut *mut cogview_images,
+) -> *mut cogview_error {
+    guard(|| {
+        unsafe { out_ptr(out, "out") }?;
+        let s = unsafe { session_ref(session) }?;
+        let p = unsafe { read_params(params, "params", "cogview_edit_params_init") }?;
+        let prompt = unsafe { required_str(p.prompt, "params.prompt") }?;
+        if p.num_images == 0 {
+            return Err(arg("`params.num_images` is 0; ask for at least one image"));
+        }
+        let image = unsafe { read_rgb(p.rgb, p.rgb_len, p.width, p.height, "params.rgb") }?;
+        let mask = edit_mask(&p)?;
+        let ctx = s.context(p.seed);
+        let items = s.run(|| {
+            s.shared
+                .pipeline
+                .edit(&image, &mask, prompt, p.num_images as usize, &ctx)
+        })?;
+        hand_out(out, items);
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cogview_caption_score(
+    session: *mut cogview_session,
+    rgb: *const u8,
+    rgb_len: usize,
+    width: u32,
+    height: u32,
+    caption: *const c_char,
+    score: *mut f64,
+) -> *mut cogview_error {
+    guard(|| {
+        if score.is_null() {
+            return Err(arg("`score` is NULL"));
+        }
+        let s = unsafe { session_ref(session) }?;
+        let caption = unsafe { required_str(caption, "caption") }?;
+        let image = unsafe { read_rgb(rgb, rgb_len, width, height, "rgb") }?;
+        let v = s.run(|| {
+            let grid = s.shared.pipeline.encode_image(&image)?;
+            s.shared.pipeline.caption_score(&grid, caption)
+        })?;
+        unsafe { *score = v };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cogview_caption(
+    session: *mut cogview_session,
+    rgb: *const u8,
+    rgb_len: usize,
+    width: u32,
+    height: u32,
+    max_tokens: u32,
+    temperature: f32,
+    seed: u64,
+    out: *mut *mut c_char,
+) -> *mut cogview_error {
+    guard(|| {
+        if out.is_null() {
+            return Err(arg("`out` is NULL"));
+        }
+        let s = unsafe { session_ref(session) }?;
+        let image = unsafe { read_rgb(rgb, rgb_len, width, height, "rgb") }?;
+        if max_tokens == 0 {
+            return Err(arg("`max_tokens` is 0; give the longest caption, e.g. 32"));
+        }
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return Err(arg(format!(
+                "`temperature` is {temperature}; give 0 for the most likely caption or a positive temperature"
+            )));
+        }
+        let options = CaptionOptions {
+            max_tokens: max_tokens as usize,
+            sampling: (temperature > 0.0).then_some(TopKSampler {
+                temperature,
+                top_k: 40,
+            }),
+            seed,
+        };
+        let ctx = s.context(seed);
+        let written = s.run(|| s.shared.pipeline.caption(&image, &options, &ctx))?;
+        let text = CString::new(written.text.trim().replace('\0', ""))
+            .map_err(|e| Fail::from(Error::Backend(e.to_string())))?;
+        unsafe { *out = text.into_raw() };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cogview_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { CString::from_raw(s) })));
+    }
 }
 
 // ---- image tokens ------------------------------------------------------------------------
