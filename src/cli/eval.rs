@@ -36,6 +36,9 @@ pub struct Args {
     /// The Fluent Emoji set.
     #[arg(long, default_value = "data/fluent-emoji-flat/icons.json.gz")]
     emoji_data: PathBuf,
+    /// Scene edits to score (two-object scenes, one object's cell masked and recaptioned; 0: skip).
+    #[arg(long, default_value_t = 0)]
+    edit: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -94,12 +97,21 @@ pub fn run(args: Args) -> Result<()> {
         }
         retrieval = Some(r);
     }
+    let mut edits = None;
+    if let (Some(p), true) = (&pipeline, args.edit > 0) {
+        let r = cogview_eval::evaluate_edits(p, args.edit, args.seed, args.seen)?;
+        if !args.json {
+            println!("{r}");
+        }
+        edits = Some(r);
+    }
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "scenes": reports,
                 "emoji_retrieval": retrieval,
+                "edits": edits,
             }))
             .map_err(|e| Error::Backend(e.to_string()))?
         );
