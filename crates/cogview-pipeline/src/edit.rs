@@ -248,7 +248,6 @@ impl Pipeline {
     /// The official inverse-prompt score of `prompt` (without the style template, as CogView2
     /// scores the raw text) for a stage-1 grid: the mean log-probability per token.
     pub fn caption_score(&self, low_res: &TokenGrid, prompt: &str) -> Result<f64> {
-        let tokens = self.caption_tokens()?;
         let ids = self.text_tokenizer().encode(prompt)?;
         if ids.is_empty() {
             return Err(Error::invalid_input(
@@ -256,9 +255,15 @@ impl Pipeline {
                 "the caption has no tokens the text tokenizer knows",
             ));
         }
+        self.caption_log_likelihood(low_res, &ids.0)
+    }
+
+    /// The inverse-prompt score of caption token ids (see [`Pipeline::caption_score`]).
+    pub fn caption_log_likelihood(&self, low_res: &TokenGrid, caption: &[u32]) -> Result<f64> {
+        let start = self.caption_tokens()?.start;
         self.generator
             .get()?
-            .caption_log_likelihood(low_res, tokens.start, &ids.0)
+            .caption_log_likelihood(low_res, start, caption)
     }
 
     /// Writes a caption for `image` (resized and centre-cropped to the stage-1 size, as icetk
