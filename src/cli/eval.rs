@@ -39,6 +39,10 @@ pub struct Args {
     /// Scene edits to score (two-object scenes, one object's cell masked and recaptioned; 0: skip).
     #[arg(long, default_value_t = 0)]
     edit: usize,
+    /// Generate each image as the best of K candidates by the inverse-prompt score
+    /// (`generate --rerank K`); 1: plain generation.
+    #[arg(long, default_value_t = 1)]
+    rerank: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -81,6 +85,7 @@ pub fn run(args: Args) -> Result<()> {
             args.side,
             set,
             args.seed,
+            args.rerank,
         )?;
         if !args.json {
             println!("{r}");

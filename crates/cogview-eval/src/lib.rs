@@ -152,7 +152,17 @@ pub fn evaluate_scenes(
     side: usize,
     set: SceneSet,
     seed: u64,
+    rerank: usize,
 ) -> Result<SceneReport> {
+    // One image per prompt: plain generation, or the best of `rerank` candidates by the
+    // inverse-prompt score (`generate --rerank`).
+    let make = |p: &Pipeline, prompt: &str, first: bool, ctx: &RunContext| {
+        if rerank > 1 {
+            Ok(p.generate_reranked(prompt, rerank, 1, first, ctx)?.0)
+        } else {
+            p.generate(prompt, 1, first, ctx)
+        }
+    };
     let scenes = set.scenes()?;
     let (vq, side) = match (pipeline, tokenizer) {
         (Some(p), _) => (p.image_tokenizer()?, p.geometry().image_side()),
@@ -171,13 +181,13 @@ pub fn evaluate_scenes(
         let started = std::time::Instant::now();
         for (i, scene) in scenes.iter().enumerate() {
             let ctx = RunContext::with_seed(seed.wrapping_add(i as u64));
-            let img = pipeline.generate(&scene.caption(), 1, false, &ctx)?;
+            let img = make(pipeline, &scene.caption(), false, &ctx)?;
             fin.add(&check(&img[0].image, scene)?);
         }
         seconds = Some(started.elapsed().as_secs_f64() / scenes.len().max(1) as f64);
         for (i, scene) in scenes.iter().enumerate() {
             let ctx = RunContext::with_seed(seed.wrapping_add(i as u64));
-            let img = pipeline.generate(&scene.caption(), 1, true, &ctx)?;
+            let img = make(pipeline, &scene.caption(), true, &ctx)?;
             first.add(&check(&img[0].image, scene)?);
         }
         rows.push(Row::new("generated (final)", &fin));
