@@ -146,7 +146,8 @@ fn generate_writes_pngs_that_record_how_they_were_made_and_regenerate_reproduces
     assert_eq!(
         rec.origin,
         Origin::Generate {
-            only_first_stage: false
+            only_first_stage: false,
+            rerank: None,
         }
     );
     assert_eq!(rec.settings.style.name(), "flat");
