@@ -171,6 +171,22 @@ impl SuperResolution {
     }
 }
 
+/// `ctx` with its progress shifted by `done` steps of `total` (one image of several).
+fn offset_progress(ctx: &RunContext, done: usize, total: usize) -> RunContext {
+    RunContext {
+        progress: ctx.progress.clone().map(|p| {
+            std::sync::Arc::new(move |pr: crate::context::Progress| {
+                p(crate::context::Progress {
+                    stage: pr.stage,
+                    step: done + pr.step,
+                    total,
+                })
+            }) as crate::context::ProgressFn
+        }),
+        ..ctx.clone()
+    }
+}
+
 impl LocalSuperResolver for SuperResolution {
     /// Runs DSR over every image, then ItersR over every image, releasing each model's weights
     /// after its pass over the batch (see [`GridPredictor::release`]), so a low-memory pipeline
@@ -203,19 +219,7 @@ impl LocalSuperResolver for SuperResolution {
         let mut out = Vec::with_capacity(low_res.len());
         for (i, (g, &seed)) in high.iter().zip(seeds).enumerate() {
             let mut rng = Rng::from_seed(stage_seed(seed, ITERSR_STAGE));
-            let image_ctx = RunContext {
-                progress: ctx.progress.clone().map(|p| {
-                    let done = i * iters;
-                    std::sync::Arc::new(move |pr: crate::context::Progress| {
-                        p(crate::context::Progress {
-                            stage: pr.stage,
-                            step: done + pr.step,
-                            total,
-                        })
-                    }) as crate::context::ProgressFn
-                }),
-                ..ctx.clone()
-            };
+            let image_ctx = offset_progress(ctx, i * iters, total);
             out.push(self.refine(&text.0, g, None, &mut rng, &image_ctx)?);
         }
         self.itersr.release();
@@ -273,9 +277,12 @@ impl LocalSuperResolver for SuperResolution {
         }
         self.dsr.release();
         let mut out = Vec::with_capacity(low_res.len());
-        for (g, &seed) in high.iter().zip(seeds) {
+        let iters = self.lopar.iterations();
+        let total = iters * low_res.len();
+        for (i, (g, &seed)) in high.iter().zip(seeds).enumerate() {
             let mut rng = Rng::from_seed(stage_seed(seed, ITERSR_STAGE));
-            out.push(self.refine(&text.0, g, Some(high_mask), &mut rng, ctx)?);
+            let image_ctx = offset_progress(ctx, i * iters, total);
+            out.push(self.refine(&text.0, g, Some(high_mask), &mut rng, &image_ctx)?);
         }
         self.itersr.release();
         Ok(out)
