@@ -126,20 +126,36 @@ impl CoglmMask {
     /// The additive bias for queries `q_start..q_start+q_len` over keys `0..k_len` (sequence indices):
     /// `[q_len, k_len]` row-major, `-inf` where masked.
     pub fn bias_rows(&self, q_start: usize, q_len: usize, k_len: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(q_len * k_len);
-        for q in q_start..q_start + q_len {
-            for k in 0..k_len {
-                out.push(if !self.allows(q, k) {
-                    f32::NEG_INFINITY
-                } else if k < self.text_len {
-                    self.text_bias
-                } else {
-                    0.0
-                });
-            }
-        }
-        out
+        text_biased_rows(
+            |q, k| self.allows(q, k),
+            self.text_len,
+            self.text_bias,
+            (q_start, q_len, k_len),
+        )
     }
+}
+
+/// Additive attention bias for queries `q_start..q_start+q_len` over keys `0..k_len`, row-major:
+/// `-inf` where `allows(q, k)` is false, `text_bias` on visible keys below `text_len`, else 0.
+pub fn text_biased_rows(
+    allows: impl Fn(usize, usize) -> bool,
+    text_len: usize,
+    text_bias: f32,
+    (q_start, q_len, k_len): (usize, usize, usize),
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(q_len * k_len);
+    for q in q_start..q_start + q_len {
+        for k in 0..k_len {
+            out.push(if !allows(q, k) {
+                f32::NEG_INFINITY
+            } else if k < text_len {
+                text_bias
+            } else {
+                0.0
+            });
+        }
+    }
+    out
 }
 
 /// Logits of every position of one sequence under the CogLM mask, over the first `vocab` ids:
@@ -572,14 +588,8 @@ fn caption_prefix(layout: &Stage1Layout, image: &[u32], start: u32) -> (Vec<u32>
 /// The inverse-prompt attention over `image_len` image tokens followed by text:
 /// `[q_len, k_len]` bias rows for queries `q_start..`.
 fn caption_bias(image_len: usize, q_start: usize, q_len: usize, k_len: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(q_len * k_len);
-    for q in q_start..q_start + q_len {
-        for k in 0..k_len {
-            let visible = if q < image_len { k < image_len } else { k < image_len || k <= q };
-            out.push(if visible { 0.0 } else { f32::NEG_INFINITY });
-        }
-    }
-    out
+    let allows = |q: usize, k: usize| k < image_len || (q >= image_len && k <= q);
+    text_biased_rows(allows, 0, 0.0, (q_start, q_len, k_len))
 }
 
 fn check_caption_image(spec: &crate::lm::LmSpec, layout: &Stage1Layout, image: &[u32]) -> Result<()> {

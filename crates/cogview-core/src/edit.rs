@@ -365,19 +365,12 @@ impl CompletionMask {
 
     /// The additive bias for queries `q_start..q_start+q_len` over keys `0..k_len`.
     pub fn bias_rows(&self, q_start: usize, q_len: usize, k_len: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(q_len * k_len);
-        for q in q_start..q_start + q_len {
-            for k in 0..k_len {
-                out.push(if !self.allows(q, k) {
-                    f32::NEG_INFINITY
-                } else if k < self.text_len {
-                    self.text_bias
-                } else {
-                    0.0
-                });
-            }
-        }
-        out
+        crate::coglm::text_biased_rows(
+            |q, k| self.allows(q, k),
+            self.text_len,
+            self.text_bias,
+            (q_start, q_len, k_len),
+        )
     }
 }
 

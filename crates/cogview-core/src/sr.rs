@@ -171,6 +171,16 @@ impl SuperResolution {
     }
 }
 
+fn check_seeds(low_res: &[TokenGrid], seeds: &[u64]) -> Result<()> {
+    if low_res.len() != seeds.len() {
+        return Err(Error::invalid_input(
+            "seeds",
+            format!("{} seeds for {} grids", seeds.len(), low_res.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// `ctx` with its progress shifted by `done` steps of `total` (one image of several).
 fn offset_progress(ctx: &RunContext, done: usize, total: usize) -> RunContext {
     RunContext {
@@ -199,12 +209,7 @@ impl LocalSuperResolver for SuperResolution {
         seeds: &[u64],
         ctx: &RunContext,
     ) -> Result<Vec<TokenGrid>> {
-        if low_res.len() != seeds.len() {
-            return Err(Error::invalid_input(
-                "seeds",
-                format!("{} seeds for {} grids", seeds.len(), low_res.len()),
-            ));
-        }
+        check_seeds(low_res, seeds)?;
         // Every image is processed (the official code drops images beyond a multiple of 4).
         let mut high = Vec::with_capacity(low_res.len());
         for (i, (g, &seed)) in low_res.iter().zip(seeds).enumerate() {
@@ -236,12 +241,7 @@ impl LocalSuperResolver for SuperResolution {
         seeds: &[u64],
         ctx: &RunContext,
     ) -> Result<Vec<TokenGrid>> {
-        if low_res.len() != seeds.len() {
-            return Err(Error::invalid_input(
-                "seeds",
-                format!("{} seeds for {} grids", seeds.len(), low_res.len()),
-            ));
-        }
+        check_seeds(low_res, seeds)?;
         let side = self.high_side;
         if original_high.height != side || original_high.width != side {
             return Err(Error::invalid_input(
