@@ -156,8 +156,29 @@ impl Pipeline {
         let crop_mask = full_mask.crop(square.top, square.left, square.side)?;
         let low_mask = crop_mask.resize_nearest(g.low, g.low)?.cells().to_vec();
 
-        let vq = self.image_tokenizer.get()?;
-        let low_input = vq.encode(&cogview_image::resize_center_crop(&crop_img, low_px)?, c)?;
+        // Everything the image tokenizer encodes comes first, so that in low-memory mode one
+        // model at a time is loaded: the tokenizer, then CogLM, DSR/ItersR, the tokenizer again.
+        let with_sr = square.side > low_px && self.super_resolver.is_some();
+        let (low_input, original_high) = {
+            let vq = self.image_tokenizer.get()?;
+            let low = vq.encode(&cogview_image::resize_center_crop(&crop_img, low_px)?, c)?;
+            let high = if with_sr {
+                let side = self.image_side();
+                let up = cogview_image::resize_bilinear_with(
+                    &crop_img,
+                    side,
+                    side,
+                    cogview_image::Precision::Torch,
+                )?;
+                Some(vq.encode(&up, c)?)
+            } else {
+                None
+            };
+            (low, high)
+        };
+        if self.low_memory {
+            self.image_tokenizer.release();
+        }
         let completed = {
             let generator = self.generator.get()?;
             let out = generator.complete(&text, &low_input, &low_mask, &seeds, ctx)?;
@@ -168,39 +189,28 @@ impl Pipeline {
             out
         };
 
-        let with_sr = square.side > low_px && self.super_resolver.is_some();
-        let (highs, high_mask) = if with_sr {
-            let side = self.image_side();
-            let up = cogview_image::resize_bilinear_with(
-                &crop_img,
-                side,
-                side,
-                cogview_image::Precision::Torch,
-            )?;
-            let original_high = vq.encode(&up, c)?;
-            let high_mask = crop_mask.resize_nearest(g.high, g.high)?.cells().to_vec();
-            let stage = self
-                .super_resolver
-                .as_ref()
-                .ok_or_else(|| Error::invalid_input("pipeline", "no super-resolution stages"))?;
-            let sr = stage.get()?;
-            let highs = sr.super_resolve_masked(
-                &text,
-                &completed,
-                &original_high,
-                &high_mask,
-                &seeds,
-                ctx,
-            )?;
-            drop(sr);
-            if self.low_memory {
-                stage.release();
+        let (highs, high_mask) = match (&original_high, &self.super_resolver) {
+            (Some(original_high), Some(stage)) => {
+                let high_mask = crop_mask.resize_nearest(g.high, g.high)?.cells().to_vec();
+                let sr = stage.get()?;
+                let highs = sr.super_resolve_masked(
+                    &text,
+                    &completed,
+                    original_high,
+                    &high_mask,
+                    &seeds,
+                    ctx,
+                )?;
+                drop(sr);
+                if self.low_memory {
+                    stage.release();
+                }
+                (Some(highs), Some(high_mask))
             }
-            (Some(highs), Some(high_mask))
-        } else {
-            (None, None)
+            _ => (None, None),
         };
 
+        let vq = self.image_tokenizer.get()?;
         let mut out = Vec::with_capacity(num_images);
         for (i, (low, &seed)) in completed.into_iter().zip(&seeds).enumerate() {
             ctx.check_cancelled()?;
