@@ -23,12 +23,24 @@ vq="$t/vq-final/ice_image.safetensors"
 $bin train clusters --vq "$vq" --out "$t/cluster_label.npy" --clusters 32 --seed 1
 $bin eval --tokenizer "$vq" --count 112 --objects 1 --objects 2
 
-# 2. CogLM and DSR side by side, then ItersR.
+# 2. CogLM and DSR side by side, then ItersR: the first schedules (sessions 2-3).
 common=(--vq "$vq" --tokenizer "$t/ice_text.model" --log-every 50)
 RAYON_NUM_THREADS=1 $bin train coglm "${common[@]}" --out "$t/coglm" --steps 4000 --batch 16 --seed 2 &
 coglm=$!
 RAYON_NUM_THREADS=1 $bin train dsr "${common[@]}" --out "$t/dsr" --steps 2000 --batch 4 --seed 3
 RAYON_NUM_THREADS=1 $bin train itersr "${common[@]}" --out "$t/itersr" --steps 1300 --batch 4 --seed 4
+wait "$coglm"
+
+# 3. Longer runs (sessions 3-4), each resumed from its state with a longer schedule (the cosine
+#    schedule continues on the new length, so the learning rate rises again at the resume).
+#    CogLM: 80 % scenes from step 4000. Its caption samples end with <start_of_image> (the
+#    `caption_end` token) from step 4250 on; a retrain from scratch has it from step 0.
+RAYON_NUM_THREADS=1 $bin train coglm "${common[@]}" --out "$t/coglm" --steps 9000 --batch 16 --seed 2 \
+    --scene-fraction 0.8 &
+coglm=$!
+RAYON_NUM_THREADS=1 $bin train itersr "${common[@]}" --out "$t/itersr" --steps 4000 --batch 4 --seed 4
+RAYON_NUM_THREADS=1 $bin train dsr "${common[@]}" --out "$t/dsr" --steps 6000 --batch 4 --seed 3
+RAYON_NUM_THREADS=1 $bin train dsr "${common[@]}" --out "$t/dsr" --steps 9000 --batch 4 --seed 3
 wait "$coglm"
 
 # 3. The model folder.
@@ -52,6 +64,9 @@ cluster_labels = "cluster_label.npy"
 # 32 clusters over 1024 codes; sampling tuned with `cogview eval` (fewer stray objects).
 temperature = 0.7
 top_k_clusters = 4
+# Captions (cogview caption, --rerank): the model's training tokens (docs/editing.md).
+caption_start = "<start_of_english>"
+caption_end = "<start_of_image>"
 
 [dsr]
 path = "dsr.safetensors"
