@@ -6,7 +6,11 @@ use std::io::Write;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    // The manifest folder of *this* build, read at run time: `env!` would bake in the folder the
+    // build script was compiled in, and cargo reuses a compiled build script across checkouts
+    // that share a target folder (it then embedded another checkout's model).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("models/default");
     // The whole models/ folder is watched (it exists, unlike models/default before training):
     // a missing path would make cargo rerun this script, and rebuild the crate, every time.
     println!("cargo:rerun-if-changed=models");
