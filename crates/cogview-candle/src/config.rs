@@ -101,7 +101,7 @@ impl CoglmConfig {
                 ),
             ));
         }
-        if !(self.layernorm_epsilon > 0.0) {
+        if self.layernorm_epsilon.is_nan() || self.layernorm_epsilon <= 0.0 {
             return Err(Error::config(src, "layernorm_epsilon", "must be positive"));
         }
         Ok(())
