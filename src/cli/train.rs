@@ -98,6 +98,10 @@ struct CoglmArgs {
     emoji: String,
     #[arg(long, default_value_t = 0.5)]
     scene_fraction: f64,
+    /// Share of text-conditioned infilling samples (the sequence editing runs; cogview's
+    /// addition to the official objective, which has none).
+    #[arg(long, default_value_t = 0.0)]
+    infill_ratio: f64,
     #[arg(long, default_value_t = 10)]
     log_every: u64,
 }
@@ -245,8 +249,15 @@ pub fn run(args: Args) -> Result<()> {
                 batch: a.batch,
                 lr: a.lr,
                 seed: a.seed,
+                infill_ratio: a.infill_ratio,
                 ..Default::default()
             };
+            if !(0.0..=0.7).contains(&a.infill_ratio) {
+                return Err(cogview::Error::invalid_input(
+                    "--infill-ratio",
+                    "give a share between 0 and 0.7 (the caption samples take 0.3)",
+                ));
+            }
             let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
             let mut rate = Rate::new();
             let mut avg: Option<f64> = None;

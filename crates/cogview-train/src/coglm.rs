@@ -156,6 +156,65 @@ pub fn caption(
     }
 }
 
+/// Text-conditioned infilling, cogview's addition to the official objective (off unless
+/// `infill_ratio` > 0): exactly the sequence editing runs (`cogview_core::edit`): text,
+/// `<start_of_image>` at 512, the context cells (bidirectional), then in raster order each
+/// masked run after its block starter; the loss is on the masked cells (each predicted from the
+/// row before it). The official objective trains text → image and infilling without text
+/// separately; editing needs both at once.
+pub fn text_infill(
+    text: &[u32],
+    image: &[u32],
+    grid: usize,
+    mask: &[bool],
+    v: &Vocab,
+) -> Result<Sequence> {
+    use cogview_core::edit::{CompletionMask, CompletionPlan};
+    let plan = CompletionPlan::new(mask, grid, grid)?;
+    let t = text.len();
+    let mut tokens = text.to_vec();
+    let mut positions: Vec<u32> = (0..t as u32).collect();
+    tokens.push(v.start_of_image);
+    positions.push(START_OF_IMAGE_POSITION);
+    for &c in &plan.context {
+        tokens.push(image[c]);
+        positions.push(START_OF_IMAGE_POSITION + 1 + c as u32);
+    }
+    let context_end = tokens.len();
+    let mut targets = vec![None; context_end + plan.generation.len()];
+    for &(c, given) in &plan.generation {
+        if !given {
+            targets[tokens.len() - 1] = Some(image[c]);
+        }
+        tokens.push(image[c]);
+        positions.push(START_OF_IMAGE_POSITION + 1 + c as u32);
+    }
+    let n = tokens.len();
+    let m = CompletionMask {
+        text_len: t,
+        context_end,
+        text_bias: 0.0,
+    };
+    let visible = (0..n * n).map(|i| m.allows(i / n, i % n)).collect();
+    Ok(Sequence {
+        tokens,
+        positions,
+        visible,
+        targets,
+    })
+}
+
+/// A random rectangle of 2-5 × 2-5 cells to infill (a scene object's cell is about 3 × 3).
+pub fn random_rectangle(grid: usize, rng: &mut Rng) -> Vec<bool> {
+    let h = 2 + rng.below(4).min(grid.saturating_sub(2));
+    let w = 2 + rng.below(4).min(grid.saturating_sub(2));
+    let (h, w) = (h.min(grid), w.min(grid));
+    let (r0, c0) = (rng.below(grid - h + 1), rng.below(grid - w + 1));
+    (0..grid * grid)
+        .map(|i| (r0..r0 + h).contains(&(i / grid)) && (c0..c0 + w).contains(&(i % grid)))
+        .collect()
+}
+
 /// A padded batch as tensors: tokens and positions `[b, n]`, bias `[b, n, n]` (0 / −inf),
 /// targets and loss weights `[b·n]`.
 pub fn batch_tensors(
@@ -238,6 +297,9 @@ pub struct CoglmTrainOptions {
     pub lr: f64,
     pub warmup: u64,
     pub caption_ratio: f64,
+    /// Share of text-conditioned infilling samples ([`text_infill`]; 0 in the official objective).
+    #[serde(default)]
+    pub infill_ratio: f64,
     pub grid: usize,
     pub seed: u64,
     pub save_every: u64,
@@ -251,6 +313,7 @@ impl Default for CoglmTrainOptions {
             lr: 1e-3,
             warmup: 200,
             caption_ratio: 0.3,
+            infill_ratio: 0.0,
             grid: 8,
             seed: 2,
             save_every: 250,
@@ -331,9 +394,13 @@ pub fn train(
             let grid = vq.encode(&img, Compression::X8)?;
             let mut ids = text.encode(&ex.caption)?.0;
             ids.truncate(max_text);
-            seqs.push(if rng.next_f64() < opts.caption_ratio {
+            let r = rng.next_f64();
+            seqs.push(if r < opts.caption_ratio {
                 let patches = random_patches(opts.grid, &mut rng);
                 caption(&grid.ids, opts.grid, &ids, &patches, vocab)
+            } else if r < opts.caption_ratio + opts.infill_ratio {
+                let mask = random_rectangle(opts.grid, &mut rng);
+                text_infill(&ids, &grid.ids, opts.grid, &mask, vocab)?
             } else {
                 text_to_image(&ids, &grid.ids, vocab)
             });
@@ -392,6 +459,35 @@ mod tests {
             for k in 0..n {
                 assert_eq!(s.visible[q * n + k], m.allows(q, k), "{q} {k}");
             }
+        }
+    }
+
+    #[test]
+    fn text_infill_is_the_editing_sequence_with_targets_on_masked_cells() {
+        // 3x3 grid, cells 1 and 2 masked: cell 0 is the block starter.
+        let image: Vec<u32> = (0..9).collect();
+        let mut mask = vec![false; 9];
+        mask[1] = true;
+        mask[2] = true;
+        let s = text_infill(&[30, 31], &image, 3, &mask, &V).unwrap();
+        // text, <soi>, context 3..8, then starter 0 and masked 1, 2.
+        assert_eq!(s.tokens, [30, 31, 40, 3, 4, 5, 6, 7, 8, 0, 1, 2]);
+        assert_eq!(s.positions, [0, 1, 512, 516, 517, 518, 519, 520, 521, 513, 514, 515]);
+        let mut want = vec![None; 12];
+        want[9] = Some(1); // the starter predicts cell 1
+        want[10] = Some(2);
+        assert_eq!(s.targets, want);
+        let n = 12;
+        // Context is bidirectional and sees the text; <soi> does not see the context.
+        assert!(s.visible[3 * n + 8] && s.visible[8 * n + 3] && s.visible[3 * n]);
+        assert!(!s.visible[2 * n + 3]);
+        // The generation segment is causal.
+        assert!(s.visible[10 * n + 9] && !s.visible[9 * n + 10]);
+        let mut rng = Rng::from_seed(1);
+        for _ in 0..50 {
+            let m = random_rectangle(8, &mut rng);
+            let k = m.iter().filter(|x| **x).count();
+            assert!((4..=25).contains(&k), "{k}");
         }
     }
 
