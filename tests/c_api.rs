@@ -174,7 +174,15 @@ fn the_c_editor_writes_the_edits_and_captions_the_rust_pipeline_makes() {
     let prompt = "a large blue square in the center";
     let o = run(
         &exe,
-        &[prompt, "-n", "2", "--seed", "7", "--out", out_dir.to_str().unwrap()],
+        &[
+            prompt,
+            "-n",
+            "2",
+            "--seed",
+            "7",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
     );
     let stdout = assert_clean(&o, "edit.c");
     // The same edits, caption and scores from Rust with the same embedded model.
@@ -200,11 +208,15 @@ fn the_c_editor_writes_the_edits_and_captions_the_rust_pipeline_makes() {
         assert_eq!(got, e.image, "seed {}", e.seed);
     }
     let caption = p
-        .caption(&input, &cogview::pipeline::CaptionOptions {
-            max_tokens: 32,
-            sampling: None,
-            seed: 0,
-        }, &ctx)
+        .caption(
+            &input,
+            &cogview::pipeline::CaptionOptions {
+                max_tokens: 32,
+                sampling: None,
+                seed: 0,
+            },
+            &ctx,
+        )
         .unwrap();
     assert!(
         stdout.contains(&format!("caption: {}\n", caption.text.trim())),
@@ -212,9 +224,15 @@ fn the_c_editor_writes_the_edits_and_captions_the_rust_pipeline_makes() {
         caption.text
     );
     let grid = p.encode_image(&input).unwrap();
-    for text in ["a large red circle in the center", "a small green square at the top left"] {
+    for text in [
+        "a large red circle in the center",
+        "a small green square at the top left",
+    ] {
         let s = p.caption_score(&grid, text).unwrap();
-        assert!(stdout.contains(&format!("score {s:.4}: {text}")), "{stdout}\nwant {s:.4} {text}");
+        assert!(
+            stdout.contains(&format!("score {s:.4}: {text}")),
+            "{stdout}\nwant {s:.4} {text}"
+        );
     }
 }
 

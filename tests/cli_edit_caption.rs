@@ -122,11 +122,35 @@ fn edit_writes_recorded_images_and_refuses_bad_masks() {
         &[],
     )
     .unwrap();
-    let e = fails(&["edit", s(&input), "a cat", "--mask", s(&small), "--out", s(&out)]);
+    let e = fails(&[
+        "edit",
+        s(&input),
+        "a cat",
+        "--mask",
+        s(&small),
+        "--out",
+        s(&out),
+    ]);
     assert!(e.contains("10x10") && e.contains("192x192"), "{e}");
-    let e = fails(&["edit", s(&input), "a cat", "--rect", "0,0,300,10", "--out", s(&out)]);
+    let e = fails(&[
+        "edit",
+        s(&input),
+        "a cat",
+        "--rect",
+        "0,0,300,10",
+        "--out",
+        s(&out),
+    ]);
     assert!(e.contains("outside the 192x192 image"), "{e}");
-    let bad = cogview(&["edit", s(&input), "a cat", "--rect", "1,2,3", "--out", s(&out)]);
+    let bad = cogview(&[
+        "edit",
+        s(&input),
+        "a cat",
+        "--rect",
+        "1,2,3",
+        "--out",
+        s(&out),
+    ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("give x0,y0,x1,y1"));
 }
@@ -141,7 +165,10 @@ fn caption_writes_text_and_scores_candidates() {
     // Greedy is deterministic; sampling with a seed too.
     assert_eq!(ok(&["caption", s(&input), "-q"]).0, stdout);
     let a = ok(&["caption", s(&input), "--sample", "--seed", "3", "-q"]).0;
-    assert_eq!(ok(&["caption", s(&input), "--sample", "--seed", "3", "-q"]).0, a);
+    assert_eq!(
+        ok(&["caption", s(&input), "--sample", "--seed", "3", "-q"]).0,
+        a
+    );
     // Scores: one line per caption, best first, each a mean log-probability (negative).
     let (scores, _) = ok(&[
         "caption",
@@ -197,7 +224,16 @@ fn generate_with_rerank_keeps_the_best_candidates_and_records_them() {
             o => panic!("{o:?}"),
         }
     }
-    let e = fails(&["generate", "a cat", "--rerank", "1", "-n", "2", "--out", s(&out)]);
+    let e = fails(&[
+        "generate",
+        "a cat",
+        "--rerank",
+        "1",
+        "-n",
+        "2",
+        "--out",
+        s(&out),
+    ]);
     assert!(e.contains("cannot keep 2 of 1"), "{e}");
 }
 
@@ -238,17 +274,24 @@ fn reranking_keeps_the_highest_inverse_prompt_scores_and_each_image_regenerates_
 #[test]
 fn a_greedy_caption_scores_as_written_and_stays_in_the_text_vocabulary() {
     let p = fixture_pipeline();
-    let img = cogview::image::load_image(common::fixtures().join("completion/cute_girl.jpg")).unwrap();
+    let img =
+        cogview::image::load_image(common::fixtures().join("completion/cute_girl.jpg")).unwrap();
     let options = CaptionOptions {
         max_tokens: 6,
         sampling: None,
         seed: 0,
     };
-    let w = p.caption(&img, &options, &RunContext::with_seed(0)).unwrap();
+    let w = p
+        .caption(&img, &options, &RunContext::with_seed(0))
+        .unwrap();
     // The official model has no end of caption: the caption runs to max_tokens.
     assert_eq!(w.caption.ids.len(), 6);
     assert!(!w.caption.ended);
-    assert!(w.caption.ids.iter().all(|&id| (512..5512).contains(&id)), "{:?}", w.caption.ids);
+    assert!(
+        w.caption.ids.iter().all(|&id| (512..5512).contains(&id)),
+        "{:?}",
+        w.caption.ids
+    );
     // The KV-cache path's mean log-probability equals a full forward's score of the same ids.
     let grid = p.encode_image(&img).unwrap();
     let decoded = p.text_tokenizer().decode(&w.caption.ids).unwrap();

@@ -127,7 +127,10 @@ fn greedy_completion_gives_the_official_tokens_and_logits() {
         assert_eq!(want.shape, vec![c.generated_cells.len(), 1000], "{name}");
         let got: Vec<f32> = sampler.rows.lock().unwrap().concat();
         let d = max_abs_diff(&got, &want.to_f32());
-        eprintln!("{name}: {} cells, max |step logits diff| {d:e}", c.generated_cells.len());
+        eprintln!(
+            "{name}: {} cells, max |step logits diff| {d:e}",
+            c.generated_cells.len()
+        );
         assert!(d < 1e-4, "{name}: {d}");
     }
 }
@@ -174,18 +177,21 @@ fn the_completion_mask_gives_the_official_logits_in_one_full_forward() {
 #[test]
 fn the_inverse_prompt_score_is_the_official_one() {
     let model = model();
-    let cases: Vec<InversePromptCase> = serde_json::from_str(
-        &std::fs::read_to_string(dir().join("inverse_prompt.json")).unwrap(),
-    )
-    .unwrap();
+    let cases: Vec<InversePromptCase> =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("inverse_prompt.json")).unwrap())
+            .unwrap();
     assert!(cases.len() >= 3);
     let layout = Stage1Settings::default().layout;
     for c in &cases {
-        let got = caption_log_likelihood(model.as_ref(), &layout, &c.image, c.start_token, &c.caption)
-            .unwrap();
+        let got =
+            caption_log_likelihood(model.as_ref(), &layout, &c.image, c.start_token, &c.caption)
+                .unwrap();
         // SAT returns the mean negative log-likelihood; cogview the mean log-probability.
         let want = -c.official_score;
-        eprintln!("caption of {} tokens: {got} vs official {want}", c.caption.len());
+        eprintln!(
+            "caption of {} tokens: {got} vs official {want}",
+            c.caption.len()
+        );
         assert!((got - want).abs() < 1e-4, "{got} vs {want}");
     }
 }

@@ -69,11 +69,15 @@ fn the_official_sample_keeps_everything_outside_the_mask() {
     let mut ctx = RunContext::with_seed(7);
     {
         let (seen, weak) = (seen.clone(), std::sync::Arc::downgrade(&p));
-        ctx.progress = Some(std::sync::Arc::new(move |pr: cogview::core::context::Progress| {
-            if let Some(p) = weak.upgrade() {
-                seen.lock().unwrap().push((pr.stage.to_string(), p.loaded_components()));
-            }
-        }));
+        ctx.progress = Some(std::sync::Arc::new(
+            move |pr: cogview::core::context::Progress| {
+                if let Some(p) = weak.upgrade() {
+                    seen.lock()
+                        .unwrap()
+                        .push((pr.stage.to_string(), p.loaded_components()));
+                }
+            },
+        ));
     }
     let img = cute_girl();
     let (_, region) = official_rectangle();
@@ -85,11 +89,17 @@ fn the_official_sample_keeps_everything_outside_the_mask() {
         .edit(&img, &mask, "a girl holding a watermelon", 2, &ctx)
         .unwrap();
     assert_eq!(edited.len(), 2);
-    let stages: std::collections::BTreeSet<String> =
-        seen.lock().unwrap().iter().map(|(s, _)| s.clone()).collect();
+    let stages: std::collections::BTreeSet<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(s, _)| s.clone())
+        .collect();
     assert_eq!(
         stages,
-        ["coglm", "decode", "dsr", "itersr"].map(String::from).into()
+        ["coglm", "decode", "dsr", "itersr"]
+            .map(String::from)
+            .into()
     );
     for (stage, loaded) in seen.lock().unwrap().iter() {
         let want: &[&str] = match stage.as_str() {
@@ -159,7 +169,12 @@ fn an_empty_mask_returns_the_input_and_a_full_mask_equals_generation() {
     for (e, g) in edited.iter().zip(&generated) {
         let st = e.stages.as_ref().unwrap();
         assert_eq!(st.low_res, g.low_res, "stage 1, seed {}", e.seed);
-        assert_eq!(st.high_res.as_ref(), g.high_res.as_ref(), "stages 2-3, seed {}", e.seed);
+        assert_eq!(
+            st.high_res.as_ref(),
+            g.high_res.as_ref(),
+            "stages 2-3, seed {}",
+            e.seed
+        );
         // The edit's last step is the official VQ round trip of the pasted image.
         let round_trip = vq.decode(&vq.encode(&g.image, c).unwrap(), c).unwrap();
         assert_eq!(e.image, round_trip);
@@ -226,7 +241,13 @@ fn with_the_default_model_pixels_outside_the_mask_are_the_round_trip() {
             .any(|yy| (x0..(x + margin + 1).min(side)).any(|xx| full.get(xx, yy)))
     };
     let edited = p
-        .edit(&img, &mask, "a large blue circle in the center", 3, &RunContext::with_seed(5))
+        .edit(
+            &img,
+            &mask,
+            "a large blue circle in the center",
+            3,
+            &RunContext::with_seed(5),
+        )
         .unwrap();
     for e in &edited {
         let outside = mean_abs_diff(&e.image, &round_trip, |x, y| !near(x, y));
@@ -236,7 +257,10 @@ fn with_the_default_model_pixels_outside_the_mask_are_the_round_trip() {
             "seed {}: mean |edit - round trip| outside the mask {outside:.2}, inside {inside:.2} (input vs its round trip outside: {input_vs_round_trip:.2})",
             e.seed
         );
-        assert!(outside < 0.25 * inside, "outside {outside}, inside {inside}");
+        assert!(
+            outside < 0.25 * inside,
+            "outside {outside}, inside {inside}"
+        );
     }
 }
 

@@ -7,9 +7,9 @@
 
 mod log;
 
-use sdk::core::{CancelToken, Progress, RunContext};
 use sdk::core::edit::{EditMask, Region};
 use sdk::core::sampling::TopKSampler;
+use sdk::core::{CancelToken, Progress, RunContext};
 use sdk::pipeline::{CaptionOptions, EditedImage, GeneratedImage};
 use sdk::{Compression, DType, Device, Error, Image, Pipeline, Settings, TokenGrid};
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -813,7 +813,13 @@ pub unsafe extern "C" fn cogview_edit_params_init(params: *mut cogview_edit_para
 }
 
 /// The RGB image of `rgb`/`width`/`height`, checked.
-unsafe fn read_rgb(rgb: *const u8, rgb_len: usize, width: u32, height: u32, name: &str) -> Result<Image, Fail> {
+unsafe fn read_rgb(
+    rgb: *const u8,
+    rgb_len: usize,
+    width: u32,
+    height: u32,
+    name: &str,
+) -> Result<Image, Fail> {
     let n = width as usize * height as usize * 3;
     if n == 0 {
         return Err(arg(format!("the {name} image is empty ({width}x{height})")));
@@ -862,7 +868,9 @@ fn edit_mask(p: &cogview_edit_params) -> Result<EditMask, Fail> {
                 }
             } else {
                 let v = [r.x0, r.y0, r.x1, r.y1];
-                if v.iter().any(|x| !(x.is_finite() && *x >= 0.0 && x.fract() == 0.0)) {
+                if v.iter()
+                    .any(|x| !(x.is_finite() && *x >= 0.0 && x.fract() == 0.0))
+                {
                     return Err(arg(format!(
                         "`params.rects[{i}]` has pixel coordinates that are not whole numbers >= 0; set `fractional` for fractions"
                     )));

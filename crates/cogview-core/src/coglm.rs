@@ -559,8 +559,19 @@ impl GlobalGenerator for CoglmGenerator {
         Ok(grids)
     }
 
-    fn caption_log_likelihood(&self, image: &TokenGrid, start: u32, caption: &[u32]) -> Result<f64> {
-        caption_log_likelihood(self.model.as_ref(), &self.settings.layout, &image.ids, start, caption)
+    fn caption_log_likelihood(
+        &self,
+        image: &TokenGrid,
+        start: u32,
+        caption: &[u32],
+    ) -> Result<f64> {
+        caption_log_likelihood(
+            self.model.as_ref(),
+            &self.settings.layout,
+            &image.ids,
+            start,
+            caption,
+        )
     }
 
     fn caption(
@@ -570,7 +581,14 @@ impl GlobalGenerator for CoglmGenerator {
         seed: u64,
         ctx: &RunContext,
     ) -> Result<Caption> {
-        caption(self.model.as_ref(), &self.settings.layout, &image.ids, request, seed, ctx)
+        caption(
+            self.model.as_ref(),
+            &self.settings.layout,
+            &image.ids,
+            request,
+            seed,
+            ctx,
+        )
     }
 }
 
@@ -592,7 +610,11 @@ fn caption_bias(image_len: usize, q_start: usize, q_len: usize, k_len: usize) ->
     text_biased_rows(allows, 0, 0.0, (q_start, q_len, k_len))
 }
 
-fn check_caption_image(spec: &crate::lm::LmSpec, layout: &Stage1Layout, image: &[u32]) -> Result<()> {
+fn check_caption_image(
+    spec: &crate::lm::LmSpec,
+    layout: &Stage1Layout,
+    image: &[u32],
+) -> Result<()> {
     if image.len() != layout.image_tokens() {
         return Err(Error::invalid_input(
             "image",
@@ -609,7 +631,12 @@ fn check_caption_image(spec: &crate::lm::LmSpec, layout: &Stage1Layout, image: &
 
 fn log_softmax_at(row: &[f32], id: usize) -> f64 {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let lse = row.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln() + max as f64;
+    let lse = row
+        .iter()
+        .map(|&x| ((x - max) as f64).exp())
+        .sum::<f64>()
+        .ln()
+        + max as f64;
     row[id] as f64 - lse
 }
 
@@ -628,7 +655,10 @@ pub fn caption_log_likelihood(
     let spec = model.spec();
     check_caption_image(&spec, layout, image)?;
     if caption.is_empty() {
-        return Err(Error::invalid_input("caption", "no caption tokens to score"));
+        return Err(Error::invalid_input(
+            "caption",
+            "no caption tokens to score",
+        ));
     }
     crate::lm::check_vocab(caption, spec.vocab_size)?;
     crate::lm::check_vocab(&[start], spec.vocab_size)?;
@@ -712,7 +742,10 @@ pub fn caption(
     let end_ok = request.end.is_none_or(|e| (e as usize) < vocab);
     crate::lm::check_vocab(&[request.start], vocab)?;
     if !end_ok {
-        return Err(Error::invalid_input("caption", "the end token is outside the vocabulary"));
+        return Err(Error::invalid_input(
+            "caption",
+            "the end token is outside the vocabulary",
+        ));
     }
     let (tokens, positions) = caption_prefix(layout, image, request.start);
     let n0 = tokens.len();

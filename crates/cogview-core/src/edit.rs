@@ -220,7 +220,10 @@ impl EditMask {
     /// official code writes, changes nothing.)
     pub fn resize_nearest(&self, width: usize, height: usize) -> Result<Self> {
         if width == 0 || height == 0 {
-            return Err(Error::invalid_input("mask", "cannot resize a mask to nothing"));
+            return Err(Error::invalid_input(
+                "mask",
+                "cannot resize a mask to nothing",
+            ));
         }
         let sx = self.width as f32 / width as f32;
         let sy = self.height as f32 / height as f32;

@@ -157,7 +157,6 @@ fn describe_mismatch(
     parts.join("; ")
 }
 
-
 impl Error {
     pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidInput {

@@ -422,7 +422,10 @@ pub fn scene_edit(scene: &Scene, i: usize) -> (usize, Scene) {
     use cogview_scenes::grammar::{Colour, Shape};
     let j = i % scene.objects.len();
     let old = scene.objects[j];
-    let ci = Colour::ALL.iter().position(|c| *c == old.colour).unwrap_or(0);
+    let ci = Colour::ALL
+        .iter()
+        .position(|c| *c == old.colour)
+        .unwrap_or(0);
     let si = Shape::ALL.iter().position(|s| *s == old.shape).unwrap_or(0);
     let mut new = scene.clone();
     new.objects[j].colour = Colour::ALL[(ci + 1 + i % 7) % Colour::ALL.len()];
@@ -433,7 +436,12 @@ pub fn scene_edit(scene: &Scene, i: usize) -> (usize, Scene) {
 /// Edits `count` two-object scenes (held-out compositions unless `seen`): the real render, one
 /// object's grid cell masked, the caption with that object replaced; the result is checked
 /// against the new scene.
-pub fn evaluate_edits(pipeline: &Pipeline, count: usize, seed: u64, seen: bool) -> Result<EditReport> {
+pub fn evaluate_edits(
+    pipeline: &Pipeline,
+    count: usize,
+    seed: u64,
+    seen: bool,
+) -> Result<EditReport> {
     use cogview_core::edit::{EditMask, Region};
     let scenes = SceneSet {
         objects: 2,

@@ -152,7 +152,8 @@ impl Pipeline {
         let g = self.geometry;
         let c = g.compression;
         let low_px = g.low * c.factor();
-        let crop_img = cogview_image::crop(&img, square.left, square.top, square.side, square.side)?;
+        let crop_img =
+            cogview_image::crop(&img, square.left, square.top, square.side, square.side)?;
         let crop_mask = full_mask.crop(square.top, square.left, square.side)?;
         let low_mask = crop_mask.resize_nearest(g.low, g.low)?.cells().to_vec();
 

@@ -470,7 +470,11 @@ impl Drop for PluginImageTokenizer {
 impl ImageTokenizer for PluginImageTokenizer {
     fn encode(&self, image: &Image, compression: Compression) -> Result<TokenGrid> {
         let f = compression.factor();
-        if image.width == 0 || image.height == 0 || !image.width.is_multiple_of(f) || !image.height.is_multiple_of(f) {
+        if image.width == 0
+            || image.height == 0
+            || !image.width.is_multiple_of(f)
+            || !image.height.is_multiple_of(f)
+        {
             return Err(Error::invalid_input(
                 "image",
                 format!(

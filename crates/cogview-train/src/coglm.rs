@@ -472,7 +472,10 @@ mod tests {
         let s = text_infill(&[30, 31], &image, 3, &mask, &V).unwrap();
         // text, <soi>, context 3..8, then starter 0 and masked 1, 2.
         assert_eq!(s.tokens, [30, 31, 40, 3, 4, 5, 6, 7, 8, 0, 1, 2]);
-        assert_eq!(s.positions, [0, 1, 512, 516, 517, 518, 519, 520, 521, 513, 514, 515]);
+        assert_eq!(
+            s.positions,
+            [0, 1, 512, 516, 517, 518, 519, 520, 521, 513, 514, 515]
+        );
         let mut want = vec![None; 12];
         want[9] = Some(1); // the starter predicts cell 1
         want[10] = Some(2);
@@ -521,7 +524,10 @@ mod tests {
             }
         }
         // The last text token predicts <start_of_image> (the end of caption).
-        assert_eq!(&s.targets[25..], &[Some(30), Some(31), Some(V.start_of_image)]);
+        assert_eq!(
+            &s.targets[25..],
+            &[Some(30), Some(31), Some(V.start_of_image)]
+        );
     }
 
     #[test]
