@@ -207,18 +207,11 @@ pub fn image_log_likelihood(
         text_bias,
     };
     let logits = full_logits(model, &tokens, &positions, mask, spec.image_vocab_size)?;
-    let mut total = 0f64;
-    for (j, &target) in image.iter().enumerate() {
-        let row = logits.row(t + j);
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let lse = row
-            .iter()
-            .map(|&x| ((x - max) as f64).exp())
-            .sum::<f64>()
-            .ln()
-            + max as f64;
-        total += row[target as usize] as f64 - lse;
-    }
+    let total: f64 = image
+        .iter()
+        .enumerate()
+        .map(|(j, &target)| log_softmax_at(logits.row(t + j), target as usize))
+        .sum();
     Ok(total / image.len() as f64)
 }
 
