@@ -8,18 +8,8 @@ use cogview::pipeline::record::{ImageRecord, Origin};
 use cogview::pipeline::CaptionOptions;
 use cogview::{Pipeline, PipelineConfig, RunContext, Settings};
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn cogview(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cogview"))
-        .args(args)
-        .env(
-            "COGVIEW_CACHE_DIR",
-            std::env::temp_dir().join("cogview-test-cache"),
-        )
-        .output()
-        .expect("cogview runs")
-}
+use common::cogview;
 
 fn ok(args: &[&str]) -> (String, String) {
     let out = cogview(args);

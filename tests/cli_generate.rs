@@ -6,22 +6,13 @@ mod common;
 use cogview::pipeline::record::{ImageRecord, Origin};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn model_dir() -> PathBuf {
     common::fixtures().join("model-dir")
 }
 
-fn cogview(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cogview"))
-        .args(args)
-        .env(
-            "COGVIEW_CACHE_DIR",
-            std::env::temp_dir().join("cogview-test-cache"),
-        )
-        .output()
-        .expect("cogview runs")
-}
+use common::cogview;
 
 fn ok(args: &[&str]) -> String {
     let out = cogview(args);

@@ -64,21 +64,8 @@ fn the_official_sample_keeps_everything_outside_the_mask() {
     let p = std::sync::Arc::new(
         Pipeline::from_settings(Settings::resolve(&cfg, true).unwrap()).unwrap(),
     );
-    type Seen = Vec<(String, Vec<&'static str>)>;
-    let seen: std::sync::Arc<std::sync::Mutex<Seen>> = Default::default();
     let mut ctx = RunContext::with_seed(7);
-    {
-        let (seen, weak) = (seen.clone(), std::sync::Arc::downgrade(&p));
-        ctx.progress = Some(std::sync::Arc::new(
-            move |pr: cogview::core::context::Progress| {
-                if let Some(p) = weak.upgrade() {
-                    seen.lock()
-                        .unwrap()
-                        .push((pr.stage.to_string(), p.loaded_components()));
-                }
-            },
-        ));
-    }
+    let log = common::ResidencyLog::attach(&p, &mut ctx);
     let img = cute_girl();
     let (_, region) = official_rectangle();
     // The mask is given on the input image (264×322 px); the pipeline brings it to 480×480.
@@ -89,27 +76,7 @@ fn the_official_sample_keeps_everything_outside_the_mask() {
         .edit(&img, &mask, "a girl holding a watermelon", 2, &ctx)
         .unwrap();
     assert_eq!(edited.len(), 2);
-    let stages: std::collections::BTreeSet<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(s, _)| s.clone())
-        .collect();
-    assert_eq!(
-        stages,
-        ["coglm", "decode", "dsr", "itersr"]
-            .map(String::from)
-            .into()
-    );
-    for (stage, loaded) in seen.lock().unwrap().iter() {
-        let want: &[&str] = match stage.as_str() {
-            "coglm" => &["coglm"],
-            "dsr" => &["dsr"],
-            "itersr" => &["itersr"],
-            _ => &["image tokenizer"],
-        };
-        assert_eq!(loaded, want, "while {stage} runs");
-    }
+    log.assert_one_model_at_a_time();
     let vq = p.image_tokenizer().unwrap();
     let c = p.geometry().compression;
     let original_high = vq.encode(&prepared, c).unwrap();

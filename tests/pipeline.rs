@@ -132,33 +132,10 @@ fn low_memory_holds_one_stage_at_a_time_and_changes_nothing() {
         p.loaded_components().is_empty(),
         "nothing is loaded before the run"
     );
-    type Seen = Vec<(String, Vec<&'static str>)>;
-    let seen: Arc<Mutex<Seen>> = Arc::default();
     let mut ctx = RunContext::with_seed(5);
-    {
-        let seen = seen.clone();
-        let p = Arc::downgrade(&p);
-        ctx.progress = Some(Arc::new(move |pr: Progress| {
-            if let Some(p) = p.upgrade() {
-                seen.lock()
-                    .unwrap()
-                    .push((pr.stage.to_string(), p.loaded_components()));
-            }
-        }));
-    }
+    let log = common::ResidencyLog::attach(&p, &mut ctx);
     let low_mem = p.generate("a small cat", 1, false, &ctx).unwrap();
-    let seen = seen.lock().unwrap();
-    let stages: BTreeSet<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(stages, BTreeSet::from(["coglm", "dsr", "itersr", "decode"]));
-    for (stage, loaded) in seen.iter() {
-        let want: &[&str] = match stage.as_str() {
-            "coglm" => &["coglm"],
-            "dsr" => &["dsr"],
-            "itersr" => &["itersr"],
-            _ => &["image tokenizer"],
-        };
-        assert_eq!(loaded, want, "while {stage} runs");
-    }
+    log.assert_one_model_at_a_time();
     assert!(
         p.loaded_components().is_empty(),
         "everything released after the run"

@@ -1,11 +1,11 @@
 //! `cogview edit IMAGE (--mask MASK.png | --rect ... | --rect-frac ...) PROMPT`: text-guided
 //! editing (CogView2's completion) with any mask.
 
-use super::pipeline_args::{prepare_output_dir, slug, PipelineArgs};
+use super::pipeline_args::{prepare_output_dir, record, slug, PipelineArgs};
 use super::progress;
 use cogview::core::edit::{EditMask, Region};
 use cogview::pipeline::hashing::sha256_file;
-use cogview::pipeline::record::{weight_records, ImageRecord, Origin};
+use cogview::pipeline::record::{weight_records, Origin};
 use cogview::{Error, Pipeline, Result, RunContext, Settings};
 use std::path::PathBuf;
 
@@ -117,7 +117,6 @@ pub fn run(args: Args) -> Result<()> {
     prepare_output_dir(&args.out)?;
     let pipeline = Pipeline::from_settings(settings)?;
     pipeline.encode_prompt(&args.prompt)?;
-    pipeline.prepare_edit_input(&image, &mask)?;
     let weights = weight_records(&pipeline.weight_files()?)?;
     let image_sha256 = sha256_file(&args.image)?;
 
@@ -129,29 +128,19 @@ pub fn run(args: Args) -> Result<()> {
     if edited.iter().any(|e| e.stages.is_none()) && !args.quiet {
         eprintln!("the mask is empty: the input is returned unchanged");
     }
-    let settings = pipeline
-        .settings()
-        .cloned()
-        .ok_or_else(|| Error::Backend("the pipeline has no recorded settings".into()))?;
     let stem = slug(&args.prompt);
     let mut all = Vec::new();
     for e in &edited {
-        let rec = ImageRecord {
-            format: cogview::pipeline::record::FORMAT.into(),
-            version: cogview::pipeline::record::VERSION,
-            cogview: env!("CARGO_PKG_VERSION").into(),
-            prompt: args.prompt.clone(),
-            query: pipeline.style().query_text(&args.prompt),
-            seed: e.seed,
-            index: e.index,
-            of: edited.len(),
-            origin: Origin::Edit {
+        let rec = record(
+            &pipeline,
+            &args.prompt,
+            (e.seed, e.index, edited.len()),
+            Origin::Edit {
                 image_sha256: image_sha256.clone(),
                 mask: described.join("; "),
             },
-            settings: settings.clone(),
-            weights: weights.clone(),
-        };
+            &weights,
+        )?;
         let path = args.out.join(format!("{stem}-edit-{}.png", e.seed));
         cogview::image::save_png(&e.image, &path, &rec.png_text())?;
         println!("{}", path.display());

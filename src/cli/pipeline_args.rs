@@ -105,6 +105,33 @@ pub fn slug(prompt: &str) -> String {
     }
 }
 
+/// The record of one image of a run of `of` images.
+pub fn record(
+    pipeline: &Pipeline,
+    prompt: &str,
+    (seed, index, of): (u64, usize, usize),
+    origin: Origin,
+    weights: &[WeightFile],
+) -> Result<ImageRecord> {
+    let settings = pipeline
+        .settings()
+        .cloned()
+        .ok_or_else(|| Error::Backend("the pipeline has no recorded settings".into()))?;
+    Ok(ImageRecord {
+        format: cogview::pipeline::record::FORMAT.into(),
+        version: cogview::pipeline::record::VERSION,
+        cogview: env!("CARGO_PKG_VERSION").into(),
+        prompt: prompt.into(),
+        query: pipeline.style().query_text(prompt),
+        seed,
+        index,
+        of,
+        origin,
+        settings,
+        weights: weights.to_vec(),
+    })
+}
+
 /// The record of each image of a run.
 pub fn records(
     pipeline: &Pipeline,
@@ -113,24 +140,16 @@ pub fn records(
     origin: impl Fn(&GeneratedImage) -> Origin,
     weights: &[WeightFile],
 ) -> Result<Vec<ImageRecord>> {
-    let settings = pipeline
-        .settings()
-        .cloned()
-        .ok_or_else(|| Error::Backend("the pipeline has no recorded settings".into()))?;
-    Ok(images
+    images
         .iter()
-        .map(|img| ImageRecord {
-            format: cogview::pipeline::record::FORMAT.into(),
-            version: cogview::pipeline::record::VERSION,
-            cogview: env!("CARGO_PKG_VERSION").into(),
-            prompt: prompt.into(),
-            query: pipeline.style().query_text(prompt),
-            seed: img.seed,
-            index: img.index,
-            of: images.len(),
-            origin: origin(img),
-            settings: settings.clone(),
-            weights: weights.to_vec(),
+        .map(|img| {
+            record(
+                pipeline,
+                prompt,
+                (img.seed, img.index, images.len()),
+                origin(img),
+                weights,
+            )
         })
-        .collect())
+        .collect()
 }

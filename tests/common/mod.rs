@@ -55,3 +55,58 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// What a low-memory pipeline holds while each stage runs: install with
+/// [`ResidencyLog::attach`], then [`ResidencyLog::assert_one_model_at_a_time`] after the run.
+#[derive(Default, Clone)]
+pub struct ResidencyLog(std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<&'static str>)>>>);
+
+impl ResidencyLog {
+    /// Records, at every progress report of `ctx`, the stage and `p`'s loaded components.
+    pub fn attach(p: &std::sync::Arc<cogview::Pipeline>, ctx: &mut cogview::RunContext) -> Self {
+        let log = ResidencyLog::default();
+        let (seen, weak) = (log.0.clone(), std::sync::Arc::downgrade(p));
+        ctx.progress = Some(std::sync::Arc::new(
+            move |pr: cogview::core::context::Progress| {
+                if let Some(p) = weak.upgrade() {
+                    seen.lock()
+                        .unwrap()
+                        .push((pr.stage.to_string(), p.loaded_components()));
+                }
+            },
+        ));
+        log
+    }
+
+    /// Every stage reported, and while each ran only its own model was loaded.
+    pub fn assert_one_model_at_a_time(&self) {
+        let seen = self.0.lock().unwrap();
+        let stages: std::collections::BTreeSet<&str> =
+            seen.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            stages,
+            std::collections::BTreeSet::from(["coglm", "dsr", "itersr", "decode"])
+        );
+        for (stage, loaded) in seen.iter() {
+            let want: &[&str] = match stage.as_str() {
+                "coglm" => &["coglm"],
+                "dsr" => &["dsr"],
+                "itersr" => &["itersr"],
+                _ => &["image tokenizer"],
+            };
+            assert_eq!(loaded, want, "while {stage} runs");
+        }
+    }
+}
+
+/// Runs the `cogview` command with a test-only cache folder.
+pub fn cogview(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cogview"))
+        .args(args)
+        .env(
+            "COGVIEW_CACHE_DIR",
+            std::env::temp_dir().join("cogview-test-cache"),
+        )
+        .output()
+        .expect("cogview runs")
+}
