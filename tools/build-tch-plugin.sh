@@ -7,6 +7,7 @@
 #   PROFILE=debug tools/build-tch-plugin.sh
 #   LIBTORCH=/opt/libtorch tools/build-tch-plugin.sh   # use an existing libtorch 2.13.0
 #   JOBS=2 NICE=10 tools/build-tch-plugin.sh  # limit the build's load (defaults: 2, 10)
+#   tools/build-tch-plugin.sh --test          # also run the plugin crate's own unit tests
 #
 # libtorch comes from the PyPI wheel torch==2.13.0 (tch 0.26 needs exactly 2.13.0), installed
 # without its dependencies into target/libtorch-venv (~540 MB), plus the two CUDA runtime wheels
@@ -14,6 +15,14 @@
 # For CUDA, install the wheel with its dependencies (`pip install torch==2.13.0`, ~3 GB) and point
 # LIBTORCH at its torch/ folder; the plugin loads libtorch_cuda.so at run time (docs/tch-plugin.md).
 set -euo pipefail
+
+run_unit_tests=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) run_unit_tests=1 ;;
+        *) echo "error: unknown argument $arg (the only one is --test)" >&2; exit 2 ;;
+    esac
+done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -49,6 +58,12 @@ args=(build --manifest-path plugins/tch/Cargo.toml -j "$jobs")
 [[ "$profile" == release ]] && args+=(--release)
 echo "LIBTORCH=$LIBTORCH" >&2
 nice -n "$nice_level" cargo "${args[@]}" >&2
+
+if [[ "$run_unit_tests" == 1 ]]; then
+    test_args=(test --manifest-path plugins/tch/Cargo.toml -j "$jobs" --lib)
+    [[ "$profile" == release ]] && test_args+=(--release)
+    nice -n "$nice_level" cargo "${test_args[@]}" >&2
+fi
 
 lib="$root/plugins/tch/target/$profile/libcogview_plugin_tch.so"
 if [[ ! -f "$lib" ]]; then

@@ -1,6 +1,7 @@
 //! Helpers shared by the top-level integration tests.
 #![allow(dead_code)]
 
+pub mod backend_suite;
 pub mod plugins;
 
 use cogview::core::npy::read_npy_file;

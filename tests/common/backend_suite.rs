@@ -1,0 +1,284 @@
+//! The backend conformance suite, one copy run against every backend: `tests/backends.rs` runs
+//! it on the built-in candle backend and the candle plugin (and the tch plugin when
+//! `COGVIEW_TCH_PLUGIN` names one); `tests/tch_plugin.rs` builds the tch plugin and runs it there.
+//! Every stage's output must equal the reference (the built-in candle backend) within the
+//! candidate's tolerance, and a whole pipeline must draw the same tokens for the same seed
+//! (≥ 99 %; all of them for a backend with tolerance 0).
+
+use cogview::core::backend::{Backend, LoadRequest};
+use cogview::core::coglm::{full_logits, CoglmMask};
+use cogview::core::lm::{LmInput, LogitsRequest};
+use cogview::{
+    Compression, Device, Image, Pipeline, PipelineConfig, RunContext, Settings, TokenGrid,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn model_dir() -> PathBuf {
+    super::fixtures().join("model-dir")
+}
+
+/// A backend under test and how a pipeline file selects it.
+pub struct Candidate {
+    pub label: String,
+    pub backend: Arc<dyn Backend>,
+    /// `[defaults] plugin = ...` for plugins; None for the built-in backend.
+    pub plugin: Option<PathBuf>,
+    /// Largest allowed |difference| of a logit from the reference.
+    pub logit_tolerance: f32,
+}
+
+impl Candidate {
+    /// The built-in candle backend: the reference itself.
+    pub fn built_in() -> Candidate {
+        Candidate {
+            label: "candle (built in)".into(),
+            backend: reference(),
+            plugin: None,
+            logit_tolerance: 0.0,
+        }
+    }
+
+    /// A plugin library loaded at run time, on the CPU.
+    pub fn plugin(name: &str, lib: PathBuf, logit_tolerance: f32) -> Candidate {
+        Candidate {
+            label: format!("{name} plugin ({})", lib.display()),
+            backend: cogview::plugin_host::load_path(&lib)
+                .unwrap_or_else(|e| panic!("{}: {e}", lib.display()))
+                .backend_for(Device::Cpu)
+                .unwrap(),
+            plugin: Some(lib),
+            logit_tolerance,
+        }
+    }
+
+    /// The candle plugin: the same code behind the ABI, so bit-identical.
+    pub fn candle_plugin() -> Candidate {
+        let lib = super::plugins::rust_plugin("cogview-plugin-candle");
+        Candidate::plugin("candle", lib, 0.0)
+    }
+
+    /// The tch (libtorch) plugin: float results within 2e-3 of candle's.
+    pub fn tch_plugin(lib: PathBuf) -> Candidate {
+        Candidate::plugin("tch", lib, TCH_LOGIT_TOLERANCE)
+    }
+}
+
+/// How far the tch plugin's logits may be from candle's (different kernels, same f32 math).
+pub const TCH_LOGIT_TOLERANCE: f32 = 2e-3;
+
+fn reference() -> Arc<dyn Backend> {
+    Arc::new(cogview::candle::CandleBackend)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.is_infinite() && x == y {
+                0.0
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+/// Every stage of every candidate equals the reference's output within the candidate's tolerance.
+pub fn each_stage_equals_the_reference(candidates: &[Candidate]) {
+    let dir = model_dir();
+    let req = LoadRequest::default();
+    let r = reference();
+    let r_lm = r.load_lm(&dir.join("coglm"), &req).unwrap();
+    let spec = r_lm.spec();
+    // A query in stage 1's shape: text ids, <start_of_image>, image ids.
+    let text: Vec<u32> = (0..7).map(|i| 512 + 37 * i).collect();
+    let mut tokens = text.clone();
+    tokens.push(spec.start_of_image_id);
+    tokens.extend((0..6).map(|i| (i * 53) % spec.image_vocab_size as u32));
+    let positions: Vec<u32> = (0..tokens.len() as u32).collect();
+    let mask = CoglmMask {
+        text_len: text.len(),
+        text_bias: 1.4,
+    };
+    let vocab = spec.vocab_size;
+    let r_full = full_logits(r_lm.as_ref(), &tokens, &positions, mask, vocab).unwrap();
+
+    let r_dsr = r
+        .load_grid_predictor(&dir.join("cogview2-dsr"), &req)
+        .unwrap();
+    let r_itersr = r
+        .load_grid_predictor(&dir.join("cogview2-itersr"), &req)
+        .unwrap();
+    let (low, high) = {
+        let (c, _) = cogview::candle::inspect::sr_config(&dir.join("cogview2-dsr")).unwrap();
+        (c.low, c.high)
+    };
+    let low_grid = TokenGrid::new(
+        low,
+        low,
+        (0..low * low).map(|i| (i * 7 % 512) as u32).collect(),
+    )
+    .unwrap();
+    let mut high_ids: Vec<u32> = (0..high * high).map(|i| (i * 11 % 512) as u32).collect();
+    for i in (0..high_ids.len()).step_by(3) {
+        high_ids[i] = spec.start_of_image_id; // cells ItersR re-samples
+    }
+    let high_grid = TokenGrid::new(high, high, high_ids).unwrap();
+    let r_dsr_logits = r_dsr.predict(&text, &low_grid).unwrap();
+    let r_itersr_logits = r_itersr.predict(&text, &high_grid).unwrap();
+
+    let r_vq = r
+        .load_image_tokenizer(&dir.join("ice_image.pt"), &req)
+        .unwrap();
+    let image = {
+        let (w, h) = (32, 32);
+        let px = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [(x * 8) as u8, (y * 8) as u8, ((x + y) * 4) as u8]
+            })
+            .collect();
+        Image::new(w, h, px).unwrap()
+    };
+    let r_codes = r_vq.encode(&image, Compression::X8).unwrap();
+    let r_pixels = r_vq.decode(&r_codes, Compression::X8).unwrap();
+
+    for c in candidates {
+        let b = &c.backend;
+        let tol = c.logit_tolerance;
+        // CogLM: every position at once, then the same sequence as prefix + one cached step.
+        let lm = b.load_lm(&dir.join("coglm"), &req).unwrap();
+        assert_eq!(lm.spec(), spec, "{}", c.label);
+        let full = full_logits(lm.as_ref(), &tokens, &positions, mask, vocab).unwrap();
+        let d = max_diff(&full.data, &r_full.data);
+        assert!(d <= tol, "{}: CogLM logits differ by {d}", c.label);
+        let n = tokens.len();
+        let mut s = lm.new_session(1, n).unwrap();
+        s.forward(&LmInput {
+            tokens: &tokens[..n - 1],
+            positions: &positions[..n - 1],
+            bias: &mask.bias_rows(0, n - 1, n - 1),
+            logits: LogitsRequest::Last { vocab },
+        })
+        .unwrap();
+        let step = s
+            .forward(&LmInput {
+                tokens: &tokens[n - 1..],
+                positions: &positions[n - 1..],
+                bias: &mask.bias_rows(n - 1, 1, n),
+                logits: LogitsRequest::Last { vocab },
+            })
+            .unwrap();
+        assert_eq!(s.cached_len(), n);
+        let d = max_diff(&step.data, r_full.row(n - 1));
+        assert!(
+            d <= tol.max(1e-4),
+            "{}: cached step differs from the full pass by {d}",
+            c.label
+        );
+
+        // DSR and ItersR.
+        let dsr = b
+            .load_grid_predictor(&dir.join("cogview2-dsr"), &req)
+            .unwrap();
+        let l = dsr.predict(&text, &low_grid).unwrap();
+        assert_eq!(
+            (l.rows, l.vocab),
+            (r_dsr_logits.rows, r_dsr_logits.vocab),
+            "{}",
+            c.label
+        );
+        let d = max_diff(&l.data, &r_dsr_logits.data);
+        assert!(d <= tol, "{}: DSR logits differ by {d}", c.label);
+        let itersr = b
+            .load_grid_predictor(&dir.join("cogview2-itersr"), &req)
+            .unwrap();
+        let l = itersr.predict(&text, &high_grid).unwrap();
+        let d = max_diff(&l.data, &r_itersr_logits.data);
+        assert!(d <= tol, "{}: ItersR logits differ by {d}", c.label);
+
+        // The image tokenizer: codes agree (≥ 99 %), pixels within 2 levels.
+        let vq = b
+            .load_image_tokenizer(&dir.join("ice_image.pt"), &req)
+            .unwrap();
+        let codes = vq.encode(&image, Compression::X8).unwrap();
+        let same = codes
+            .ids
+            .iter()
+            .zip(&r_codes.ids)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(
+            same * 100 >= 99 * codes.ids.len(),
+            "{}: {same}/{} codes agree",
+            c.label,
+            codes.ids.len()
+        );
+        let pixels = vq.decode(&r_codes, Compression::X8).unwrap();
+        let worst = pixels
+            .pixels
+            .iter()
+            .zip(&r_pixels.pixels)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(
+            worst <= 2,
+            "{}: decoded pixels differ by up to {worst}",
+            c.label
+        );
+    }
+}
+
+/// A whole pipeline on each plugin candidate draws the built-in backend's tokens for one seed.
+pub fn same_tokens_for_the_same_seed(candidates: &[Candidate]) {
+    let run = |plugin: Option<PathBuf>| {
+        let cfg = PipelineConfig {
+            model_dir: Some(model_dir()),
+            defaults: cogview::pipeline::config::DefaultsConfig {
+                plugin,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = Pipeline::from_settings(Settings::resolve(&cfg, true).unwrap()).unwrap();
+        p.generate("a red circle", 1, false, &RunContext::with_seed(11))
+            .unwrap()
+    };
+    let reference = run(None);
+    for c in candidates {
+        let Some(plugin) = c.plugin.clone() else {
+            continue; // the reference itself
+        };
+        let got = run(Some(plugin));
+        let (mut same, mut total) = (0, 0);
+        for (a, b) in got.iter().zip(&reference) {
+            for (x, y) in [
+                (&a.low_res, &b.low_res),
+                (a.high_res.as_ref().unwrap(), b.high_res.as_ref().unwrap()),
+            ] {
+                same += x.ids.iter().zip(&y.ids).filter(|(p, q)| p == q).count();
+                total += x.ids.len();
+            }
+        }
+        let agreement = same as f64 / total as f64;
+        eprintln!(
+            "{}: token agreement with the built-in backend {:.4} ({same}/{total})",
+            c.label, agreement
+        );
+        assert!(
+            agreement >= 0.99,
+            "{}: {same}/{total} tokens agree",
+            c.label
+        );
+        if c.logit_tolerance == 0.0 {
+            assert_eq!(
+                same, total,
+                "{}: an identical backend must draw identical tokens",
+                c.label
+            );
+        }
+    }
+}
