@@ -98,6 +98,10 @@ struct CoglmArgs {
     emoji: String,
     #[arg(long, default_value_t = 0.5)]
     scene_fraction: f64,
+    /// The stage-1 grid side in tokens (images of grid·8 px at stage 1; super-resolution works at
+    /// 3·grid). 9 puts every cell of the scenes' 3×3 layout on whole tokens.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(4..=32))]
+    grid: u64,
     /// Share of text-conditioned infilling samples (the sequence editing runs; cogview's
     /// addition to the official objective, which has none).
     #[arg(long, default_value_t = 0.0)]
@@ -250,6 +254,7 @@ pub fn run(args: Args) -> Result<()> {
                 lr: a.lr,
                 seed: a.seed,
                 infill_ratio: a.infill_ratio,
+                grid: a.grid as usize,
                 ..Default::default()
             };
             if !(0.0..=0.7).contains(&a.infill_ratio) {
@@ -324,7 +329,8 @@ fn load_tokenizers(a: &CoglmArgs) -> Result<Tokenizers> {
 
 fn train_sr(a: CoglmArgs, kind: cogview::candle::SrKind) -> Result<()> {
     let (vq, text, vocab) = load_tokenizers(&a)?;
-    let config = cogview_train::sr::default_config(kind, &vocab, 8, 24);
+    let config =
+        cogview_train::sr::default_config(kind, &vocab, a.grid as usize, 3 * a.grid as usize);
     let opts = cogview_train::sr::SrTrainOptions {
         steps: a.steps,
         batch: a.batch,

@@ -135,6 +135,12 @@ impl std::fmt::Display for SceneReport {
     }
 }
 
+/// Whether a held-out object is held out for its (colour, shape) pair (else for its
+/// (shape, cell) pair alone).
+fn held_out_colour_shape(o: &cogview_scenes::Object) -> bool {
+    cogview_scenes::HELDOUT_COLOUR_SHAPE.contains(&(o.colour, o.shape))
+}
+
 fn check(image: &Image, scene: &Scene) -> Result<cogview_scenes::CheckReport> {
     cogview_scenes::check(image, scene).map_err(|e| Error::Backend(e.to_string()))
 }
@@ -178,11 +184,21 @@ pub fn evaluate_scenes(
     let mut seconds = None;
     if let Some(pipeline) = pipeline {
         let (mut fin, mut first) = (Accuracy::default(), Accuracy::default());
+        // Held-out single objects, by what made them held out.
+        let (mut by_colour_shape, mut by_shape_cell) = (Accuracy::default(), Accuracy::default());
         let started = std::time::Instant::now();
         for (i, scene) in scenes.iter().enumerate() {
             let ctx = RunContext::with_seed(seed.wrapping_add(i as u64));
             let img = make(pipeline, &scene.caption(), false, &ctx)?;
-            fin.add(&check(&img[0].image, scene)?);
+            let report = check(&img[0].image, scene)?;
+            fin.add(&report);
+            if let (false, [o]) = (set.seen, scene.objects.as_slice()) {
+                if held_out_colour_shape(o) {
+                    by_colour_shape.add(&report);
+                } else {
+                    by_shape_cell.add(&report);
+                }
+            }
         }
         seconds = Some(started.elapsed().as_secs_f64() / scenes.len().max(1) as f64);
         for (i, scene) in scenes.iter().enumerate() {
@@ -191,6 +207,10 @@ pub fn evaluate_scenes(
             first.add(&check(&img[0].image, scene)?);
         }
         rows.push(Row::new("generated (final)", &fin));
+        if !set.seen && set.objects == 1 {
+            rows.push(Row::new("  colour×shape pair", &by_colour_shape));
+            rows.push(Row::new("  shape×cell pair only", &by_shape_cell));
+        }
         rows.push(Row::new("generated (stage 1)", &first));
     }
     // Ceiling: the tokenizer's own round trip at the final size.

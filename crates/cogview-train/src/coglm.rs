@@ -274,6 +274,26 @@ pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor)
     })
 }
 
+/// A resumed state must have been trained on the same image grid: CogLM's position table does not
+/// depend on it, so the tensor shapes alone would not tell.
+fn check_resumed_grid(state: &Path, meta: &HashMap<String, String>, grid: usize) -> Result<()> {
+    let saved = meta
+        .get("model_config")
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|c| c["image_grid"].as_u64());
+    match saved {
+        Some(g) if g as usize != grid => Err(Error::invalid_input(
+            "--grid",
+            format!(
+                "{} was trained on a {g}×{g} grid, not {grid}×{grid}: pass --grid {g} to resume \
+                 it, or give another --out to start a new run",
+                state.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The default model's CogLM: a small sandwich-LayerNorm GPT.
 pub fn default_config(vocab: &Vocab) -> CoglmConfig {
     CoglmConfig {
@@ -366,7 +386,8 @@ pub fn train(
     let state = out.join("state.safetensors");
     let weights_path = out.join("coglm.safetensors");
     if state.is_file() {
-        load_state(&state, &vars, &mut adam)?;
+        let (_, meta) = load_state(&state, &vars, &mut adam)?;
+        check_resumed_grid(&state, &meta, opts.grid)?;
         data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
     }
     let model = CoglmModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
@@ -436,6 +457,22 @@ mod tests {
         start_of_english: 41,
         total: 43,
     };
+
+    #[test]
+    fn resuming_on_another_grid_is_refused_with_the_grid_to_pass() {
+        let c = default_config(&V);
+        let meta: HashMap<String, String> = [(
+            "model_config".to_string(),
+            model_config_json(&c, 8, 63).to_string(),
+        )]
+        .into();
+        let state = Path::new("run/state.safetensors");
+        assert!(check_resumed_grid(state, &meta, 8).is_ok());
+        let e = check_resumed_grid(state, &meta, 9).unwrap_err().to_string();
+        assert!(e.contains("8×8") && e.contains("--grid 8"), "{e}");
+        // States from before the grid was recorded resume as they are.
+        assert!(check_resumed_grid(state, &HashMap::new(), 9).is_ok());
+    }
 
     #[test]
     fn text_to_image_layout_masks_and_targets() {
