@@ -183,35 +183,35 @@ pub fn evaluate_scenes(
     let mut rows = Vec::new();
     let mut seconds = None;
     if let Some(pipeline) = pipeline {
-        let (mut fin, mut first) = (Accuracy::default(), Accuracy::default());
-        // Held-out single objects, by what made them held out.
-        let (mut by_colour_shape, mut by_shape_cell) = (Accuracy::default(), Accuracy::default());
+        // Held-out single objects are also scored by what made them held out.
+        let by_kind = !set.seen && set.objects == 1;
+        // [final, stage 1] × [all, colour×shape pair, shape×cell pair only]
+        let mut acc: [[Accuracy; 3]; 2] = Default::default();
         let started = std::time::Instant::now();
-        for (i, scene) in scenes.iter().enumerate() {
-            let ctx = RunContext::with_seed(seed.wrapping_add(i as u64));
-            let img = make(pipeline, &scene.caption(), false, &ctx)?;
-            let report = check(&img[0].image, scene)?;
-            fin.add(&report);
-            if let (false, [o]) = (set.seen, scene.objects.as_slice()) {
-                if held_out_colour_shape(o) {
-                    by_colour_shape.add(&report);
-                } else {
-                    by_shape_cell.add(&report);
+        for (stage, only_first) in [false, true].into_iter().enumerate() {
+            for (i, scene) in scenes.iter().enumerate() {
+                let ctx = RunContext::with_seed(seed.wrapping_add(i as u64));
+                let img = make(pipeline, &scene.caption(), only_first, &ctx)?;
+                let report = check(&img[0].image, scene)?;
+                acc[stage][0].add(&report);
+                if let (true, [o]) = (by_kind, scene.objects.as_slice()) {
+                    acc[stage][if held_out_colour_shape(o) { 1 } else { 2 }].add(&report);
                 }
             }
+            if stage == 0 {
+                seconds = Some(started.elapsed().as_secs_f64() / scenes.len().max(1) as f64);
+            }
         }
-        seconds = Some(started.elapsed().as_secs_f64() / scenes.len().max(1) as f64);
-        for (i, scene) in scenes.iter().enumerate() {
-            let ctx = RunContext::with_seed(seed.wrapping_add(i as u64));
-            let img = make(pipeline, &scene.caption(), true, &ctx)?;
-            first.add(&check(&img[0].image, scene)?);
+        for (stage, name) in ["generated (final)", "generated (stage 1)"]
+            .iter()
+            .enumerate()
+        {
+            rows.push(Row::new(name, &acc[stage][0]));
+            if by_kind {
+                rows.push(Row::new("  colour×shape pair", &acc[stage][1]));
+                rows.push(Row::new("  shape×cell pair only", &acc[stage][2]));
+            }
         }
-        rows.push(Row::new("generated (final)", &fin));
-        if !set.seen && set.objects == 1 {
-            rows.push(Row::new("  colour×shape pair", &by_colour_shape));
-            rows.push(Row::new("  shape×cell pair only", &by_shape_cell));
-        }
-        rows.push(Row::new("generated (stage 1)", &first));
     }
     // Ceiling: the tokenizer's own round trip at the final size.
     let mut ceiling = Accuracy::default();
