@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Trains the 9×9-grid candidate of the default model (docs/default-model.md, "Why held-out
+# compositions fail"): stage 1 at 9×9 tokens (72 px), super-resolution to 27×27 (216 px), so every
+# cell of the scenes' 3×3 layout sits on whole tokens. It reuses the shipped tokenizers and cluster
+# table (target/train/vq-final, ice_text.model, cluster_label.npy from train_default_model.sh).
+# Every run resumes from its state.safetensors, so the script can be stopped and started again.
+#
+#   bash tools/train/train_grid9.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release --quiet
+bin=target/release/cogview
+t=target/train
+g=$t/g9
+mkdir -p "$g"
+common=(--vq "$t/vq-final/ice_image.safetensors" --tokenizer "$t/ice_text.model" --grid 9 --log-every 50)
+
+# CogLM and DSR side by side, single-threaded each (session 5 started both), then ItersR.
+RAYON_NUM_THREADS=1 $bin train coglm "${common[@]}" --out "$g/coglm" --steps 9000 --batch 16 --seed 2 \
+    --scene-fraction 0.8 &
+coglm=$!
+RAYON_NUM_THREADS=1 $bin train dsr "${common[@]}" --out "$g/dsr" --steps 9000 --batch 4 --seed 3
+RAYON_NUM_THREADS=1 $bin train itersr "${common[@]}" --out "$g/itersr" --steps 4000 --batch 4 --seed 4
+wait "$coglm"
+
+# The model folder, beside the shipped one until it scores better.
+m=$g/assembled
+mkdir -p "$m"
+cp models/default/pipeline.toml "$m/"
+sed -i 's/8x8 -> 24x24 tokens -> 192x192 px/9x9 -> 27x27 tokens -> 216x216 px/' "$m/pipeline.toml"
+cp "$g/coglm/coglm.safetensors" "$g/dsr/dsr.safetensors" "$g/itersr/itersr.safetensors" \
+   "$t/vq-final/ice_image.safetensors" "$t/ice_text.model" "$t/cluster_label.npy" "$m/"
+$bin eval --config "$m/pipeline.toml" --count 112 --objects 1 --emoji 0
+$bin eval --config "$m/pipeline.toml" --count 50 --objects 2 --emoji 50
