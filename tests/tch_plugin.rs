@@ -16,6 +16,27 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Runs `tools/build-tch-plugin.sh` (debug profile) with `args`; its messages (pip, cargo) go to
+/// this test's output, its standard output (the library's path) is returned.
+fn build_script(args: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("tools/build-tch-plugin.sh"))
+        .args(args)
+        .env("PROFILE", "debug")
+        .env("NICE", "0")
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("bash runs tools/build-tch-plugin.sh");
+    assert!(
+        out.status.success(),
+        "tools/build-tch-plugin.sh {args:?} failed ({}); its messages are above",
+        out.status
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The plugin library: `COGVIEW_TCH_PLUGIN`, or built once per test run.
 fn tch_plugin() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
@@ -23,22 +44,7 @@ fn tch_plugin() -> PathBuf {
         if let Some(lib) = std::env::var_os("COGVIEW_TCH_PLUGIN") {
             return PathBuf::from(lib);
         }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new("bash")
-            .arg(root.join("tools/build-tch-plugin.sh"))
-            .env("PROFILE", "debug")
-            .env("NICE", "0")
-            .current_dir(root)
-            // The script's own messages (pip, cargo) go to this test's output.
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("bash runs tools/build-tch-plugin.sh");
-        assert!(
-            out.status.success(),
-            "tools/build-tch-plugin.sh failed ({}); its messages are above",
-            out.status
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stdout = build_script(&[]);
         let lib = PathBuf::from(
             stdout
                 .lines()
@@ -67,23 +73,8 @@ fn tch_plugin_draws_the_same_tokens_for_the_same_seed() {
 #[test]
 #[ignore = "installs libtorch from PyPI once (~540 MB) and builds the tch plugin (~2 min)"]
 fn tch_plugin_unit_tests_pass() {
-    if std::env::var_os("COGVIEW_TCH_PLUGIN").is_none() {
-        tch_plugin(); // one build at a time
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("bash")
-        .arg(root.join("tools/build-tch-plugin.sh"))
-        .arg("--test")
-        .env("PROFILE", "debug")
-        .env("NICE", "0")
-        .current_dir(root)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "the tch plugin's unit tests failed (output above)"
-    );
+    tch_plugin(); // one build at a time
+    build_script(&["--test"]);
 }
 
 /// The "done when": `cogview generate --config examples/configs/tch.toml` runs with the
