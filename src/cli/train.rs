@@ -102,6 +102,11 @@ struct CoglmArgs {
     /// 3·grid). 9 puts every cell of the scenes' 3×3 layout on whole tokens.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(4..=32))]
     grid: u64,
+    /// Start from trained weights of the same part (its .safetensors or a state.safetensors):
+    /// tensors of the same name and shape are copied, the rest (e.g. position tables of another
+    /// grid) start fresh. Ignored when --out already holds a state to resume.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
     /// Share of text-conditioned infilling samples (the sequence editing runs; cogview's
     /// addition to the official objective, which has none).
     #[arg(long, default_value_t = 0.0)]
@@ -255,6 +260,7 @@ pub fn run(args: Args) -> Result<()> {
                 seed: a.seed,
                 infill_ratio: a.infill_ratio,
                 grid: a.grid as usize,
+                init_from: a.init_from.clone(),
                 ..Default::default()
             };
             if !(0.0..=0.7).contains(&a.infill_ratio) {
@@ -336,6 +342,7 @@ fn train_sr(a: CoglmArgs, kind: cogview::candle::SrKind) -> Result<()> {
         batch: a.batch,
         lr: a.lr,
         seed: a.seed,
+        init_from: a.init_from.clone(),
         ..Default::default()
     };
     let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;

@@ -323,6 +323,9 @@ pub struct CoglmTrainOptions {
     pub grid: usize,
     pub seed: u64,
     pub save_every: u64,
+    /// Trained weights to start from (when no state is resumed): see [`crate::optim::init_from`].
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for CoglmTrainOptions {
@@ -337,6 +340,7 @@ impl Default for CoglmTrainOptions {
             grid: 8,
             seed: 2,
             save_every: 250,
+            init_from: None,
         }
     }
 }
@@ -389,6 +393,8 @@ pub fn train(
         let (_, meta) = load_state(&state, &vars, &mut adam)?;
         check_resumed_grid(&state, &meta, opts.grid)?;
         data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
+    } else if let Some(init) = &opts.init_from {
+        crate::optim::init_from(&vars, init)?;
     }
     let model = CoglmModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
     let mut rng = Rng::from_seed(opts.seed ^ 0xC061A);

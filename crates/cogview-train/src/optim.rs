@@ -139,6 +139,73 @@ pub fn init_store(
     Ok(vs)
 }
 
+/// What [`init_from`] took from the trained weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Variables copied (same name and shape).
+    pub copied: usize,
+    /// Variables left at their fresh initialisation: absent from the file, or of another shape
+    /// (e.g. position tables of another grid), as `name: file shape → model shape`.
+    pub kept_fresh: Vec<String>,
+}
+
+/// Starts `vars` from trained weights: a model file as `cogview train` writes it (tensors by
+/// name, f16 or f32) or a training state (`param.<name>`, f32). Every variable with a tensor of
+/// the same name and shape is copied; the rest keep their fresh initialisation and are listed.
+/// A file that shares no variable with the model is an error.
+pub fn init_from(vars: &VarStore, path: &Path) -> Result<InitReport> {
+    let ckpt = cogview_checkpoint::Checkpoint::open(path, None)?;
+    let names: std::collections::HashSet<&str> = ckpt.names().collect();
+    let mut report = InitReport {
+        copied: 0,
+        kept_fresh: Vec::new(),
+    };
+    for (n, v) in vars.vars() {
+        let state_name = format!("param.{n}");
+        let name = if names.contains(state_name.as_str()) {
+            state_name.as_str()
+        } else if names.contains(n) {
+            n
+        } else {
+            report.kept_fresh.push(format!("{n}: not in the file"));
+            continue;
+        };
+        let t = {
+            use cogview_candle::TensorSource;
+            ckpt.load(name, DType::F32, &Device::Cpu)?
+        };
+        if t.dims() != v.dims() {
+            report
+                .kept_fresh
+                .push(format!("{n}: {:?} in the file, {:?} in the model", t.dims(), v.dims()));
+            continue;
+        }
+        cd!(v.set(&t))?;
+        report.copied += 1;
+    }
+    if report.copied == 0 {
+        return Err(Error::invalid_input(
+            "--init-from",
+            format!(
+                "{} shares no tensor (same name and shape) with the model being trained: give \
+                 weights or a state.safetensors of the same part (coglm, dsr or itersr)",
+                path.display()
+            ),
+        ));
+    }
+    if report.kept_fresh.is_empty() {
+        tracing::info!("every tensor starts from {}", path.display());
+    } else {
+        tracing::warn!(
+            "{} tensors start from {}; these start fresh: {}",
+            report.copied,
+            path.display(),
+            report.kept_fresh.join("; ")
+        );
+    }
+    Ok(report)
+}
+
 /// Saves the variables (f32, or f16 when `half`) to a safetensors file with `metadata`.
 pub fn save_weights(
     vars: &VarStore,
@@ -307,5 +374,50 @@ mod tests {
         assert!((learning_rate(55, 10, 100, 1.0) - 0.55).abs() < 1e-12);
         assert!((learning_rate(100, 10, 100, 1.0) - 0.1).abs() < 1e-12);
         assert!((learning_rate(500, 10, 100, 1.0) - 0.1).abs() < 1e-12);
+    }
+
+    fn store(vars: &[(&str, Vec<f32>, Vec<usize>)]) -> VarStore {
+        let mut vs = VarStore::new();
+        for (n, data, shape) in vars {
+            let t = Tensor::from_vec(data.clone(), shape.as_slice(), &Device::Cpu).unwrap();
+            vs.insert(*n, Var::from_tensor(&t).unwrap());
+        }
+        vs
+    }
+
+    fn values(vs: &VarStore, n: &str) -> Vec<f32> {
+        let (_, v) = vs.vars().find(|(k, _)| *k == n).unwrap();
+        v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn init_from_copies_same_shaped_tensors_and_names_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let trained = store(&[
+            ("a", vec![1.0, 2.0], vec![2]),
+            ("pos", vec![5.0; 6], vec![3, 2]),
+        ]);
+        let file = dir.path().join("w.safetensors");
+        save_weights(&trained, &[], &file, HashMap::new(), false).unwrap();
+
+        let fresh = store(&[
+            ("a", vec![0.0, 0.0], vec![2]),
+            ("pos", vec![0.0; 8], vec![4, 2]),
+            ("new", vec![7.0], vec![1]),
+        ]);
+        let r = init_from(&fresh, &file).unwrap();
+        assert_eq!(r.copied, 1);
+        assert_eq!(values(&fresh, "a"), [1.0, 2.0]);
+        // Another shape and an absent tensor keep their initialisation, and are named.
+        assert_eq!(values(&fresh, "pos"), [0.0; 8]);
+        assert_eq!(values(&fresh, "new"), [7.0]);
+        assert_eq!(r.kept_fresh.len(), 2);
+        assert!(r.kept_fresh[0].starts_with("new: not in the file"), "{r:?}");
+        assert!(r.kept_fresh[1].contains("[3, 2]") && r.kept_fresh[1].contains("[4, 2]"));
+
+        // A file of another part shares nothing: an error that says what to give.
+        let other = store(&[("b", vec![0.0], vec![1])]);
+        let e = init_from(&other, &file).unwrap_err().to_string();
+        assert!(e.contains("shares no tensor"), "{e}");
     }
 }

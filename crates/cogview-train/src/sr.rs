@@ -90,6 +90,8 @@ pub struct SrTrainOptions {
     pub warmup: u64,
     pub seed: u64,
     pub save_every: u64,
+    /// Trained weights to start from (when no state is resumed): see [`crate::optim::init_from`].
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for SrTrainOptions {
@@ -101,6 +103,7 @@ impl Default for SrTrainOptions {
             warmup: 100,
             seed: 3,
             save_every: 250,
+            init_from: None,
         }
     }
 }
@@ -148,6 +151,8 @@ pub fn train(
     if state.is_file() {
         load_state(&state, &vars, &mut adam)?;
         data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
+    } else if let Some(init) = &opts.init_from {
+        crate::optim::init_from(&vars, init)?;
     }
     let model = SrModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
     let mut rng = Rng::from_seed(opts.seed ^ 0x512);
