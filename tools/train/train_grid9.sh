@@ -15,12 +15,17 @@ g=$t/g9
 mkdir -p "$g"
 common=(--vq "$t/vq-final/ice_image.safetensors" --tokenizer "$t/ice_text.model" --grid 9 --log-every 50)
 
-# CogLM and DSR side by side, single-threaded each (session 5 started both), then ItersR.
-RAYON_NUM_THREADS=1 $bin train coglm "${common[@]}" --out "$g/coglm" --steps 9000 --batch 16 --seed 2 \
-    --scene-fraction 0.8 &
+# Each part starts from the shipped 8×8 model's training state (--init-from): every tensor but the
+# 24×24 position tables of DSR and ItersR carries over (CogLM's position table is 1024 rows at any
+# grid), so a short schedule at half the learning rate re-learns the 9×9 layout. CogLM and DSR
+# side by side, single-threaded each (session 5 started both), then ItersR.
+RAYON_NUM_THREADS=1 $bin train coglm "${common[@]}" --out "$g/coglm" --steps 3000 --lr 5e-4 --batch 16 \
+    --seed 2 --scene-fraction 0.8 --init-from "$t/coglm/state.safetensors" &
 coglm=$!
-RAYON_NUM_THREADS=1 $bin train dsr "${common[@]}" --out "$g/dsr" --steps 9000 --batch 4 --seed 3
-RAYON_NUM_THREADS=1 $bin train itersr "${common[@]}" --out "$g/itersr" --steps 4000 --batch 4 --seed 4
+RAYON_NUM_THREADS=1 $bin train dsr "${common[@]}" --out "$g/dsr" --steps 3000 --lr 5e-4 --batch 4 \
+    --seed 3 --init-from "$t/dsr/state.safetensors"
+RAYON_NUM_THREADS=1 $bin train itersr "${common[@]}" --out "$g/itersr" --steps 1500 --lr 5e-4 --batch 4 \
+    --seed 4 --init-from "$t/itersr/state.safetensors"
 wait "$coglm"
 
 # The model folder, beside the shipped one until it scores better.
