@@ -175,9 +175,11 @@ pub fn init_from(vars: &VarStore, path: &Path) -> Result<InitReport> {
             ckpt.load(name, DType::F32, &Device::Cpu)?
         };
         if t.dims() != v.dims() {
-            report
-                .kept_fresh
-                .push(format!("{n}: {:?} in the file, {:?} in the model", t.dims(), v.dims()));
+            report.kept_fresh.push(format!(
+                "{n}: {:?} in the file, {:?} in the model",
+                t.dims(),
+                v.dims()
+            ));
             continue;
         }
         cd!(v.set(&t))?;
