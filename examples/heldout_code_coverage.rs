@@ -60,11 +60,12 @@ fn main() -> cogview::Result<()> {
                 .map(|&(r, c, code)| (r - r0, c - c0, code))
                 .collect()
         };
-        let trained_patterns: HashSet<Vec<(usize, usize, u32)>> = scenes
+        let patterns: Vec<Vec<(usize, usize, u32)>> = codes.iter().map(|c| pattern(c)).collect();
+        let trained_patterns: HashSet<&Vec<(usize, usize, u32)>> = scenes
             .iter()
-            .zip(&codes)
+            .zip(&patterns)
             .filter(|(s, _)| !s.is_heldout())
-            .map(|(_, c)| pattern(c))
+            .map(|(_, p)| p)
             .collect();
         // The share of an object's tokens that equal, shifted by the cells' distance in tokens
         // (rounded), the tokens of the same colour, shape and size at the best training cell.
@@ -104,7 +105,7 @@ fn main() -> cogview::Result<()> {
         let mut whole = [(0usize, 0usize); 3];
         // [kind] -> (object tokens, seen anywhere, seen at that position)
         let mut tally = [(0usize, 0usize, 0usize); 3];
-        for (s, c) in scenes.iter().zip(&codes) {
+        for (index, (s, c)) in scenes.iter().zip(&codes).enumerate() {
             let o = &s.objects[0];
             let kind = if !s.is_heldout() {
                 2
@@ -116,14 +117,16 @@ fn main() -> cogview::Result<()> {
             whole[kind].0 += 1;
             moved[kind].0 += 1;
             moved[kind].1 += translated(s, c);
+            let p = &patterns[index];
             if kind != 2 {
-                whole[kind].1 += trained_patterns.contains(&pattern(c)) as usize;
+                whole[kind].1 += trained_patterns.contains(p) as usize;
             } else {
                 // A training object counts when its pattern also occurs at another cell.
-                let p = pattern(c);
-                whole[kind].1 += scenes.iter().zip(&codes).any(|(t, tc)| {
-                    !t.is_heldout() && t.objects[0].cell != o.cell && pattern(tc) == p
-                }) as usize;
+                whole[kind].1 += scenes
+                    .iter()
+                    .zip(&patterns)
+                    .any(|(t, tp)| !t.is_heldout() && t.objects[0].cell != o.cell && tp == p)
+                    as usize;
             }
             for (i, &code) in c.iter().enumerate() {
                 if code != blank[i] {
