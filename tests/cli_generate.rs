@@ -663,6 +663,55 @@ fn eval_reports_generated_and_reference_rows() {
 }
 
 #[test]
+fn eval_with_reranking_adds_the_checkers_best_candidate_which_is_never_worse() {
+    // The embedded model (it draws scenes): 3 held-out prompts, best of 3 candidates.
+    let out = ok(&[
+        "eval",
+        "--objects",
+        "1",
+        "--count",
+        "3",
+        "--emoji",
+        "0",
+        "--rerank",
+        "3",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["scenes"][0]["rows"].as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name}: {rows:?}"))
+    };
+    let (picked, best) = (row("generated (stage 1)"), row("stage 1 checker's best"));
+    assert_eq!(best["scenes"], 3);
+    // The checker's best maximises (exact, right attributes) per prompt among the candidates the
+    // reranker chose from, so it is at least as exact and has at least as many right attributes.
+    let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+    assert!(f(best, "exact") >= f(picked, "exact"), "{rows:?}");
+    let attrs = |r: &serde_json::Value| {
+        ["colour", "shape", "size", "cell"]
+            .iter()
+            .map(|k| f(r, k))
+            .sum::<f64>()
+    };
+    assert!(attrs(best) >= attrs(picked) - 1e-9, "{rows:?}");
+    // Without reranking there are no candidates to compare, and no such row.
+    let out = ok(&[
+        "eval",
+        "--objects",
+        "1",
+        "--count",
+        "1",
+        "--emoji",
+        "0",
+        "--json",
+    ]);
+    assert!(!out.contains("checker's best"), "{out}");
+}
+
+#[test]
 fn with_no_model_given_the_embedded_default_model_draws_the_readme_prompt() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

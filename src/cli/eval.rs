@@ -40,7 +40,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     edit: usize,
     /// Generate each image as the best of K candidates by the inverse-prompt score
-    /// (`generate --rerank K`); 1: plain generation.
+    /// (`generate --rerank K`); 1: plain generation. Adds the row "stage 1 checker's best":
+    /// the best of the K stage-1 candidates by the scene checker, the most any reranker could get.
     #[arg(long, default_value_t = 1)]
     rerank: usize,
     /// Print JSON.

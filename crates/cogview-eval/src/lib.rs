@@ -141,6 +141,19 @@ fn held_out_colour_shape(o: &cogview_scenes::Object) -> bool {
     cogview_scenes::HELDOUT_COLOUR_SHAPE.contains(&(o.colour, o.shape))
 }
 
+/// How many of the expected objects' attributes (colour, shape, size, cell) a report found right.
+fn correct_attributes(r: &cogview_scenes::CheckReport) -> usize {
+    r.objects
+        .iter()
+        .map(|o| {
+            [o.colour, o.shape, o.size, o.cell]
+                .iter()
+                .filter(|&&b| b)
+                .count()
+        })
+        .sum()
+}
+
 fn check(image: &Image, scene: &Scene) -> Result<cogview_scenes::CheckReport> {
     cogview_scenes::check(image, scene).map_err(|e| Error::Backend(e.to_string()))
 }
@@ -185,26 +198,58 @@ pub fn evaluate_scenes(
     if let Some(pipeline) = pipeline {
         // Held-out single objects are also scored by what made them held out.
         let by_kind = !set.seen && set.objects == 1;
-        // [final, stage 1] × [all, colour×shape pair, shape×cell pair only]
-        let mut acc: [[Accuracy; 3]; 2] = Default::default();
+        // [final, stage 1, stage 1 best of the candidates by the checker]
+        //   × [all, colour×shape pair, shape×cell pair only]
+        let mut acc: [[Accuracy; 3]; 3] = Default::default();
         let started = std::time::Instant::now();
         for (stage, only_first) in [false, true].into_iter().enumerate() {
             for (i, scene) in scenes.iter().enumerate() {
                 let ctx = RunContext::with_seed(seed.wrapping_add(i as u64));
-                let img = make(pipeline, &scene.caption(), only_first, &ctx)?;
-                let report = check(&img[0].image, scene)?;
-                acc[stage][0].add(&report);
-                if let (true, [o]) = (by_kind, scene.objects.as_slice()) {
-                    acc[stage][if held_out_colour_shape(o) { 1 } else { 2 }].add(&report);
+                let kind = match (by_kind, scene.objects.as_slice()) {
+                    (true, [o]) => Some(if held_out_colour_shape(o) { 1 } else { 2 }),
+                    _ => None,
+                };
+                let mut add = |row: usize, report: &cogview_scenes::CheckReport| {
+                    acc[row][0].add(report);
+                    if let Some(k) = kind {
+                        acc[row][k].add(report);
+                    }
+                };
+                if only_first && rerank > 1 {
+                    // Every candidate's stage-1 image, best inverse-prompt score first: the
+                    // first is what reranking keeps; the best by the checker says whether the
+                    // generator drew the scene at all in `rerank` tries (an upper bound for any
+                    // reranker).
+                    let (all, _) =
+                        pipeline.generate_reranked(&scene.caption(), rerank, rerank, true, &ctx)?;
+                    let reports = all
+                        .iter()
+                        .map(|g| check(&g.image, scene))
+                        .collect::<Result<Vec<_>>>()?;
+                    add(1, &reports[0]);
+                    let best = reports
+                        .iter()
+                        .max_by_key(|r| (r.exact, correct_attributes(r)))
+                        .expect("at least two candidates");
+                    add(2, best);
+                } else {
+                    let img = make(pipeline, &scene.caption(), only_first, &ctx)?;
+                    add(stage, &check(&img[0].image, scene)?);
                 }
             }
             if stage == 0 {
                 seconds = Some(started.elapsed().as_secs_f64() / scenes.len().max(1) as f64);
             }
         }
-        for (stage, name) in ["generated (final)", "generated (stage 1)"]
-            .iter()
-            .enumerate()
+        let oracle = if rerank > 1 { 3 } else { 2 };
+        for (stage, name) in [
+            "generated (final)",
+            "generated (stage 1)",
+            "stage 1 checker's best",
+        ]
+        .iter()
+        .enumerate()
+        .take(oracle)
         {
             rows.push(Row::new(name, &acc[stage][0]));
             if by_kind {
