@@ -17,8 +17,8 @@ use cogview::{
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// Scenes (the first two and the sixth use held-out colour×shape or shape×cell pairs) and emoji
-/// captions (the last is a held-out skin tone).
+/// Scenes (the first two use held-out colour×shape pairs) and emoji captions (the last is a
+/// held-out skin tone); the gallery marks which are held out from the split itself.
 const PROMPTS: [&str; 12] = [
     "a large blue circle in the center",
     "a small red square at the top left",
@@ -31,7 +31,7 @@ const PROMPTS: [&str; 12] = [
     "red heart",
     "grinning face",
     "rocket",
-    "waving hand, medium-dark skin tone",
+    "waving hand, light skin tone",
 ];
 
 const SEED: u64 = 2026;
@@ -67,8 +67,14 @@ fn main() -> Result<()> {
          Made by `cargo run --release --example gallery` (examples/gallery.rs) with the embedded \
          default model (`models/default`). Each row: the stage-1 token grid decoded and enlarged \
          ×3 | after DSR | after ItersR (the final image, equal to `cogview generate PROMPT --seed N`). \
-         Held-out means never seen in training.\n\n| prompt | seed | stage 1 · DSR · ItersR |\n|---|---|---|\n",
+         Held out: a composition (or emoji) never seen in training.\n\n| prompt | held out | seed | stage 1 · DSR · ItersR |\n|---|---|---|---|\n",
     );
+    let emoji = cogview_emoji::EmojiSet::load("data/fluent-emoji-flat/icons.json.gz")
+        .map_err(|e| Error::Backend(e.to_string()))?;
+    let held_out = |prompt: &str| match cogview_scenes::Scene::parse(prompt) {
+        Ok(scene) => scene.is_heldout(),
+        Err(_) => emoji.heldout().any(|e| e.caption() == prompt),
+    };
     for (i, prompt) in PROMPTS.iter().enumerate() {
         let seed = SEED + i as u64;
         let ctx = RunContext::with_seed(seed);
@@ -99,7 +105,11 @@ fn main() -> Result<()> {
         let row = side_by_side(&[stage1, dsr_img, final_img], 8)?;
         let name = format!("{i:02}.png");
         save_png(&row, out.join(&name), &[])?;
-        let _ = writeln!(md, "| {prompt} | {seed} | ![{prompt}](gallery/{name}) |");
+        let mark = if held_out(prompt) { "yes" } else { "" };
+        let _ = writeln!(
+            md,
+            "| {prompt} | {mark} | {seed} | ![{prompt}](gallery/{name}) |"
+        );
         eprintln!("{name}: {prompt}");
     }
     let md_path = out.parent().unwrap_or(&out).join("gallery.md");

@@ -291,7 +291,7 @@ fn the_cpp_wrapper_generates_and_turns_errors_into_exceptions() {
     compile(&root().join("examples/c/raii.cpp"), &exe, true, false);
     let o = run(&exe, &[]);
     let out = assert_clean(&o, "raii.cpp");
-    assert!(out.contains("image 1: 192x192, seed 6"), "{out}");
+    assert!(out.contains("image 1: 216x216, seed 6"), "{out}");
     assert!(out.contains("empty prompt refused (code 2)"), "{out}");
 }
 

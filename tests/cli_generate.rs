@@ -726,14 +726,14 @@ fn with_no_model_given_the_embedded_default_model_draws_the_readme_prompt() {
     ]);
     let png = out.join("a-large-blue-circle-in-the-center-3.png");
     let img = cogview::image::load_image(&png).unwrap();
-    assert_eq!((img.width, img.height), (192, 192));
+    assert_eq!((img.width, img.height), (216, 216));
     // A real drawing: mostly white background with a coloured object, not noise or a blank.
     let px = img.pixels.chunks(3);
     let white = px.clone().filter(|p| p.iter().all(|&c| c > 225)).count();
     let coloured = px
         .filter(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 60)
         .count();
-    let n = 192 * 192;
+    let n = 216 * 216;
     assert!(white * 2 > n, "{white} of {n} pixels white");
     assert!(coloured * 50 > n, "{coloured} of {n} pixels coloured");
     // The record names the unpacked embedded weights.
