@@ -241,7 +241,7 @@ pub fn evaluate_scenes(
                 seconds = Some(started.elapsed().as_secs_f64() / scenes.len().max(1) as f64);
             }
         }
-        let oracle = if rerank > 1 { 3 } else { 2 };
+        let stage_rows = if rerank > 1 { 3 } else { 2 };
         for (stage, name) in [
             "generated (final)",
             "generated (stage 1)",
@@ -249,7 +249,7 @@ pub fn evaluate_scenes(
         ]
         .iter()
         .enumerate()
-        .take(oracle)
+        .take(stage_rows)
         {
             rows.push(Row::new(name, &acc[stage][0]));
             if by_kind {
