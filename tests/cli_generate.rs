@@ -709,6 +709,19 @@ fn eval_with_reranking_adds_the_checkers_best_candidate_which_is_never_worse() {
         "--json",
     ]);
     assert!(!out.contains("checker's best"), "{out}");
+    // No candidates at all is refused, not run as plain generation.
+    let e = fails(&[
+        "eval",
+        "--objects",
+        "1",
+        "--count",
+        "1",
+        "--emoji",
+        "0",
+        "--rerank",
+        "0",
+    ]);
+    assert!(e.contains("0 candidates") && e.contains("pass 1"), "{e}");
 }
 
 #[test]

@@ -173,6 +173,12 @@ pub fn evaluate_scenes(
     seed: u64,
     rerank: usize,
 ) -> Result<SceneReport> {
+    if rerank == 0 {
+        return Err(Error::invalid_input(
+            "rerank",
+            "0 candidates per image; pass 1 for plain generation or K > 1 for the best of K",
+        ));
+    }
     // One image per prompt: plain generation, or the best of `rerank` candidates by the
     // inverse-prompt score (`generate --rerank`).
     let make = |p: &Pipeline, prompt: &str, first: bool, ctx: &RunContext| {
