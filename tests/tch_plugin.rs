@@ -9,17 +9,17 @@
 //! The tests are `#[ignore]`d because of that set-up; the test command (`cargo test --workspace
 //! -- --include-ignored`, what `.ci/run` runs) includes them.
 
-mod common;
+use cogview_backend_tests as common;
 
-use common::backend_suite::{self, Candidate};
-use std::path::{Path, PathBuf};
+use common::suite::{self, Candidate};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// Runs `tools/build-tch-plugin.sh` (debug profile) with `args`; its messages (pip, cargo) go to
 /// this test's output, its standard output (the library's path) is returned.
 fn build_script(args: &[&str]) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::workspace_root();
     let out = Command::new("bash")
         .arg(root.join("tools/build-tch-plugin.sh"))
         .args(args)
@@ -60,13 +60,13 @@ fn tch_plugin() -> PathBuf {
 #[test]
 #[ignore = "installs libtorch from PyPI once (~540 MB) and builds the tch plugin (~2 min)"]
 fn tch_plugin_computes_each_stage_as_the_reference_does() {
-    backend_suite::each_stage_equals_the_reference(&[Candidate::tch_plugin(tch_plugin())]);
+    suite::each_stage_equals_the_reference(&[Candidate::tch_plugin(tch_plugin())]);
 }
 
 #[test]
 #[ignore = "installs libtorch from PyPI once (~540 MB) and builds the tch plugin (~2 min)"]
 fn tch_plugin_draws_the_same_tokens_for_the_same_seed() {
-    backend_suite::same_tokens_for_the_same_seed(&[Candidate::tch_plugin(tch_plugin())]);
+    suite::same_tokens_for_the_same_seed(&[Candidate::tch_plugin(tch_plugin())]);
 }
 
 /// The plugin crate's own unit tests (option parsing), against the same libtorch.
@@ -83,11 +83,11 @@ fn tch_plugin_unit_tests_pass() {
 #[ignore = "installs libtorch from PyPI once (~540 MB) and builds the tch plugin (~2 min)"]
 fn generate_with_the_tch_config_draws_the_candle_tokens() {
     let lib = tch_plugin();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::workspace_root();
     let model_dir = common::fixtures().join("model-dir");
     let tmp = tempfile::tempdir().unwrap();
     let run = |config: &str, out: &str| {
-        let status = Command::new(env!("CARGO_BIN_EXE_cogview"))
+        let status = Command::new(common::plugins::command())
             .arg("generate")
             .arg("--config")
             .arg(root.join("examples/configs").join(config))

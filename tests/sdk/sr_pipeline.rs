@@ -1,6 +1,6 @@
 //! Stages 2-3 (DSR sampling + the LoPAR loop) on the small parity models.
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::candle::{LoadOptions, SrModel};
 use cogview::core::lopar::Lopar;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn model_dir() -> PathBuf {
-    super::fixtures().join("model-dir")
+    crate::fixtures().join("model-dir")
 }
 
 /// A backend under test and how a pipeline file selects it.
@@ -54,7 +54,7 @@ impl Candidate {
 
     /// The candle plugin: the same code behind the ABI, so bit-identical.
     pub fn candle_plugin() -> Candidate {
-        let lib = super::plugins::rust_plugin("cogview-plugin-candle");
+        let lib = crate::plugins::rust_plugin("cogview-plugin-candle");
         Candidate::plugin("candle", lib, 0.0)
     }
 

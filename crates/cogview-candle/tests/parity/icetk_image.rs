@@ -1,7 +1,7 @@
 //! The image tokenizer against icetk's own VQ-VAE classes (PyPI icetk, plain PyTorch) with small
 //! random weights saved as the official `ice_image.pt` (see tests/fixtures/icetk/README.md).
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::candle::{LoadOptions, VqTokenizer};
 use cogview::core::npy::read_npy_file;

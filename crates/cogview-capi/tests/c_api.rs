@@ -1,16 +1,17 @@
 //! The C API from C and C++: the examples in examples/c/ and a C test of every error path
-//! (tests/c/errors.c), compiled with the system compilers against libcogview.so (and the
+//! (crates/cogview-capi/tests/c/errors.c), compiled with the system compilers against libcogview.so (and the
 //! generator also against libcogview.a), run normally and under AddressSanitizer + LeakSanitizer,
 //! which must report nothing.
 
-mod common;
+use cogview_backend_tests as common;
+use common::sdk as cogview;
 
 use common::plugins::{cdylib, include_dir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    common::workspace_root()
 }
 
 fn model_dir() -> PathBuf {
@@ -86,7 +87,7 @@ fn every_error_path_returns_an_error_object_without_leaks_or_invalid_accesses() 
     let model = model_dir();
     for asan in [false, true] {
         let exe = dir.path().join(format!("errors-{asan}"));
-        compile(&root().join("tests/c/errors.c"), &exe, asan, false);
+        compile(&root().join("crates/cogview-capi/tests/c/errors.c"), &exe, asan, false);
         let out = assert_clean(&run(&exe, &[model.to_str().unwrap()]), "errors.c");
         assert!(out.contains("0 failure(s)"), "{out}");
         assert!(
@@ -299,7 +300,7 @@ fn the_cpp_wrapper_generates_and_turns_errors_into_exceptions() {
 fn one_pipeline_serves_several_threads_with_the_same_results_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("threads");
-    compile(&root().join("tests/c/threads.c"), &exe, true, false);
+    compile(&root().join("crates/cogview-capi/tests/c/threads.c"), &exe, true, false);
     let o = run(&exe, &[]);
     let out = assert_clean(&o, "threads.c");
     assert_eq!(out.matches("identical").count(), 3, "{out}");

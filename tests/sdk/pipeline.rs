@@ -2,7 +2,7 @@
 //! (tests/fixtures/model-dir: random weights, so the images are noise; what is tested is the
 //! wiring, determinism, low-memory behaviour and the dry-run arithmetic).
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::checkpoint::Checkpoint;
 use cogview::core::context::Progress;
@@ -276,7 +276,7 @@ fn styles_set_the_official_recipe() {
 
 #[test]
 fn example_configs_parse_and_resolve() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/configs");
+    let dir = common::workspace_root().join("examples/configs");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

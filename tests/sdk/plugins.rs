@@ -2,7 +2,7 @@
 //! broken give clean errors (never a crash), a plugin written in C runs, panics inside a Rust
 //! plugin become errors, and the host's hooks reach the plugin.
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::core::backend::{Availability, LoadRequest};
 use cogview::core::lm::{LmInput, LogitsRequest};

@@ -4,7 +4,7 @@
 //! greedy strategy so that the generated tokens can be compared
 //! (tools/reference/make_completion_fixtures.py; tests/fixtures/completion/README.md).
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::candle::{CoglmModel, LoadOptions};
 use cogview::core::coglm::{caption_log_likelihood, CoglmGenerator, Stage1Settings};

@@ -1,7 +1,7 @@
 //! Builds the plugin libraries the tests load: the Rust plugins with a nested `cargo build` (a
 //! `cargo test` does not produce `cdylib` files), the C fixtures with the system C compiler.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -13,6 +13,35 @@ pub fn profile_dir() -> PathBuf {
 
 static BUILD: Mutex<()> = Mutex::new(());
 
+/// The `cogview` command (crates/cogview-cli), built once per test binary with a nested
+/// `cargo build` in the test's profile: only the command's own integration tests get
+/// `CARGO_BIN_EXE_cogview` from cargo.
+pub fn command() -> PathBuf {
+    static COMMAND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COMMAND
+        .get_or_init(|| {
+            build("cogview-cli");
+            let exe = profile_dir().join(format!("cogview{}", std::env::consts::EXE_SUFFIX));
+            assert!(exe.is_file(), "{} was not built", exe.display());
+            exe
+        })
+        .clone()
+}
+
+/// `cargo build -p package` in the test's profile.
+fn build(package: &str) {
+    let _lock = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package])
+        .current_dir(crate::workspace_root());
+    if profile_dir().file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "cargo build -p {package} failed");
+}
+
 /// Builds a Rust plugin package of this workspace and returns its library.
 pub fn rust_plugin(package: &str) -> PathBuf {
     cdylib(package, &package.replace('-', "_"))
@@ -20,17 +49,8 @@ pub fn rust_plugin(package: &str) -> PathBuf {
 
 /// Builds a `cdylib` package of this workspace and returns `lib<lib_name>.so`.
 pub fn cdylib(package: &str, lib_name: &str) -> PathBuf {
-    let _lock = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    build(package);
     let dir = profile_dir();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", package])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "cargo build -p {package} failed");
     let lib = dir.join(format!(
         "{}{}{}",
         std::env::consts::DLL_PREFIX,
@@ -42,7 +62,7 @@ pub fn cdylib(package: &str, lib_name: &str) -> PathBuf {
 }
 
 pub fn include_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
+    crate::workspace_root().join("include")
 }
 
 /// Compiles `plugins/fixtures-c/fixture.c` with `defines` into `<profile>/test-plugins/<name>/`,
@@ -52,7 +72,7 @@ pub fn c_fixture(name: &str, defines: &[&str], link: &[&str]) -> PathBuf {
     let out_dir = profile_dir().join("test-plugins").join(name);
     std::fs::create_dir_all(&out_dir).unwrap();
     let lib = out_dir.join(format!("libcogview_plugin_{}.so", name.replace('-', "_")));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/fixtures-c/fixture.c");
+    let src = crate::workspace_root().join("plugins/fixtures-c/fixture.c");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let out = Command::new(&cc)
         .args([

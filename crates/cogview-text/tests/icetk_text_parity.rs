@@ -1,7 +1,7 @@
 //! The text tokenizer against icetk's own `TextTokenizer` (sentencepiece 0.2, icetk from PyPI) on a
 //! SentencePiece unigram model trained by tools/reference/make_icetk_fixtures.py.
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::text::{IceTextTokenizer, SPECIAL_TOKENS};
 use cogview::{TextTokenizer, TextTokens};

@@ -1,7 +1,7 @@
 //! CogLM in Rust against the official model code (SwissArmyTransformer running on small random
 //! checkpoints saved in the official SAT layout; see tests/fixtures/coglm/README.md).
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::candle::{CoglmModel, LoadOptions};
 use cogview::core::coglm::{full_logits, CoglmGenerator, CoglmMask, Stage1Settings};

@@ -1,7 +1,7 @@
 //! `cogview generate`, `regenerate`, `super-resolve`, `info` run as a user runs them, on the tiny
 //! official-layout folder tests/fixtures/model-dir (random weights: the images are noise).
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::pipeline::record::{ImageRecord, Origin};
 use sha2::Digest;
@@ -620,7 +620,7 @@ fn eval_reports_generated_and_reference_rows() {
         "--candidates",
         "4",
         "--emoji-data",
-        s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fluent-emoji-flat/icons.json.gz")),
+        s(&common::workspace_root().join("data/fluent-emoji-flat/icons.json.gz")),
         "--json",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

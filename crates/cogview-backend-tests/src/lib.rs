@@ -1,15 +1,55 @@
-//! Helpers shared by the top-level integration tests.
-#![allow(dead_code)]
+//! # cogview-backend-tests
+//!
+//! The backend conformance suite, one copy that every backend runs the same way (like burn's
+//! backend-tests crate): [`conformance_tests!`] expands to the suite's `#[test]` functions for a
+//! [`suite::Candidate`] — the built-in candle backend (crates/cogview-candle/tests), the candle
+//! plugin (plugins/candle/tests), the tch plugin (tests/tch) and the CUDA build when a GPU is
+//! lent. Every stage's output must equal the reference (the built-in candle backend) within the
+//! candidate's tolerance, and a whole pipeline must draw the same tokens for the same seed.
+//!
+//! It also holds what the workspace's tests share: the fixtures in the official formats
+//! (`tests/fixtures`, made by tools/reference), and building plugin libraries and the command
+//! from a test ([`plugins`]).
 
-pub mod backend_suite;
 pub mod plugins;
+/// The library the suite drives (for tests of crates that cannot name it themselves: the C API
+/// crate's library is also called `cogview`).
+pub use cogview as sdk;
+pub mod suite;
+
+/// Expands to the conformance suite's tests for the candidate `$candidate` (an expression of
+/// type [`suite::Candidate`], evaluated in each test).
+///
+/// ```ignore
+/// cogview_backend_tests::conformance_tests!(cogview_backend_tests::suite::Candidate::built_in());
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($candidate:expr) => {
+        #[test]
+        fn conformance_each_stage_equals_the_reference() {
+            $crate::suite::each_stage_equals_the_reference(&[$candidate]);
+        }
+
+        #[test]
+        fn conformance_same_tokens_for_the_same_seed() {
+            $crate::suite::same_tokens_for_the_same_seed(&[$candidate]);
+        }
+    };
+}
 
 use cogview::core::npy::read_npy_file;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `tests/fixtures`: small random models and the official code's outputs on them.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    workspace_root().join("tests/fixtures")
 }
 
 pub fn coglm_fixture(name: &str) -> PathBuf {
@@ -100,9 +140,9 @@ impl ResidencyLog {
     }
 }
 
-/// Runs the `cogview` command with a test-only cache folder.
+/// Runs the `cogview` command ([`plugins::command`]) with a test-only cache folder.
 pub fn cogview(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cogview"))
+    std::process::Command::new(plugins::command())
         .args(args)
         .env(
             "COGVIEW_CACHE_DIR",

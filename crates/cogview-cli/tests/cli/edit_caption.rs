@@ -2,7 +2,7 @@
 //! embedded default model (192 px), and the reranking/captioning contracts through the Rust API
 //! on the tiny official-layout folder.
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::pipeline::record::{ImageRecord, Origin};
 use cogview::pipeline::CaptionOptions;

@@ -1,7 +1,7 @@
 //! DSR and ItersR against the official CogView2 model classes (run on SwissArmyTransformer with a
 //! PyTorch reference of the local-attention kernel; see tests/fixtures/sr/README.md).
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::candle::{LoadOptions, SrModel};
 use cogview::core::lopar::Lopar;
@@ -109,7 +109,7 @@ fn lopar_masks_equal_the_official_tiling() {
 #[test]
 fn logits_command_prints_every_cell_for_sr_models() {
     let dir = sr("itersr-tiny");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cogview"))
+    let out = std::process::Command::new(common::plugins::command())
         .args([
             "logits",
             "--model",

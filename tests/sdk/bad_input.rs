@@ -1,6 +1,6 @@
 //! Bad input gets a typed error that names the file, tensor or field, never a panic.
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::candle::{CoglmModel, LoadOptions};
 use cogview::checkpoint::{Checkpoint, SatFolder};

@@ -1,6 +1,6 @@
 //! The `cogview` command, run as a user runs it.
 
-mod common;
+use cogview_backend_tests as common;
 
 use common::*;
 use std::process::Command;

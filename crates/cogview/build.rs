@@ -10,10 +10,12 @@ fn main() {
     // build script was compiled in, and cargo reuses a compiled build script across checkouts
     // that share a target folder (it then embedded another checkout's model).
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let dir = Path::new(&manifest).join("models/default");
+    // The model folder is at the workspace root (models/default), two levels above this crate.
+    let models = Path::new(&manifest).join("../../models");
+    let dir = models.join("default");
     // The whole models/ folder is watched (it exists, unlike models/default before training):
     // a missing path would make cargo rerun this script, and rebuild the crate, every time.
-    println!("cargo:rerun-if-changed=models");
+    println!("cargo:rerun-if-changed={}", models.display());
     let out =
         Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_model.rs");
     let mut files: Vec<std::path::PathBuf> = Vec::new();

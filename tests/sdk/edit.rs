@@ -2,7 +2,7 @@
 //! `input_comp.txt`) through the tiny official-layout folder (tests/fixtures/model-dir: random
 //! weights, 20×20 → 60×60 tokens, 480 px), and editing's bad input.
 
-mod common;
+use cogview_backend_tests as common;
 
 use cogview::core::edit::{EditMask, Region};
 use cogview::{Image, Pipeline, PipelineConfig, RunContext, Settings};

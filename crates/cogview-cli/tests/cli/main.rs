@@ -1,0 +1,5 @@
+//! The `cogview` command, run as a user runs it: one test binary for the whole command.
+
+mod edit_caption;
+mod flags;
+mod generate;

@@ -1,0 +1,1 @@
+//! The workspace's integration tests (tests/sdk, tests/tch_plugin.rs); this library is empty.
