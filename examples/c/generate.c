@@ -9,6 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
+
+/* Creates the output folder if it does not exist yet (one level, like `mkdir`). */
+static int make_output_dir(const char *dir) {
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return 0;
+    fprintf(stderr, "cannot create the output folder %s: %s\n", dir, strerror(errno));
+    return 1;
+}
 
 static int fail(cogview_error *e, const char *what) {
     fprintf(stderr, "%s failed (code %d): %s\n", what, cogview_error_code(e), cogview_error_message(e));
@@ -35,6 +44,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--config")) pp.config_path = argv[i + 1];
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
+    if (make_output_dir(out_dir)) return 1;
 
     printf("cogview %s (API %u)\n", cogview_version(), cogview_api_version());
     cogview_pipeline *pipeline = NULL;

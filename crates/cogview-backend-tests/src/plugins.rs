@@ -28,12 +28,19 @@ pub fn command() -> PathBuf {
         .clone()
 }
 
-/// `cargo build -p package` in the test's profile.
+/// Builds `package` (a library with a `cdylib` crate type, or the command) in the test's
+/// profile.
+///
+/// It builds the whole workspace with all targets, not `-p package`: that selection resolves
+/// dependency features exactly as the test command (`cargo test --workspace`) does, dev
+/// dependencies included, so every dependency is already built and only `package`'s outputs
+/// are linked. `-p package` would resolve other features (proptest, a dev dependency, turns on
+/// some of `rand`'s) and compile candle, tokenizers and image a second time.
 fn build(package: &str) {
     let _lock = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", package])
+    cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
         .current_dir(crate::workspace_root());
     if profile_dir().file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");

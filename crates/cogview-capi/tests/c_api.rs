@@ -87,7 +87,12 @@ fn every_error_path_returns_an_error_object_without_leaks_or_invalid_accesses() 
     let model = model_dir();
     for asan in [false, true] {
         let exe = dir.path().join(format!("errors-{asan}"));
-        compile(&root().join("crates/cogview-capi/tests/c/errors.c"), &exe, asan, false);
+        compile(
+            &root().join("crates/cogview-capi/tests/c/errors.c"),
+            &exe,
+            asan,
+            false,
+        );
         let out = assert_clean(&run(&exe, &[model.to_str().unwrap()]), "errors.c");
         assert!(out.contains("0 failure(s)"), "{out}");
         assert!(
@@ -128,7 +133,7 @@ fn the_c_generator_writes_the_images_the_rust_pipeline_makes() {
     let exe = dir.path().join("generate");
     compile(&root().join("examples/c/generate.c"), &exe, true, false);
     let out_dir = dir.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
+    // The example creates its output folder itself (a missing `out/` once failed).
     let o = run(
         &exe,
         &[
@@ -171,7 +176,7 @@ fn the_c_editor_writes_the_edits_and_captions_the_rust_pipeline_makes() {
     let exe = dir.path().join("edit");
     compile(&root().join("examples/c/edit.c"), &exe, true, false);
     let out_dir = dir.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
+    // The example creates its output folder itself (a missing `out/` once failed).
     let prompt = "a large blue square in the center";
     let o = run(
         &exe,
@@ -250,7 +255,7 @@ fn the_generator_links_statically_too() {
         String::from_utf8_lossy(&ldd.stdout)
     );
     let out_dir = dir.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
+    // The example creates its output folder itself (a missing `out/` once failed).
     let o = run(
         &exe,
         &[
@@ -300,7 +305,12 @@ fn the_cpp_wrapper_generates_and_turns_errors_into_exceptions() {
 fn one_pipeline_serves_several_threads_with_the_same_results_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("threads");
-    compile(&root().join("crates/cogview-capi/tests/c/threads.c"), &exe, true, false);
+    compile(
+        &root().join("crates/cogview-capi/tests/c/threads.c"),
+        &exe,
+        true,
+        false,
+    );
     let o = run(&exe, &[]);
     let out = assert_clean(&o, "threads.c");
     assert_eq!(out.matches("identical").count(), 3, "{out}");

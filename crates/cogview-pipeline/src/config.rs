@@ -215,6 +215,36 @@ pub struct DefaultsConfig {
     pub dtype: Option<DType>,
 }
 
+/// The keys of a pipeline file that hold file paths.
+const PATH_KEYS: [&str; 3] = ["model_dir", "path", "cluster_labels"];
+
+/// Makes the relative file paths of a parsed pipeline file absolute against `dir`.
+fn absolutize_paths(table: &mut toml::Table, dir: &Path) {
+    for (key, value) in table.iter_mut() {
+        match value {
+            toml::Value::Table(t) => absolutize_paths(t, dir),
+            toml::Value::String(s) if PATH_KEYS.contains(&key.as_str()) => {
+                if Path::new(s.as_str()).is_relative() {
+                    *s = dir.join(s.as_str()).to_string_lossy().into_owned();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `over`'s keys replace `base`'s; tables present in both are merged recursively.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -259,6 +289,34 @@ impl PipelineConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut cfg = Self::from_toml(&text, &path.display().to_string())?;
         cfg.base_dir = Some(path.parent().unwrap_or(Path::new(".")).to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Reads the pipeline file `path` layered over the pipeline file `base`: every key `path`
+    /// sets wins, every key it leaves out comes from `base` (tables are merged key by key).
+    /// Relative file paths of `base` (`model_dir`, each stage's `path`, `cluster_labels`) are
+    /// resolved against `base`'s folder, those of `path` against its own.
+    ///
+    /// The command and the C API use it for a pipeline file that names no model: its settings
+    /// are applied to the embedded default model.
+    pub fn from_file_over(path: impl AsRef<Path>, base: impl AsRef<Path>) -> Result<Self> {
+        let (path, base) = (path.as_ref(), base.as_ref());
+        // Parse each alone first, so that an error names its own file and line.
+        Self::from_file(base)?;
+        let mut cfg_user = Self::from_file(path)?;
+        let read = |p: &Path| -> Result<toml::Table> {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            text.parse::<toml::Table>()
+                .map_err(|e| Error::config(p.display().to_string(), "(syntax)", e.to_string()))
+        };
+        let mut merged = read(base)?;
+        let base_dir = base.parent().unwrap_or(Path::new("."));
+        absolutize_paths(&mut merged, base_dir);
+        merge_tables(&mut merged, read(path)?);
+        let text = toml::to_string(&merged)
+            .map_err(|e| Error::config(path.display().to_string(), "(top level)", e.to_string()))?;
+        let mut cfg = Self::from_toml(&text, &path.display().to_string())?;
+        cfg.base_dir = cfg_user.base_dir.take();
         Ok(cfg)
     }
 

@@ -33,14 +33,32 @@ impl OpenOptions {
             None => PipelineConfig::default(),
         };
         if let Some(d) = &self.model_dir {
-            cfg.model_dir = Some(d.clone());
+            // A folder given here is relative to the working directory, not to the file's
+            // folder (where the file's own `model_dir` is resolved).
+            let d = std::path::absolute(d).map_err(|e| Error::io(d, e))?;
+            cfg.model_dir = Some(d);
         }
         if cfg.model_dir.is_none() && cfg.coglm.path.is_none() {
-            match embedded::default_model_dir()? {
-                Some(dir) if self.config.is_none() => {
+            match (embedded::default_model_dir()?, &self.config) {
+                (Some(dir), None) => {
                     cfg = PipelineConfig::from_file(dir.join("pipeline.toml"))?;
                 }
-                _ => {
+                // A pipeline file that names no model: its settings over the embedded model's.
+                (Some(dir), Some(file)) => {
+                    cfg = PipelineConfig::from_file_over(file, dir.join("pipeline.toml"))?;
+                }
+                (None, Some(file)) => {
+                    return Err(Error::invalid_input(
+                        "model_dir",
+                        format!(
+                            "the pipeline file {} names no model (no `model_dir`, no \
+                             `[coglm] path`) and this build has no embedded default model: \
+                             set `model_dir` in the file or pass a model folder",
+                            file.display()
+                        ),
+                    ))
+                }
+                (None, None) => {
                     return Err(Error::invalid_input(
                         "model_dir",
                         "no model given: pass a model folder (laid out as the official CogView2 \

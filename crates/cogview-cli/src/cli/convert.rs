@@ -1,5 +1,6 @@
 //! `cogview convert`: a SAT checkpoint folder → one safetensors file with its configuration inside.
 
+use super::pipeline_args::output_file;
 use cogview::checkpoint::{write_safetensors, Checkpoint, SatFolder};
 use cogview::{Error, Result};
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 pub struct Args {
     /// The SAT checkpoint folder.
     folder: PathBuf,
-    /// The safetensors file to write.
+    /// The safetensors file to write, or a folder that receives FOLDER-NAME.safetensors.
     #[arg(short, long)]
     output: PathBuf,
 }
@@ -34,7 +35,14 @@ pub fn run(args: Args) -> Result<()> {
         ),
     );
     meta.insert("format".to_string(), "pt".to_string());
-    let n = write_safetensors(&ckpt, |_| true, meta, &args.output)?;
-    eprintln!("wrote {n} tensors to {}", args.output.display());
+    let name = args
+        .folder
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into());
+    let out = output_file("--output", &args.output, &format!("{name}.safetensors"))?;
+    let n = write_safetensors(&ckpt, |_| true, meta, &out)?;
+    eprintln!("wrote {n} tensors to {}", out.display());
     Ok(())
 }

@@ -66,17 +66,56 @@ impl PipelineArgs {
     }
 }
 
+/// The file a command writes when `out` may name either the file or a folder to put it in:
+/// an existing folder, or a path ending in `/` (a folder to create), receives `default_name`;
+/// any other path is the file itself, and its folder is created if missing. Errors name `flag`.
+pub fn output_file(flag: &str, out: &Path, default_name: &str) -> Result<PathBuf> {
+    let names_a_folder = out.is_dir()
+        || out
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR)
+        || matches!(
+            out.components().next_back(),
+            Some(std::path::Component::CurDir | std::path::Component::ParentDir)
+        );
+    let (dir, file) = if names_a_folder {
+        (out.to_path_buf(), out.join(default_name))
+    } else {
+        let dir = out.parent().unwrap_or(Path::new("")).to_path_buf();
+        (dir, out.to_path_buf())
+    };
+    if !dir.as_os_str().is_empty() {
+        prepare_output_dir_for(flag, &dir)?;
+    }
+    Ok(file)
+}
+
+/// Creates the output folder `dir` of `--out` if missing and checks that it can be written.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    prepare_output_dir_for("--out", dir)
+}
+
+fn prepare_output_dir_for(flag: &str, dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid_input(
+            flag,
+            format!(
+                "{} is a file, not a folder: name a folder (or a file in an existing folder)",
+                dir.display()
+            ),
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| {
         Error::invalid_input(
-            "--out",
+            flag,
             format!("cannot create the output folder {}: {e}", dir.display()),
         )
     })?;
     let probe = dir.join(format!(".cogview-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| {
         Error::invalid_input(
-            "--out",
+            flag,
             format!("cannot write in the output folder {}: {e}", dir.display()),
         )
     })?;

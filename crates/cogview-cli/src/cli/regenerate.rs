@@ -1,6 +1,6 @@
 //! `cogview regenerate IMAGE.png`: rebuild the pipeline an image records and make it again.
 
-use super::pipeline_args::prepare_output_dir;
+use super::pipeline_args::{output_file, prepare_output_dir};
 use super::progress;
 use cogview::pipeline::record::{weight_records, ImageRecord, Origin};
 use cogview::{Error, Pipeline, Result, RunContext, Settings};
@@ -11,7 +11,8 @@ use std::path::PathBuf;
 pub struct Args {
     /// A PNG written by `cogview generate` or `cogview super-resolve`.
     image: PathBuf,
-    /// Where to write the reproduction (default: IMAGE with `.regenerated.png`).
+    /// Where to write the reproduction: a file, or a folder that receives
+    /// IMAGE-NAME.regenerated.png (default: beside IMAGE).
     #[arg(long, short)]
     out: Option<PathBuf>,
     /// Look for the weights in this folder (official layout) instead of the recorded paths.
@@ -103,17 +104,22 @@ pub fn run(args: Args) -> Result<()> {
             pipeline.super_resolve(&rec.prompt, vec![low_res.clone()], &[rec.seed], &ctx)?
         }
     };
-    let out = args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .image
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
-        args.image.with_file_name(format!("{stem}.regenerated.png"))
-    });
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        prepare_output_dir(dir)?;
-    }
+    let stem = args
+        .image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let default_name = format!("{stem}.regenerated.png");
+    let out = match &args.out {
+        Some(out) => output_file("--out", out, &default_name)?,
+        None => {
+            let out = args.image.with_file_name(&default_name);
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                prepare_output_dir(dir)?;
+            }
+            out
+        }
+    };
     let img = &images[0].image;
     let mut new_rec = rec.clone();
     new_rec.weights = now;

@@ -1,5 +1,6 @@
 //! `cogview tokenize`, `detokenize` and `tokenize-text`: icetk's tokenizers on files.
 
+use super::pipeline_args::output_file;
 use super::BackendArgs;
 use cogview::candle::VqTokenizer;
 use cogview::core::grid_file::GridFile;
@@ -22,7 +23,7 @@ pub struct TokenizeArgs {
     /// 160 → 20×20 and 480 → 60×60 tokens at compression 8).
     #[arg(long)]
     size: Option<usize>,
-    /// Where to write the grid file.
+    /// Where to write the grid file: a file, or a folder that receives IMAGE-NAME.json.
     #[arg(short, long, required_unless_present = "json", conflicts_with = "json")]
     output: Option<PathBuf>,
     /// Print {"height", "width", "ids"} instead of writing a file.
@@ -41,7 +42,7 @@ pub struct DetokenizeArgs {
     tokenizer: PathBuf,
     #[arg(long, default_value_t = 8)]
     compression: usize,
-    /// The PNG to write.
+    /// The PNG to write: a file, or a folder that receives GRID-NAME.png.
     #[arg(short, long)]
     output: PathBuf,
     #[command(flatten)]
@@ -55,6 +56,13 @@ pub struct TokenizeTextArgs {
     /// ice_text.model, or a model folder holding it.
     #[arg(long)]
     tokenizer: PathBuf,
+}
+
+/// A file's name without its extension, for default output names.
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into())
 }
 
 pub fn load_text_tokenizer(path: &Path) -> Result<IceTextTokenizer> {
@@ -80,6 +88,11 @@ pub fn tokenize(args: TokenizeArgs) -> Result<()> {
             serde_json::json!({"height": grid.height, "width": grid.width, "ids": grid.ids})
         );
     } else if let Some(out) = args.output {
+        let out = output_file(
+            "--output",
+            &out,
+            &format!("{}.json", file_stem(&args.image)),
+        )?;
         GridFile {
             grid,
             compression: Some(compression),
@@ -100,7 +113,12 @@ pub fn detokenize(args: DetokenizeArgs) -> Result<()> {
         &args.grid.display().to_string(),
     )?;
     let image = vq.decode(&file.grid, compression)?;
-    cogview::image::save_png(&image, &args.output, &[])
+    let out = output_file(
+        "--output",
+        &args.output,
+        &format!("{}.png", file_stem(&args.grid)),
+    )?;
+    cogview::image::save_png(&image, &out, &[])
 }
 
 pub fn tokenize_text(args: TokenizeTextArgs) -> Result<()> {

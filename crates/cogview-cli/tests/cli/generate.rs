@@ -390,14 +390,19 @@ fn bad_input_is_refused_with_a_reason_and_leaves_nothing_behind() {
     let e = gen(&["a cat", "--batch-size", "0"]);
     assert!(e.contains("--batch-size"), "{e}");
 
-    // A pipeline file that names no model (the embedded default is only used without a file).
-    let empty = tmp.path().join("empty.toml");
-    std::fs::write(&empty, "style = \"none\"\n").unwrap();
-    let e = fails(&["generate", "a cat", "--config", s(&empty), "--out", s(&out)]);
-    assert!(
-        e.contains("--model-dir") && e.contains("--config FILE"),
-        "{e}"
-    );
+    // A pipeline file whose model folder does not exist (a file naming no model applies to
+    // the embedded default model: tests/cli/output_and_config.rs).
+    let missing = tmp.path().join("missing.toml");
+    std::fs::write(&missing, "model_dir = \"no-such-folder\"\n").unwrap();
+    let e = fails(&[
+        "generate",
+        "a cat",
+        "--config",
+        s(&missing),
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("no-such-folder"), "{e}");
 
     // An output folder that cannot be made.
     let file = tmp.path().join("a-file");
