@@ -20,7 +20,7 @@ pub mod suite;
 /// Expands to the conformance suite's tests for the candidate `$candidate` (an expression of
 /// type [`suite::Candidate`], evaluated in each test).
 ///
-/// ```ignore
+/// ```text
 /// cogview_backend_tests::conformance_tests!(cogview_backend_tests::suite::Candidate::built_in());
 /// ```
 #[macro_export]
