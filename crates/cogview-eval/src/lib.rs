@@ -13,7 +13,7 @@
 
 use cogview_core::{Compression, Error, Image, ImageTokenizer, Result, RunContext};
 use cogview_pipeline::Pipeline;
-use cogview_scenes::{Accuracy, Scene, SceneSampler};
+use cogview_scenes::{Accuracy, Scene, SceneSampler, Split};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -22,21 +22,48 @@ use std::sync::Arc;
 pub struct SceneSet {
     /// Objects per scene (1 to 3).
     pub objects: usize,
-    /// How many scenes (single-object: at most the 112 held-out ones, taken in a fixed order).
+    /// How many scenes (single-object: at most the 112 held-out ones of the attribute-pair split,
+    /// or the 432 single-object scenes under the compositions split, taken in a fixed order).
     pub count: usize,
     pub seed: u64,
     /// Compositions seen in training instead of held-out ones (what the model learnt, beside
     /// how it generalises).
     #[serde(default)]
     pub seen: bool,
+    /// The split the model was trained on, which says what is held out.
+    #[serde(serialize_with = "split_name")]
+    pub split: Split,
+}
+
+fn split_name<S: serde::Serializer>(split: &Split, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(split.name())
 }
 
 impl SceneSet {
-    /// The scenes: for one object, the held-out single-object scenes spread evenly over the
-    /// list; for more, `count` seeded held-out draws.
+    /// Under the compositions split no single object is held out: a one-object set is then the
+    /// single-object scenes, every one trained on.
+    pub fn all_trained_singles(&self) -> bool {
+        !self.seen && self.objects == 1 && self.split == Split::Compositions
+    }
+
+    /// What the set is, as the report's heading says it.
+    pub fn label(&self) -> &'static str {
+        match (self.seen, self.split) {
+            (true, _) => "seen (trained)",
+            (false, _) if self.all_trained_singles() => {
+                "single-object (all trained under the compositions split)"
+            }
+            (false, Split::Compositions) => "held-out compositions:",
+            (false, Split::AttributePairs) => "held-out",
+        }
+    }
+
+    /// The scenes: for one object, the held-out single-object scenes of the attribute-pair split
+    /// (or, under the compositions split, all single-object scenes) spread evenly over the list;
+    /// for more, `count` seeded held-out draws of the split.
     pub fn scenes(&self) -> Result<Vec<Scene>> {
         if self.seen {
-            let mut s = SceneSampler::new(self.seed);
+            let mut s = SceneSampler::new(self.seed, self.split);
             return (0..self.count)
                 .map(|_| {
                     s.sample_train(self.objects..=self.objects)
@@ -45,11 +72,14 @@ impl SceneSet {
                 .collect();
         }
         if self.objects == 1 {
-            let all = cogview_scenes::split::heldout_single_object_scenes();
+            let all = match self.split {
+                Split::AttributePairs => cogview_scenes::split::heldout_single_object_scenes(),
+                Split::Compositions => cogview_scenes::split::single_object_scenes(),
+            };
             let n = self.count.min(all.len()).max(1);
             return Ok((0..n).map(|i| all[i * all.len() / n].clone()).collect());
         }
-        let mut s = SceneSampler::new(self.seed);
+        let mut s = SceneSampler::new(self.seed, self.split);
         (0..self.count)
             .map(|_| {
                 s.sample_heldout(self.objects)
@@ -102,11 +132,7 @@ impl std::fmt::Display for SceneReport {
         writeln!(
             f,
             "{} scenes with {} object(s), {} prompts:",
-            if self.set.seen {
-                "seen (trained)"
-            } else {
-                "held-out"
-            },
+            self.set.label(),
             self.set.objects,
             self.rows.first().map_or(0, |r| r.scenes)
         )?;
@@ -203,7 +229,7 @@ pub fn evaluate_scenes(
     let mut seconds = None;
     if let Some(pipeline) = pipeline {
         // Held-out single objects are also scored by what made them held out.
-        let by_kind = !set.seen && set.objects == 1;
+        let by_kind = !set.seen && set.objects == 1 && set.split == Split::AttributePairs;
         // [final, stage 1, stage 1 best of the candidates by the checker]
         //   × [all, colour×shape pair, shape×cell pair only]
         let mut acc: [[Accuracy; 3]; 3] = Default::default();
@@ -402,6 +428,7 @@ mod tests {
             count: 10,
             seed: 1,
             seen: false,
+            split: Split::AttributePairs,
         };
         let a = s.scenes().unwrap();
         assert_eq!(a.len(), 10);
@@ -412,6 +439,7 @@ mod tests {
             count: 5,
             seed: 1,
             seen: false,
+            split: Split::AttributePairs,
         }
         .scenes()
         .unwrap();
@@ -422,6 +450,7 @@ mod tests {
                 count: 500,
                 seed: 1,
                 seen: false,
+                split: Split::AttributePairs,
             }
             .scenes()
             .unwrap()
@@ -434,10 +463,53 @@ mod tests {
             count: 20,
             seed: 3,
             seen: true,
+            split: Split::AttributePairs,
         }
         .scenes()
         .unwrap();
         assert!(seen.iter().all(|x| !x.is_heldout() && x.objects.len() == 2));
+    }
+
+    #[test]
+    fn compositions_sets_hold_out_compositions_and_score_every_single_object() {
+        let set = |objects, count, seen| SceneSet {
+            objects,
+            count,
+            seed: 2,
+            seen,
+            split: Split::Compositions,
+        };
+        let held = cogview_scenes::is_heldout_composition;
+        for n in 2..=3 {
+            let a = set(n, 200, false).scenes().unwrap();
+            assert_eq!(a.len(), 200);
+            assert!(a.iter().all(|x| held(x) && x.objects.len() == n));
+            assert_eq!(a, set(n, 200, false).scenes().unwrap());
+            let seen = set(n, 200, true).scenes().unwrap();
+            assert!(seen.iter().all(|x| !held(x) && x.objects.len() == n));
+            assert_eq!(set(n, 1, false).label(), "held-out compositions:");
+        }
+        // One object: nothing is held out, so every single-object scene, spread evenly.
+        let singles = set(1, 1000, false).scenes().unwrap();
+        assert_eq!(singles.len(), 432);
+        let distinct: std::collections::HashSet<_> = singles.iter().collect();
+        assert_eq!(distinct.len(), 432);
+        let some = set(1, 50, false).scenes().unwrap();
+        assert_eq!(some.len(), 50);
+        // Spread over the list: every cell appears.
+        let cells: std::collections::HashSet<_> = some.iter().map(|s| s.objects[0].cell).collect();
+        assert_eq!(cells.len(), 9);
+        assert!(set(1, 50, false).all_trained_singles());
+        assert!(set(1, 50, false).label().contains("all trained"));
+        // The attribute-pair split keeps its headings.
+        let pairs = SceneSet {
+            split: Split::AttributePairs,
+            ..set(1, 5, false)
+        };
+        assert_eq!(pairs.label(), "held-out");
+        assert!(!pairs.all_trained_singles());
+        let json = serde_json::to_value(set(2, 3, false)).unwrap();
+        assert_eq!(json["split"], "compositions");
     }
 }
 
@@ -504,7 +576,7 @@ pub fn scene_edit(scene: &Scene, i: usize) -> (usize, Scene) {
     (j, new)
 }
 
-/// Edits `count` two-object scenes (held-out compositions unless `seen`): the real render, one
+/// Edits `count` two-object scenes (held-out scenes of `split` unless `seen`): the real render, one
 /// object's grid cell masked, the caption with that object replaced; the result is checked
 /// against the new scene.
 pub fn evaluate_edits(
@@ -512,6 +584,7 @@ pub fn evaluate_edits(
     count: usize,
     seed: u64,
     seen: bool,
+    split: Split,
 ) -> Result<EditReport> {
     use cogview_core::edit::{EditMask, Region};
     let scenes = SceneSet {
@@ -519,6 +592,7 @@ pub fn evaluate_edits(
         count,
         seed,
         seen,
+        split,
     }
     .scenes()?;
     let side = pipeline.geometry().image_side();
@@ -578,6 +652,7 @@ mod edit_tests {
             count: 40,
             seed: 3,
             seen: false,
+            split: Split::AttributePairs,
         }
         .scenes()
         .unwrap();

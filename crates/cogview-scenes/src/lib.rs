@@ -7,7 +7,7 @@
 //! * [`grammar`]: the words ([`Size`], [`Colour`], [`Shape`], [`Cell`]), [`Object`] and [`Scene`],
 //!   [`Scene::caption`] and its exact inverse [`Scene::parse`].
 //! * [`render`](mod@render): anti-aliased rendering of a scene at any size.
-//! * [`split`]: the fixed train / held-out split and the seeded [`SceneSampler`].
+//! * [`split`]: the fixed train / held-out splits ([`Split`]) and the seeded [`SceneSampler`].
 //! * [`check`](mod@check): the scene checker, [`detect`] and [`check()`], and the [`Accuracy`] tally.
 //!
 //! ## The scenes
@@ -29,25 +29,30 @@
 //! | shape | `circle`, `square`, `triangle` (apex up at the top middle of the box, base its bottom edge) |
 //! | position | `top left`, `top`, `top right`, `left`, `center`, `right`, `bottom left`, `bottom`, `bottom right` |
 //!
-//! ## The held-out split
+//! ## The held-out splits
 //!
-//! Some compositions are never trained on, so that evaluation can measure generalisation to new
-//! combinations of known words. An object is held out if it uses
+//! Some scenes are never trained on, so that evaluation can measure generalisation to new
+//! combinations of known words. [`Split`] chooses which:
 //!
-//! * one of the (colour, shape) pairs in [`HELDOUT_COLOUR_SHAPE`]: red square, green triangle,
-//!   blue circle, orange triangle; or
-//! * one of the (shape, position) pairs in [`HELDOUT_SHAPE_CELL`]: circle at the top right, square
-//!   at the bottom left, triangle in the center;
+//! * [`Split::Compositions`] (the default; `models/default` is trained on it): every one of the 432
+//!   single-object scenes is trained on, and a fixed tenth of the two- and three-object scenes is
+//!   held out ([`is_heldout_composition`]: a stable hash of the scene's object set,
+//!   [`composition_key`], divisible by [`HELDOUT_COMPOSITION_MODULUS`]). Every object of a held-out
+//!   composition is trained on; only the combination is new.
+//! * [`Split::AttributePairs`] (the unseen-pair experiment of the first default models): an object
+//!   is held out if it uses one of the (colour, shape) pairs in [`HELDOUT_COLOUR_SHAPE`] (red
+//!   square, green triangle, blue circle, orange triangle) or one of the (shape, position) pairs
+//!   in [`HELDOUT_SHAPE_CELL`] (circle at the top right, square at the bottom left, triangle in
+//!   the center), and a scene is held out if **any** of its objects is ([`Scene::is_heldout`]).
+//!   Of the 432 single-object scenes, 112 are held out ([`heldout_single_object_scenes`]).
 //!
-//! and a scene is held out if **any** of its objects is ([`Scene::is_heldout`]). Of the 432
-//! single-object scenes, 112 are held out. [`SceneSampler::sample_train`] only produces scenes that
-//! are not held out, [`SceneSampler::sample_heldout`] only held-out ones, and
-//! [`heldout_single_object_scenes`] lists the held-out single-object scenes.
+//! [`SceneSampler::sample_train`] only produces scenes that are not held out under the sampler's
+//! split, and [`SceneSampler::sample_heldout`] only held-out ones ([`Split::is_heldout`]).
 //!
 //! ## Example
 //!
 //! ```
-//! use cogview_scenes::{check, render, Accuracy, Scene, SceneSampler};
+//! use cogview_scenes::{check, render, Accuracy, Scene, SceneSampler, Split};
 //!
 //! let scene = Scene::parse("a small yellow triangle at the top left and a large red circle in the center")?;
 //! assert_eq!(scene.objects.len(), 2);
@@ -56,7 +61,7 @@
 //! assert!(report.exact, "{report}");
 //!
 //! // Score a batch of held-out scenes (here: clean renders, so every one is exact).
-//! let mut sampler = SceneSampler::new(42);
+//! let mut sampler = SceneSampler::new(42, Split::Compositions);
 //! let mut accuracy = Accuracy::default();
 //! for _ in 0..10 {
 //!     let scene = sampler.sample_heldout(3)?;
@@ -81,6 +86,7 @@ pub use grammar::{
 };
 pub use render::{render, RenderError};
 pub use split::{
-    heldout_single_object_scenes, single_object_scenes, ObjectCountError, SceneSampler,
-    HELDOUT_COLOUR_SHAPE, HELDOUT_SHAPE_CELL,
+    composition_key, heldout_single_object_scenes, is_heldout_composition, object_index,
+    single_object_scenes, ObjectCountError, SceneSampler, Split, UnknownSplit,
+    HELDOUT_COLOUR_SHAPE, HELDOUT_COMPOSITION_MODULUS, HELDOUT_SHAPE_CELL,
 };

@@ -5,7 +5,7 @@ use std::time::Instant;
 use cogview_core::{Image, Rng};
 use cogview_scenes::{
     check, detect, render, single_object_scenes, Accuracy, Cell, CheckError, CheckReport, Colour,
-    Object, RenderError, Scene, SceneError, SceneSampler, Shape, Size,
+    Object, RenderError, Scene, SceneError, SceneSampler, Shape, Size, Split,
 };
 
 /// A 3×3 box blur (the window clipped at the border) followed by uniform integer noise in
@@ -64,7 +64,7 @@ fn pixel(image: &Image, x: usize, y: usize) -> [u8; 3] {
 }
 
 fn multi_object_scenes(seed: u64, count: usize) -> Vec<Scene> {
-    let mut sampler = SceneSampler::new(seed);
+    let mut sampler = SceneSampler::new(seed, Split::AttributePairs);
     (0..count)
         .map(|i| {
             if i % 2 == 0 {

@@ -392,6 +392,7 @@ pub fn train(
     if state.is_file() {
         let (_, meta) = load_state(&state, &vars, &mut adam)?;
         check_resumed_grid(&state, &meta, opts.grid)?;
+        crate::data::check_resumed_split(&state, &meta, data.split())?;
         data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
     } else if let Some(init) = &opts.init_from {
         crate::optim::init_from(&vars, init)?;
@@ -400,8 +401,10 @@ pub fn train(
     let mut rng = Rng::from_seed(opts.seed ^ 0xC061A);
     let side = opts.grid * 8;
     let max_text = 63;
+    let split = data.state_metadata();
     let meta = |adam: &AdamW| -> Result<HashMap<String, String>> {
         let mut m = HashMap::new();
+        m.insert(split.0.clone(), split.1.clone());
         m.insert(
             "model_config".into(),
             model_config_json(config, opts.grid, max_text).to_string(),

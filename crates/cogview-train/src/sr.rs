@@ -149,7 +149,8 @@ pub fn train(
     let mut adam = AdamW::new(opts.lr, 0.01);
     let state = out.join("state.safetensors");
     if state.is_file() {
-        load_state(&state, &vars, &mut adam)?;
+        let (_, meta) = load_state(&state, &vars, &mut adam)?;
+        crate::data::check_resumed_split(&state, &meta, data.split())?;
         data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
     } else if let Some(init) = &opts.init_from {
         crate::optim::init_from(&vars, init)?;
@@ -160,8 +161,10 @@ pub fn train(
         SrKind::Dsr => "dsr.safetensors",
         SrKind::Itersr => "itersr.safetensors",
     });
+    let split = data.state_metadata();
     let meta = |adam: &AdamW| -> Result<HashMap<String, String>> {
         let mut m = HashMap::new();
+        m.insert(split.0.clone(), split.1.clone());
         m.insert("model_config".into(), model_config_json(config).to_string());
         m.insert(
             "options".into(),

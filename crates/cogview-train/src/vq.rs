@@ -154,7 +154,8 @@ pub fn train(
     };
     let state = out.join("state.safetensors");
     if state.is_file() {
-        let (extra, _) = load_state(&state, &vars, &mut adam)?;
+        let (extra, meta) = load_state(&state, &vars, &mut adam)?;
+        crate::data::check_resumed_split(&state, &meta, data.split())?;
         if let (Some(cs), Some(ea)) = (extra.get("cluster_size"), extra.get("embed_avg")) {
             ema.cluster_size = cd!(cs.to_vec1::<f32>())?;
             ema.embed_avg = cd!(ea.flatten_all()?.to_vec1::<f32>())?;
@@ -170,9 +171,11 @@ pub fn train(
         .expect("the codebook is a variable")
         .clone();
     let skip = |n: &str| n == "quantize.embed.weight";
+    let split = data.state_metadata();
     let save = |adam: &AdamW, ema: &Ema| -> Result<()> {
         let extra = ema.tensors("", k, dim)?;
         let mut meta = HashMap::new();
+        meta.insert(split.0.clone(), split.1.clone());
         meta.insert(
             "options".into(),
             serde_json::to_string(opts).map_err(|e| Error::Backend(e.to_string()))?,

@@ -27,6 +27,12 @@ pub struct Args {
     /// Score compositions seen in training instead of held-out ones.
     #[arg(long)]
     seen: bool,
+    /// The split the model was trained on, which says what is held out: `compositions` (the
+    /// default and models/default's: held-out two- and three-object compositions; with one
+    /// object, every single-object scene, all trained) or `attribute-pairs` (held-out
+    /// colour×shape and shape×cell pairs).
+    #[arg(long, default_value = "compositions")]
+    split: cogview_scenes::Split,
     /// Held-out emoji captions for caption → image retrieval (0: skip).
     #[arg(long, default_value_t = 50)]
     emoji: usize,
@@ -79,6 +85,7 @@ pub fn run(args: Args) -> Result<()> {
             count: args.count,
             seed: args.seed,
             seen: args.seen,
+            split: args.split,
         };
         let r = cogview_eval::evaluate_scenes(
             pipeline.as_ref(),
@@ -105,7 +112,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut edits = None;
     if let (Some(p), true) = (&pipeline, args.edit > 0) {
-        let r = cogview_eval::evaluate_edits(p, args.edit, args.seed, args.seen)?;
+        let r = cogview_eval::evaluate_edits(p, args.edit, args.seed, args.seen, args.split)?;
         if !args.json {
             println!("{r}");
         }

@@ -58,6 +58,12 @@ struct PreviewArgs {
     seed: u64,
     #[arg(long, default_value = cogview_emoji_default())]
     emoji: String,
+    /// The scene split whose training side is drawn: `compositions` (every single object; a
+    /// fixed tenth of the two- and three-object scenes held out; models/default) or
+    /// `attribute-pairs` (the unseen colour×shape and shape×cell pair experiment). A state
+    /// resumes only under the split it was trained on.
+    #[arg(long, default_value = "compositions")]
+    split: cogview_scenes::Split,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,13 +104,20 @@ struct CoglmArgs {
     emoji: String,
     #[arg(long, default_value_t = 0.5)]
     scene_fraction: f64,
+    /// The scene split whose training side is drawn: `compositions` (every single object; a
+    /// fixed tenth of the two- and three-object scenes held out; models/default) or
+    /// `attribute-pairs` (the unseen colour×shape and shape×cell pair experiment). A state
+    /// resumes only under the split it was trained on.
+    #[arg(long, default_value = "compositions")]
+    split: cogview_scenes::Split,
     /// The stage-1 grid side in tokens (images of grid·8 px at stage 1; super-resolution works at
     /// 3·grid). 9 puts every cell of the scenes' 3×3 layout on whole tokens.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(4..=32))]
     grid: u64,
-    /// Start from trained weights of the same part (its .safetensors or a state.safetensors):
-    /// tensors of the same name and shape are copied, the rest (e.g. position tables of another
-    /// grid) start fresh. Ignored when --out already holds a state to resume.
+    /// Start from trained weights of the same part (a model's coglm/dsr/itersr.safetensors, e.g.
+    /// models/default/coglm.safetensors, or a state.safetensors): tensors of the same name and
+    /// shape are copied, the rest (e.g. position tables of another grid) start fresh. Ignored
+    /// when --out already holds a state to resume.
     #[arg(long)]
     init_from: Option<PathBuf>,
     /// Share of text-conditioned infilling samples (the sequence editing runs; cogview's
@@ -134,6 +147,12 @@ struct VqArgs {
     /// Share of scenes among the examples (the rest are emoji).
     #[arg(long, default_value_t = 0.5)]
     scene_fraction: f64,
+    /// The scene split whose training side is drawn: `compositions` (every single object; a
+    /// fixed tenth of the two- and three-object scenes held out; models/default) or
+    /// `attribute-pairs` (the unseen colour×shape and shape×cell pair experiment). A state
+    /// resumes only under the split it was trained on.
+    #[arg(long, default_value = "compositions")]
+    split: cogview_scenes::Split,
     /// Print a line every N steps.
     #[arg(long, default_value_t = 10)]
     log_every: u64,
@@ -162,7 +181,12 @@ const fn cogview_emoji_default() -> &'static str {
     "data/fluent-emoji-flat/icons.json.gz"
 }
 
-fn data(emoji: &str, seed: u64, scene_fraction: f64) -> Result<cogview_train::data::DataMix> {
+fn data(
+    emoji: &str,
+    seed: u64,
+    split: cogview_scenes::Split,
+    scene_fraction: f64,
+) -> Result<cogview_train::data::DataMix> {
     let set = if emoji == "none" {
         None
     } else {
@@ -171,13 +195,19 @@ fn data(emoji: &str, seed: u64, scene_fraction: f64) -> Result<cogview_train::da
                 .map_err(|e| Error::invalid_input("--emoji", e.to_string()))?,
         )
     };
-    Ok(cogview_train::data::DataMix::new(seed, set, scene_fraction))
+    Ok(cogview_train::data::DataMix::new(
+        seed,
+        split,
+        set,
+        scene_fraction,
+    ))
 }
 
 pub fn run(args: Args) -> Result<()> {
     match args.part {
         Part::Tokenizer(a) => {
-            let mix = data(&a.emoji, 1, 0.5)?;
+            // The caption list is the same under either split (DataMix::all_captions).
+            let mix = data(&a.emoji, 1, Default::default(), 0.5)?;
             let captions = mix.all_captions();
             let bytes = cogview_train::caption_tokenizer::train(&captions, a.min_count, 100_000)?;
             if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -196,7 +226,7 @@ pub fn run(args: Args) -> Result<()> {
                 seed: a.seed,
                 ..Default::default()
             };
-            let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
+            let mut mix = data(&a.emoji, a.seed, a.split, a.scene_fraction)?;
             let mut rate = Rate::new();
             let out = cogview_train::vq::train(&opts, &mut mix, &a.out, |s| {
                 let per_second = rate.per_second(s.step);
@@ -233,7 +263,7 @@ pub fn run(args: Args) -> Result<()> {
         Part::PreviewVq(a) => {
             use cogview::ImageTokenizer;
             let vq = cogview::candle::VqTokenizer::load(&a.vq, Default::default())?;
-            let mut mix = data(&a.emoji, a.seed, 0.5)?;
+            let mut mix = data(&a.emoji, a.seed, a.split, 0.5)?;
             let (mut top, mut bottom) = (Vec::new(), Vec::new());
             for _ in 0..a.count {
                 let ex = mix.draw()?;
@@ -269,7 +299,7 @@ pub fn run(args: Args) -> Result<()> {
                     "give a share between 0 and 0.7 (the caption samples take 0.3)",
                 ));
             }
-            let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
+            let mut mix = data(&a.emoji, a.seed, a.split, a.scene_fraction)?;
             let mut rate = Rate::new();
             let mut avg: Option<f64> = None;
             let out = cogview_train::coglm::train(
@@ -345,7 +375,7 @@ fn train_sr(a: CoglmArgs, kind: cogview::candle::SrKind) -> Result<()> {
         init_from: a.init_from.clone(),
         ..Default::default()
     };
-    let mut mix = data(&a.emoji, a.seed, a.scene_fraction)?;
+    let mut mix = data(&a.emoji, a.seed, a.split, a.scene_fraction)?;
     let mut rate = Rate::new();
     let out =
         cogview_train::sr::train(&opts, &config, &vocab, &mut mix, &vq, &text, &a.out, |s| {

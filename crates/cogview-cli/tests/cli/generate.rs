@@ -626,6 +626,8 @@ fn eval_reports_generated_and_reference_rows() {
         "4",
         "--emoji-data",
         s(&common::workspace_root().join("data/fluent-emoji-flat/icons.json.gz")),
+        "--split",
+        "attribute-pairs",
         "--json",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -662,14 +664,70 @@ fn eval_reports_generated_and_reference_rows() {
     }
     assert!([0, 3, 6, 7].iter().all(|&i| rows[i]["scenes"] == 2));
     assert!(v[0]["seconds_per_image"].as_f64().unwrap() > 0.0);
+    assert_eq!(v[0]["set"]["split"], "attribute-pairs");
     // Scenes have 1 to 3 objects.
     let e = fails(&["eval", "--model-dir", s(&model_dir()), "--objects", "4"]);
     assert!(e.contains("1 to 3"), "{e}");
+    // The default split, compositions, holds no single object out: no rows by held-out kind,
+    // and the two-object prompts are held-out compositions.
+    let out = ok(&[
+        "eval",
+        "--model-dir",
+        s(&model_dir()),
+        "--objects",
+        "1",
+        "--objects",
+        "2",
+        "--count",
+        "2",
+        "--emoji",
+        "0",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for set in v["scenes"].as_array().unwrap() {
+        assert_eq!(set["set"]["split"], "compositions");
+        let names: Vec<&str> = set["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "generated (final)",
+                "generated (stage 1)",
+                "ceiling: VQ round trip",
+                "floor: wrong caption"
+            ]
+        );
+    }
+    let out = ok(&[
+        "eval",
+        "--model-dir",
+        s(&model_dir()),
+        "--objects",
+        "2",
+        "--count",
+        "2",
+        "--emoji",
+        "0",
+    ]);
+    assert!(
+        out.contains("held-out compositions: scenes with 2 object(s)"),
+        "{out}"
+    );
+    let e = fails(&["eval", "--model-dir", s(&model_dir()), "--split", "pairs"]);
+    assert!(
+        e.contains("compositions") && e.contains("attribute-pairs"),
+        "{e}"
+    );
 }
 
 #[test]
 fn eval_with_reranking_adds_the_checkers_best_candidate_which_is_never_worse() {
-    // The embedded model (it draws scenes): 3 held-out prompts, best of 3 candidates.
+    // The embedded model (it draws scenes): 3 one-object prompts, best of 3 candidates.
     let out = ok(&[
         "eval",
         "--objects",
@@ -760,5 +818,71 @@ fn with_no_model_given_the_embedded_default_model_draws_the_readme_prompt() {
     assert!(
         record.contains("coglm.safetensors") && record.contains("default-model-"),
         "{record}"
+    );
+}
+
+#[test]
+fn train_warm_starts_from_a_models_weights_and_resumes_only_under_its_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = common::workspace_root().join("models/default");
+    let out = tmp.path().join("coglm");
+    let (vq, tok, init) = (
+        m.join("ice_image.safetensors"),
+        m.join("ice_text.model"),
+        m.join("coglm.safetensors"),
+    );
+    let run = |steps: &str, split: &str| {
+        cogview(&[
+            "train",
+            "coglm",
+            "--vq",
+            s(&vq),
+            "--tokenizer",
+            s(&tok),
+            "--grid",
+            "9",
+            "--out",
+            s(&out),
+            "--steps",
+            steps,
+            "--batch",
+            "1",
+            "--emoji",
+            "none",
+            "--init-from",
+            s(&init),
+            "--split",
+            split,
+            "--log-every",
+            "1",
+        ])
+    };
+    // A model's weights file (not a training state) starts the run: the first loss is the
+    // trained model's (a fresh CogLM starts near ln(vocabulary) ≈ 7).
+    let first = run("1", "compositions");
+    let err = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(first.status.success(), "{err}");
+    let loss: f64 = err
+        .split("loss ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no loss in {err}"));
+    assert!(loss < 3.0, "{err}");
+    assert!(out.join("state.safetensors").is_file());
+    // The state records its split: resuming under the other one is refused, naming the one to
+    // pass; under its own it resumes.
+    let e = run("2", "attribute-pairs");
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert_eq!(e.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("--split") && msg.contains("pass --split compositions"),
+        "{msg}"
+    );
+    let resumed = run("2", "compositions");
+    let msg = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        resumed.status.success() && msg.contains("step 2/2"),
+        "{msg}"
     );
 }
