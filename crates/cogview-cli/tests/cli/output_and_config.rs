@@ -3,7 +3,7 @@
 
 use cogview_backend_tests as common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs the command in `cwd` with a test-only cache folder.
@@ -41,22 +41,27 @@ fn pixels(path: &Path) -> cogview::Image {
     cogview::image::load_image(path).unwrap()
 }
 
-/// One stage-1 image of the embedded default model, written into `dir`.
-fn first_stage_image(dir: &Path, seed: &str) -> std::path::PathBuf {
-    let printed = ok_in(
-        dir,
-        &[
-            "generate",
-            "a small red square at the top left",
-            "--only-first-stage",
-            "--seed",
-            seed,
-            "--out",
-            "made",
-            "--quiet",
-        ],
-    );
+/// One stage-1 image of "a small red square at the top left", written into `dir/out`, with
+/// extra flags; returns its path.
+fn first_stage_image_with(dir: &Path, seed: &str, out: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "generate",
+        "a small red square at the top left",
+        "--only-first-stage",
+        "--seed",
+        seed,
+        "--out",
+        out,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let printed = ok_in(dir, &args);
     dir.join(printed.lines().next().unwrap())
+}
+
+/// The same with the embedded default model and no pipeline file.
+fn first_stage_image(dir: &Path, seed: &str) -> PathBuf {
+    first_stage_image_with(dir, seed, "made", &[])
 }
 
 #[test]
@@ -170,45 +175,23 @@ fn a_pipeline_file_without_a_model_applies_to_the_embedded_one() {
         "style = \"none\"\n[coglm]\ntemperature = 0.7\ntop_k_clusters = 4\n",
     )
     .unwrap();
-    let printed = ok_in(
+    let with_file = first_stage_image_with(
         tmp.path(),
-        &[
-            "generate",
-            "a small red square at the top left",
-            "--only-first-stage",
-            "--seed",
-            "9",
-            "--out",
-            "with-file",
-            "--config",
-            same.to_str().unwrap(),
-            "--quiet",
-        ],
+        "9",
+        "with-file",
+        &["--config", same.to_str().unwrap()],
     );
-    let with_file = tmp.path().join(printed.lines().next().unwrap());
     assert_eq!(pixels(&with_file), pixels(&plain));
     // A setting of the file takes effect: greedy-ish sampling differs from the default's.
     let other = tmp.path().join("cfg/other.toml");
     std::fs::write(&other, "[coglm]\ntemperature = 3.0\ntop_k_clusters = 32\n").unwrap();
-    let printed = ok_in(
+    let hot = first_stage_image_with(
         tmp.path(),
-        &[
-            "generate",
-            "a small red square at the top left",
-            "--only-first-stage",
-            "--seed",
-            "9",
-            "--out",
-            "other",
-            "--config",
-            other.to_str().unwrap(),
-            "--quiet",
-        ],
+        "9",
+        "other",
+        &["--config", other.to_str().unwrap()],
     );
-    assert_ne!(
-        pixels(&tmp.path().join(printed.lines().next().unwrap())),
-        pixels(&plain)
-    );
+    assert_ne!(pixels(&hot), pixels(&plain));
 }
 
 #[test]
