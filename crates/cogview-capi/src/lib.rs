@@ -253,7 +253,7 @@ pub unsafe extern "C" fn cogview_pipeline_new(
         let config = unsafe { optional_str(p.config_path, "config_path") }?.map(PathBuf::from);
         let model_dir = unsafe { optional_str(p.model_dir, "model_dir") }?.map(PathBuf::from);
         let style = unsafe { optional_str(p.style, "style") }?
-            .map(|s| s.parse::<sdk::core::coglm::Style>().map_err(Fail::Sdk))
+            .map(|s| s.parse::<sdk::core::stage1::Style>().map_err(Fail::Sdk))
             .transpose()?;
         let device: Option<Device> = parse(unsafe { optional_str(p.device, "device") }?)?;
         let dtype: Option<DType> = parse(unsafe { optional_str(p.dtype, "dtype") }?)?;

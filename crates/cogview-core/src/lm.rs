@@ -1,5 +1,5 @@
 //! The backend-facing interface of an autoregressive transformer (CogLM), and the input checks every
-//! backend shares. A backend implements [`AutoregressiveLm`]; the core drives it (see [`crate::coglm`]).
+//! backend shares. A backend implements [`AutoregressiveLm`]; the core drives it (see [`crate::stage1`]).
 
 use crate::error::{Error, Result};
 
@@ -41,7 +41,7 @@ pub struct LmInput<'a> {
     /// `[n]` position ids, shared by the rows.
     pub positions: &'a [u32],
     /// `[n, cached + n]` additive attention bias, shared by the rows: 0 or the text bias where a query
-    /// may look, `-inf` where it may not (see [`crate::coglm::CoglmMask`]).
+    /// may look, `-inf` where it may not (see [`crate::stage1::CoglmMask`]).
     pub bias: &'a [f32],
     pub logits: LogitsRequest,
 }

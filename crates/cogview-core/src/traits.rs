@@ -4,10 +4,9 @@
 //! Call order in a text-to-image run: [`TextTokenizer::encode`] → [`GlobalGenerator::generate`]
 //! (20×20) → [`LocalSuperResolver::super_resolve`] (60×60) → [`ImageTokenizer::decode`].
 
-use crate::coglm::{Caption, CaptionRequest};
 use crate::context::RunContext;
 use crate::error::Result;
-use crate::types::{Image, TextTokens, TokenGrid};
+use crate::types::{Caption, CaptionRequest, Image, TextTokens, TokenGrid};
 
 pub use crate::sampling::Sampler;
 

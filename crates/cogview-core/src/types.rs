@@ -1,6 +1,8 @@
-//! Data that crosses between components: text tokens, token grids, images, numeric types.
+//! Data that crosses between components: text tokens, token grids, images, captions, numeric
+//! types.
 
 use crate::error::{Error, Result};
+use crate::sampling::TopKSampler;
 use serde::{Deserialize, Serialize};
 
 /// Token ids of a text, as the text tokenizer produced them (icetk ids: text pieces are 20000..149999).
@@ -193,4 +195,33 @@ impl MemoryEstimate {
     pub fn peak_bytes(&self) -> u64 {
         self.weight_bytes + self.activation_bytes
     }
+}
+
+/// How to write a caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionRequest {
+    /// The token before the caption (official inverse prompt: `<start_of_chinese>`; the default
+    /// model was trained with `<start_of_english>`).
+    pub start: u32,
+    /// Token ids the caption may use (the text pieces), end excluded.
+    pub allowed: std::ops::Range<u32>,
+    /// A token that ends the caption (not part of it), when the model was trained to write one
+    /// (the default model ends captions with `<start_of_image>`; CogView2's CogLM never learnt
+    /// to end one, so it writes `max_tokens`).
+    pub end: Option<u32>,
+    /// The longest caption.
+    pub max_tokens: usize,
+    /// `None`: greedy (the most likely token at each step); `Some`: sampled from the top
+    /// `top_k` with `temperature`.
+    pub sampling: Option<TopKSampler>,
+}
+
+/// A written caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    pub ids: Vec<u32>,
+    /// Mean log-probability of the caption tokens (and the end token, when one was written).
+    pub mean_log_prob: f64,
+    /// Whether the model ended the caption (else it reached `max_tokens`).
+    pub ended: bool,
 }

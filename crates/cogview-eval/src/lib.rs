@@ -334,7 +334,7 @@ pub fn evaluate_emoji_retrieval(
         },
     )?;
     let g = pipeline.geometry();
-    let layout = cogview_core::coglm::Stage1Layout {
+    let layout = cogview_core::stage1::Stage1Layout {
         grid_height: g.low,
         grid_width: g.low,
         ..Default::default()
@@ -366,7 +366,7 @@ pub fn evaluate_emoji_retrieval(
         let mut scores = Vec::with_capacity(k);
         for j in 0..k {
             let cand = (i + j) % held.len();
-            let s = cogview_core::coglm::image_log_likelihood(
+            let s = cogview_core::stage1::image_log_likelihood(
                 &model,
                 &layout,
                 &text.0,

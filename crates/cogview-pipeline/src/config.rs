@@ -24,7 +24,7 @@
 //! Unknown keys and values of the wrong type are errors that name the key and the line.
 //! Relative paths are relative to the file's folder; stage paths are relative to `model_dir`.
 
-use cogview_core::coglm::Style;
+use cogview_core::stage1::Style;
 use cogview_core::{DType, Device, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -1,12 +1,12 @@
 //! Editing (text-guided completion with any mask), captioning and inverse-prompt reranking on a
 //! [`Pipeline`] (spec §3.3, §8). The algorithms live in the core ([`cogview_core::edit`],
-//! [`cogview_core::coglm`]); this is their image-level plumbing: preparing the input, the crop,
+//! [`cogview_core::stage1`]); this is their image-level plumbing: preparing the input, the crop,
 //! the encoders, pasting and the final VQ round trip.
 
 use crate::pipeline::{GeneratedImage, Pipeline};
-use cogview_core::coglm::{Caption, CaptionRequest};
 use cogview_core::edit::{surrounding_square, EditMask, Square};
 use cogview_core::sampling::TopKSampler;
+use cogview_core::{Caption, CaptionRequest};
 use cogview_core::{Error, Image, Result, RunContext, TokenGrid};
 
 /// The intermediate results of one edit, for inspection and tests.

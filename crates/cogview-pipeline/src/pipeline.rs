@@ -4,10 +4,10 @@
 
 use crate::settings::Settings;
 use cogview_core::backend::{Availability, Backend, LoadRequest};
-use cogview_core::coglm::{CoglmGenerator, Stage1Layout, Stage1Settings, Style};
 use cogview_core::lopar::Lopar;
 use cogview_core::sampling::{ClusterLabels, ClusterSampler, TopKSampler};
 use cogview_core::sr::{GridPredictor, SuperResolution};
+use cogview_core::stage1::{CoglmGenerator, Stage1Layout, Stage1Settings, Style};
 use cogview_core::{
     Compression, Error, GlobalGenerator, Image, ImageTokenizer, LocalSuperResolver, Result,
     RunContext, Sampler, TextTokenizer, TextTokens, TokenGrid,

@@ -2,8 +2,8 @@
 //! They are what a run records in its PNGs and what `cogview regenerate` rebuilds the pipeline from.
 
 use crate::config::{PipelineConfig, SamplerKind};
-use cogview_core::coglm::Style;
 use cogview_core::lopar::OFFICIAL_TOP_K;
+use cogview_core::stage1::Style;
 use cogview_core::{DType, Device, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

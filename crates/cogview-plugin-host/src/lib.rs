@@ -15,11 +15,11 @@
 mod adapters;
 mod callbacks;
 
-use cogview_core::backend::{Availability, Backend};
+use cogview_core::backend::Availability;
 use cogview_core::{Device, Error, Result};
 use cogview_plugin_abi::ffi::*;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 pub use callbacks::host_struct;
 
@@ -358,33 +358,6 @@ impl Plugin {
                     |(_, _, m)| m,
                 ),
             }
-        }
-    }
-
-    /// Initialises the plugin (once) and returns it as a backend.
-    pub fn backend(&'static self) -> Result<Arc<dyn Backend>> {
-        let r = self.init.get_or_init(|| {
-            let err = unsafe { (self.descriptor.init.expect("checked at load"))(host_struct()) };
-            match unsafe { callbacks::take_error(err) } {
-                None => Ok(()),
-                Some((_, _, m)) => Err(m),
-            }
-        });
-        match r {
-            Ok(()) => Ok(Arc::new(adapters::PluginBackend { plugin: self })),
-            Err(m) => Err(Error::plugin(&self.name, format!("init failed: {m}"))),
-        }
-    }
-
-    /// The backend after checking that it can run on `device`; the error names the backend, the
-    /// device and the plugin's reason.
-    pub fn backend_for(&'static self, device: Device) -> Result<Arc<dyn Backend>> {
-        match self.availability(device) {
-            Availability::Usable { .. } => self.backend(),
-            Availability::Unusable { reason } => Err(Error::plugin(
-                &self.name,
-                format!("cannot run on {device} here: {reason}"),
-            )),
         }
     }
 }

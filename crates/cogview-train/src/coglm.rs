@@ -169,7 +169,7 @@ pub fn text_infill(
     mask: &[bool],
     v: &Vocab,
 ) -> Result<Sequence> {
-    use cogview_core::edit::{CompletionMask, CompletionPlan};
+    use cogview_core::stage1::{CompletionMask, CompletionPlan};
     let plan = CompletionPlan::new(mask, grid, grid)?;
     let t = text.len();
     let mut tokens = text.to_vec();
@@ -494,7 +494,7 @@ mod tests {
         assert!(s.visible[2] && !s.visible[3]);
         assert!(s.visible[5 * n + 2] && s.visible[5 * n + 5] && !s.visible[5 * n + 6]);
         // It is CogLM's inference mask.
-        let m = cogview_core::coglm::CoglmMask {
+        let m = cogview_core::stage1::CoglmMask {
             text_len: 3,
             text_bias: 0.0,
         };

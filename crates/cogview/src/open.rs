@@ -2,7 +2,7 @@
 //! with per-run overrides on top. Shared by the `cogview` command and the C API.
 
 use crate::embedded;
-use cogview_core::coglm::Style;
+use cogview_core::stage1::Style;
 use cogview_core::{DType, Device, Error, Result};
 use cogview_pipeline::PipelineConfig;
 use std::path::PathBuf;

@@ -1,9 +1,9 @@
 //! `cogview logits`: full-vocabulary logits of every position, for parity work and debugging.
 
-use super::BackendArgs;
+use super::backend_args::BackendArgs;
 use cogview::candle::CoglmModel;
-use cogview::core::coglm::{full_logits, CoglmMask};
 use cogview::core::lm::AutoregressiveLm;
+use cogview::core::stage1::{full_logits, CoglmMask};
 use cogview::{Error, Result};
 use serde::Deserialize;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! Flags shared by the commands that run a pipeline, and writing its images.
 
-use cogview::core::coglm::Style;
+use cogview::core::stage1::Style;
 use cogview::pipeline::record::{ImageRecord, Origin, WeightFile};
 use cogview::pipeline::GeneratedImage;
 use cogview::{DType, Device, Error, Pipeline, PipelineConfig, Result};

@@ -1,6 +1,6 @@
 //! `cogview tokenize`, `detokenize` and `tokenize-text`: icetk's tokenizers on files.
 
-use super::BackendArgs;
+use super::backend_args::BackendArgs;
 use cogview::candle::VqTokenizer;
 use cogview::core::grid_file::GridFile;
 use cogview::text::IceTextTokenizer;
