@@ -10,13 +10,14 @@ pub struct LoadOptions {
     pub dtype: DType,
 }
 
+/// Converts candle's errors into [`Error::Backend`], keeping the candle error as its source.
 pub(crate) trait BackendResult<T> {
     fn be(self) -> Result<T>;
 }
 
 impl<T> BackendResult<T> for candle_core::Result<T> {
     fn be(self) -> Result<T> {
-        self.map_err(|e| Error::Backend(e.to_string()))
+        self.map_err(|e| Error::backend_source("", e))
     }
 }
 
@@ -24,14 +25,15 @@ impl<T> BackendResult<T> for candle_core::Result<T> {
 pub fn device(d: Device) -> Result<CDevice> {
     match d {
         Device::Cpu => Ok(CDevice::Cpu),
-        Device::Cuda(i) => CDevice::new_cuda(i).map_err(|e| {
-            Error::Backend(if cfg!(feature = "cuda") {
+        Device::Cuda(i) => CDevice::new_cuda(i).map_err(|e| Error::Backend {
+            message: if cfg!(feature = "cuda") {
                 format!("cannot use CUDA device {i}: {e}")
             } else {
                 format!(
                     "cannot use CUDA device {i}: {e} (this build has no CUDA kernels: use the candle-cuda plugin, see docs/cuda.md)"
                 )
-            })
+            },
+            source: Some(Box::new(e)),
         }),
     }
 }
@@ -160,7 +162,7 @@ impl TensorSource for VarStore {
         let v = self
             .vars
             .get(name)
-            .ok_or_else(|| Error::Backend(format!("no variable named {name}")))?;
+            .ok_or_else(|| Error::backend(format!("no variable named {name}")))?;
         if dtype == v.dtype() {
             Ok(v.as_tensor().clone())
         } else {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 /// Element types found in checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WeightDType {
     F64,
     F32,
@@ -113,6 +114,7 @@ struct Storage {
 
 /// The file formats [`Checkpoint::open`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// `torch.save` zip archive (PyTorch ≥ 1.6).
     TorchZip,

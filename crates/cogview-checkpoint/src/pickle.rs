@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 /// A pickled value. Containers live in an arena so that memo references share them, as in Python.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub enum Value {
     #[default]
     None,
@@ -41,6 +42,7 @@ pub struct TensorRef {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Obj {
     Dict(Vec<(Value, Value)>),
     List(Vec<Value>),

@@ -68,6 +68,7 @@ impl std::fmt::Debug for LoadRequest {
 
 /// The kinds of model a backend can load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ModelKind {
     /// CogLM (stage 1, editing, captioning).
     Lm,

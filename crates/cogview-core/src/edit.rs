@@ -31,6 +31,7 @@ pub struct EditMask {
 
 /// A rectangle to regenerate.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Region {
     /// Pixel columns `left..right` and rows `top..bottom` (ends excluded) of the input image.
     Pixels {

@@ -33,7 +33,7 @@ pub mod types;
 
 pub use backend::{Availability, Backend, LoadRequest, ModelKind};
 pub use context::{CancelToken, Progress, RunContext};
-pub use error::{Error, Result, ShapeMismatch};
+pub use error::{Error, ErrorCode, Result, ShapeMismatch};
 pub use rng::Rng;
 pub use traits::{
     Compression, GlobalGenerator, ImageTokenizer, LocalSuperResolver, Sampler, TextTokenizer,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 /// The element type of an `.npy` array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NpyDtype {
     I8,
     U8,

@@ -155,11 +155,11 @@ fn correct_attributes(r: &cogview_scenes::CheckReport) -> usize {
 }
 
 fn check(image: &Image, scene: &Scene) -> Result<cogview_scenes::CheckReport> {
-    cogview_scenes::check(image, scene).map_err(|e| Error::Backend(e.to_string()))
+    cogview_scenes::check(image, scene).map_err(|e| Error::backend_source("", e))
 }
 
 fn render(scene: &Scene, side: usize) -> Result<Image> {
-    cogview_scenes::render(scene, side).map_err(|e| Error::Backend(e.to_string()))
+    cogview_scenes::render(scene, side).map_err(|e| Error::backend_source("", e))
 }
 
 /// Runs the scene evaluation. With a pipeline, its images (all stages, and stage 1 alone) are
@@ -354,7 +354,7 @@ pub fn evaluate_emoji_retrieval(
         }
         let img = emoji
             .render(held[i], side as u32)
-            .map_err(|e| Error::Backend(e.to_string()))?;
+            .map_err(|e| Error::backend_source("", e))?;
         let t = vq.encode(&img, g.compression)?.ids;
         tokens.insert(i, t.clone());
         Ok(t)

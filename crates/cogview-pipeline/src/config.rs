@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 /// How a stage's token sampler works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum SamplerKind {
     /// CogView2's cluster sampling with `cluster_label.npy`.
     #[default]

@@ -65,7 +65,7 @@ impl<T: ?Sized> Stage<T> {
         let loader = self
             .loader
             .as_ref()
-            .ok_or_else(|| Error::Backend(format!("{} has no loader", self.name)))?;
+            .ok_or_else(|| Error::backend(format!("{} has no loader", self.name)))?;
         let _span = tracing::info_span!("load", stage = self.name).entered();
         let c = loader()?;
         *slot = Some(c.clone());

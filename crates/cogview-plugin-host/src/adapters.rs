@@ -160,6 +160,8 @@ impl Backend for PluginBackend {
             ModelKind::Lm => self.plugin.lm.is_some(),
             ModelKind::GridPredictor => self.plugin.grid.is_some(),
             ModelKind::ImageTokenizer => self.plugin.image_tokenizer.is_some(),
+            // A kind newer than plugin ABI 1.0 has no vtable here.
+            _ => false,
         }
     }
 

@@ -224,7 +224,8 @@ unsafe fn from_entry(entry: EntryFn, origin: &Path) -> Result<Plugin> {
     let ptr = unsafe { entry() };
     let d = unsafe { read_versioned(ptr) }.map_err(|e| {
         bad(format!(
-            "its descriptor (CogviewPluginV1, from {ENTRY_SYMBOL}) {e}"
+            "its descriptor ({}, from {ENTRY_SYMBOL}) {e}",
+            CogviewPluginV1::NAME
         ))
     })?;
     if d.abi_major != ABI_MAJOR {

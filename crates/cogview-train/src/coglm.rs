@@ -251,7 +251,7 @@ pub fn batch_tensors(
             }
         }
     }
-    let be = |r: candle_core::Result<Tensor>| r.map_err(|e| Error::Backend(e.to_string()));
+    let be = |r: candle_core::Result<Tensor>| r.map_err(|e| Error::backend_source("", e));
     Ok((
         be(Tensor::from_vec(tokens, (b, n), dev))?,
         be(Tensor::from_vec(positions, (b, n), dev))?,
@@ -408,7 +408,7 @@ pub fn train(
         );
         m.insert(
             "options".into(),
-            serde_json::to_string(opts).map_err(|e| Error::Backend(e.to_string()))?,
+            serde_json::to_string(opts).map_err(|e| Error::backend_source("", e))?,
         );
         m.insert("step".into(), adam.step.to_string());
         Ok(m)

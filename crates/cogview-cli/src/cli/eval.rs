@@ -119,7 +119,7 @@ pub fn run(args: Args) -> Result<()> {
                 "emoji_retrieval": retrieval,
                 "edits": edits,
             }))
-            .map_err(|e| Error::Backend(e.to_string()))?
+            .map_err(|e| Error::backend_source("", e))?
         );
     }
     Ok(())

@@ -116,7 +116,7 @@ pub fn record(
     let settings = pipeline
         .settings()
         .cloned()
-        .ok_or_else(|| Error::Backend("the pipeline has no recorded settings".into()))?;
+        .ok_or_else(|| Error::backend("the pipeline has no recorded settings"))?;
     Ok(ImageRecord {
         format: cogview::pipeline::record::FORMAT.into(),
         version: cogview::pipeline::record::VERSION,

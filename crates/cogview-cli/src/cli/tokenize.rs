@@ -108,7 +108,7 @@ pub fn tokenize_text(args: TokenizeTextArgs) -> Result<()> {
     let ids = tok.encode(&args.text)?;
     println!(
         "{}",
-        serde_json::to_string(&ids.0).map_err(|e| Error::Backend(e.to_string()))?
+        serde_json::to_string(&ids.0).map_err(|e| Error::backend_source("", e))?
     );
     Ok(())
 }

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Style {
     None,
     #[default]
