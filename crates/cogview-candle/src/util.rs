@@ -5,6 +5,7 @@ use cogview_core::{DType, Device, Error, Result};
 /// How to place loaded weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoadOptions {
+    /// Where the weights go.
     pub device: Device,
     /// The dtype the transformer computes in. LayerNorm, softmax and the output head run in f32.
     pub dtype: DType,
@@ -84,6 +85,7 @@ pub(crate) fn load_tensor(
 pub trait TensorSource {
     /// The tensor `name` on `device` as `dtype`.
     fn load(&self, name: &str, dtype: CDType, device: &CDevice) -> Result<Tensor>;
+    /// Whether the source has a tensor `name`.
     fn contains(&self, name: &str) -> bool;
     /// Every expected tensor present with its shape, nothing unexpected (names matching `ignore`
     /// aside).
@@ -117,24 +119,31 @@ pub struct VarStore {
 }
 
 impl VarStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Adds (or replaces) the variable `name`.
     pub fn insert(&mut self, name: impl Into<String>, var: candle_core::Var) {
         self.vars.insert(name.into(), var);
     }
+    /// The variable `name`, if any.
     pub fn get(&self, name: &str) -> Option<&candle_core::Var> {
         self.vars.get(name)
     }
+    /// The variables' names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.vars.keys().map(|s| s.as_str())
     }
+    /// The variables with their names, sorted by name.
     pub fn vars(&self) -> impl Iterator<Item = (&str, &candle_core::Var)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v))
     }
+    /// Variables in the store.
     pub fn len(&self) -> usize {
         self.vars.len()
     }
+    /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }

@@ -4,7 +4,9 @@
 //! pointers; each has its `*_free`, which accepts NULL. Error codes are
 //! [`sdk::ErrorCode`]'s (`include/cogview_error.h`).
 
-#![allow(non_camel_case_types, clippy::missing_safety_doc)]
+// The exported items are C declarations, documented in include/cogview.h (the reference, which
+// C users read); this crate builds only a cdylib and a staticlib, so no Rust code can use them.
+#![allow(non_camel_case_types, clippy::missing_safety_doc, missing_docs)]
 
 mod log;
 

@@ -14,19 +14,30 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WeightDType {
+    /// 64-bit float.
     F64,
+    /// 32-bit float.
     F32,
+    /// 16-bit float (IEEE half).
     F16,
+    /// bfloat16.
     BF16,
+    /// 64-bit signed integer.
     I64,
+    /// 32-bit signed integer.
     I32,
+    /// 16-bit signed integer.
     I16,
+    /// 8-bit signed integer.
     I8,
+    /// 8-bit unsigned integer.
     U8,
+    /// Boolean, one byte.
     Bool,
 }
 
 impl WeightDType {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             WeightDType::F64 | WeightDType::I64 => 8,
@@ -35,6 +46,7 @@ impl WeightDType {
             WeightDType::I8 | WeightDType::U8 | WeightDType::Bool => 1,
         }
     }
+    /// Whether it is a floating-point type (weights must be).
     pub fn is_float(self) -> bool {
         matches!(
             self,
@@ -72,6 +84,7 @@ impl WeightDType {
             _ => return None,
         })
     }
+    /// The short name used in messages (`f32`, `bf16`, `i64`, ...).
     pub fn name(self) -> &'static str {
         match self {
             WeightDType::F64 => "f64",
@@ -118,6 +131,7 @@ struct Storage {
 pub enum Format {
     /// `torch.save` zip archive (PyTorch ≥ 1.6).
     TorchZip,
+    /// A safetensors file.
     Safetensors,
 }
 
@@ -145,7 +159,9 @@ impl std::fmt::Debug for Checkpoint {
 /// A tensor's description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
+    /// The element type as stored.
     pub dtype: WeightDType,
+    /// The shape.
     pub shape: Vec<usize>,
 }
 
@@ -352,9 +368,11 @@ impl Checkpoint {
         })
     }
 
+    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// The file's format.
     pub fn format(&self) -> Format {
         self.format
     }
@@ -362,15 +380,19 @@ impl Checkpoint {
     pub fn metadata(&self) -> &std::collections::HashMap<String, String> {
         &self.metadata
     }
+    /// Tensors in the file.
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
+    /// Whether the file holds no tensor.
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
+    /// The tensors' names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(|s| s.as_str())
     }
+    /// The dtype and shape of tensor `name`, if it is in the file.
     pub fn info(&self, name: &str) -> Option<TensorInfo> {
         self.tensors.get(name).map(|e| TensorInfo {
             dtype: e.dtype,

@@ -35,18 +35,26 @@ pub struct EditMask {
 pub enum Region {
     /// Pixel columns `left..right` and rows `top..bottom` (ends excluded) of the input image.
     Pixels {
+        /// First column.
         left: usize,
+        /// First row.
         top: usize,
+        /// Column after the last.
         right: usize,
+        /// Row after the last.
         bottom: usize,
     },
     /// Fractions of the image's width and height in `[0, 1]`. Rows `int(H·top)..int(H·bottom)`
     /// and columns `int(W·left)..int(W·right)`, as the official `cord2mask` computes them (its
     /// arguments are `h0, w0, h1, w1` = `top, left, bottom, right`).
     Fraction {
+        /// Left edge, as a fraction of the width.
         left: f64,
+        /// Top edge, as a fraction of the height.
         top: f64,
+        /// Right edge, as a fraction of the width.
         right: f64,
+        /// Bottom edge, as a fraction of the height.
         bottom: f64,
     },
 }
@@ -55,6 +63,7 @@ pub enum Region {
 pub const MASK_THRESHOLD: u8 = 128;
 
 impl EditMask {
+    /// A `width × height` mask from its cells (row-major, `true` = regenerate).
     pub fn new(width: usize, height: usize, cells: Vec<bool>) -> Result<Self> {
         if width == 0 || height == 0 {
             return Err(Error::invalid_input("mask", "the mask has no pixels"));
@@ -167,15 +176,19 @@ impl EditMask {
         Ok(())
     }
 
+    /// Width in pixels.
     pub fn width(&self) -> usize {
         self.width
     }
+    /// Height in pixels.
     pub fn height(&self) -> usize {
         self.height
     }
+    /// The cells, row-major.
     pub fn cells(&self) -> &[bool] {
         &self.cells
     }
+    /// Whether pixel (`x`, `y`) is to be regenerated.
     pub fn get(&self, x: usize, y: usize) -> bool {
         self.cells[y * self.width + x]
     }
@@ -183,6 +196,7 @@ impl EditMask {
     pub fn count(&self) -> usize {
         self.cells.iter().filter(|c| **c).count()
     }
+    /// Whether no pixel is to be regenerated.
     pub fn is_empty(&self) -> bool {
         !self.cells.iter().any(|c| *c)
     }
@@ -244,8 +258,11 @@ impl EditMask {
 /// A square of an image: rows `top..top+side`, columns `left..left+side`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Square {
+    /// First row.
     pub top: usize,
+    /// First column.
     pub left: usize,
+    /// Side in pixels.
     pub side: usize,
 }
 

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct TextTokens(pub Vec<u32>);
 
 impl TextTokens {
+    /// Tokens.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Whether there is no token.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -21,13 +23,16 @@ impl TextTokens {
 /// A row-major grid of image-token ids (VQ codebook indices), e.g. 20×20 after CogLM or 60×60 after DSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenGrid {
+    /// Rows.
     pub height: usize,
+    /// Columns.
     pub width: usize,
     /// `height * width` ids, row-major.
     pub ids: Vec<u32>,
 }
 
 impl TokenGrid {
+    /// A grid, checked: not empty and `ids.len() == height * width`.
     pub fn new(height: usize, width: usize, ids: Vec<u32>) -> Result<Self> {
         if height == 0 || width == 0 {
             return Err(Error::invalid_input(
@@ -47,6 +52,7 @@ impl TokenGrid {
         }
         Ok(TokenGrid { height, width, ids })
     }
+    /// The id at (`row`, `col`).
     pub fn get(&self, row: usize, col: usize) -> u32 {
         self.ids[row * self.width + col]
     }
@@ -55,12 +61,16 @@ impl TokenGrid {
 /// An 8-bit RGB image, row-major, 3 bytes per pixel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// `width * height * 3` bytes: R, G, B per pixel, row-major.
     pub pixels: Vec<u8>,
 }
 
 impl Image {
+    /// An image, checked: `pixels.len() == width * height * 3`.
     pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<Self> {
         if pixels.len() != width * height * 3 {
             return Err(Error::invalid_input(
@@ -84,9 +94,12 @@ impl Image {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
+    /// 32-bit float.
     #[default]
     F32,
+    /// 16-bit float (IEEE half).
     F16,
+    /// bfloat16.
     Bf16,
 }
 
@@ -119,8 +132,10 @@ impl std::fmt::Display for DType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(try_from = "String", into = "String")]
 pub enum Device {
+    /// The CPU.
     #[default]
     Cpu,
+    /// CUDA device `N`.
     Cuda(usize),
 }
 
@@ -219,6 +234,7 @@ pub struct CaptionRequest {
 /// A written caption.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caption {
+    /// The caption's token ids (without the start and end tokens).
     pub ids: Vec<u32>,
     /// Mean log-probability of the caption tokens (and the end token, when one was written).
     pub mean_log_prob: f64,

@@ -28,7 +28,9 @@ use std::sync::{Arc, OnceLock};
 pub struct PluginDefinition {
     /// The name stages select it by; must equal the backend's [`Backend::name`].
     pub name: &'static str,
+    /// The plugin's version.
     pub version: &'static str,
+    /// Version and build facts (library versions, CPU or CUDA), for `cogview backends`.
     pub build_info: &'static str,
     /// Called once, on the first `score` or `init`.
     pub make_backend: fn() -> Box<dyn Backend>,

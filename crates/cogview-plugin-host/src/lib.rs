@@ -326,12 +326,15 @@ fn device_args(device: Device) -> (i32, i32) {
 }
 
 impl Plugin {
+    /// The backend name stages select it by.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The plugin's version.
     pub fn version(&self) -> &str {
         &self.version
     }
+    /// Version and build facts the plugin gives.
     pub fn build_info(&self) -> &str {
         &self.build_info
     }

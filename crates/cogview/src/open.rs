@@ -14,7 +14,9 @@ pub struct OpenOptions {
     pub config: Option<PathBuf>,
     /// A folder in the official layout (overrides the file's `model_dir`).
     pub model_dir: Option<PathBuf>,
+    /// Overrides the file's style.
     pub style: Option<Style>,
+    /// Holds one stage's weights at a time.
     pub low_memory: bool,
     /// Every stage's dtype.
     pub dtype: Option<DType>,

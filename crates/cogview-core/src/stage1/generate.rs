@@ -18,12 +18,16 @@ use std::sync::Arc;
 /// CogLM as a [`GlobalGenerator`]: prefill the context, then one token per step with the KV cache,
 /// each image sampled from its own seeded generator.
 pub struct CoglmGenerator {
+    /// The transformer.
     pub model: Arc<dyn AutoregressiveLm>,
+    /// The stage-1 sampler (cluster sampling in the official recipe).
     pub sampler: Arc<dyn Sampler>,
+    /// Layout, text bias and batch size.
     pub settings: Stage1Settings,
 }
 
 impl CoglmGenerator {
+    /// Checks that the layout fits the model's positions and vocabulary.
     pub fn new(
         model: Arc<dyn AutoregressiveLm>,
         sampler: Arc<dyn Sampler>,

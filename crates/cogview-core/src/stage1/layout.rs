@@ -30,6 +30,7 @@ impl Default for Stage1Layout {
 }
 
 impl Stage1Layout {
+    /// Image tokens (`grid_height * grid_width`).
     pub fn image_tokens(&self) -> usize {
         self.grid_height * self.grid_width
     }
@@ -87,6 +88,7 @@ impl Stage1Layout {
 /// Stage-1 settings besides the sampler (official values by default).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stage1Settings {
+    /// Where the text and the image go.
     pub layout: Stage1Layout,
     /// Added to every attention score on a text key (`attn_plus`, official 1.4).
     pub text_bias: f32,

@@ -9,11 +9,14 @@
 /// `text_bias` added to their score (1.4 in the official recipe).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CoglmMask {
+    /// Text tokens at the start of the sequence.
     pub text_len: usize,
+    /// Added to every visible text key's score.
     pub text_bias: f32,
 }
 
 impl CoglmMask {
+    /// Whether query `q` may attend to key `k` (sequence indices).
     pub fn allows(&self, q: usize, k: usize) -> bool {
         k <= q || k < self.text_len
     }
@@ -61,12 +64,16 @@ pub fn text_biased_rows(
 /// `text_len + 1 .. context_end`, the generation segment after.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompletionMask {
+    /// Text tokens at the start of the sequence.
     pub text_len: usize,
+    /// The sequence index after the last context cell.
     pub context_end: usize,
+    /// Added to every visible text key's score.
     pub text_bias: f32,
 }
 
 impl CompletionMask {
+    /// Whether query `q` may attend to key `k` (sequence indices).
     pub fn allows(&self, q: usize, k: usize) -> bool {
         k <= q
             || (q < self.text_len && k < self.text_len)

@@ -10,20 +10,31 @@ use crate::error::{Error, Result};
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Style {
+    /// No suffix: the prompt alone.
     None,
+    /// "高清摄影 隔绝" (high-definition photo, isolated): the official default.
     #[default]
     Mainbody,
+    /// "高清摄影" (high-definition photo).
     Photo,
+    /// "平面风格" (flat style).
     Flat,
+    /// "漫画 隔绝" (comics, isolated).
     Comics,
+    /// "油画风格" (oil painting).
     Oil,
+    /// "素描风格" (sketch).
     Sketch,
+    /// "等距矢量图" (isometric vector art).
     Isometric,
+    /// "水墨国画" (Chinese ink painting).
     Chinese,
+    /// "水彩画风格" (watercolour).
     Watercolor,
 }
 
 impl Style {
+    /// Every style, in the official order.
     pub const ALL: [Style; 10] = [
         Style::None,
         Style::Mainbody,
@@ -67,6 +78,7 @@ impl Style {
         }
     }
 
+    /// The name `--style` takes (`mainbody`, `photo`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Style::None => "none",
