@@ -8,9 +8,9 @@
 //! ```
 
 use cogview::candle::{CoglmModel, LoadOptions, SrModel, VqTokenizer};
-use cogview::core::coglm::{CoglmGenerator, Stage1Settings, Style};
 use cogview::core::sampling::{ClusterLabels, ClusterSampler};
 use cogview::core::sr::SuperResolution;
+use cogview::core::stage1::{CoglmGenerator, Stage1Settings, Style};
 use cogview::text::{IceTextTokenizer, SPECIAL_TOKENS};
 use cogview::{Pipeline, RunContext};
 use std::path::PathBuf;

@@ -70,7 +70,7 @@ fn main() -> Result<()> {
          Held out: a composition (or emoji) never seen in training.\n\n| prompt | held out | seed | stage 1 · DSR · ItersR |\n|---|---|---|---|\n",
     );
     let emoji = cogview_emoji::EmojiSet::load("data/fluent-emoji-flat/icons.json.gz")
-        .map_err(|e| Error::Backend(e.to_string()))?;
+        .map_err(|e| Error::backend_source("", e))?;
     let held_out = |prompt: &str| match cogview_scenes::Scene::parse(prompt) {
         Ok(scene) => scene.is_heldout(),
         Err(_) => emoji.heldout().any(|e| e.caption() == prompt),
@@ -98,7 +98,7 @@ fn main() -> Result<()> {
         let final_img = vq.decode(&fin, Compression::X8)?;
         let whole = pipeline.generate(prompt, 1, false, &ctx)?.remove(0);
         if whole.image != final_img {
-            return Err(Error::Backend(format!(
+            return Err(Error::backend(format!(
                 "'{prompt}': the stage-by-stage image differs from Pipeline::generate"
             )));
         }

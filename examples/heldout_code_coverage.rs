@@ -24,7 +24,7 @@ fn main() -> cogview::Result<()> {
         let side = grid * 8;
         let encode = |scene: &Scene| -> cogview::Result<Vec<u32>> {
             let img = cogview_scenes::render(scene, side)
-                .map_err(|e| cogview::Error::Backend(e.to_string()))?;
+                .map_err(|e| cogview::Error::backend_source("", e))?;
             Ok(vq.encode(&img, Compression::X8)?.ids)
         };
         let white = cogview::Image::new(side, side, vec![255; side * side * 3])?;

@@ -5,8 +5,8 @@
 //! ```
 
 use cogview::candle::{CoglmModel, LoadOptions};
-use cogview::core::coglm::{CoglmGenerator, Stage1Settings};
 use cogview::core::sampling::{ClusterLabels, ClusterSampler, TopKSampler};
+use cogview::core::stage1::{CoglmGenerator, Stage1Settings};
 use cogview::{GlobalGenerator, RunContext, Sampler, TextTokens};
 use std::sync::Arc;
 

@@ -5,6 +5,12 @@
  * target/release/libcogview.a (static; link it with -lpthread -ldl -lm). docs/c-api.md has the
  * details and a complete example.
  *
+ * LINKING
+ *   Define COGVIEW_SHARED when linking the shared library (on Windows it makes the declarations
+ *   dllimport; elsewhere it marks them with default visibility). Leave it undefined for the
+ *   static library: the declarations are then plain. COGVIEW_BUILD is for building the library
+ *   itself as a DLL from C (the Rust build exports its symbols on its own).
+ *
  * OBJECTS AND OWNERSHIP
  *   cogview_pipeline  The loaded models: read-only after cogview_pipeline_new, shared by every
  *                     session, usable from many threads at once. Freeing it while sessions exist
@@ -21,10 +27,19 @@
  *   Every *_new / result has its *_free, and every *_free accepts NULL.
  *
  * PARAMETERS
- *   Every params struct starts with struct_size and must be initialised with its *_params_init
- *   function before fields are set, so that programs built against this header keep working with
- *   newer libraries. Strings are NUL-terminated UTF-8; invalid UTF-8, NULL where a value is
- *   required and zero counts are COGVIEW_ERR_INVALID_ARGUMENT, never a crash.
+ *   Every call that takes more than a handful of values takes a params struct, obtained from its
+ *   cogview_<call>_default_params() (which sets struct_size and every default) before fields are
+ *   set:
+ *       cogview_generate_params p = cogview_generate_default_params();
+ *       p.prompt = "a red circle";
+ *   A struct whose struct_size is not set is refused. Strings are NUL-terminated UTF-8; invalid
+ *   UTF-8, NULL where a value is required and zero counts are COGVIEW_ERR_INVALID_ARGUMENT, never
+ *   a crash.
+ *
+ * NAMES
+ *   Types and functions are lower_snake_case with the cogview_ prefix, macros COGVIEW_*; the same
+ *   style as the plugin ABI's header (cogview_plugin.h). Error codes (COGVIEW_ERR_*) are the
+ *   table both headers share, cogview_error.h.
  *
  * CALLBACKS
  *   Callbacks belong to a pipeline (log) or a session (progress, log), never to the process, and
@@ -40,21 +55,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
+#include "cogview_error.h"
+
+#ifdef COGVIEW_SHARED
+#    if defined(_WIN32) && !defined(__MINGW32__)
+#        ifdef COGVIEW_BUILD
+#            define COGVIEW_API __declspec(dllexport)
+#        else
+#            define COGVIEW_API __declspec(dllimport)
+#        endif
+#    else
+#        define COGVIEW_API __attribute__((visibility("default")))
+#    endif
+#else
+#    define COGVIEW_API
 #endif
 
-#if defined(_WIN32)
-#define COGVIEW_API __declspec(dllimport)
-#else
-#define COGVIEW_API __attribute__((visibility("default")))
+#ifdef __cplusplus
+extern "C" {
 #endif
 
 #define COGVIEW_VERSION_MAJOR 0
 #define COGVIEW_VERSION_MINOR 1
 #define COGVIEW_VERSION_PATCH 0
-/* Raised whenever this header changes incompatibly. */
-#define COGVIEW_API_VERSION 1
+/* Raised whenever this header changes incompatibly. 2: the error codes follow cogview_error.h;
+ * params structs come from cogview_*_default_params(); the caption calls take params structs. */
+#define COGVIEW_API_VERSION 2
 
 /* The library's version ("0.1.0"); a static string. */
 COGVIEW_API const char *cogview_version(void);
@@ -63,15 +89,10 @@ COGVIEW_API uint32_t cogview_api_version(void);
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
-#define COGVIEW_ERR_INVALID_ARGUMENT 1 /* NULL pointer, invalid UTF-8, zero count, bad struct_size */
-#define COGVIEW_ERR_INVALID_INPUT 2    /* the prompt, grid or image is not acceptable            */
-#define COGVIEW_ERR_IO 3               /* a file could not be read or written                   */
-#define COGVIEW_ERR_INVALID_WEIGHTS 4  /* corrupt, truncated or mismatched weights              */
-#define COGVIEW_ERR_CONFIG 5           /* the pipeline file or a setting is invalid             */
-#define COGVIEW_ERR_BACKEND 6          /* the tensor library failed                             */
-#define COGVIEW_ERR_PLUGIN 7           /* a backend plugin could not be loaded or used          */
-#define COGVIEW_ERR_CANCELLED 8        /* cogview_session_cancel or a progress callback         */
-#define COGVIEW_ERR_PANIC 9            /* an internal bug in cogview (please report it)         */
+/* The codes (COGVIEW_ERR_*) are in cogview_error.h. Calls here return COGVIEW_ERR_INVALID_ARGUMENT
+ * for a bad argument (NULL, invalid UTF-8, zero count, unset struct_size), COGVIEW_ERR_PANIC for a
+ * bug, and otherwise the code of what went wrong: INVALID_INPUT, TOKEN_OUT_OF_VOCAB and
+ * TEXT_TOO_LONG (the caller's input), IO, INVALID_WEIGHTS, CONFIG, BACKEND, PLUGIN, CANCELLED. */
 
 typedef struct cogview_error cogview_error;
 
@@ -102,7 +123,7 @@ typedef bool (*cogview_progress_callback)(const char *stage, uint64_t step, uint
 typedef struct cogview_pipeline cogview_pipeline;
 
 typedef struct cogview_pipeline_params {
-    uint32_t struct_size;             /* set by cogview_pipeline_params_init                  */
+    uint32_t struct_size;             /* set by cogview_pipeline_default_params               */
     const char *config_path;          /* a pipeline file (TOML), or NULL                       */
     const char *model_dir;            /* a folder in the official CogView2 layout, or NULL;
                                          with both NULL: the default model built into the
@@ -117,7 +138,8 @@ typedef struct cogview_pipeline_params {
     int32_t log_level;                /* finest level passed on; default COGVIEW_LOG_WARN      */
 } cogview_pipeline_params;
 
-COGVIEW_API void cogview_pipeline_params_init(cogview_pipeline_params *params);
+/* No config file, no model folder (the built-in default model), no overrides, log level WARN. */
+COGVIEW_API cogview_pipeline_params cogview_pipeline_default_params(void);
 /* Reads the configuration, checks every model against the others and loads the weights (all
  * of them, or in low-memory mode each when its stage first runs). Thread-safe. */
 COGVIEW_API cogview_error *cogview_pipeline_new(const cogview_pipeline_params *params,
@@ -135,7 +157,7 @@ COGVIEW_API cogview_error *cogview_pipeline_geometry(const cogview_pipeline *pip
 typedef struct cogview_session cogview_session;
 
 typedef struct cogview_session_params {
-    uint32_t struct_size;                       /* set by cogview_session_params_init           */
+    uint32_t struct_size;                       /* set by cogview_session_default_params        */
     cogview_progress_callback progress_callback;/* NULL: none                                   */
     void *progress_user_data;
     cogview_log_callback log_callback;          /* NULL: the pipeline's                         */
@@ -143,7 +165,7 @@ typedef struct cogview_session_params {
     int32_t log_level;                          /* default COGVIEW_LOG_WARN                     */
 } cogview_session_params;
 
-COGVIEW_API void cogview_session_params_init(cogview_session_params *params);
+COGVIEW_API cogview_session_params cogview_session_default_params(void);
 /* `params` may be NULL (no callbacks). */
 COGVIEW_API cogview_error *cogview_session_new(cogview_pipeline *pipeline,
                                                const cogview_session_params *params,
@@ -190,14 +212,14 @@ COGVIEW_API cogview_error *cogview_image_save_png(const cogview_image_view *imag
 /* ---- generation -------------------------------------------------------------------------- */
 
 typedef struct cogview_generate_params {
-    uint32_t struct_size;             /* set by cogview_generate_params_init                  */
+    uint32_t struct_size;             /* set by cogview_generate_default_params               */
     const char *prompt;               /* required                                               */
     uint32_t num_images;              /* default 1                                              */
     uint64_t seed;                    /* image i uses seed + i; default 0                       */
     int32_t only_first_stage;         /* nonzero: stop after CogLM (the grid decoded, enlarged) */
 } cogview_generate_params;
 
-COGVIEW_API void cogview_generate_params_init(cogview_generate_params *params);
+COGVIEW_API cogview_generate_params cogview_generate_default_params(void);
 COGVIEW_API cogview_error *cogview_generate(cogview_session *session,
                                             const cogview_generate_params *params,
                                             cogview_images **out);
@@ -219,7 +241,7 @@ typedef struct cogview_rect {
 } cogview_rect;
 
 typedef struct cogview_edit_params {
-    uint32_t struct_size;             /* set by cogview_edit_params_init                      */
+    uint32_t struct_size;             /* set by cogview_edit_default_params                   */
     const char *prompt;               /* required: the text the whole edited image should fit  */
     const uint8_t *rgb;               /* required: the input, row-major RGB                    */
     size_t rgb_len;                   /* width * height * 3                                    */
@@ -232,7 +254,7 @@ typedef struct cogview_edit_params {
     uint64_t seed;                    /* image i uses seed + i; default 0                      */
 } cogview_edit_params;
 
-COGVIEW_API void cogview_edit_params_init(cogview_edit_params *params);
+COGVIEW_API cogview_edit_params cogview_edit_default_params(void);
 /* Text-guided editing (CogView2's completion) with any mask: the input is resized and
  * centre-cropped to the pipeline's square (480 px officially), the square around the mask is
  * regenerated (CogLM fills the masked stage-1 cells, DSR, the input's own tokens put back
@@ -243,18 +265,40 @@ COGVIEW_API cogview_error *cogview_edit(cogview_session *session,
                                         const cogview_edit_params *params,
                                         cogview_images **out);
 
+typedef struct cogview_caption_score_params {
+    uint32_t struct_size;             /* set by cogview_caption_score_default_params          */
+    const uint8_t *rgb;               /* required: the image, row-major RGB (resized and
+                                         centre-cropped to the stage-1 size)                   */
+    size_t rgb_len;                   /* width * height * 3                                    */
+    uint32_t width, height;
+    const char *caption;              /* required: the text to score                           */
+} cogview_caption_score_params;
+
+COGVIEW_API cogview_caption_score_params cogview_caption_score_default_params(void);
 /* CogView2's inverse-prompt score: the mean log-probability per token of `caption` given the
- * image (resized and centre-cropped to the stage-1 size). Higher is a better fit. */
-COGVIEW_API cogview_error *cogview_caption_score(cogview_session *session, const uint8_t *rgb,
-                                                 size_t rgb_len, uint32_t width,
-                                                 uint32_t height, const char *caption,
+ * image. Higher is a better fit. */
+COGVIEW_API cogview_error *cogview_caption_score(cogview_session *session,
+                                                 const cogview_caption_score_params *params,
                                                  double *score);
-/* Writes a caption for an image: the most likely text (temperature 0) or a sample (top 40 at
- * `temperature`). *out is a NUL-terminated UTF-8 string; free it with cogview_string_free. */
-COGVIEW_API cogview_error *cogview_caption(cogview_session *session, const uint8_t *rgb,
-                                           size_t rgb_len, uint32_t width, uint32_t height,
-                                           uint32_t max_tokens, float temperature, uint64_t seed,
-                                           char **out);
+
+typedef struct cogview_caption_params {
+    uint32_t struct_size;             /* set by cogview_caption_default_params                */
+    const uint8_t *rgb;               /* required: the image, row-major RGB (resized and
+                                         centre-cropped to the stage-1 size)                   */
+    size_t rgb_len;                   /* width * height * 3                                    */
+    uint32_t width, height;
+    uint32_t max_tokens;              /* the longest caption; default 32                       */
+    float temperature;                /* 0 (default): the most likely text; > 0: sampled       */
+    uint32_t top_k;                   /* with temperature > 0: from the top_k (0: all);
+                                         default 40                                            */
+    uint64_t seed;                    /* for sampling; default 0                                */
+} cogview_caption_params;
+
+COGVIEW_API cogview_caption_params cogview_caption_default_params(void);
+/* Writes a caption for an image. *out is a NUL-terminated UTF-8 string; free it with
+ * cogview_string_free. */
+COGVIEW_API cogview_error *cogview_caption(cogview_session *session,
+                                           const cogview_caption_params *params, char **out);
 COGVIEW_API void cogview_string_free(char *s);
 
 /* ---- image tokens ------------------------------------------------------------------------ */
@@ -283,6 +327,8 @@ static_assert(sizeof(cogview_grid_view) == 24, "cogview_grid_view layout");
 static_assert(sizeof(cogview_image_view) == 80, "cogview_image_view layout");
 static_assert(sizeof(cogview_rect) == 40, "cogview_rect layout");
 static_assert(sizeof(cogview_edit_params) == 88, "cogview_edit_params layout");
+static_assert(sizeof(cogview_caption_score_params) == 40, "cogview_caption_score_params layout");
+static_assert(sizeof(cogview_caption_params) == 56, "cogview_caption_params layout");
 #else
 _Static_assert(sizeof(cogview_pipeline_params) == 80, "cogview_pipeline_params layout");
 _Static_assert(sizeof(cogview_session_params) == 48, "cogview_session_params layout");
@@ -291,6 +337,8 @@ _Static_assert(sizeof(cogview_grid_view) == 24, "cogview_grid_view layout");
 _Static_assert(sizeof(cogview_image_view) == 80, "cogview_image_view layout");
 _Static_assert(sizeof(cogview_rect) == 40, "cogview_rect layout");
 _Static_assert(sizeof(cogview_edit_params) == 88, "cogview_edit_params layout");
+_Static_assert(sizeof(cogview_caption_score_params) == 40, "cogview_caption_score_params layout");
+_Static_assert(sizeof(cogview_caption_params) == 56, "cogview_caption_params layout");
 #endif
 
 #ifdef __cplusplus

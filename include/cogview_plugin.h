@@ -3,7 +3,7 @@
  *
  * A plugin is a shared library that exports one function:
  *
- *     const CogviewPluginV1 *cogview_plugin_v1(void);
+ *     const cogview_plugin_descriptor_v1 *cogview_plugin_v1(void);
  *
  * It returns a static descriptor and does nothing else (no allocation, no device work). The host
  * (the cogview library or command) then calls score() to ask whether the plugin can run on a
@@ -19,17 +19,24 @@
  *    symbol (cogview_plugin_v2), so an old host never calls a new plugin by mistake.
  *  - Only plain C data crosses: integers, float, UTF-8 text as pointer + length (not
  *    NUL-terminated, except the descriptor's strings), token ids, pixels, TOML text.
- *  - Every fallible function returns a CogviewError*, NULL meaning success. Errors are created
- *    only with host->error_new and are owned (and freed) by the host. On error, out-parameters
- *    are left untouched.
+ *  - Every fallible function returns a cogview_plugin_error*, NULL meaning success. Errors are
+ *    created only with host->error_new, with a code of cogview_error.h (the table the C API
+ *    shares), and are owned (and freed) by the host. On error, out-parameters are left untouched.
  *  - Handles are created and freed by the plugin; *_free accepts NULL. Outputs the plugin
- *    allocates (CogviewFloatsV1) carry their own release function, which the host calls once.
+ *    allocates (cogview_plugin_floats_v1) carry their own release function, which the host calls
+ *    once.
  *  - Nothing may unwind or throw across these functions: catch C++ exceptions (and Rust panics)
- *    and return a COGVIEW_PLUGIN_ERR_PANIC error instead.
+ *    and return a COGVIEW_ERR_PANIC error instead.
  *  - The host never unloads a plugin library.
- *  - Threading: model handles (CogviewLm, CogviewGridModel, CogviewImageTokenizer) accept calls
- *    from several threads at once; a CogviewLmSession is used by one thread at a time but may move
- *    between threads; host->log may be called from any thread.
+ *  - Threading: model handles (cogview_plugin_lm, cogview_plugin_grid_model,
+ *    cogview_plugin_image_tokenizer) accept calls from several threads at once; a
+ *    cogview_plugin_lm_session is used by one thread at a time but may move between threads;
+ *    host->log may be called from any thread.
+ *  - Names: as in cogview.h, types and functions are lower_snake_case (every type here starts
+ *    with cogview_plugin_ and ends with its version, _v1), macros are COGVIEW_PLUGIN_*, and the
+ *    error codes are the shared COGVIEW_ERR_*. Before 0.2 these types were spelt CogviewPluginV1,
+ *    CogviewHostV1, ... and the codes COGVIEW_PLUGIN_ERR_*: the names changed, the binary
+ *    interface did not (same values, same layout, same entry symbol).
  *  - Only 64-bit targets are supported; the offsets below are checked at compile time, here and in
  *    the Rust definitions (crates/cogview-plugin-abi/src/ffi.rs).
  */
@@ -39,6 +46,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cogview_error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -46,18 +55,7 @@ extern "C" {
 #define COGVIEW_PLUGIN_ABI_MAJOR 1
 #define COGVIEW_PLUGIN_ABI_MINOR 0
 
-/* Error codes carried by CogviewError objects. */
-#define COGVIEW_PLUGIN_ERR_INVALID_INPUT 1      /* subject: the field                        */
-#define COGVIEW_PLUGIN_ERR_TOKEN_OUT_OF_VOCAB 2
-#define COGVIEW_PLUGIN_ERR_IO 3                 /* subject: the path                         */
-#define COGVIEW_PLUGIN_ERR_INVALID_CHECKPOINT 4 /* subject: the path                         */
-#define COGVIEW_PLUGIN_ERR_CONFIG 5             /* subject: the key in the options table     */
-#define COGVIEW_PLUGIN_ERR_BACKEND 6
-#define COGVIEW_PLUGIN_ERR_CANCELLED 7
-#define COGVIEW_PLUGIN_ERR_UNSUPPORTED 8
-#define COGVIEW_PLUGIN_ERR_PANIC 9
-#define COGVIEW_PLUGIN_ERR_ABI 10
-#define COGVIEW_PLUGIN_ERR_TEXT_TOO_LONG 11
+/* Error codes (COGVIEW_ERR_*) carried by cogview_plugin_error objects: cogview_error.h. */
 
 /* Log levels. */
 #define COGVIEW_PLUGIN_LOG_ERROR 1
@@ -73,19 +71,19 @@ extern "C" {
 #define COGVIEW_PLUGIN_DTYPE_F16 1
 #define COGVIEW_PLUGIN_DTYPE_BF16 2
 
-/* CogviewPluginV1.model_kinds bits; each set bit needs its vtable. */
+/* cogview_plugin_descriptor_v1.model_kinds bits; each set bit needs its vtable. */
 #define COGVIEW_PLUGIN_KIND_LM 1u
 #define COGVIEW_PLUGIN_KIND_GRID 2u
 #define COGVIEW_PLUGIN_KIND_IMAGE_TOKENIZER 4u
 
-typedef struct CogviewError CogviewError;                   /* host-owned */
-typedef struct CogviewLm CogviewLm;                         /* plugin-owned handles */
-typedef struct CogviewLmSession CogviewLmSession;
-typedef struct CogviewGridModel CogviewGridModel;
-typedef struct CogviewImageTokenizer CogviewImageTokenizer;
+typedef struct cogview_plugin_error cogview_plugin_error; /* host-owned */
+typedef struct cogview_plugin_lm cogview_plugin_lm;       /* plugin-owned handles */
+typedef struct cogview_plugin_lm_session cogview_plugin_lm_session;
+typedef struct cogview_plugin_grid_model cogview_plugin_grid_model;
+typedef struct cogview_plugin_image_tokenizer cogview_plugin_image_tokenizer;
 
 /* What the host gives the plugin; valid for the rest of the process (the plugin may keep it). */
-typedef struct CogviewHostV1 {
+typedef struct cogview_plugin_host_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     void *user_data;                /* pass back to both callbacks */
@@ -93,21 +91,22 @@ typedef struct CogviewHostV1 {
     uint32_t reserved0;
     void (*log)(void *user_data, int32_t level, const char *target, size_t target_len,
                 const char *msg, size_t msg_len);            /* thread-safe */
-    CogviewError *(*error_new)(void *user_data, int32_t code, const char *subject,
-                               size_t subject_len, const char *msg, size_t msg_len); /* never NULL */
-} CogviewHostV1;
+    cogview_plugin_error *(*error_new)(void *user_data, int32_t code, const char *subject,
+                                       size_t subject_len, const char *msg,
+                                       size_t msg_len);      /* never NULL */
+} cogview_plugin_host_v1;
 
 /* Progress and cancellation of one call; borrowed for that call only. */
-typedef struct CogviewHooksV1 {
+typedef struct cogview_plugin_hooks_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     void *user_data;
     void (*progress)(void *user_data, const char *stage, size_t stage_len, uint64_t step,
                      uint64_t total);                        /* may be NULL */
     int32_t (*is_cancelled)(void *user_data);                /* may be NULL; nonzero: stop */
-} CogviewHooksV1;
+} cogview_plugin_hooks_v1;
 
-typedef struct CogviewLoadParamsV1 {
+typedef struct cogview_plugin_load_params_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     const char *path;               /* the checkpoint, UTF-8 */
@@ -118,21 +117,21 @@ typedef struct CogviewLoadParamsV1 {
     uint32_t num_threads;           /* the plugin's own pool; 0: its default */
     const char *options_toml;       /* the stage's options table; NULL when the length is 0 */
     size_t options_toml_len;
-    const CogviewHooksV1 *hooks;    /* may be NULL */
-} CogviewLoadParamsV1;
+    const cogview_plugin_hooks_v1 *hooks; /* may be NULL */
+} cogview_plugin_load_params_v1;
 
 /* A rows x cols float matrix the plugin allocated; the host calls release once when done. */
-typedef struct CogviewFloatsV1 {
+typedef struct cogview_plugin_floats_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     uint64_t rows;
     uint64_t cols;
     const float *data;
-    void (*release)(struct CogviewFloatsV1 *self);           /* may be NULL */
+    void (*release)(struct cogview_plugin_floats_v1 *self); /* may be NULL */
     void *private_data;
-} CogviewFloatsV1;
+} cogview_plugin_floats_v1;
 
-typedef struct CogviewLmSpecV1 {
+typedef struct cogview_plugin_lm_spec_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     uint64_t vocab_size;            /* rows of the word embedding */
@@ -140,10 +139,10 @@ typedef struct CogviewLmSpecV1 {
     uint64_t image_vocab_size;      /* ids 0..image_vocab_size are image codes */
     uint32_t start_of_image_id;
     uint32_t reserved0;
-} CogviewLmSpecV1;
+} cogview_plugin_lm_spec_v1;
 
 /* n new tokens for each of the session's batch rows. */
-typedef struct CogviewLmInputV1 {
+typedef struct cogview_plugin_lm_input_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     const uint32_t *tokens;         /* [batch, n] */
@@ -155,65 +154,73 @@ typedef struct CogviewLmInputV1 {
     uint32_t logits_all;            /* 0: last position per row [batch, vocab]; 1: [batch*n, vocab] */
     uint32_t reserved0;
     uint64_t logits_vocab;          /* logits over the first logits_vocab ids */
-} CogviewLmInputV1;
+} cogview_plugin_lm_input_v1;
 
-typedef struct CogviewTokenGridV1 {
+typedef struct cogview_plugin_token_grid_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     uint64_t height;
     uint64_t width;
     const uint32_t *ids;            /* row-major, height * width */
     size_t ids_len;
-} CogviewTokenGridV1;
+} cogview_plugin_token_grid_v1;
 
-typedef struct CogviewImageV1 {
+typedef struct cogview_plugin_image_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     uint64_t width;
     uint64_t height;
     const uint8_t *rgb;             /* row-major RGB, width * height * 3 */
     size_t rgb_len;
-} CogviewImageV1;
+} cogview_plugin_image_v1;
 
-typedef struct CogviewLmVtableV1 {
+typedef struct cogview_plugin_lm_vtable_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
-    CogviewError *(*load)(const CogviewLoadParamsV1 *params, CogviewLm **out);
-    void (*free)(CogviewLm *lm);    /* accepts NULL; sessions keep their model alive */
-    CogviewError *(*spec)(const CogviewLm *lm, CogviewLmSpecV1 *out);
-    CogviewError *(*session_new)(const CogviewLm *lm, uint64_t batch, uint64_t capacity,
-                                 CogviewLmSession **out);
-    void (*session_free)(CogviewLmSession *session);         /* accepts NULL */
-    CogviewError *(*forward)(CogviewLmSession *session, const CogviewLmInputV1 *input,
-                             CogviewFloatsV1 *out);
-} CogviewLmVtableV1;
+    cogview_plugin_error *(*load)(const cogview_plugin_load_params_v1 *params,
+                                  cogview_plugin_lm **out);
+    void (*free)(cogview_plugin_lm *lm); /* accepts NULL; sessions keep their model alive */
+    cogview_plugin_error *(*spec)(const cogview_plugin_lm *lm, cogview_plugin_lm_spec_v1 *out);
+    cogview_plugin_error *(*session_new)(const cogview_plugin_lm *lm, uint64_t batch,
+                                         uint64_t capacity, cogview_plugin_lm_session **out);
+    void (*session_free)(cogview_plugin_lm_session *session); /* accepts NULL */
+    cogview_plugin_error *(*forward)(cogview_plugin_lm_session *session,
+                                     const cogview_plugin_lm_input_v1 *input,
+                                     cogview_plugin_floats_v1 *out);
+} cogview_plugin_lm_vtable_v1;
 
 /* DSR / ItersR: logits over the image vocabulary for every cell of the output grid. */
-typedef struct CogviewGridVtableV1 {
+typedef struct cogview_plugin_grid_vtable_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
-    CogviewError *(*load)(const CogviewLoadParamsV1 *params, CogviewGridModel **out);
-    void (*free)(CogviewGridModel *model);                   /* accepts NULL */
-    CogviewError *(*predict)(const CogviewGridModel *model, const uint32_t *text,
-                             size_t text_len, const CogviewTokenGridV1 *grid,
-                             CogviewFloatsV1 *out);
-    void (*release)(const CogviewGridModel *model);          /* may be NULL: drop weights until the next predict */
-} CogviewGridVtableV1;
+    cogview_plugin_error *(*load)(const cogview_plugin_load_params_v1 *params,
+                                  cogview_plugin_grid_model **out);
+    void (*free)(cogview_plugin_grid_model *model); /* accepts NULL */
+    cogview_plugin_error *(*predict)(const cogview_plugin_grid_model *model, const uint32_t *text,
+                                     size_t text_len, const cogview_plugin_token_grid_v1 *grid,
+                                     cogview_plugin_floats_v1 *out);
+    /* may be NULL: drop weights until the next predict */
+    void (*release)(const cogview_plugin_grid_model *model);
+} cogview_plugin_grid_vtable_v1;
 
-typedef struct CogviewImageTokenizerVtableV1 {
+typedef struct cogview_plugin_image_tokenizer_vtable_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
-    CogviewError *(*load)(const CogviewLoadParamsV1 *params, CogviewImageTokenizer **out);
-    void (*free)(CogviewImageTokenizer *model);              /* accepts NULL */
+    cogview_plugin_error *(*load)(const cogview_plugin_load_params_v1 *params,
+                                  cogview_plugin_image_tokenizer **out);
+    void (*free)(cogview_plugin_image_tokenizer *model); /* accepts NULL */
     /* writes exactly (height/factor)*(width/factor) ids; factor is 4, 8 or 16 */
-    CogviewError *(*encode)(const CogviewImageTokenizer *model, const CogviewImageV1 *image,
-                            uint32_t factor, uint32_t *ids, size_t ids_len);
+    cogview_plugin_error *(*encode)(const cogview_plugin_image_tokenizer *model,
+                                    const cogview_plugin_image_v1 *image, uint32_t factor,
+                                    uint32_t *ids, size_t ids_len);
     /* writes exactly (height*factor)*(width*factor)*3 bytes */
-    CogviewError *(*decode)(const CogviewImageTokenizer *model, const CogviewTokenGridV1 *grid,
-                            uint32_t factor, uint8_t *rgb, size_t rgb_len);
-} CogviewImageTokenizerVtableV1;
+    cogview_plugin_error *(*decode)(const cogview_plugin_image_tokenizer *model,
+                                    const cogview_plugin_token_grid_v1 *grid, uint32_t factor,
+                                    uint8_t *rgb, size_t rgb_len);
+} cogview_plugin_image_tokenizer_vtable_v1;
 
-typedef struct CogviewPluginV1 {
+/* What cogview_plugin_v1() returns. */
+typedef struct cogview_plugin_descriptor_v1 {
     uint32_t struct_version;
     uint32_t struct_size;
     uint32_t abi_major;             /* COGVIEW_PLUGIN_ABI_MAJOR */
@@ -221,17 +228,17 @@ typedef struct CogviewPluginV1 {
     const char *name;               /* the backend name stages select; [A-Za-z0-9_-]+ */
     const char *version;
     const char *build_info;         /* may be NULL */
-    /* > 0: usable on this device (higher wins); <= 0: not, with the reason in *why_not.
-     * Cheap: loads nothing. May be called before init. */
-    int32_t (*score)(const CogviewHostV1 *host, int32_t device_kind, int32_t device_index,
-                     CogviewError **why_not);
-    CogviewError *(*init)(const CogviewHostV1 *host);        /* once, before any load */
-    const CogviewLmVtableV1 *lm;
-    const CogviewGridVtableV1 *grid;
-    const CogviewImageTokenizerVtableV1 *image_tokenizer;
-} CogviewPluginV1;
+    /* > 0: usable on this device (higher wins); <= 0: not, with the reason in *why_not
+     * (COGVIEW_ERR_UNSUPPORTED). Cheap: loads nothing. May be called before init. */
+    int32_t (*score)(const cogview_plugin_host_v1 *host, int32_t device_kind, int32_t device_index,
+                     cogview_plugin_error **why_not);
+    cogview_plugin_error *(*init)(const cogview_plugin_host_v1 *host); /* once, before any load */
+    const cogview_plugin_lm_vtable_v1 *lm;
+    const cogview_plugin_grid_vtable_v1 *grid;
+    const cogview_plugin_image_tokenizer_vtable_v1 *image_tokenizer;
+} cogview_plugin_descriptor_v1;
 
-typedef const CogviewPluginV1 *(*CogviewPluginEntryV1)(void);
+typedef const cogview_plugin_descriptor_v1 *(*cogview_plugin_entry_v1)(void);
 
 #if defined(_WIN32)
 #define COGVIEW_PLUGIN_EXPORT __declspec(dllexport)
@@ -247,47 +254,47 @@ typedef const CogviewPluginV1 *(*CogviewPluginEntryV1)(void);
 #endif
 #define COGVIEW_PLUGIN_AT(T, f, o) COGVIEW_PLUGIN_STATIC_ASSERT(offsetof(T, f) == o, #T "." #f " moved")
 #define COGVIEW_PLUGIN_SIZE(T, s) COGVIEW_PLUGIN_STATIC_ASSERT(sizeof(T) == s, #T " changed size")
-COGVIEW_PLUGIN_SIZE(CogviewHostV1, 40);
-COGVIEW_PLUGIN_AT(CogviewHostV1, user_data, 8);
-COGVIEW_PLUGIN_AT(CogviewHostV1, max_log_level, 16);
-COGVIEW_PLUGIN_AT(CogviewHostV1, log, 24);
-COGVIEW_PLUGIN_AT(CogviewHostV1, error_new, 32);
-COGVIEW_PLUGIN_SIZE(CogviewHooksV1, 32);
-COGVIEW_PLUGIN_AT(CogviewHooksV1, progress, 16);
-COGVIEW_PLUGIN_AT(CogviewHooksV1, is_cancelled, 24);
-COGVIEW_PLUGIN_SIZE(CogviewLoadParamsV1, 64);
-COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, device_kind, 24);
-COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, dtype, 32);
-COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, num_threads, 36);
-COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, options_toml, 40);
-COGVIEW_PLUGIN_AT(CogviewLoadParamsV1, hooks, 56);
-COGVIEW_PLUGIN_SIZE(CogviewFloatsV1, 48);
-COGVIEW_PLUGIN_AT(CogviewFloatsV1, data, 24);
-COGVIEW_PLUGIN_AT(CogviewFloatsV1, release, 32);
-COGVIEW_PLUGIN_AT(CogviewFloatsV1, private_data, 40);
-COGVIEW_PLUGIN_SIZE(CogviewLmSpecV1, 40);
-COGVIEW_PLUGIN_AT(CogviewLmSpecV1, start_of_image_id, 32);
-COGVIEW_PLUGIN_SIZE(CogviewLmInputV1, 72);
-COGVIEW_PLUGIN_AT(CogviewLmInputV1, bias, 40);
-COGVIEW_PLUGIN_AT(CogviewLmInputV1, logits_all, 56);
-COGVIEW_PLUGIN_AT(CogviewLmInputV1, logits_vocab, 64);
-COGVIEW_PLUGIN_SIZE(CogviewTokenGridV1, 40);
-COGVIEW_PLUGIN_AT(CogviewTokenGridV1, ids, 24);
-COGVIEW_PLUGIN_SIZE(CogviewImageV1, 40);
-COGVIEW_PLUGIN_AT(CogviewImageV1, rgb, 24);
-COGVIEW_PLUGIN_SIZE(CogviewLmVtableV1, 56);
-COGVIEW_PLUGIN_AT(CogviewLmVtableV1, forward, 48);
-COGVIEW_PLUGIN_SIZE(CogviewGridVtableV1, 40);
-COGVIEW_PLUGIN_AT(CogviewGridVtableV1, release, 32);
-COGVIEW_PLUGIN_SIZE(CogviewImageTokenizerVtableV1, 40);
-COGVIEW_PLUGIN_AT(CogviewImageTokenizerVtableV1, decode, 32);
-COGVIEW_PLUGIN_SIZE(CogviewPluginV1, 80);
-COGVIEW_PLUGIN_AT(CogviewPluginV1, abi_major, 8);
-COGVIEW_PLUGIN_AT(CogviewPluginV1, name, 16);
-COGVIEW_PLUGIN_AT(CogviewPluginV1, score, 40);
-COGVIEW_PLUGIN_AT(CogviewPluginV1, init, 48);
-COGVIEW_PLUGIN_AT(CogviewPluginV1, lm, 56);
-COGVIEW_PLUGIN_AT(CogviewPluginV1, image_tokenizer, 72);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_host_v1, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_host_v1, user_data, 8);
+COGVIEW_PLUGIN_AT(cogview_plugin_host_v1, max_log_level, 16);
+COGVIEW_PLUGIN_AT(cogview_plugin_host_v1, log, 24);
+COGVIEW_PLUGIN_AT(cogview_plugin_host_v1, error_new, 32);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_hooks_v1, 32);
+COGVIEW_PLUGIN_AT(cogview_plugin_hooks_v1, progress, 16);
+COGVIEW_PLUGIN_AT(cogview_plugin_hooks_v1, is_cancelled, 24);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_load_params_v1, 64);
+COGVIEW_PLUGIN_AT(cogview_plugin_load_params_v1, device_kind, 24);
+COGVIEW_PLUGIN_AT(cogview_plugin_load_params_v1, dtype, 32);
+COGVIEW_PLUGIN_AT(cogview_plugin_load_params_v1, num_threads, 36);
+COGVIEW_PLUGIN_AT(cogview_plugin_load_params_v1, options_toml, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_load_params_v1, hooks, 56);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_floats_v1, 48);
+COGVIEW_PLUGIN_AT(cogview_plugin_floats_v1, data, 24);
+COGVIEW_PLUGIN_AT(cogview_plugin_floats_v1, release, 32);
+COGVIEW_PLUGIN_AT(cogview_plugin_floats_v1, private_data, 40);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_lm_spec_v1, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_lm_spec_v1, start_of_image_id, 32);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_lm_input_v1, 72);
+COGVIEW_PLUGIN_AT(cogview_plugin_lm_input_v1, bias, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_lm_input_v1, logits_all, 56);
+COGVIEW_PLUGIN_AT(cogview_plugin_lm_input_v1, logits_vocab, 64);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_token_grid_v1, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_token_grid_v1, ids, 24);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_image_v1, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_image_v1, rgb, 24);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_lm_vtable_v1, 56);
+COGVIEW_PLUGIN_AT(cogview_plugin_lm_vtable_v1, forward, 48);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_grid_vtable_v1, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_vtable_v1, release, 32);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_image_tokenizer_vtable_v1, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_image_tokenizer_vtable_v1, decode, 32);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_descriptor_v1, 80);
+COGVIEW_PLUGIN_AT(cogview_plugin_descriptor_v1, abi_major, 8);
+COGVIEW_PLUGIN_AT(cogview_plugin_descriptor_v1, name, 16);
+COGVIEW_PLUGIN_AT(cogview_plugin_descriptor_v1, score, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_descriptor_v1, init, 48);
+COGVIEW_PLUGIN_AT(cogview_plugin_descriptor_v1, lm, 56);
+COGVIEW_PLUGIN_AT(cogview_plugin_descriptor_v1, image_tokenizer, 72);
 #undef COGVIEW_PLUGIN_AT
 #undef COGVIEW_PLUGIN_SIZE
 

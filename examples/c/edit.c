@@ -1,6 +1,7 @@
 /* edit.c: text-guided editing and captions with the cogview C API.
  *
- *   cc edit.c -I include -L target/release -lcogview -Wl,-rpath,target/release -o edit
+ *   cc -DCOGVIEW_SHARED edit.c -I include -L target/release -lcogview \
+ *      -Wl,-rpath,target/release -o edit
  *   ./edit "a large blue square in the center" --seed 7 --out out
  *
  * It draws its own input (a red disc in the middle of a white 192 x 192 picture), regenerates
@@ -34,8 +35,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s PROMPT [-n N] [--seed S] [--out DIR]\n", argv[0]);
         return 2;
     }
-    cogview_edit_params ep;
-    cogview_edit_params_init(&ep);
+    cogview_edit_params ep = cogview_edit_default_params();
     ep.prompt = argv[1];
     const char *out_dir = "out";
     for (int i = 2; i + 1 < argc; i += 2) {
@@ -66,8 +66,7 @@ int main(int argc, char **argv) {
     ep.rects = &middle;
     ep.rect_count = 1;
 
-    cogview_pipeline_params pp;
-    cogview_pipeline_params_init(&pp);
+    cogview_pipeline_params pp = cogview_pipeline_default_params();
     cogview_pipeline *pipeline = NULL;
     cogview_error *e = cogview_pipeline_new(&pp, &pipeline);
     if (e) return fail(e, "cogview_pipeline_new");
@@ -100,16 +99,28 @@ int main(int argc, char **argv) {
     cogview_images_free(images);
 
     if (!status) {
+        /* The most likely caption of at most 32 tokens (the defaults). */
+        cogview_caption_params cp = cogview_caption_default_params();
+        cp.rgb = rgb;
+        cp.rgb_len = sizeof rgb;
+        cp.width = SIDE;
+        cp.height = SIDE;
         char *caption = NULL;
-        e = cogview_caption(session, rgb, sizeof rgb, SIDE, SIDE, 32, 0.0f, 0, &caption);
+        e = cogview_caption(session, &cp, &caption);
         if (e) status = fail(e, "cogview_caption");
         else printf("caption: %s\n", caption);
         cogview_string_free(caption);
     }
     const char *candidates[2] = {"a large red circle in the center", "a small green square at the top left"};
     for (int i = 0; !status && i < 2; i++) {
+        cogview_caption_score_params sp = cogview_caption_score_default_params();
+        sp.rgb = rgb;
+        sp.rgb_len = sizeof rgb;
+        sp.width = SIDE;
+        sp.height = SIDE;
+        sp.caption = candidates[i];
         double score = 0;
-        e = cogview_caption_score(session, rgb, sizeof rgb, SIDE, SIDE, candidates[i], &score);
+        e = cogview_caption_score(session, &sp, &score);
         if (e) status = fail(e, "cogview_caption_score");
         else printf("score %.4f: %s\n", score, candidates[i]);
     }

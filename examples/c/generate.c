@@ -1,6 +1,8 @@
 /* generate.c: prompt -> PNG files with the cogview C API.
  *
- *   cc generate.c -I include -L target/release -lcogview -Wl,-rpath,target/release -o generate
+ *   cc -DCOGVIEW_SHARED generate.c -I include -L target/release -lcogview \
+ *      -Wl,-rpath,target/release -o generate
+ *   (or statically: cc generate.c -I include target/release/libcogview.a -lpthread -ldl -lm)
  *   ./generate "a large blue circle in the center" -n 2 --seed 7 --out out
  *
  * Without --model-dir or --config it uses the default model built into the library. */
@@ -30,10 +32,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s PROMPT [-n N] [--seed S] [--out DIR] [--model-dir DIR] [--config FILE]\n", argv[0]);
         return 2;
     }
-    cogview_pipeline_params pp;
-    cogview_pipeline_params_init(&pp);
-    cogview_generate_params gp;
-    cogview_generate_params_init(&gp);
+    cogview_pipeline_params pp = cogview_pipeline_default_params();
+    cogview_generate_params gp = cogview_generate_default_params();
     gp.prompt = argv[1];
     const char *out_dir = "out";
     for (int i = 2; i + 1 < argc; i += 2) {

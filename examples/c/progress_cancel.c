@@ -1,7 +1,8 @@
 #define _POSIX_C_SOURCE 200809L
 /* progress_cancel.c: a progress callback, and cancellation from a second thread.
  *
- *   cc progress_cancel.c -I include -L target/release -lcogview -lpthread -Wl,-rpath,target/release
+ *   cc -DCOGVIEW_SHARED progress_cancel.c -I include -L target/release -lcogview -lpthread \
+ *      -Wl,-rpath,target/release
  *
  * The main thread generates; a watcher thread waits until CogLM has reported progress and then
  * calls cogview_session_cancel. The run must end with COGVIEW_ERR_CANCELLED. Then a progress
@@ -47,8 +48,7 @@ static void on_log(int32_t level, const char *message, void *user_data) {
 }
 
 int main(int argc, char **argv) {
-    cogview_pipeline_params pp;
-    cogview_pipeline_params_init(&pp);
+    cogview_pipeline_params pp = cogview_pipeline_default_params();
     if (argc > 2 && !strcmp(argv[1], "--model-dir")) pp.model_dir = argv[2];
     pp.log_callback = on_log;
     cogview_pipeline *pipeline = NULL;
@@ -58,16 +58,14 @@ int main(int argc, char **argv) {
     progress_state progress;
     atomic_init(&progress.reports, 0);
     atomic_init(&progress.stop_after, 0);
-    cogview_session_params sp;
-    cogview_session_params_init(&sp);
+    cogview_session_params sp = cogview_session_default_params();
     sp.progress_callback = on_progress;
     sp.progress_user_data = &progress;
     cogview_session *session = NULL;
     e = cogview_session_new(pipeline, &sp, &session);
     if (e) { fprintf(stderr, "%s\n", cogview_error_message(e)); cogview_error_free(e); cogview_pipeline_free(pipeline); return 1; }
 
-    cogview_generate_params gp;
-    cogview_generate_params_init(&gp);
+    cogview_generate_params gp = cogview_generate_default_params();
     gp.prompt = "a small red square at the top left";
     gp.num_images = 4;
 

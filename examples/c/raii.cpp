@@ -1,7 +1,7 @@
 // raii.cpp: the C API from C++, behind a small RAII wrapper (errors become exceptions, every
 // handle frees itself).
 //
-//   c++ -std=c++17 raii.cpp -I include -L target/release -lcogview -Wl,-rpath,target/release
+//   c++ -std=c++17 -DCOGVIEW_SHARED raii.cpp -I include -L target/release -lcogview -Wl,-rpath,target/release
 #include "cogview.h"
 
 #include <cstdio>
@@ -44,8 +44,7 @@ class Images {
 class Pipeline {
   public:
     explicit Pipeline(const char *model_dir = nullptr) {
-        cogview_pipeline_params params;
-        cogview_pipeline_params_init(&params);
+        cogview_pipeline_params params = cogview_pipeline_default_params();
         params.model_dir = model_dir;
         cogview_pipeline *p = nullptr;
         check(cogview_pipeline_new(&params, &p));
@@ -64,8 +63,7 @@ class Session {
         s_.reset(s);
     }
     Images generate(const std::string &prompt, uint32_t n, uint64_t seed) {
-        cogview_generate_params params;
-        cogview_generate_params_init(&params);
+        cogview_generate_params params = cogview_generate_default_params();
         params.prompt = prompt.c_str();
         params.num_images = n;
         params.seed = seed;

@@ -4,8 +4,8 @@ use cogview_backend_tests as common;
 
 use cogview::candle::{CoglmModel, LoadOptions};
 use cogview::checkpoint::{Checkpoint, SatFolder};
-use cogview::core::coglm::{full_logits, CoglmGenerator, CoglmMask, Stage1Settings};
 use cogview::core::sampling::TopKSampler;
+use cogview::core::stage1::{full_logits, CoglmGenerator, CoglmMask, Stage1Settings};
 use cogview::{Error, GlobalGenerator, RunContext, TextTokens};
 use common::*;
 use std::path::Path;

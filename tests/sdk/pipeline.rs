@@ -342,9 +342,9 @@ fn example_configs_parse_and_resolve() {
 #[test]
 fn a_pipeline_composed_in_rust_equals_the_configured_one() {
     use cogview::candle::{CoglmModel, LoadOptions, SrModel, VqTokenizer};
-    use cogview::core::coglm::{CoglmGenerator, Stage1Settings};
     use cogview::core::sampling::{ClusterLabels, ClusterSampler};
     use cogview::core::sr::SuperResolution;
+    use cogview::core::stage1::{CoglmGenerator, Stage1Settings};
     let dir = model_dir();
     let o = LoadOptions::default();
     let labels = Arc::new(ClusterLabels::from_npy_file(dir.join("cluster_label.npy")).unwrap());
@@ -409,8 +409,8 @@ fn every_stage_runs_in_f16_and_bf16_on_the_cpu() {
 
 #[test]
 fn image_likelihood_equals_the_cached_step_by_step_score() {
-    use cogview::core::coglm::{image_log_likelihood, CoglmMask, Stage1Layout};
     use cogview::core::lm::{AutoregressiveLm, LmInput, LogitsRequest};
+    use cogview::core::stage1::{image_log_likelihood, CoglmMask, Stage1Layout};
     let model = cogview::candle::CoglmModel::load(
         model_dir().join("coglm"),
         cogview::candle::LoadOptions::default(),

@@ -37,7 +37,7 @@ fn the_header_compiles_as_c_and_cpp_with_its_layout_checks() {
     let dir = tempfile::tempdir().unwrap();
     for (file, compiler, std) in [("h.c", "cc", "-std=c11"), ("h.cpp", "c++", "-std=c++11")] {
         let src = dir.path().join(file);
-        std::fs::write(&src, "#include \"cogview_plugin.h\"\nint main(void) { return sizeof(CogviewPluginV1) == 80 ? 0 : 1; }\n").unwrap();
+        std::fs::write(&src, "#include \"cogview_plugin.h\"\nint main(void) { return sizeof(cogview_plugin_descriptor_v1) == 80 ? 0 : 1; }\n").unwrap();
         let exe = dir.path().join(format!("{file}.out"));
         let out = Command::new(compiler)
             .args([std, "-Wall", "-Wextra", "-Werror", "-pedantic"])
@@ -89,7 +89,7 @@ fn a_kind_without_its_vtable_is_refused_at_load_time() {
     let lib = c_fixture("missing-vtable", &["-DFIXTURE_MISSING_VTABLE"], &[]);
     let m = load_err(&lib);
     assert!(
-        m.contains("bit 1") && m.contains("CogviewLmVtableV1 is NULL"),
+        m.contains("bit 1") && m.contains("cogview_plugin_lm_vtable_v1 is NULL"),
         "{m}"
     );
 }

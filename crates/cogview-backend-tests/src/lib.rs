@@ -11,11 +11,14 @@
 //! (`tests/fixtures`, made by tools/reference), and building plugin libraries and the command
 //! from a test ([`plugins`]).
 
+mod paths;
 pub mod plugins;
 /// The library the suite drives (for tests of crates that cannot name it themselves: the C API
 /// crate's library is also called `cogview`).
 pub use cogview as sdk;
 pub mod suite;
+
+pub use paths::{coglm_fixture, fixtures, workspace_root};
 
 /// Expands to the conformance suite's tests for the candidate `$candidate` (an expression of
 /// type [`suite::Candidate`], evaluated in each test).
@@ -40,21 +43,7 @@ macro_rules! conformance_tests {
 
 use cogview::core::npy::read_npy_file;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-
-/// The workspace's root folder.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `tests/fixtures`: small random models and the official code's outputs on them.
-pub fn fixtures() -> PathBuf {
-    workspace_root().join("tests/fixtures")
-}
-
-pub fn coglm_fixture(name: &str) -> PathBuf {
-    fixtures().join("coglm").join(name)
-}
+use std::path::Path;
 
 #[derive(Debug, Deserialize)]
 pub struct Case {

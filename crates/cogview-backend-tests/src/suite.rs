@@ -6,8 +6,8 @@
 //! (≥ 99 %; all of them for a backend with tolerance 0).
 
 use cogview::core::backend::{Backend, LoadRequest};
-use cogview::core::coglm::{full_logits, CoglmMask};
 use cogview::core::lm::{LmInput, LogitsRequest};
+use cogview::core::stage1::{full_logits, CoglmMask};
 use cogview::{
     Compression, Device, Image, Pipeline, PipelineConfig, RunContext, Settings, TokenGrid,
 };

@@ -43,6 +43,7 @@ impl CoglmModel {
         })
     }
 
+    /// The sizes it was built with.
     pub fn config(&self) -> &CoglmConfig {
         &self.b.config
     }

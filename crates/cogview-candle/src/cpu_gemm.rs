@@ -191,45 +191,49 @@ unsafe fn kernel(
     add: bool,
     init: *const f32,
 ) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    if !init.is_null() {
-        for (r, row) in acc.iter_mut().enumerate() {
-            let v = _mm512_set1_ps(*init.add(r));
-            *row = [v, v];
-        }
-    }
-    for k in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(k * NR));
-        let b1 = _mm512_loadu_ps(b.add(k * NR + 16));
-        for r in 0..MR {
-            let av = _mm512_set1_ps(*a.add(k * MR + r));
-            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-        }
-    }
-    if cols == NR {
-        for r in 0..rows {
-            let p = c.add(r * ldc);
-            let (mut v0, mut v1) = (acc[r][0], acc[r][1]);
-            if add {
-                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(p));
-                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(p.add(16)));
+    // SAFETY: the caller upholds this function's contract (pointers valid for the
+    // lengths used, the CPU features checked by the dispatcher).
+    unsafe {
+        use std::arch::x86_64::*;
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        if !init.is_null() {
+            for (r, row) in acc.iter_mut().enumerate() {
+                let v = _mm512_set1_ps(*init.add(r));
+                *row = [v, v];
             }
-            _mm512_storeu_ps(p, v0);
-            _mm512_storeu_ps(p.add(16), v1);
         }
-    } else {
-        let mut tmp = [0f32; NR];
-        for r in 0..rows {
-            _mm512_storeu_ps(tmp.as_mut_ptr(), acc[r][0]);
-            _mm512_storeu_ps(tmp.as_mut_ptr().add(16), acc[r][1]);
-            let p = c.add(r * ldc);
-            for (j, t) in tmp.iter().enumerate().take(cols) {
+        for k in 0..kc {
+            let b0 = _mm512_loadu_ps(b.add(k * NR));
+            let b1 = _mm512_loadu_ps(b.add(k * NR + 16));
+            for r in 0..MR {
+                let av = _mm512_set1_ps(*a.add(k * MR + r));
+                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+            }
+        }
+        if cols == NR {
+            for r in 0..rows {
+                let p = c.add(r * ldc);
+                let (mut v0, mut v1) = (acc[r][0], acc[r][1]);
                 if add {
-                    *p.add(j) += t;
-                } else {
-                    *p.add(j) = *t;
+                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(p));
+                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(p.add(16)));
+                }
+                _mm512_storeu_ps(p, v0);
+                _mm512_storeu_ps(p.add(16), v1);
+            }
+        } else {
+            let mut tmp = [0f32; NR];
+            for r in 0..rows {
+                _mm512_storeu_ps(tmp.as_mut_ptr(), acc[r][0]);
+                _mm512_storeu_ps(tmp.as_mut_ptr().add(16), acc[r][1]);
+                let p = c.add(r * ldc);
+                for (j, t) in tmp.iter().enumerate().take(cols) {
+                    if add {
+                        *p.add(j) += t;
+                    } else {
+                        *p.add(j) = *t;
+                    }
                 }
             }
         }

@@ -80,20 +80,28 @@ mod avx512 {
     impl Load for f32 {
         #[inline(always)]
         unsafe fn load16(p: *const Self) -> __m512 {
-            _mm512_loadu_ps(p)
+            // SAFETY: the caller upholds this function's contract (pointers valid for the
+            // lengths used, the CPU features checked by the dispatcher).
+            unsafe { _mm512_loadu_ps(p) }
         }
     }
     impl Load for half::bf16 {
         #[inline(always)]
         unsafe fn load16(p: *const Self) -> __m512 {
-            let h = _mm256_loadu_si256(p as *const __m256i);
-            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+            // SAFETY: the caller upholds this function's contract (pointers valid for the
+            // lengths used, the CPU features checked by the dispatcher).
+            unsafe {
+                let h = _mm256_loadu_si256(p as *const __m256i);
+                _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+            }
         }
     }
     impl Load for half::f16 {
         #[inline(always)]
         unsafe fn load16(p: *const Self) -> __m512 {
-            _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+            // SAFETY: the caller upholds this function's contract (pointers valid for the
+            // lengths used, the CPU features checked by the dispatcher).
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
         }
     }
 
@@ -104,33 +112,37 @@ mod avx512 {
         w: [*const W; 4],
         k: usize,
     ) -> [[f32; 4]; IB] {
-        let mut acc = [[_mm512_setzero_ps(); 4]; IB];
-        let full = k / 16 * 16;
-        let mut c = 0;
-        while c < full {
-            let mut xv = [_mm512_setzero_ps(); IB];
-            for i in 0..IB {
-                xv[i] = _mm512_loadu_ps(x[i].add(c));
-            }
-            for j in 0..4 {
-                let wv = W::load16(w[j].add(c));
+        // SAFETY: the caller upholds this function's contract (pointers valid for the
+        // lengths used, the CPU features checked by the dispatcher).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 4]; IB];
+            let full = k / 16 * 16;
+            let mut c = 0;
+            while c < full {
+                let mut xv = [_mm512_setzero_ps(); IB];
                 for i in 0..IB {
-                    acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+                    xv[i] = _mm512_loadu_ps(x[i].add(c));
+                }
+                for j in 0..4 {
+                    let wv = W::load16(w[j].add(c));
+                    for i in 0..IB {
+                        acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+                    }
+                }
+                c += 16;
+            }
+            let mut out = [[0f32; 4]; IB];
+            for i in 0..IB {
+                for j in 0..4 {
+                    let mut s = _mm512_reduce_add_ps(acc[i][j]);
+                    for t in full..k {
+                        s += *x[i].add(t) * (*w[j].add(t)).to_f32();
+                    }
+                    out[i][j] = s;
                 }
             }
-            c += 16;
+            out
         }
-        let mut out = [[0f32; 4]; IB];
-        for i in 0..IB {
-            for j in 0..4 {
-                let mut s = _mm512_reduce_add_ps(acc[i][j]);
-                for t in full..k {
-                    s += *x[i].add(t) * (*w[j].add(t)).to_f32();
-                }
-                out[i][j] = s;
-            }
-        }
-        out
     }
 
     /// Rows `j0..j0 + out.len()/m` of the transposed result.
@@ -143,38 +155,44 @@ mod avx512 {
         j0: usize,
         out: &mut [f32],
     ) {
-        let nj = out.len() / m;
-        let mut jj = 0;
-        while jj < nj {
-            let jb = (nj - jj).min(4);
-            // Past the last row, repeat it; those results are not stored.
-            let wp: [*const W; 4] =
-                std::array::from_fn(|b| w.as_ptr().add((j0 + jj + b.min(jb - 1)) * k));
-            let mut i = 0;
-            while i + 4 <= m {
-                let t = tile::<W, 4>(std::array::from_fn(|r| x.as_ptr().add((i + r) * k)), wp, k);
-                for b in 0..jb {
-                    for r in 0..4 {
-                        out[(jj + b) * m + i + r] = t[r][b];
+        // SAFETY: the caller upholds this function's contract (pointers valid for the
+        // lengths used, the CPU features checked by the dispatcher).
+        unsafe {
+            let nj = out.len() / m;
+            let mut jj = 0;
+            while jj < nj {
+                let jb = (nj - jj).min(4);
+                // Past the last row, repeat it; those results are not stored.
+                let wp: [*const W; 4] =
+                    std::array::from_fn(|b| w.as_ptr().add((j0 + jj + b.min(jb - 1)) * k));
+                let mut i = 0;
+                while i + 4 <= m {
+                    let t =
+                        tile::<W, 4>(std::array::from_fn(|r| x.as_ptr().add((i + r) * k)), wp, k);
+                    for b in 0..jb {
+                        for r in 0..4 {
+                            out[(jj + b) * m + i + r] = t[r][b];
+                        }
+                    }
+                    i += 4;
+                }
+                while i + 2 <= m {
+                    let t =
+                        tile::<W, 2>([x.as_ptr().add(i * k), x.as_ptr().add((i + 1) * k)], wp, k);
+                    for b in 0..jb {
+                        out[(jj + b) * m + i] = t[0][b];
+                        out[(jj + b) * m + i + 1] = t[1][b];
+                    }
+                    i += 2;
+                }
+                if i < m {
+                    let t = tile::<W, 1>([x.as_ptr().add(i * k)], wp, k);
+                    for b in 0..jb {
+                        out[(jj + b) * m + i] = t[0][b];
                     }
                 }
-                i += 4;
+                jj += jb;
             }
-            while i + 2 <= m {
-                let t = tile::<W, 2>([x.as_ptr().add(i * k), x.as_ptr().add((i + 1) * k)], wp, k);
-                for b in 0..jb {
-                    out[(jj + b) * m + i] = t[0][b];
-                    out[(jj + b) * m + i + 1] = t[1][b];
-                }
-                i += 2;
-            }
-            if i < m {
-                let t = tile::<W, 1>([x.as_ptr().add(i * k)], wp, k);
-                for b in 0..jb {
-                    out[(jj + b) * m + i] = t[0][b];
-                }
-            }
-            jj += jb;
         }
     }
 }

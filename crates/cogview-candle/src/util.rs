@@ -5,18 +5,20 @@ use cogview_core::{DType, Device, Error, Result};
 /// How to place loaded weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoadOptions {
+    /// Where the weights go.
     pub device: Device,
     /// The dtype the transformer computes in. LayerNorm, softmax and the output head run in f32.
     pub dtype: DType,
 }
 
+/// Converts candle's errors into [`Error::Backend`], keeping the candle error as its source.
 pub(crate) trait BackendResult<T> {
     fn be(self) -> Result<T>;
 }
 
 impl<T> BackendResult<T> for candle_core::Result<T> {
     fn be(self) -> Result<T> {
-        self.map_err(|e| Error::Backend(e.to_string()))
+        self.map_err(|e| Error::backend_source("", e))
     }
 }
 
@@ -24,14 +26,15 @@ impl<T> BackendResult<T> for candle_core::Result<T> {
 pub fn device(d: Device) -> Result<CDevice> {
     match d {
         Device::Cpu => Ok(CDevice::Cpu),
-        Device::Cuda(i) => CDevice::new_cuda(i).map_err(|e| {
-            Error::Backend(if cfg!(feature = "cuda") {
+        Device::Cuda(i) => CDevice::new_cuda(i).map_err(|e| Error::Backend {
+            message: if cfg!(feature = "cuda") {
                 format!("cannot use CUDA device {i}: {e}")
             } else {
                 format!(
                     "cannot use CUDA device {i}: {e} (this build has no CUDA kernels: use the candle-cuda plugin, see docs/cuda.md)"
                 )
-            })
+            },
+            source: Some(Box::new(e)),
         }),
     }
 }
@@ -82,6 +85,7 @@ pub(crate) fn load_tensor(
 pub trait TensorSource {
     /// The tensor `name` on `device` as `dtype`.
     fn load(&self, name: &str, dtype: CDType, device: &CDevice) -> Result<Tensor>;
+    /// Whether the source has a tensor `name`.
     fn contains(&self, name: &str) -> bool;
     /// Every expected tensor present with its shape, nothing unexpected (names matching `ignore`
     /// aside).
@@ -115,24 +119,31 @@ pub struct VarStore {
 }
 
 impl VarStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Adds (or replaces) the variable `name`.
     pub fn insert(&mut self, name: impl Into<String>, var: candle_core::Var) {
         self.vars.insert(name.into(), var);
     }
+    /// The variable `name`, if any.
     pub fn get(&self, name: &str) -> Option<&candle_core::Var> {
         self.vars.get(name)
     }
+    /// The variables' names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.vars.keys().map(|s| s.as_str())
     }
+    /// The variables with their names, sorted by name.
     pub fn vars(&self) -> impl Iterator<Item = (&str, &candle_core::Var)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v))
     }
+    /// Variables in the store.
     pub fn len(&self) -> usize {
         self.vars.len()
     }
+    /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }
@@ -160,7 +171,7 @@ impl TensorSource for VarStore {
         let v = self
             .vars
             .get(name)
-            .ok_or_else(|| Error::Backend(format!("no variable named {name}")))?;
+            .ok_or_else(|| Error::backend(format!("no variable named {name}")))?;
         if dtype == v.dtype() {
             Ok(v.as_tensor().clone())
         } else {

@@ -36,9 +36,11 @@ pub struct VqConfig {
     pub attn_resolutions: Vec<usize>,
     /// GroupNorm groups (official 32) and epsilon (official 1e-6).
     pub norm_groups: usize,
+    /// GroupNorm epsilon (official 1e-6).
     pub norm_eps: f64,
     /// Pixel normalisation: x = (rgb/255 − mean) / std.
     pub mean: [f32; 3],
+    /// Pixel normalisation's standard deviation per channel.
     pub std: [f32; 3],
     /// The compression rates (pixels per token side) whose paths were trained; others are
     /// refused. icetk's: 4, 8 and 16. cogview's default model is trained at 8 only.
@@ -98,6 +100,8 @@ impl Expected {
 }
 
 impl VqConfig {
+    /// Checks that the sizes are usable: positive, every level present, channels divisible by the
+    /// GroupNorm groups, a positive `std`.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, why: String| Err(Error::config("vq config", key, why));
         if self.channels == 0
@@ -659,6 +663,7 @@ impl VqTokenizer {
         Self::from_checkpoint(&ckpt, config, options)
     }
 
+    /// Builds the tokenizer from a tensor source (a checkpoint, or trained variables) and its sizes.
     pub fn from_checkpoint(
         ckpt: &dyn TensorSource,
         config: VqConfig,
@@ -704,6 +709,7 @@ impl VqTokenizer {
         })
     }
 
+    /// The sizes it was built with.
     pub fn config(&self) -> &VqConfig {
         &self.config
     }

@@ -1,9 +1,12 @@
 //! The C API of `include/cogview.h`. Every exported function runs its body under
 //! `catch_unwind` (a panic becomes `COGVIEW_ERR_PANIC`), checks every pointer and string it is
 //! given, and leaves out-parameters untouched on error. Objects are `Box`es handed out as opaque
-//! pointers; each has its `*_free`, which accepts NULL.
+//! pointers; each has its `*_free`, which accepts NULL. Error codes are
+//! [`sdk::ErrorCode`]'s (`include/cogview_error.h`).
 
-#![allow(non_camel_case_types, clippy::missing_safety_doc)]
+// The exported items are C declarations, documented in include/cogview.h (the reference, which
+// C users read); this crate builds only a cdylib and a staticlib, so no Rust code can use them.
+#![allow(non_camel_case_types, clippy::missing_safety_doc, missing_docs)]
 
 mod log;
 
@@ -11,13 +14,14 @@ use sdk::core::edit::{EditMask, Region};
 use sdk::core::sampling::TopKSampler;
 use sdk::core::{CancelToken, Progress, RunContext};
 use sdk::pipeline::{CaptionOptions, EditedImage, GeneratedImage};
-use sdk::{Compression, DType, Device, Error, Image, Pipeline, Settings, TokenGrid};
+use sdk::{Compression, DType, Device, Error, ErrorCode, Image, Pipeline, Settings, TokenGrid};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub const COGVIEW_API_VERSION: u32 = 1;
+/// `COGVIEW_API_VERSION` of include/cogview.h.
+pub const COGVIEW_API_VERSION: u32 = 2;
 
 // The sizes include/cogview.h asserts (64-bit targets).
 const _: () = assert!(std::mem::size_of::<cogview_pipeline_params>() == 80);
@@ -26,44 +30,20 @@ const _: () = assert!(std::mem::size_of::<cogview_generate_params>() == 40);
 const _: () = assert!(std::mem::size_of::<cogview_grid_view>() == 24);
 const _: () = assert!(std::mem::size_of::<cogview_image_view>() == 80);
 
-const ERR_INVALID_ARGUMENT: i32 = 1;
-const ERR_INVALID_INPUT: i32 = 2;
-const ERR_IO: i32 = 3;
-const ERR_INVALID_WEIGHTS: i32 = 4;
-const ERR_CONFIG: i32 = 5;
-const ERR_BACKEND: i32 = 6;
-const ERR_PLUGIN: i32 = 7;
-const ERR_CANCELLED: i32 = 8;
-const ERR_PANIC: i32 = 9;
-
 pub struct cogview_error {
     code: i32,
     message: CString,
 }
 
-fn new_error(code: i32, message: impl Into<String>) -> *mut cogview_error {
+fn new_error(code: ErrorCode, message: impl Into<String>) -> *mut cogview_error {
     let message = message.into().replace('\0', " ");
     Box::into_raw(Box::new(cogview_error {
-        code,
+        code: code.value(),
         message: CString::new(message).unwrap_or_default(),
     }))
 }
 
-fn code_of(e: &Error) -> i32 {
-    match e {
-        Error::InvalidInput { .. } | Error::TokenOutOfVocab { .. } | Error::TextTooLong { .. } => {
-            ERR_INVALID_INPUT
-        }
-        Error::Io { .. } => ERR_IO,
-        Error::InvalidCheckpoint { .. } | Error::WeightMismatch { .. } => ERR_INVALID_WEIGHTS,
-        Error::Config { .. } => ERR_CONFIG,
-        Error::Backend(_) => ERR_BACKEND,
-        Error::Plugin { .. } | Error::PluginLoad { .. } => ERR_PLUGIN,
-        Error::Cancelled => ERR_CANCELLED,
-    }
-}
-
-/// A failure of an API call: a bad argument (code 1) or an SDK error.
+/// A failure of an API call: a bad argument (`COGVIEW_ERR_INVALID_ARGUMENT`) or an SDK error.
 enum Fail {
     Arg(String),
     Sdk(Error),
@@ -83,8 +63,8 @@ fn arg(msg: impl Into<String>) -> Fail {
 fn guard(body: impl FnOnce() -> Result<(), Fail>) -> *mut cogview_error {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => std::ptr::null_mut(),
-        Ok(Err(Fail::Arg(m))) => new_error(ERR_INVALID_ARGUMENT, m),
-        Ok(Err(Fail::Sdk(e))) => new_error(code_of(&e), sdk::core::error::with_causes(&e)),
+        Ok(Err(Fail::Arg(m))) => new_error(ErrorCode::InvalidArgument, m),
+        Ok(Err(Fail::Sdk(e))) => new_error(e.code(), sdk::core::error::with_causes(&e)),
         Err(payload) => {
             let what = payload
                 .downcast_ref::<&str>()
@@ -92,7 +72,7 @@ fn guard(body: impl FnOnce() -> Result<(), Fail>) -> *mut cogview_error {
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".into());
             new_error(
-                ERR_PANIC,
+                ErrorCode::Panic,
                 format!("internal error (a bug in cogview; please report it): {what}"),
             )
         }
@@ -118,7 +98,7 @@ unsafe fn optional_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a st
 }
 
 /// Reads a params struct whose first field is `struct_size`: refuses NULL and sizes below this
-/// version's (an uninitialised struct), reads at most this version's size.
+/// version's (a struct not made by its `*_default_params`), reads at most this version's size.
 unsafe fn read_params<T: Copy>(p: *const T, name: &str, init: &str) -> Result<T, Fail> {
     if p.is_null() {
         return Err(arg(format!("`{name}` is NULL")));
@@ -126,7 +106,7 @@ unsafe fn read_params<T: Copy>(p: *const T, name: &str, init: &str) -> Result<T,
     let size = unsafe { std::ptr::read_unaligned(p as *const u32) } as usize;
     if size < std::mem::size_of::<T>() {
         return Err(arg(format!(
-            "`{name}` has struct_size {size} but this library needs {}: initialise it with {init}()",
+            "`{name}` has struct_size {size} but this library needs {}: start from {init}()",
             std::mem::size_of::<T>()
         )));
     }
@@ -217,23 +197,19 @@ struct Shared {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cogview_pipeline_params_init(params: *mut cogview_pipeline_params) {
-    if !params.is_null() {
-        unsafe {
-            params.write(cogview_pipeline_params {
-                struct_size: std::mem::size_of::<cogview_pipeline_params>() as u32,
-                config_path: std::ptr::null(),
-                model_dir: std::ptr::null(),
-                style: std::ptr::null(),
-                device: std::ptr::null(),
-                dtype: std::ptr::null(),
-                low_memory: 0,
-                batch_size: 0,
-                log_callback: None,
-                log_user_data: std::ptr::null_mut(),
-                log_level: log::LEVEL_WARN,
-            })
-        };
+pub extern "C" fn cogview_pipeline_default_params() -> cogview_pipeline_params {
+    cogview_pipeline_params {
+        struct_size: std::mem::size_of::<cogview_pipeline_params>() as u32,
+        config_path: std::ptr::null(),
+        model_dir: std::ptr::null(),
+        style: std::ptr::null(),
+        device: std::ptr::null(),
+        dtype: std::ptr::null(),
+        low_memory: 0,
+        batch_size: 0,
+        log_callback: None,
+        log_user_data: std::ptr::null_mut(),
+        log_level: log::LEVEL_WARN,
     }
 }
 
@@ -248,12 +224,12 @@ pub unsafe extern "C" fn cogview_pipeline_new(
 ) -> *mut cogview_error {
     guard(|| {
         unsafe { out_ptr(out, "out") }?;
-        let p = unsafe { read_params(params, "params", "cogview_pipeline_params_init") }?;
+        let p = unsafe { read_params(params, "params", "cogview_pipeline_default_params") }?;
         let logger = log::Logger::new(p.log_callback, p.log_user_data, p.log_level);
         let config = unsafe { optional_str(p.config_path, "config_path") }?.map(PathBuf::from);
         let model_dir = unsafe { optional_str(p.model_dir, "model_dir") }?.map(PathBuf::from);
         let style = unsafe { optional_str(p.style, "style") }?
-            .map(|s| s.parse::<sdk::core::coglm::Style>().map_err(Fail::Sdk))
+            .map(|s| s.parse::<sdk::core::stage1::Style>().map_err(Fail::Sdk))
             .transpose()?;
         let device: Option<Device> = parse(unsafe { optional_str(p.device, "device") }?)?;
         let dtype: Option<DType> = parse(unsafe { optional_str(p.dtype, "dtype") }?)?;
@@ -346,18 +322,14 @@ pub struct cogview_session {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cogview_session_params_init(params: *mut cogview_session_params) {
-    if !params.is_null() {
-        unsafe {
-            params.write(cogview_session_params {
-                struct_size: std::mem::size_of::<cogview_session_params>() as u32,
-                progress_callback: None,
-                progress_user_data: std::ptr::null_mut(),
-                log_callback: None,
-                log_user_data: std::ptr::null_mut(),
-                log_level: log::LEVEL_WARN,
-            })
-        };
+pub extern "C" fn cogview_session_default_params() -> cogview_session_params {
+    cogview_session_params {
+        struct_size: std::mem::size_of::<cogview_session_params>() as u32,
+        progress_callback: None,
+        progress_user_data: std::ptr::null_mut(),
+        log_callback: None,
+        log_user_data: std::ptr::null_mut(),
+        log_level: log::LEVEL_WARN,
     }
 }
 
@@ -371,11 +343,9 @@ pub unsafe extern "C" fn cogview_session_new(
         unsafe { out_ptr(out, "out") }?;
         let p = unsafe { pipeline_ref(pipeline) }?;
         let params = if params.is_null() {
-            let mut d = std::mem::MaybeUninit::uninit();
-            unsafe { cogview_session_params_init(d.as_mut_ptr()) };
-            unsafe { d.assume_init() }
+            cogview_session_default_params()
         } else {
-            unsafe { read_params(params, "params", "cogview_session_params_init") }?
+            unsafe { read_params(params, "params", "cogview_session_default_params") }?
         };
         let session = Box::new(cogview_session {
             shared: p.shared.clone(),
@@ -685,17 +655,13 @@ pub struct cogview_generate_params {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cogview_generate_params_init(params: *mut cogview_generate_params) {
-    if !params.is_null() {
-        unsafe {
-            params.write(cogview_generate_params {
-                struct_size: std::mem::size_of::<cogview_generate_params>() as u32,
-                prompt: std::ptr::null(),
-                num_images: 1,
-                seed: 0,
-                only_first_stage: 0,
-            })
-        };
+pub extern "C" fn cogview_generate_default_params() -> cogview_generate_params {
+    cogview_generate_params {
+        struct_size: std::mem::size_of::<cogview_generate_params>() as u32,
+        prompt: std::ptr::null(),
+        num_images: 1,
+        seed: 0,
+        only_first_stage: 0,
     }
 }
 
@@ -708,7 +674,7 @@ pub unsafe extern "C" fn cogview_generate(
     guard(|| {
         unsafe { out_ptr(out, "out") }?;
         let s = unsafe { session_ref(session) }?;
-        let p = unsafe { read_params(params, "params", "cogview_generate_params_init") }?;
+        let p = unsafe { read_params(params, "params", "cogview_generate_default_params") }?;
         let prompt = unsafe { required_str(p.prompt, "params.prompt") }?;
         if p.num_images == 0 {
             return Err(arg("`params.num_images` is 0; ask for at least one image"));
@@ -791,24 +757,20 @@ const _: () = assert!(std::mem::size_of::<cogview_rect>() == 40);
 const _: () = assert!(std::mem::size_of::<cogview_edit_params>() == 88);
 
 #[no_mangle]
-pub unsafe extern "C" fn cogview_edit_params_init(params: *mut cogview_edit_params) {
-    if !params.is_null() {
-        unsafe {
-            params.write(cogview_edit_params {
-                struct_size: std::mem::size_of::<cogview_edit_params>() as u32,
-                prompt: std::ptr::null(),
-                rgb: std::ptr::null(),
-                rgb_len: 0,
-                width: 0,
-                height: 0,
-                mask: std::ptr::null(),
-                mask_len: 0,
-                rects: std::ptr::null(),
-                rect_count: 0,
-                num_images: 1,
-                seed: 0,
-            })
-        };
+pub extern "C" fn cogview_edit_default_params() -> cogview_edit_params {
+    cogview_edit_params {
+        struct_size: std::mem::size_of::<cogview_edit_params>() as u32,
+        prompt: std::ptr::null(),
+        rgb: std::ptr::null(),
+        rgb_len: 0,
+        width: 0,
+        height: 0,
+        mask: std::ptr::null(),
+        mask_len: 0,
+        rects: std::ptr::null(),
+        rect_count: 0,
+        num_images: 1,
+        seed: 0,
     }
 }
 
@@ -897,7 +859,7 @@ pub unsafe extern "C" fn cogview_edit(
     guard(|| {
         unsafe { out_ptr(out, "out") }?;
         let s = unsafe { session_ref(session) }?;
-        let p = unsafe { read_params(params, "params", "cogview_edit_params_init") }?;
+        let p = unsafe { read_params(params, "params", "cogview_edit_default_params") }?;
         let prompt = unsafe { required_str(p.prompt, "params.prompt") }?;
         if p.num_images == 0 {
             return Err(arg("`params.num_images` is 0; ask for at least one image"));
@@ -915,14 +877,50 @@ pub unsafe extern "C" fn cogview_edit(
     })
 }
 
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct cogview_caption_score_params {
+    pub struct_size: u32,
+    pub rgb: *const u8,
+    pub rgb_len: usize,
+    pub width: u32,
+    pub height: u32,
+    pub caption: *const c_char,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct cogview_caption_params {
+    pub struct_size: u32,
+    pub rgb: *const u8,
+    pub rgb_len: usize,
+    pub width: u32,
+    pub height: u32,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_k: u32,
+    pub seed: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<cogview_caption_score_params>() == 40);
+const _: () = assert!(std::mem::size_of::<cogview_caption_params>() == 56);
+
+#[no_mangle]
+pub extern "C" fn cogview_caption_score_default_params() -> cogview_caption_score_params {
+    cogview_caption_score_params {
+        struct_size: std::mem::size_of::<cogview_caption_score_params>() as u32,
+        rgb: std::ptr::null(),
+        rgb_len: 0,
+        width: 0,
+        height: 0,
+        caption: std::ptr::null(),
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn cogview_caption_score(
     session: *mut cogview_session,
-    rgb: *const u8,
-    rgb_len: usize,
-    width: u32,
-    height: u32,
-    caption: *const c_char,
+    params: *const cogview_caption_score_params,
     score: *mut f64,
 ) -> *mut cogview_error {
     guard(|| {
@@ -930,8 +928,9 @@ pub unsafe extern "C" fn cogview_caption_score(
             return Err(arg("`score` is NULL"));
         }
         let s = unsafe { session_ref(session) }?;
-        let caption = unsafe { required_str(caption, "caption") }?;
-        let image = unsafe { read_rgb(rgb, rgb_len, width, height, "rgb") }?;
+        let p = unsafe { read_params(params, "params", "cogview_caption_score_default_params") }?;
+        let caption = unsafe { required_str(p.caption, "params.caption") }?;
+        let image = unsafe { read_rgb(p.rgb, p.rgb_len, p.width, p.height, "params.rgb") }?;
         let v = s.run(|| {
             let grid = s.shared.pipeline.encode_image(&image)?;
             s.shared.pipeline.caption_score(&grid, caption)
@@ -942,15 +941,24 @@ pub unsafe extern "C" fn cogview_caption_score(
 }
 
 #[no_mangle]
+pub extern "C" fn cogview_caption_default_params() -> cogview_caption_params {
+    cogview_caption_params {
+        struct_size: std::mem::size_of::<cogview_caption_params>() as u32,
+        rgb: std::ptr::null(),
+        rgb_len: 0,
+        width: 0,
+        height: 0,
+        max_tokens: 32,
+        temperature: 0.0,
+        top_k: 40,
+        seed: 0,
+    }
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn cogview_caption(
     session: *mut cogview_session,
-    rgb: *const u8,
-    rgb_len: usize,
-    width: u32,
-    height: u32,
-    max_tokens: u32,
-    temperature: f32,
-    seed: u64,
+    params: *const cogview_caption_params,
     out: *mut *mut c_char,
 ) -> *mut cogview_error {
     guard(|| {
@@ -958,27 +966,31 @@ pub unsafe extern "C" fn cogview_caption(
             return Err(arg("`out` is NULL"));
         }
         let s = unsafe { session_ref(session) }?;
-        let image = unsafe { read_rgb(rgb, rgb_len, width, height, "rgb") }?;
-        if max_tokens == 0 {
-            return Err(arg("`max_tokens` is 0; give the longest caption, e.g. 32"));
+        let p = unsafe { read_params(params, "params", "cogview_caption_default_params") }?;
+        let image = unsafe { read_rgb(p.rgb, p.rgb_len, p.width, p.height, "params.rgb") }?;
+        if p.max_tokens == 0 {
+            return Err(arg(
+                "`params.max_tokens` is 0; give the longest caption, e.g. 32",
+            ));
         }
-        if !(temperature.is_finite() && temperature >= 0.0) {
+        if !(p.temperature.is_finite() && p.temperature >= 0.0) {
             return Err(arg(format!(
-                "`temperature` is {temperature}; give 0 for the most likely caption or a positive temperature"
+                "`params.temperature` is {}; give 0 for the most likely caption or a positive temperature",
+                p.temperature
             )));
         }
         let options = CaptionOptions {
-            max_tokens: max_tokens as usize,
-            sampling: (temperature > 0.0).then_some(TopKSampler {
-                temperature,
-                top_k: 40,
+            max_tokens: p.max_tokens as usize,
+            sampling: (p.temperature > 0.0).then_some(TopKSampler {
+                temperature: p.temperature,
+                top_k: p.top_k as usize,
             }),
-            seed,
+            seed: p.seed,
         };
-        let ctx = s.context(seed);
+        let ctx = s.context(p.seed);
         let written = s.run(|| s.shared.pipeline.caption(&image, &options, &ctx))?;
         let text = CString::new(written.text.trim().replace('\0', ""))
-            .map_err(|e| Fail::from(Error::Backend(e.to_string())))?;
+            .map_err(|e| Fail::from(Error::backend_source("", e)))?;
         unsafe { *out = text.into_raw() };
         Ok(())
     })

@@ -1,7 +1,9 @@
 //! The C API from C and C++: the examples in examples/c/ and a C test of every error path
-//! (crates/cogview-capi/tests/c/errors.c), compiled with the system compilers against libcogview.so (and the
-//! generator also against libcogview.a), run normally and under AddressSanitizer + LeakSanitizer,
-//! which must report nothing.
+//! (crates/cogview-capi/tests/c/errors.c), compiled with the system compilers against
+//! libcogview.so (with `COGVIEW_SHARED`; the generator also against libcogview.a, without it),
+//! run normally and under AddressSanitizer + LeakSanitizer, which must report nothing. And the
+//! headers themselves: the error codes of include/cogview_error.h equal `cogview::ErrorCode`, and
+//! the export macros expand as documented.
 
 use cogview_backend_tests as common;
 use common::sdk as cogview;
@@ -25,7 +27,8 @@ fn library() -> (PathBuf, PathBuf) {
     (lib, dir)
 }
 
-/// Compiles one example; `asan` adds AddressSanitizer/UBSan (LeakSanitizer is part of ASan).
+/// Compiles one example; `asan` adds AddressSanitizer/UBSan (LeakSanitizer is part of ASan). A
+/// program linked with the shared library defines `COGVIEW_SHARED`, as include/cogview.h asks.
 fn compile(src: &Path, out: &Path, asan: bool, static_link: bool) {
     let (_, libdir) = library();
     let cpp = src.extension().is_some_and(|e| e == "cpp");
@@ -39,6 +42,9 @@ fn compile(src: &Path, out: &Path, asan: bool, static_link: bool) {
         .arg(out);
     if asan {
         cmd.args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]);
+    }
+    if !static_link {
+        cmd.arg("-DCOGVIEW_SHARED");
     }
     if static_link {
         cmd.arg(libdir.join("libcogview.a"))
@@ -298,7 +304,7 @@ fn the_cpp_wrapper_generates_and_turns_errors_into_exceptions() {
     let o = run(&exe, &[]);
     let out = assert_clean(&o, "raii.cpp");
     assert!(out.contains("image 1: 216x216, seed 6"), "{out}");
-    assert!(out.contains("empty prompt refused (code 2)"), "{out}");
+    assert!(out.contains("empty prompt refused (code 1)"), "{out}");
 }
 
 #[test]
@@ -314,4 +320,137 @@ fn one_pipeline_serves_several_threads_with_the_same_results_as_one() {
     let o = run(&exe, &[]);
     let out = assert_clean(&o, "threads.c");
     assert_eq!(out.matches("identical").count(), 3, "{out}");
+}
+
+/// `#define COGVIEW_ERR_<NAME> <value>` lines of a header.
+fn error_defines(header: &str) -> Vec<(String, i32)> {
+    let text = std::fs::read_to_string(root().join("include").join(header)).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            if w.next() != Some("#define") {
+                return None;
+            }
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .filter(|(name, _)| name.contains("_ERR_"))
+        .map(|(name, value)| {
+            let v = value
+                .parse()
+                .unwrap_or_else(|_| panic!("{header}: {name} is {value}"));
+            (name, v)
+        })
+        .collect()
+}
+
+#[test]
+fn both_headers_share_one_error_table_equal_to_the_rust_one() {
+    use cogview::ErrorCode;
+    let table = error_defines("cogview_error.h");
+    let want: Vec<(String, i32)> = ErrorCode::ALL
+        .iter()
+        .map(|c| (format!("COGVIEW_ERR_{}", c.name()), c.value()))
+        .collect();
+    assert_eq!(
+        table, want,
+        "include/cogview_error.h against cogview_core::ErrorCode"
+    );
+    // The two API headers define no codes of their own; they include the table.
+    for header in ["cogview.h", "cogview_plugin.h"] {
+        assert_eq!(
+            error_defines(header),
+            vec![],
+            "{header} defines error codes"
+        );
+        let text = std::fs::read_to_string(root().join("include").join(header)).unwrap();
+        assert!(
+            text.contains("#include \"cogview_error.h\""),
+            "{header} does not include cogview_error.h"
+        );
+    }
+    // The plugin ABI's Rust constants are the same table.
+    use cogview_plugin_abi::ffi;
+    for (konst, code) in [
+        (ffi::ERR_INVALID_INPUT, ErrorCode::InvalidInput),
+        (ffi::ERR_TOKEN_OUT_OF_VOCAB, ErrorCode::TokenOutOfVocab),
+        (ffi::ERR_IO, ErrorCode::Io),
+        (ffi::ERR_INVALID_WEIGHTS, ErrorCode::InvalidWeights),
+        (ffi::ERR_CONFIG, ErrorCode::Config),
+        (ffi::ERR_BACKEND, ErrorCode::Backend),
+        (ffi::ERR_CANCELLED, ErrorCode::Cancelled),
+        (ffi::ERR_UNSUPPORTED, ErrorCode::Unsupported),
+        (ffi::ERR_PANIC, ErrorCode::Panic),
+        (ffi::ERR_ABI, ErrorCode::Abi),
+        (ffi::ERR_TEXT_TOO_LONG, ErrorCode::TextTooLong),
+    ] {
+        assert_eq!(konst, code.value(), "{code}");
+        assert!(ErrorCode::PLUGIN_ABI.contains(&konst));
+    }
+
+    // And as a compiler sees them: one program including both headers (no clash) prints every
+    // code.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("codes.c");
+    let mut c = String::from(
+        "#include \"cogview.h\"\n#include \"cogview_plugin.h\"\n#include <stdio.h>\nint main(void) {\n",
+    );
+    for (name, _) in &want {
+        c.push_str(&format!("    printf(\"{name}=%d\\n\", {name});\n"));
+    }
+    c.push_str("    return 0;\n}\n");
+    std::fs::write(&src, c).unwrap();
+    let exe = dir.path().join("codes");
+    compile(&src, &exe, false, true);
+    let out = assert_clean(&run(&exe, &[]), "codes.c");
+    let printed: Vec<String> = out.lines().map(str::to_string).collect();
+    let want_lines: Vec<String> = want.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    assert_eq!(printed, want_lines);
+}
+
+/// What `COGVIEW_API` expands to with `defines`.
+fn api_macro(defines: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("api.c");
+    std::fs::write(
+        &src,
+        "#include \"cogview.h\"\nCOGVIEW_API_IS: COGVIEW_API\n",
+    )
+    .unwrap();
+    let o = Command::new("cc")
+        .args(["-E", "-P"])
+        .args(defines)
+        .arg("-I")
+        .arg(include_dir())
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("COGVIEW_API_IS:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    line["COGVIEW_API_IS:".len()..].trim().to_string()
+}
+
+#[test]
+fn the_export_macro_decorates_only_with_cogview_shared() {
+    // The static library: plain declarations.
+    assert_eq!(api_macro(&[]), "");
+    // The shared library (here: not Windows): default visibility, as when building it.
+    assert_eq!(
+        api_macro(&["-DCOGVIEW_SHARED"]),
+        "__attribute__((visibility(\"default\")))"
+    );
+    assert_eq!(
+        api_macro(&["-DCOGVIEW_SHARED", "-DCOGVIEW_BUILD"]),
+        "__attribute__((visibility(\"default\")))"
+    );
+    // On Windows the same header gives dllimport / dllexport (checked textually: no Windows
+    // compiler here).
+    let h = std::fs::read_to_string(root().join("include/cogview.h")).unwrap();
+    assert!(
+        h.contains("__declspec(dllimport)") && h.contains("__declspec(dllexport)"),
+        "cogview.h"
+    );
 }

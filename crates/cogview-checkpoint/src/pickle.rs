@@ -6,14 +6,22 @@ use std::collections::HashMap;
 
 /// A pickled value. Containers live in an arena so that memo references share them, as in Python.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub enum Value {
+    /// Python's `None`.
     #[default]
     None,
+    /// A `bool`.
     Bool(bool),
+    /// An `int` that fits 64 bits.
     Int(i64),
+    /// A `float`.
     Float(f64),
+    /// A `str`.
     Str(String),
+    /// A `bytes` object.
     Bytes(Vec<u8>),
+    /// A `tuple`.
     Tuple(Vec<Value>),
     /// A reference into the arena (dict, list or object).
     Ref(usize),
@@ -21,33 +29,47 @@ pub enum Value {
     Global(String, String),
     /// A storage named by a persistent id: (key, storage class name).
     Storage {
+        /// The persistent id's key (the storage's file in the archive).
         key: String,
+        /// The storage class (`FloatStorage`, ...).
         class: String,
     },
+    /// A tensor rebuilt by `torch._utils._rebuild_tensor_v2`.
     Tensor(TensorRef),
+    /// The pickle stack's mark (internal; never in a finished result).
     Mark,
 }
 
 /// A tensor as pickled by torch: a view into a storage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorRef {
+    /// The persistent id of the storage holding the data.
     pub storage_key: String,
+    /// The storage's class (`FloatStorage`, `HalfStorage`, ...), which gives the dtype.
     pub storage_class: String,
     /// In elements.
     pub storage_offset: usize,
+    /// The shape.
     pub shape: Vec<usize>,
     /// In elements.
     pub stride: Vec<usize>,
 }
 
+/// A container in the arena of an [`Unpickled`] result.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Obj {
+    /// A `dict`'s items, in insertion order.
     Dict(Vec<(Value, Value)>),
+    /// A `list`.
     List(Vec<Value>),
     /// An instance of a class we do not interpret.
     Object {
+        /// The class (a [`Value::Global`]).
         class: Box<Value>,
+        /// The arguments it was built with.
         args: Vec<Value>,
+        /// The state `BUILD` set, if any.
         state: Option<Value>,
     },
 }
@@ -55,7 +77,9 @@ pub enum Obj {
 /// The result of unpickling: the root value and the arena its references point into.
 #[derive(Debug, Default)]
 pub struct Unpickled {
+    /// The unpickled value.
     pub root: Value,
+    /// The containers [`Value::Ref`] points into.
     pub arena: Vec<Obj>,
 }
 

@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 /// reads the keys it needs (SAT stores many unrelated training arguments too).
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
+    /// The file it was read from (named in errors).
     pub path: PathBuf,
+    /// Every key SAT saved.
     pub values: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ModelConfig {
+    /// Reads a `model_config.json`.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -61,6 +64,7 @@ impl ModelConfig {
         }
     }
 
+    /// An optional number (`null` counts as absent).
     pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.values.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
@@ -71,6 +75,7 @@ impl ModelConfig {
         }
     }
 
+    /// An optional string (`null` counts as absent).
     pub fn opt_str(&self, key: &str) -> Result<Option<&str>> {
         match self.values.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
@@ -83,10 +88,13 @@ impl ModelConfig {
 /// A SAT checkpoint folder, resolved to its files.
 #[derive(Debug, Clone)]
 pub struct SatFolder {
+    /// The folder.
     pub dir: PathBuf,
     /// The content of `latest` (an iteration number or `release`).
     pub iteration: String,
+    /// `<iter>/mp_rank_00_model_states.pt`: the weights.
     pub model_file: PathBuf,
+    /// `model_config.json`.
     pub config_file: PathBuf,
 }
 
@@ -140,6 +148,7 @@ impl SatFolder {
         })
     }
 
+    /// Reads the folder's `model_config.json`, naming the folder when it is missing.
     pub fn config(&self) -> Result<ModelConfig> {
         if !self.config_file.is_file() {
             return Err(Error::config(

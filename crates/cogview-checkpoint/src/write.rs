@@ -1,6 +1,6 @@
 //! Writing safetensors files.
 
-use crate::{Checkpoint, WeightDType};
+use crate::checkpoint::{Checkpoint, WeightDType};
 use cogview_core::{Error, Result};
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 /// How one model is to be loaded.
 #[derive(Clone, Default)]
 pub struct LoadRequest {
+    /// Where the model runs.
     pub device: Device,
     /// The dtype the model computes in.
     pub dtype: DType,
@@ -28,6 +29,7 @@ pub struct LoadRequest {
 }
 
 impl LoadRequest {
+    /// A request for `device` and `dtype` with default options, no cancellation and no progress.
     pub fn new(device: Device, dtype: DType) -> Self {
         LoadRequest {
             device,
@@ -36,6 +38,7 @@ impl LoadRequest {
         }
     }
 
+    /// `Err(Cancelled)` once [`LoadRequest::cancel`] is set; backends call it between steps.
     pub fn check_cancelled(&self) -> Result<()> {
         if self.cancel.is_cancelled() {
             Err(crate::Error::Cancelled)
@@ -44,6 +47,7 @@ impl LoadRequest {
         }
     }
 
+    /// Reports `step` of `total` done, as stage "load".
     pub fn report(&self, step: usize, total: usize) {
         if let Some(p) = &self.progress {
             p(crate::Progress {
@@ -68,6 +72,7 @@ impl std::fmt::Debug for LoadRequest {
 
 /// The kinds of model a backend can load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ModelKind {
     /// CogLM (stage 1, editing, captioning).
     Lm,
@@ -78,6 +83,7 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// A short description for messages (e.g. "super-resolution (DSR / ItersR)").
     pub fn describe(self) -> &'static str {
         match self {
             ModelKind::Lm => "CogLM (autoregressive transformer)",
@@ -92,9 +98,12 @@ impl ModelKind {
 pub enum Availability {
     /// Usable; higher scores are preferred among variants of one backend.
     Usable {
+        /// Higher is preferred.
         score: u32,
     },
+    /// Not usable here.
     Unusable {
+        /// Why (what is missing, what to install).
         reason: String,
     },
 }
@@ -107,13 +116,17 @@ pub trait Backend: Send + Sync {
     fn describe(&self) -> String;
     /// Whether it can run on `device` on this machine. Cheap: loads nothing.
     fn availability(&self, device: Device) -> Availability;
+    /// Whether it can load models of `kind`.
     fn supports(&self, kind: ModelKind) -> bool;
+    /// Loads a CogLM checkpoint.
     fn load_lm(&self, path: &Path, request: &LoadRequest) -> Result<Arc<dyn AutoregressiveLm>>;
+    /// Loads a DSR or ItersR checkpoint.
     fn load_grid_predictor(
         &self,
         path: &Path,
         request: &LoadRequest,
     ) -> Result<Arc<dyn GridPredictor>>;
+    /// Loads a VQ image tokenizer checkpoint.
     fn load_image_tokenizer(
         &self,
         path: &Path,

@@ -9,9 +9,11 @@ use std::sync::Arc;
 pub struct CancelToken(Arc<AtomicBool>);
 
 impl CancelToken {
+    /// A token that is not cancelled.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Requests cancellation; any thread may call it.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
@@ -19,6 +21,7 @@ impl CancelToken {
     pub fn reset(&self) {
         self.0.store(false, Ordering::SeqCst);
     }
+    /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
@@ -27,11 +30,15 @@ impl CancelToken {
 /// One progress report: `step` of `total` done in `stage` (e.g. "coglm", 37 of 400 tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    /// The stage reporting: "coglm", "dsr", "itersr", "decode", "load", "caption", ...
     pub stage: &'static str,
+    /// Steps done.
     pub step: usize,
+    /// Steps in all.
     pub total: usize,
 }
 
+/// A progress callback: called on the thread doing the work.
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
 /// What a run carries besides its inputs.
@@ -39,7 +46,9 @@ pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 pub struct RunContext {
     /// The base seed; image `i` of a run uses seed `seed + i` (see [`RunContext::image_seeds`]).
     pub seed: u64,
+    /// Cancellation, checked between steps.
     pub cancel: CancelToken,
+    /// Where progress goes; `None`: nowhere.
     pub progress: Option<ProgressFn>,
 }
 
@@ -54,6 +63,7 @@ impl std::fmt::Debug for RunContext {
 }
 
 impl RunContext {
+    /// A context with `seed`, no cancellation and no progress callback.
     pub fn with_seed(seed: u64) -> Self {
         RunContext {
             seed,
@@ -76,6 +86,7 @@ impl RunContext {
         }
     }
 
+    /// Reports `step` of `total` done in `stage` to the progress callback, if any.
     pub fn report(&self, stage: &'static str, step: usize, total: usize) {
         if let Some(p) = &self.progress {
             p(Progress { stage, step, total });

@@ -1,5 +1,5 @@
-//! Text-guided editing (CogView2's completion, spec §8), with any mask: what to regenerate, the
-//! square crop around it, and the stage-1 sequence CogLM fills in.
+//! Text-guided editing (CogView2's completion, spec §8), with any mask: what to regenerate and
+//! the square crop around it. The stage-1 sequence CogLM fills in is in [`crate::stage1`].
 //!
 //! The official pipeline (`cogview2_completion.py`, `comp_pipeline/`) takes one rectangle; here a
 //! mask is any set of pixels ([`EditMask`]), built from a mask image, rectangles in pixels or
@@ -9,10 +9,11 @@
 //!    ([`surrounding_square`], `PatchCompletion._surrounding_box_crop`);
 //! 2. the crop's stage-1 grid and the mask brought to that grid by nearest sampling
 //!    ([`EditMask::resize_nearest`], `F.interpolate(..., size=20) >= 0.5`);
-//! 3. the completion sequence ([`CompletionPlan`], `BaseCompletion`): context cells first
-//!    (bidirectional), then in raster order each masked run preceded by its "block starter" (the
-//!    unmasked cell just left of it), masked cells generated one at a time with the KV cache
-//!    ([`crate::coglm::CoglmGenerator::complete`]);
+//! 3. the completion sequence ([`crate::stage1::CompletionPlan`], `BaseCompletion`): context
+//!    cells first (bidirectional), then in raster order each masked run preceded by its "block
+//!    starter" (the unmasked cell just left of it), masked cells generated one at a time with the
+//!    KV cache ([`crate::GlobalGenerator::complete`] of [`crate::stage1::CoglmGenerator`]) under
+//!    [`crate::stage1::CompletionMask`];
 //! 4. DSR, the original high-resolution tokens put back outside the mask, ItersR with the mask
 //!    (only masked cells are re-sampled), decoding, pasting and the final VQ round trip (the
 //!    pipeline).
@@ -30,21 +31,30 @@ pub struct EditMask {
 
 /// A rectangle to regenerate.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Region {
     /// Pixel columns `left..right` and rows `top..bottom` (ends excluded) of the input image.
     Pixels {
+        /// First column.
         left: usize,
+        /// First row.
         top: usize,
+        /// Column after the last.
         right: usize,
+        /// Row after the last.
         bottom: usize,
     },
     /// Fractions of the image's width and height in `[0, 1]`. Rows `int(H·top)..int(H·bottom)`
     /// and columns `int(W·left)..int(W·right)`, as the official `cord2mask` computes them (its
     /// arguments are `h0, w0, h1, w1` = `top, left, bottom, right`).
     Fraction {
+        /// Left edge, as a fraction of the width.
         left: f64,
+        /// Top edge, as a fraction of the height.
         top: f64,
+        /// Right edge, as a fraction of the width.
         right: f64,
+        /// Bottom edge, as a fraction of the height.
         bottom: f64,
     },
 }
@@ -53,6 +63,7 @@ pub enum Region {
 pub const MASK_THRESHOLD: u8 = 128;
 
 impl EditMask {
+    /// A `width × height` mask from its cells (row-major, `true` = regenerate).
     pub fn new(width: usize, height: usize, cells: Vec<bool>) -> Result<Self> {
         if width == 0 || height == 0 {
             return Err(Error::invalid_input("mask", "the mask has no pixels"));
@@ -165,15 +176,19 @@ impl EditMask {
         Ok(())
     }
 
+    /// Width in pixels.
     pub fn width(&self) -> usize {
         self.width
     }
+    /// Height in pixels.
     pub fn height(&self) -> usize {
         self.height
     }
+    /// The cells, row-major.
     pub fn cells(&self) -> &[bool] {
         &self.cells
     }
+    /// Whether pixel (`x`, `y`) is to be regenerated.
     pub fn get(&self, x: usize, y: usize) -> bool {
         self.cells[y * self.width + x]
     }
@@ -181,6 +196,7 @@ impl EditMask {
     pub fn count(&self) -> usize {
         self.cells.iter().filter(|c| **c).count()
     }
+    /// Whether no pixel is to be regenerated.
     pub fn is_empty(&self) -> bool {
         !self.cells.iter().any(|c| *c)
     }
@@ -242,8 +258,11 @@ impl EditMask {
 /// A square of an image: rows `top..top+side`, columns `left..left+side`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Square {
+    /// First row.
     pub top: usize,
+    /// First column.
     pub left: usize,
+    /// Side in pixels.
     pub side: usize,
 }
 
@@ -295,86 +314,6 @@ pub fn surrounding_square(mask: &EditMask) -> Result<Option<Square>> {
         left: place(wc),
         side: lenm as usize,
     }))
-}
-
-/// Where each stage-1 cell goes in the completion sequence (`BaseCompletion`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompletionPlan {
-    /// Cells given as bidirectional context, in raster order.
-    pub context: Vec<usize>,
-    /// The generation segment in raster order: `(cell, given)`; a given cell is a block starter
-    /// (the unmasked cell directly left of a masked run, fed without sampling), the others are
-    /// generated.
-    pub generation: Vec<(usize, bool)>,
-}
-
-impl CompletionPlan {
-    /// The plan for a `height × width` cell mask (`true` = regenerate).
-    pub fn new(mask: &[bool], height: usize, width: usize) -> Result<Self> {
-        if mask.len() != height * width {
-            return Err(Error::invalid_input(
-                "mask",
-                format!(
-                    "{} mask cells for a {height}x{width} grid ({} needed)",
-                    mask.len(),
-                    height * width
-                ),
-            ));
-        }
-        let mut plan = CompletionPlan {
-            context: Vec::new(),
-            generation: Vec::new(),
-        };
-        for i in 0..height {
-            for j in 0..width {
-                let c = i * width + j;
-                if mask[c] {
-                    plan.generation.push((c, false));
-                } else if j + 1 < width && mask[c + 1] {
-                    plan.generation.push((c, true));
-                } else {
-                    plan.context.push(c);
-                }
-            }
-        }
-        Ok(plan)
-    }
-
-    /// Cells to generate.
-    pub fn masked(&self) -> usize {
-        self.generation.iter().filter(|(_, given)| !given).count()
-    }
-}
-
-/// The completion sequence's attention (`get_masks_and_position_ids_comp`): causal, plus text
-/// bidirectional among the text, plus every row after `<start_of_image>` seeing all context
-/// cells; `text_bias` on every visible text key.
-///
-/// Sequence indices: text `0..text_len`, `<start_of_image>` at `text_len`, context cells at
-/// `text_len + 1 .. context_end`, the generation segment after.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CompletionMask {
-    pub text_len: usize,
-    pub context_end: usize,
-    pub text_bias: f32,
-}
-
-impl CompletionMask {
-    pub fn allows(&self, q: usize, k: usize) -> bool {
-        k <= q
-            || (q < self.text_len && k < self.text_len)
-            || (q > self.text_len && k > self.text_len && k < self.context_end)
-    }
-
-    /// The additive bias for queries `q_start..q_start+q_len` over keys `0..k_len`.
-    pub fn bias_rows(&self, q_start: usize, q_len: usize, k_len: usize) -> Vec<f32> {
-        crate::coglm::text_biased_rows(
-            |q, k| self.allows(q, k),
-            self.text_len,
-            self.text_bias,
-            (q_start, q_len, k_len),
-        )
-    }
 }
 
 #[cfg(test)]
@@ -463,63 +402,6 @@ mod tests {
             surrounding_square(&EditMask::empty(8, 8).unwrap()).unwrap(),
             None
         );
-    }
-
-    #[test]
-    fn plan_puts_block_starters_before_each_masked_run() {
-        // 3x4 grid, masked: (0,1) (0,2), (1,0), (2,3).
-        let mut mask = vec![false; 12];
-        for c in [1, 2, 4, 11] {
-            mask[c] = true;
-        }
-        let p = CompletionPlan::new(&mask, 3, 4).unwrap();
-        // Cell 0 starts the run in row 0; row 1's run starts at column 0 (no starter); cell 10
-        // starts the run at (2,3).
-        assert_eq!(p.context, vec![3, 5, 6, 7, 8, 9]);
-        assert_eq!(
-            p.generation,
-            vec![
-                (0, true),
-                (1, false),
-                (2, false),
-                (4, false),
-                (10, true),
-                (11, false)
-            ]
-        );
-        assert_eq!(p.masked(), 4);
-        assert!(CompletionPlan::new(&mask, 4, 4).is_err());
-    }
-
-    #[test]
-    fn completion_mask_matches_the_official_construction() {
-        // get_masks_and_position_ids_comp: tril; rows > txt, cols txt+1..context = 1;
-        // rows < txt, cols < txt = 1.
-        let (t, ctx_end, n) = (3, 7, 11);
-        let m = CompletionMask {
-            text_len: t,
-            context_end: ctx_end,
-            text_bias: 1.4,
-        };
-        for q in 0..n {
-            for k in 0..n {
-                let mut want = k <= q;
-                if q > t && k > t && k < ctx_end {
-                    want = true;
-                }
-                if q < t && k < t {
-                    want = true;
-                }
-                assert_eq!(m.allows(q, k), want, "{q} {k}");
-            }
-        }
-        // <start_of_image> sees no context; the first context cell sees all context.
-        assert!(!m.allows(t, t + 1));
-        assert!(m.allows(t + 1, ctx_end - 1));
-        let rows = m.bias_rows(0, n, n);
-        assert_eq!(rows[0], 1.4); // text key
-        assert_eq!(rows[t + 1], f32::NEG_INFINITY);
-        assert_eq!(rows[(t + 1) * n + t], 0.0);
     }
 
     #[test]

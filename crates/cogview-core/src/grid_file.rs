@@ -19,14 +19,19 @@ use crate::types::TokenGrid;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The `format` field of a token-grid file.
 pub const FORMAT: &str = "cogview-token-grid";
+/// The `version` field this library writes (and the newest it reads).
 pub const VERSION: u32 = 1;
 
 /// A token grid with its provenance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GridFile {
+    /// The token ids.
     pub grid: TokenGrid,
+    /// The compression of the image tokenizer that made it, when known.
     pub compression: Option<Compression>,
+    /// SHA-256 of the image tokenizer's weights, when known.
     pub tokenizer_sha256: Option<String>,
 }
 
@@ -62,6 +67,7 @@ impl Compression {
 }
 
 impl GridFile {
+    /// The file's JSON text.
     pub fn to_json(&self) -> String {
         let doc = Doc {
             format: Some(FORMAT.into()),
@@ -105,12 +111,14 @@ impl GridFile {
         })
     }
 
+    /// Reads and checks a token-grid file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&text, &path.display().to_string())
     }
 
+    /// Writes the file (JSON).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         std::fs::write(path, self.to_json()).map_err(|e| Error::io(path, e))

@@ -1,5 +1,5 @@
 //! The backend-facing interface of an autoregressive transformer (CogLM), and the input checks every
-//! backend shares. A backend implements [`AutoregressiveLm`]; the core drives it (see [`crate::coglm`]).
+//! backend shares. A backend implements [`AutoregressiveLm`]; the core drives it (see [`crate::stage1`]).
 
 use crate::error::{Error, Result};
 
@@ -20,12 +20,19 @@ pub struct LmSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogitsRequest {
     /// The last position of every batch row: `[batch, vocab]`.
-    Last { vocab: usize },
+    Last {
+        /// Logits over ids `0..vocab`.
+        vocab: usize,
+    },
     /// Every new position of every row: `[batch, n, vocab]`.
-    All { vocab: usize },
+    All {
+        /// Logits over ids `0..vocab`.
+        vocab: usize,
+    },
 }
 
 impl LogitsRequest {
+    /// The number of ids the logits cover.
     pub fn vocab(self) -> usize {
         match self {
             LogitsRequest::Last { vocab } | LogitsRequest::All { vocab } => vocab,
@@ -41,20 +48,25 @@ pub struct LmInput<'a> {
     /// `[n]` position ids, shared by the rows.
     pub positions: &'a [u32],
     /// `[n, cached + n]` additive attention bias, shared by the rows: 0 or the text bias where a query
-    /// may look, `-inf` where it may not (see [`crate::coglm::CoglmMask`]).
+    /// may look, `-inf` where it may not (see [`crate::stage1::CoglmMask`]).
     pub bias: &'a [f32],
+    /// Which logits to return.
     pub logits: LogitsRequest,
 }
 
 /// Logits returned by a forward call, row-major `[rows, vocab]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logits {
+    /// Rows (batch rows, or batch rows × new positions).
     pub rows: usize,
+    /// Logits per row.
     pub vocab: usize,
+    /// `rows * vocab` values, row-major.
     pub data: Vec<f32>,
 }
 
 impl Logits {
+    /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.vocab..(i + 1) * self.vocab]
     }
@@ -62,6 +74,7 @@ impl Logits {
 
 /// A loaded model. Shared, read-only; sessions hold the per-run KV cache.
 pub trait AutoregressiveLm: Send + Sync {
+    /// Vocabulary, positions and special ids of the model.
     fn spec(&self) -> LmSpec;
     /// A session for `batch` rows whose cache holds up to `capacity` positions.
     fn new_session(&self, batch: usize, capacity: usize) -> Result<Box<dyn LmSession + '_>>;
@@ -69,9 +82,11 @@ pub trait AutoregressiveLm: Send + Sync {
 
 /// Per-run state: the KV cache of every layer.
 pub trait LmSession {
+    /// Rows of the batch.
     fn batch(&self) -> usize;
     /// Positions already in the cache.
     fn cached_len(&self) -> usize;
+    /// Positions the cache can hold.
     fn capacity(&self) -> usize;
     /// Runs the new tokens through the model, appends their keys and values to the cache and returns
     /// the requested logits.

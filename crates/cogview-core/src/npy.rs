@@ -6,15 +6,25 @@ use std::path::Path;
 
 /// The element type of an `.npy` array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NpyDtype {
+    /// `i1`.
     I8,
+    /// `u1` (and `b1`, booleans).
     U8,
+    /// `i2`.
     I16,
+    /// `i4`.
     I32,
+    /// `i8`.
     I64,
+    /// `u4`.
     U32,
+    /// `u8`.
     U64,
+    /// `f4`.
     F32,
+    /// `f8`.
     F64,
 }
 
@@ -41,6 +51,7 @@ impl NpyDtype {
         };
         Some((d, big))
     }
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             NpyDtype::I8 | NpyDtype::U8 => 1,
@@ -54,16 +65,20 @@ impl NpyDtype {
 /// An `.npy` array: C-order little-endian data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {
+    /// The element type.
     pub dtype: NpyDtype,
+    /// The shape (C order).
     pub shape: Vec<usize>,
     /// Little-endian element bytes in C (row-major) order.
     pub data: Vec<u8>,
 }
 
 impl NpyArray {
+    /// Elements in all.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Whether it has no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

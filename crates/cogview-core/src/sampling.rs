@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 /// Turns one row of logits (ids `0..logits.len()`) into one token id.
 pub trait Sampler: Send + Sync + std::fmt::Debug {
+    /// Draws one id from `logits` with `rng`.
     fn sample(&self, logits: &[f32], rng: &mut Rng) -> Result<u32>;
 }
 
@@ -114,7 +115,9 @@ fn kth_largest(logits: &[f32], k: usize) -> f32 {
 /// is kept (ties at the threshold are not broken). `temperature == 0` returns the argmax.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopKSampler {
+    /// Divides the logits; 0: the argmax.
     pub temperature: f32,
+    /// Candidates kept (ties at the threshold included); 0: all.
     pub top_k: usize,
 }
 
@@ -199,18 +202,23 @@ impl ClusterLabels {
         Self::new(array.to_i64().expect("integer table")).expect("valid table")
     }
 
+    /// Tokens in the table.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
+    /// Whether the table has no token.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+    /// Clusters (the largest label + 1).
     pub fn num_clusters(&self) -> usize {
         self.num_clusters
     }
+    /// The cluster of `token`.
     pub fn label(&self, token: usize) -> usize {
         self.labels[token] as usize
     }
+    /// Every token's cluster.
     pub fn labels(&self) -> &[u32] {
         &self.labels
     }
@@ -225,9 +233,13 @@ impl ClusterLabels {
 /// Official values: stage 1 T = 1.15, 16 clusters, inner 1.0; DSR T = 1.0, 100 clusters, inner 0.89.
 #[derive(Debug, Clone)]
 pub struct ClusterSampler {
+    /// Which cluster each token belongs to.
     pub labels: Arc<ClusterLabels>,
+    /// Temperature of the cluster masses.
     pub temperature: f32,
+    /// Clusters kept.
     pub top_k_clusters: usize,
+    /// Temperature of the draw within the chosen cluster.
     pub inner_temperature: f32,
 }
 

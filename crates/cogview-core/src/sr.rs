@@ -90,7 +90,7 @@ impl SuperResolution {
 
     fn check_logits(&self, logits: &Logits, what: &str) -> Result<()> {
         if logits.rows != self.high_side * self.high_side {
-            return Err(Error::Backend(format!(
+            return Err(Error::backend(format!(
                 "{what} returned {} cells for a {}x{} grid",
                 logits.rows, self.high_side, self.high_side
             )));

@@ -4,22 +4,25 @@
 //! Call order in a text-to-image run: [`TextTokenizer::encode`] → [`GlobalGenerator::generate`]
 //! (20×20) → [`LocalSuperResolver::super_resolve`] (60×60) → [`ImageTokenizer::decode`].
 
-use crate::coglm::{Caption, CaptionRequest};
 use crate::context::RunContext;
 use crate::error::Result;
-use crate::types::{Image, TextTokens, TokenGrid};
+use crate::types::{Caption, CaptionRequest, Image, TextTokens, TokenGrid};
 
 pub use crate::sampling::Sampler;
 
 /// icetk's compression rates: pixels per token side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Compression {
+    /// 4 pixels per token side (icetk's `compress_rate=4`).
     X4,
+    /// 8 pixels per token side: CogView2's.
     X8,
+    /// 16 pixels per token side.
     X16,
 }
 
 impl Compression {
+    /// Pixels per token side.
     pub fn factor(self) -> usize {
         match self {
             Compression::X4 => 4,
@@ -31,7 +34,9 @@ impl Compression {
 
 /// Text ↔ token ids.
 pub trait TextTokenizer: Send + Sync {
+    /// The token ids of `text`.
     fn encode(&self, text: &str) -> Result<TextTokens>;
+    /// The text of `ids`.
     fn decode(&self, ids: &[u32]) -> Result<String>;
 }
 
@@ -103,6 +108,7 @@ fn unsupported(what: &str) -> crate::error::Error {
 
 /// Stages 2-3: low-resolution grid → high-resolution grid (DSR + ItersR).
 pub trait LocalSuperResolver: Send + Sync {
+    /// Super-resolves each stage-1 grid of `low_res` (one per seed) given `text`.
     fn super_resolve(
         &self,
         text: &TextTokens,

@@ -1,6 +1,8 @@
-//! Data that crosses between components: text tokens, token grids, images, numeric types.
+//! Data that crosses between components: text tokens, token grids, images, captions, numeric
+//! types.
 
 use crate::error::{Error, Result};
+use crate::sampling::TopKSampler;
 use serde::{Deserialize, Serialize};
 
 /// Token ids of a text, as the text tokenizer produced them (icetk ids: text pieces are 20000..149999).
@@ -8,9 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct TextTokens(pub Vec<u32>);
 
 impl TextTokens {
+    /// Tokens.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Whether there is no token.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -19,13 +23,16 @@ impl TextTokens {
 /// A row-major grid of image-token ids (VQ codebook indices), e.g. 20×20 after CogLM or 60×60 after DSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenGrid {
+    /// Rows.
     pub height: usize,
+    /// Columns.
     pub width: usize,
     /// `height * width` ids, row-major.
     pub ids: Vec<u32>,
 }
 
 impl TokenGrid {
+    /// A grid, checked: not empty and `ids.len() == height * width`.
     pub fn new(height: usize, width: usize, ids: Vec<u32>) -> Result<Self> {
         if height == 0 || width == 0 {
             return Err(Error::invalid_input(
@@ -45,6 +52,7 @@ impl TokenGrid {
         }
         Ok(TokenGrid { height, width, ids })
     }
+    /// The id at (`row`, `col`).
     pub fn get(&self, row: usize, col: usize) -> u32 {
         self.ids[row * self.width + col]
     }
@@ -53,12 +61,16 @@ impl TokenGrid {
 /// An 8-bit RGB image, row-major, 3 bytes per pixel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// `width * height * 3` bytes: R, G, B per pixel, row-major.
     pub pixels: Vec<u8>,
 }
 
 impl Image {
+    /// An image, checked: `pixels.len() == width * height * 3`.
     pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<Self> {
         if pixels.len() != width * height * 3 {
             return Err(Error::invalid_input(
@@ -82,9 +94,12 @@ impl Image {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
+    /// 32-bit float.
     #[default]
     F32,
+    /// 16-bit float (IEEE half).
     F16,
+    /// bfloat16.
     Bf16,
 }
 
@@ -117,8 +132,10 @@ impl std::fmt::Display for DType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(try_from = "String", into = "String")]
 pub enum Device {
+    /// The CPU.
     #[default]
     Cpu,
+    /// CUDA device `N`.
     Cuda(usize),
 }
 
@@ -193,4 +210,34 @@ impl MemoryEstimate {
     pub fn peak_bytes(&self) -> u64 {
         self.weight_bytes + self.activation_bytes
     }
+}
+
+/// How to write a caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionRequest {
+    /// The token before the caption (official inverse prompt: `<start_of_chinese>`; the default
+    /// model was trained with `<start_of_english>`).
+    pub start: u32,
+    /// Token ids the caption may use (the text pieces), end excluded.
+    pub allowed: std::ops::Range<u32>,
+    /// A token that ends the caption (not part of it), when the model was trained to write one
+    /// (the default model ends captions with `<start_of_image>`; CogView2's CogLM never learnt
+    /// to end one, so it writes `max_tokens`).
+    pub end: Option<u32>,
+    /// The longest caption.
+    pub max_tokens: usize,
+    /// `None`: greedy (the most likely token at each step); `Some`: sampled from the top
+    /// `top_k` with `temperature`.
+    pub sampling: Option<TopKSampler>,
+}
+
+/// A written caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    /// The caption's token ids (without the start and end tokens).
+    pub ids: Vec<u32>,
+    /// Mean log-probability of the caption tokens (and the end token, when one was written).
+    pub mean_log_prob: f64,
+    /// Whether the model ended the caption (else it reached `max_tokens`).
+    pub ended: bool,
 }

@@ -181,11 +181,11 @@ fn correct_attributes(r: &cogview_scenes::CheckReport) -> usize {
 }
 
 fn check(image: &Image, scene: &Scene) -> Result<cogview_scenes::CheckReport> {
-    cogview_scenes::check(image, scene).map_err(|e| Error::Backend(e.to_string()))
+    cogview_scenes::check(image, scene).map_err(|e| Error::backend_source("", e))
 }
 
 fn render(scene: &Scene, side: usize) -> Result<Image> {
-    cogview_scenes::render(scene, side).map_err(|e| Error::Backend(e.to_string()))
+    cogview_scenes::render(scene, side).map_err(|e| Error::backend_source("", e))
 }
 
 /// Runs the scene evaluation. With a pipeline, its images (all stages, and stage 1 alone) are
@@ -360,7 +360,7 @@ pub fn evaluate_emoji_retrieval(
         },
     )?;
     let g = pipeline.geometry();
-    let layout = cogview_core::coglm::Stage1Layout {
+    let layout = cogview_core::stage1::Stage1Layout {
         grid_height: g.low,
         grid_width: g.low,
         ..Default::default()
@@ -380,7 +380,7 @@ pub fn evaluate_emoji_retrieval(
         }
         let img = emoji
             .render(held[i], side as u32)
-            .map_err(|e| Error::Backend(e.to_string()))?;
+            .map_err(|e| Error::backend_source("", e))?;
         let t = vq.encode(&img, g.compression)?.ids;
         tokens.insert(i, t.clone());
         Ok(t)
@@ -392,7 +392,7 @@ pub fn evaluate_emoji_retrieval(
         let mut scores = Vec::with_capacity(k);
         for j in 0..k {
             let cand = (i + j) % held.len();
-            let s = cogview_core::coglm::image_log_likelihood(
+            let s = cogview_core::stage1::image_log_likelihood(
                 &model,
                 &layout,
                 &text.0,

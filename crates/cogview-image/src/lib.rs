@@ -59,6 +59,7 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<Image> {
 
 /// Whose arithmetic an antialiased bilinear resize reproduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Precision {
     /// PIL's `ImagingResample`: 8-bit passes with 22-bit fixed-point weights.
     Pil,

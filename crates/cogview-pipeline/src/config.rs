@@ -24,7 +24,7 @@
 //! Unknown keys and values of the wrong type are errors that name the key and the line.
 //! Relative paths are relative to the file's folder; stage paths are relative to `model_dir`.
 
-use cogview_core::coglm::Style;
+use cogview_core::stage1::Style;
 use cogview_core::{DType, Device, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 /// How a stage's token sampler works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum SamplerKind {
     /// CogView2's cluster sampling with `cluster_label.npy`.
     #[default]
@@ -47,6 +48,7 @@ pub struct Placement {
     /// `"candle"`, the built-in backend, or a plugin's name.
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// `cpu`, `cuda` or `cuda:N`.
     #[serde(default)]
     pub device: Device,
     /// The compute dtype (weights); CPU activations stay f32.
@@ -82,14 +84,19 @@ pub struct TextTokenizerConfig {
 pub struct ImageTokenizerConfig {
     /// `ice_image.pt` or a safetensors copy (default: `<model_dir>/ice_image.pt`).
     pub path: Option<PathBuf>,
+    /// `"candle"` (built in) or the name of a plugin found in the plugin folders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// A plugin library to load this stage's backend from (instead of searching by name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PathBuf>,
+    /// Backend-specific options, handed to the backend as TOML text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<toml::Table>,
+    /// Where it runs (default: `[defaults]`, else the CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
+    /// The compute dtype (default: `[defaults]`, else f32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<DType>,
 }
@@ -106,8 +113,11 @@ pub struct CoglmStageConfig {
     pub plugin: Option<PathBuf>,
     /// Backend-specific options, handed to the backend as TOML text.
     pub options: Option<toml::Table>,
+    /// Where it runs (default: `[defaults]`, else the CPU).
     pub device: Option<Device>,
+    /// The compute dtype (default: `[defaults]`, else f32).
     pub dtype: Option<DType>,
+    /// Cluster sampling (official) or plain top-k.
     pub sampler: Option<SamplerKind>,
     /// Temperature over the image vocabulary (official: 1.15; 1.1 for flat, comics, sketch and
     /// isometric; 1.12 for chinese).
@@ -145,7 +155,9 @@ pub struct DsrStageConfig {
     pub plugin: Option<PathBuf>,
     /// Backend-specific options, handed to the backend as TOML text.
     pub options: Option<toml::Table>,
+    /// Where it runs (default: `[defaults]`, else the CPU).
     pub device: Option<Device>,
+    /// The compute dtype (default: `[defaults]`, else f32).
     pub dtype: Option<DType>,
     /// Temperature (official 1.0: the recipe's `temp_all_dsr` 1.5 is never used).
     pub temperature: Option<f32>,
@@ -167,7 +179,9 @@ pub struct ItersrStageConfig {
     pub plugin: Option<PathBuf>,
     /// Backend-specific options, handed to the backend as TOML text.
     pub options: Option<toml::Table>,
+    /// Where it runs (default: `[defaults]`, else the CPU).
     pub device: Option<Device>,
+    /// The compute dtype (default: `[defaults]`, else f32).
     pub dtype: Option<DType>,
     /// Temperature (official 1.0: the recipe's `temp_all_itersr` is never used).
     pub temperature: Option<f32>,
@@ -190,14 +204,19 @@ pub struct PipelineConfig {
     /// The default for every stage's `backend`, `device` and `dtype`.
     #[serde(default)]
     pub defaults: DefaultsConfig,
+    /// `[text_tokenizer]`.
     #[serde(default)]
     pub text_tokenizer: TextTokenizerConfig,
+    /// `[image_tokenizer]`.
     #[serde(default)]
     pub image_tokenizer: ImageTokenizerConfig,
+    /// `[coglm]`: stage 1.
     #[serde(default)]
     pub coglm: CoglmStageConfig,
+    /// `[dsr]`: stage 2.
     #[serde(default)]
     pub dsr: DsrStageConfig,
+    /// `[itersr]`: stage 3.
     #[serde(default)]
     pub itersr: ItersrStageConfig,
     /// The folder of the file the configuration was read from (not a key).
@@ -209,9 +228,13 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultsConfig {
+    /// The backend of every stage that names none.
     pub backend: Option<String>,
+    /// The plugin library of every stage that names none.
     pub plugin: Option<PathBuf>,
+    /// The device of every stage that names none.
     pub device: Option<Device>,
+    /// The dtype of every stage that names none.
     pub dtype: Option<DType>,
 }
 
@@ -331,6 +354,7 @@ impl PipelineConfig {
         self.base_dir.as_deref().unwrap_or(Path::new("."))
     }
 
+    /// The style (default: `mainbody`).
     pub fn style(&self) -> Style {
         self.style.unwrap_or_default()
     }

@@ -9,12 +9,17 @@ use std::path::PathBuf;
 /// One stage's estimate.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageEstimate {
+    /// `coglm`, `dsr`, `itersr` or `image_tokenizer`.
     pub stage: &'static str,
+    /// The checkpoint.
     pub path: PathBuf,
+    /// Where it would run.
     pub device: Device,
+    /// The dtype it would compute in.
     pub dtype: DType,
     /// Images this stage processes at once.
     pub batch: usize,
+    /// Parameters, weight bytes and working set.
     #[serde(flatten)]
     pub memory: MemoryEstimate,
 }
@@ -22,7 +27,9 @@ pub struct StageEstimate {
 /// The whole run's estimate.
 #[derive(Debug, Clone, Serialize)]
 pub struct DryRun {
+    /// Each stage that would load.
     pub stages: Vec<StageEstimate>,
+    /// Whether stages would be loaded one at a time.
     pub low_memory: bool,
     /// Weights of every stage plus the largest working set; in low-memory mode, the largest stage.
     pub peak_bytes: u64,

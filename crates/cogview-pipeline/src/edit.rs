@@ -1,12 +1,12 @@
 //! Editing (text-guided completion with any mask), captioning and inverse-prompt reranking on a
 //! [`Pipeline`] (spec §3.3, §8). The algorithms live in the core ([`cogview_core::edit`],
-//! [`cogview_core::coglm`]); this is their image-level plumbing: preparing the input, the crop,
+//! [`cogview_core::stage1`]); this is their image-level plumbing: preparing the input, the crop,
 //! the encoders, pasting and the final VQ round trip.
 
 use crate::pipeline::{GeneratedImage, Pipeline};
-use cogview_core::coglm::{Caption, CaptionRequest};
 use cogview_core::edit::{surrounding_square, EditMask, Square};
 use cogview_core::sampling::TopKSampler;
+use cogview_core::{Caption, CaptionRequest};
 use cogview_core::{Error, Image, Result, RunContext, TokenGrid};
 
 /// The intermediate results of one edit, for inspection and tests.
@@ -24,6 +24,7 @@ pub struct EditStages {
     /// larger than a stage-1 image (decoded from stage 1, as the official code does) or the
     /// pipeline has no super-resolution.
     pub high_res: Option<TokenGrid>,
+    /// The mask on the super-resolved grid, when there is one.
     pub high_res_mask: Option<Vec<bool>>,
     /// The regenerated crop, decoded and resized to the crop's size, before pasting.
     pub crop_image: Image,
@@ -32,7 +33,9 @@ pub struct EditStages {
 /// One edited image.
 #[derive(Debug, Clone)]
 pub struct EditedImage {
+    /// Position in the run (0-based).
     pub index: usize,
+    /// The image's own seed (the run's seed + index).
     pub seed: u64,
     /// The final image (the prepared input's size).
     pub image: Image,
@@ -47,6 +50,7 @@ pub struct CaptionOptions {
     pub max_tokens: usize,
     /// `None`: greedy; `Some`: sampled.
     pub sampling: Option<TopKSampler>,
+    /// The seed of sampled captions.
     pub seed: u64,
 }
 
@@ -63,16 +67,20 @@ impl Default for CaptionOptions {
 /// A written caption and its score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenCaption {
+    /// The caption as text.
     pub text: String,
+    /// Its token ids and mean log-probability.
     pub caption: Caption,
 }
 
 /// One candidate of [`Pipeline::generate_reranked`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankedCandidate {
+    /// The candidate's own seed.
     pub seed: u64,
     /// Mean log-probability of the prompt given the candidate's stage-1 grid.
     pub score: f64,
+    /// Whether it is among the images returned.
     pub kept: bool,
 }
 

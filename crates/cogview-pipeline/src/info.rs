@@ -11,11 +11,15 @@ use std::path::{Path, PathBuf};
 /// The description of one path (and of its parts, for a model folder).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Description {
+    /// The path described.
     pub path: PathBuf,
+    /// What it is (e.g. "CogLM checkpoint (SAT folder)").
     pub kind: String,
     /// (label, value) lines.
     pub facts: Vec<(String, String)>,
+    /// What is wrong with it (empty: nothing found).
     pub problems: Vec<String>,
+    /// Its parts (the files of a model folder).
     pub parts: Vec<Description>,
 }
 

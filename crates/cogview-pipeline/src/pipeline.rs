@@ -4,10 +4,10 @@
 
 use crate::settings::Settings;
 use cogview_core::backend::{Availability, Backend, LoadRequest};
-use cogview_core::coglm::{CoglmGenerator, Stage1Layout, Stage1Settings, Style};
 use cogview_core::lopar::Lopar;
 use cogview_core::sampling::{ClusterLabels, ClusterSampler, TopKSampler};
 use cogview_core::sr::{GridPredictor, SuperResolution};
+use cogview_core::stage1::{CoglmGenerator, Stage1Layout, Stage1Settings, Style};
 use cogview_core::{
     Compression, Error, GlobalGenerator, Image, ImageTokenizer, LocalSuperResolver, Result,
     RunContext, Sampler, TextTokenizer, TextTokens, TokenGrid,
@@ -65,7 +65,7 @@ impl<T: ?Sized> Stage<T> {
         let loader = self
             .loader
             .as_ref()
-            .ok_or_else(|| Error::Backend(format!("{} has no loader", self.name)))?;
+            .ok_or_else(|| Error::backend(format!("{} has no loader", self.name)))?;
         let _span = tracing::info_span!("load", stage = self.name).entered();
         let c = loader()?;
         *slot = Some(c.clone());
@@ -85,6 +85,7 @@ impl<T: ?Sized> Stage<T> {
         }
     }
 
+    /// Whether the component is in memory.
     pub fn is_loaded(&self) -> bool {
         self.slot
             .lock()
@@ -149,9 +150,11 @@ pub struct GeneratedImage {
     pub index: usize,
     /// The image's own seed (the run's seed + index).
     pub seed: u64,
+    /// The stage-1 grid.
     pub low_res: TokenGrid,
     /// `None` when the run stopped after stage 1.
     pub high_res: Option<TokenGrid>,
+    /// The decoded image.
     pub image: Image,
 }
 
@@ -201,7 +204,9 @@ pub struct PipelineBuilder {
 /// The token ids captions use: the start token, an optional end token and the text pieces.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CaptionTokens {
+    /// The token before a caption.
     pub start: u32,
+    /// The token that ends a caption, if the model writes one.
     pub end: Option<u32>,
     /// Ids a caption may contain (the text tokenizer's pieces, specials excluded).
     pub text: std::ops::Range<u32>,
@@ -213,10 +218,12 @@ impl PipelineBuilder {
         self.captions = Some(c);
         self
     }
+    /// The style whose template the prompts get (default: `mainbody`).
     pub fn style(mut self, style: Style) -> Self {
         self.style = style;
         self
     }
+    /// The grid sizes (default: the official 20 → 60, 8 pixels per token).
     pub fn geometry(mut self, geometry: Geometry) -> Self {
         self.geometry = geometry;
         self
@@ -226,35 +233,43 @@ impl PipelineBuilder {
         self.low_memory = on;
         self
     }
+    /// The text tokenizer (required).
     pub fn text_tokenizer(mut self, t: Arc<dyn TextTokenizer>) -> Self {
         self.text = Some(t);
         self
     }
+    /// The stage-1 generator, loaded (required, or [`PipelineBuilder::generator_stage`]).
     pub fn generator(mut self, g: Arc<dyn GlobalGenerator>) -> Self {
         self.generator = Some(Stage::loaded("coglm", g));
         self
     }
+    /// The stage-1 generator as a stage (possibly lazily loaded).
     pub fn generator_stage(mut self, g: Stage<dyn GlobalGenerator>) -> Self {
         self.generator = Some(g);
         self
     }
+    /// The super-resolver, loaded (optional: without one the pipeline stops after stage 1).
     pub fn super_resolver(mut self, s: Arc<dyn LocalSuperResolver>) -> Self {
         self.super_resolver = Some(Stage::loaded("super-resolution", s));
         self
     }
+    /// The super-resolver as a stage (possibly lazily loaded).
     pub fn super_resolver_stage(mut self, s: Stage<dyn LocalSuperResolver>) -> Self {
         self.super_resolver = Some(s);
         self
     }
+    /// The image tokenizer, loaded (required, or [`PipelineBuilder::image_tokenizer_stage`]).
     pub fn image_tokenizer(mut self, t: Arc<dyn ImageTokenizer>) -> Self {
         self.image_tokenizer = Some(Stage::loaded("image tokenizer", t));
         self
     }
+    /// The image tokenizer as a stage (possibly lazily loaded).
     pub fn image_tokenizer_stage(mut self, t: Stage<dyn ImageTokenizer>) -> Self {
         self.image_tokenizer = Some(t);
         self
     }
 
+    /// The pipeline; an error names the component that is missing.
     pub fn build(self) -> Result<Pipeline> {
         let need = |what: &str| {
             Error::invalid_input(
@@ -374,6 +389,7 @@ fn mismatch(what: String) -> Error {
 }
 
 impl Pipeline {
+    /// A builder, to compose a pipeline from components.
     pub fn builder() -> PipelineBuilder {
         PipelineBuilder::default()
     }
@@ -651,12 +667,15 @@ impl Pipeline {
         v
     }
 
+    /// The settings it was built from (`None` for pipelines composed in Rust).
     pub fn settings(&self) -> Option<&Settings> {
         self.settings.as_ref()
     }
+    /// The style of its prompt template.
     pub fn style(&self) -> Style {
         self.style
     }
+    /// Its grid sizes.
     pub fn geometry(&self) -> Geometry {
         self.geometry
     }
@@ -667,9 +686,11 @@ impl Pipeline {
         self.sr_stages.as_deref()
     }
 
+    /// Whether it has super-resolution (else it stops after stage 1).
     pub fn has_super_resolution(&self) -> bool {
         self.super_resolver.is_some()
     }
+    /// The text tokenizer.
     pub fn text_tokenizer(&self) -> &Arc<dyn TextTokenizer> {
         &self.text
     }

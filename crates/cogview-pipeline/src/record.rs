@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 /// The PNG text key of the record.
 pub const PNG_KEY: &str = "cogview";
+/// The record's `format` field.
 pub const FORMAT: &str = "cogview-image";
+/// The record's `version` field this library writes.
 pub const VERSION: u32 = 1;
 
 /// One weight file and its digest.
@@ -21,8 +23,11 @@ pub struct WeightFile {
     /// What the file is for: `coglm`, `dsr`, `itersr`, `image_tokenizer`, `text_tokenizer`,
     /// `cluster_labels`.
     pub role: String,
+    /// The file (as configured).
     pub path: PathBuf,
+    /// Its size.
     pub bytes: u64,
+    /// Its SHA-256, hex.
     pub sha256: String,
 }
 
@@ -32,6 +37,7 @@ pub struct WeightFile {
 pub enum Origin {
     /// `cogview generate`: all stages from the prompt.
     Generate {
+        /// Whether the run stopped after stage 1.
         only_first_stage: bool,
         /// With `--rerank K`: the image was the best of K candidates by its inverse-prompt score
         /// (its own seed regenerates it alone).
@@ -46,13 +52,17 @@ pub enum Origin {
         mask: String,
     },
     /// `cogview super-resolve`: stages 2-3 from a given stage-1 grid.
-    SuperResolve { low_res: cogview_core::TokenGrid },
+    SuperResolve {
+        /// The stage-1 grid given.
+        low_res: cogview_core::TokenGrid,
+    },
 }
 
 /// How a reranked image was chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RerankRecord {
+    /// Candidates drawn.
     pub candidates: usize,
     /// Mean log-probability of the prompt given the image's stage-1 grid.
     pub score: f64,
@@ -62,10 +72,13 @@ pub struct RerankRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRecord {
+    /// [`FORMAT`].
     pub format: String,
+    /// [`VERSION`] of the writer.
     pub version: u32,
     /// The cogview version that wrote it.
     pub cogview: String,
+    /// The prompt as given.
     pub prompt: String,
     /// The query text after the style template.
     pub query: String,
@@ -73,9 +86,13 @@ pub struct ImageRecord {
     pub seed: u64,
     /// Position in its run and the run's size (informational).
     pub index: usize,
+    /// The run's size.
     pub of: usize,
+    /// How it was made.
     pub origin: Origin,
+    /// The effective settings of the pipeline.
     pub settings: Settings,
+    /// Every weight file, with its digest.
     pub weights: Vec<WeightFile>,
 }
 

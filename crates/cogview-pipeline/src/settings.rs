@@ -2,8 +2,8 @@
 //! They are what a run records in its PNGs and what `cogview regenerate` rebuilds the pipeline from.
 
 use crate::config::{PipelineConfig, SamplerKind};
-use cogview_core::coglm::Style;
 use cogview_core::lopar::OFFICIAL_TOP_K;
+use cogview_core::stage1::Style;
 use cogview_core::{DType, Device, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -11,30 +11,38 @@ use std::path::{Path, PathBuf};
 /// One part of the official download: its file name and what it is, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Part {
+    /// The file or folder name in the official download.
     pub name: &'static str,
+    /// What it is.
     pub what: &'static str,
 }
 
+/// The CogLM checkpoint folder.
 pub const COGLM: Part = Part {
     name: "coglm",
     what: "the CogLM checkpoint (stage 1: text to 20x20 tokens), a SAT folder with `latest`",
 };
+/// The DSR checkpoint folder.
 pub const DSR: Part = Part {
     name: "cogview2-dsr",
     what: "the direct super-resolution checkpoint (stage 2: 20x20 to 60x60 tokens), a SAT folder",
 };
+/// The ItersR checkpoint folder.
 pub const ITERSR: Part = Part {
     name: "cogview2-itersr",
     what: "the iterative super-resolution checkpoint (stage 3: LoPAR refinement), a SAT folder",
 };
+/// icetk's image tokenizer.
 pub const IMAGE_TOKENIZER: Part = Part {
     name: "ice_image.pt",
     what: "icetk's image tokenizer (the VQ-VAE that turns tokens into pixels)",
 };
+/// icetk's text tokenizer.
 pub const TEXT_TOKENIZER: Part = Part {
     name: "ice_text.model",
     what: "icetk's text tokenizer (a SentencePiece model)",
 };
+/// The cluster table.
 pub const CLUSTER_LABELS: Part = Part {
     name: "cluster_label.npy",
     what: "the cluster table of CogView2's cluster sampling",
@@ -44,10 +52,13 @@ pub const CLUSTER_LABELS: Part = Part {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StagePlacement {
+    /// The checkpoint.
     pub path: PathBuf,
     /// `"candle"` (built in), a plugin's name, or `"plugin"` when `plugin` names the library.
     pub backend: String,
+    /// Where it runs.
     pub device: Device,
+    /// The compute dtype.
     pub dtype: DType,
     /// The plugin library the backend comes from, when the configuration names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,17 +68,26 @@ pub struct StagePlacement {
     pub options: String,
 }
 
+/// Stage 1 (CogLM), resolved: every value concrete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoglmSettings {
+    /// The checkpoint and where it runs.
     #[serde(flatten)]
     pub placement: StagePlacement,
+    /// Cluster sampling or top-k.
     pub sampler: SamplerKind,
+    /// Temperature over the image vocabulary.
     pub temperature: f32,
+    /// Clusters kept by cluster sampling.
     pub top_k_clusters: usize,
+    /// Temperature inside the chosen cluster.
     pub inner_temperature: f32,
+    /// Tokens kept by the top-k sampler.
     pub top_k: usize,
+    /// Added to attention scores on text keys.
     pub text_bias: f32,
+    /// Images drawn together.
     pub batch_size: usize,
     /// `None`: the official table built into cogview.
     pub cluster_labels: Option<PathBuf>,
@@ -77,22 +97,31 @@ pub struct CoglmSettings {
     pub caption_end: Option<String>,
 }
 
+/// Stage 2 (DSR), resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DsrSettings {
+    /// The checkpoint and where it runs.
     #[serde(flatten)]
     pub placement: StagePlacement,
+    /// Temperature.
     pub temperature: f32,
+    /// Clusters kept.
     pub top_k_clusters: usize,
+    /// Temperature inside the chosen cluster.
     pub inner_temperature: f32,
 }
 
+/// Stage 3 (ItersR), resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ItersrSettings {
+    /// The checkpoint and where it runs.
     #[serde(flatten)]
     pub placement: StagePlacement,
+    /// Temperature.
     pub temperature: f32,
+    /// Top-k of each LoPAR iteration.
     pub top_k: Vec<usize>,
 }
 
@@ -100,13 +129,19 @@ pub struct ItersrSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// The prompt template.
     pub style: Style,
+    /// Whether only the running stage's weights are kept in memory.
     pub low_memory: bool,
+    /// `ice_text.model`.
     pub text_tokenizer: PathBuf,
+    /// The image tokenizer and where it runs.
     pub image_tokenizer: StagePlacement,
+    /// Stage 1.
     pub coglm: CoglmSettings,
     /// `None` when the pipeline stops after stage 1.
     pub dsr: Option<DsrSettings>,
+    /// `None` when the pipeline stops after stage 1 (with `dsr`).
     pub itersr: Option<ItersrSettings>,
 }
 

@@ -14,7 +14,9 @@ use crate::ffi::*;
 use cogview_core::backend::{Availability, Backend, LoadRequest, ModelKind};
 use cogview_core::lm::{AutoregressiveLm, LmInput, LmSession, Logits, LogitsRequest};
 use cogview_core::sr::GridPredictor;
-use cogview_core::{Compression, DType, Device, Error, Image, ImageTokenizer, TokenGrid};
+use cogview_core::{
+    Compression, DType, Device, Error, ErrorCode, Image, ImageTokenizer, TokenGrid,
+};
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -26,7 +28,9 @@ use std::sync::{Arc, OnceLock};
 pub struct PluginDefinition {
     /// The name stages select it by; must equal the backend's [`Backend::name`].
     pub name: &'static str,
+    /// The plugin's version.
     pub version: &'static str,
+    /// Version and build facts (library versions, CPU or CUDA), for `cogview backends`.
     pub build_info: &'static str,
     /// Called once, on the first `score` or `init`.
     pub make_backend: fn() -> Box<dyn Backend>,
@@ -152,18 +156,21 @@ fn plugin_name() -> &'static str {
     STATE.get().map_or("?", |s| s.def.name)
 }
 
-/// (code, subject, message) of an error.
+/// (code, subject, message) of an error. The code is [`Error::code`] within plugin ABI 1.0's
+/// codes: a plugin's own "cannot" ([`Error::Plugin`]) is `ERR_UNSUPPORTED`, and a code the ABI
+/// does not have is `ERR_BACKEND`.
 fn describe(e: &Error) -> (i32, String, String) {
-    match e {
-        Error::InvalidInput { field, reason } => (ERR_INVALID_INPUT, field.clone(), reason.clone()),
-        Error::TokenOutOfVocab { .. } => (ERR_TOKEN_OUT_OF_VOCAB, "tokens".into(), e.to_string()),
-        Error::TextTooLong { .. } => (ERR_TEXT_TOO_LONG, "text".into(), e.to_string()),
-        Error::Io { path, source } => (ERR_IO, path.display().to_string(), source.to_string()),
-        Error::InvalidCheckpoint { path, reason } => (
-            ERR_INVALID_CHECKPOINT,
-            path.display().to_string(),
-            reason.clone(),
-        ),
+    let code = match e {
+        Error::Plugin { .. } => ErrorCode::Unsupported,
+        _ if ErrorCode::PLUGIN_ABI.contains(&e.code().value()) => e.code(),
+        _ => ErrorCode::Backend,
+    };
+    let (subject, message) = match e {
+        Error::InvalidInput { field, reason } => (field.clone(), reason.clone()),
+        Error::TokenOutOfVocab { .. } => ("tokens".into(), e.to_string()),
+        Error::TextTooLong { .. } => ("text".into(), e.to_string()),
+        Error::Io { path, source } => (path.display().to_string(), source.to_string()),
+        Error::InvalidCheckpoint { path, reason } => (path.display().to_string(), reason.clone()),
         Error::WeightMismatch { path, .. } => {
             let p = path.display().to_string();
             let msg = e.to_string();
@@ -171,14 +178,15 @@ fn describe(e: &Error) -> (i32, String, String) {
                 .strip_prefix(&format!("{p}: "))
                 .unwrap_or(&msg)
                 .to_string();
-            (ERR_INVALID_CHECKPOINT, p, msg)
+            (p, msg)
         }
-        Error::Config { key, reason, .. } => (ERR_CONFIG, key.clone(), reason.clone()),
-        Error::Backend(m) => (ERR_BACKEND, String::new(), m.clone()),
-        Error::Cancelled => (ERR_CANCELLED, String::new(), "cancelled".into()),
-        Error::Plugin { plugin, reason } => (ERR_UNSUPPORTED, plugin.clone(), reason.clone()),
-        other => (ERR_BACKEND, String::new(), other.to_string()),
-    }
+        Error::Config { key, reason, .. } => (key.clone(), reason.clone()),
+        Error::Backend { message, .. } => (String::new(), message.clone()),
+        Error::Cancelled => (String::new(), "cancelled".into()),
+        Error::Plugin { plugin, reason } => (plugin.clone(), reason.clone()),
+        other => (String::new(), other.to_string()),
+    };
+    (code.value(), subject, message)
 }
 
 unsafe fn make_error(
@@ -752,7 +760,7 @@ unsafe extern "C" fn image_encode(
         }
         let grid = h.value.encode(&image, c)?;
         if grid.ids.len() != need {
-            return Err(Error::Backend(format!(
+            return Err(Error::backend(format!(
                 "the encoder returned {} ids, not {need}",
                 grid.ids.len()
             )));
@@ -789,7 +797,7 @@ unsafe extern "C" fn image_decode(
         }
         let image = h.value.decode(&grid, c)?;
         if image.pixels.len() != need {
-            return Err(Error::Backend(format!(
+            return Err(Error::backend(format!(
                 "the decoder returned {} bytes, not {need}",
                 image.pixels.len()
             )));

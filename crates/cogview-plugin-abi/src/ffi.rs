@@ -1,6 +1,9 @@
 //! The plugin ABI, major version 1: `#[repr(C)]` structs and function-pointer tables, mirrored
-//! field by field by `include/cogview_plugin.h`. The offsets are asserted at compile time here and
-//! with `_Static_assert` in the header (64-bit targets only).
+//! field by field by `include/cogview_plugin.h`. The Rust names are the C names in Rust's case:
+//! `CogviewLmVtableV1` is `cogview_plugin_lm_vtable_v1`, `CogviewPluginV1` is
+//! `cogview_plugin_descriptor_v1`, `CogviewError` is `cogview_plugin_error` ([`Versioned::NAME`]
+//! holds each C name). The offsets are asserted at compile time here and with `_Static_assert` in
+//! the header (64-bit targets only).
 //!
 //! Rules (see docs/plugins.md):
 //! - Every struct starts with `struct_version` (the ABI minor version its writer was built with)
@@ -14,6 +17,7 @@
 //!   `release` (the Arrow C data interface's pattern).
 //! - No flags are `bool`: flags are `u32`, yes/no results `i32`.
 
+use cogview_core::ErrorCode;
 use std::ffi::{c_char, c_void};
 use std::marker::{PhantomData, PhantomPinned};
 
@@ -21,21 +25,35 @@ use std::marker::{PhantomData, PhantomPinned};
 pub const ABI_MAJOR: u32 = 1;
 /// The minor version: bumped when fields are appended.
 pub const ABI_MINOR: u32 = 0;
-/// The symbol every plugin exports: `const CogviewPluginV1 *cogview_plugin_v1(void)`.
+/// The symbol every plugin exports:
+/// `const cogview_plugin_descriptor_v1 *cogview_plugin_v1(void)`.
 pub const ENTRY_SYMBOL: &str = "cogview_plugin_v1";
 
-// Error codes (`CogviewError` objects carry one).
-pub const ERR_INVALID_INPUT: i32 = 1;
-pub const ERR_TOKEN_OUT_OF_VOCAB: i32 = 2;
-pub const ERR_IO: i32 = 3;
-pub const ERR_INVALID_CHECKPOINT: i32 = 4;
-pub const ERR_CONFIG: i32 = 5;
-pub const ERR_BACKEND: i32 = 6;
-pub const ERR_CANCELLED: i32 = 7;
-pub const ERR_UNSUPPORTED: i32 = 8;
-pub const ERR_PANIC: i32 = 9;
-pub const ERR_ABI: i32 = 10;
-pub const ERR_TEXT_TOO_LONG: i32 = 11;
+// Error codes carried by error objects: `COGVIEW_ERR_*` of include/cogview_error.h, the table the
+// C API shares ([`cogview_core::ErrorCode`], where each is documented). A plugin returns only
+// these (plugin ABI 1.0's, values 1-11); a host reads any other code as a plugin failure.
+/// [`ErrorCode::InvalidInput`]; the subject is the field.
+pub const ERR_INVALID_INPUT: i32 = ErrorCode::InvalidInput.value();
+/// [`ErrorCode::TokenOutOfVocab`].
+pub const ERR_TOKEN_OUT_OF_VOCAB: i32 = ErrorCode::TokenOutOfVocab.value();
+/// [`ErrorCode::Io`]; the subject is the path.
+pub const ERR_IO: i32 = ErrorCode::Io.value();
+/// [`ErrorCode::InvalidWeights`]; the subject is the path.
+pub const ERR_INVALID_WEIGHTS: i32 = ErrorCode::InvalidWeights.value();
+/// [`ErrorCode::Config`]; the subject is the key in the options table.
+pub const ERR_CONFIG: i32 = ErrorCode::Config.value();
+/// [`ErrorCode::Backend`].
+pub const ERR_BACKEND: i32 = ErrorCode::Backend.value();
+/// [`ErrorCode::Cancelled`].
+pub const ERR_CANCELLED: i32 = ErrorCode::Cancelled.value();
+/// [`ErrorCode::Unsupported`].
+pub const ERR_UNSUPPORTED: i32 = ErrorCode::Unsupported.value();
+/// [`ErrorCode::Panic`].
+pub const ERR_PANIC: i32 = ErrorCode::Panic.value();
+/// [`ErrorCode::Abi`].
+pub const ERR_ABI: i32 = ErrorCode::Abi.value();
+/// [`ErrorCode::TextTooLong`].
+pub const ERR_TEXT_TOO_LONG: i32 = ErrorCode::TextTooLong.value();
 
 // Log levels.
 pub const LOG_ERROR: i32 = 1;
@@ -499,6 +517,7 @@ layout!(
 pub unsafe trait Versioned: Sized {
     /// `sizeof` in ABI v1.0: the smallest `struct_size` a reader accepts.
     const V1_SIZE: usize;
+    /// The struct's name in include/cogview_plugin.h (for messages to plugin authors).
     const NAME: &'static str;
 
     /// A zeroed value with this build's version and size.
@@ -516,31 +535,32 @@ pub unsafe trait Versioned: Sized {
 }
 
 macro_rules! versioned {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $c:literal),* $(,)?) => {$(
         // SAFETY: each is #[repr(C)], starts with the header, and is valid all-zero.
         unsafe impl Versioned for $t {
             const V1_SIZE: usize = std::mem::size_of::<$t>();
-            const NAME: &'static str = stringify!($t);
+            const NAME: &'static str = $c;
         }
     )*};
 }
 versioned!(
-    CogviewHostV1,
-    CogviewHooksV1,
-    CogviewLoadParamsV1,
-    CogviewFloatsV1,
-    CogviewLmSpecV1,
-    CogviewLmInputV1,
-    CogviewTokenGridV1,
-    CogviewImageV1,
-    CogviewLmVtableV1,
-    CogviewGridVtableV1,
-    CogviewImageTokenizerVtableV1,
-    CogviewPluginV1
+    CogviewHostV1 => "cogview_plugin_host_v1",
+    CogviewHooksV1 => "cogview_plugin_hooks_v1",
+    CogviewLoadParamsV1 => "cogview_plugin_load_params_v1",
+    CogviewFloatsV1 => "cogview_plugin_floats_v1",
+    CogviewLmSpecV1 => "cogview_plugin_lm_spec_v1",
+    CogviewLmInputV1 => "cogview_plugin_lm_input_v1",
+    CogviewTokenGridV1 => "cogview_plugin_token_grid_v1",
+    CogviewImageV1 => "cogview_plugin_image_v1",
+    CogviewLmVtableV1 => "cogview_plugin_lm_vtable_v1",
+    CogviewGridVtableV1 => "cogview_plugin_grid_vtable_v1",
+    CogviewImageTokenizerVtableV1 => "cogview_plugin_image_tokenizer_vtable_v1",
+    CogviewPluginV1 => "cogview_plugin_descriptor_v1",
 );
 
 /// Why a versioned struct was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadError {
     Null,
     TooSmall { found: u32, needed: usize },

@@ -6,4 +6,7 @@
 //! checking and loading plugins) is `cogview-plugin-host`.
 
 pub mod export;
+// A field-by-field mirror of include/cogview_plugin.h, which documents every field, constant and
+// function pointer and is the reference; repeating each comment here would only let the two drift.
+#[allow(missing_docs)]
 pub mod ffi;

@@ -2,7 +2,7 @@
 //! [`PluginLm`], [`PluginGridPredictor`] and [`PluginImageTokenizer`]. The host validates every
 //! input with the core's own checks before a call, and every output's size after it.
 
-use crate::callbacks::check;
+use crate::callbacks::{check, host_struct, take_error};
 use crate::Plugin;
 use cogview_core::backend::{Availability, Backend, LoadRequest, ModelKind};
 use cogview_core::lm::{
@@ -15,6 +15,37 @@ use std::ffi::{c_char, c_void};
 use std::panic::catch_unwind;
 use std::path::Path;
 use std::sync::Arc;
+
+/// A plugin as a backend. (Here rather than beside [`Plugin`]'s other methods so that the
+/// plugin's file does not depend on its adapters.)
+impl Plugin {
+    /// Initialises the plugin (once) and returns it as a backend.
+    pub fn backend(&'static self) -> Result<Arc<dyn Backend>> {
+        let r = self.init.get_or_init(|| {
+            let err = unsafe { (self.descriptor.init.expect("checked at load"))(host_struct()) };
+            match unsafe { take_error(err) } {
+                None => Ok(()),
+                Some((_, _, m)) => Err(m),
+            }
+        });
+        match r {
+            Ok(()) => Ok(Arc::new(PluginBackend { plugin: self })),
+            Err(m) => Err(Error::plugin(&self.name, format!("init failed: {m}"))),
+        }
+    }
+
+    /// The backend after checking that it can run on `device`; the error names the backend, the
+    /// device and the plugin's reason.
+    pub fn backend_for(&'static self, device: Device) -> Result<Arc<dyn Backend>> {
+        match self.availability(device) {
+            Availability::Usable { .. } => self.backend(),
+            Availability::Unusable { reason } => Err(Error::plugin(
+                &self.name,
+                format!("cannot run on {device} here: {reason}"),
+            )),
+        }
+    }
+}
 
 pub(crate) struct PluginBackend {
     pub plugin: &'static Plugin,
@@ -129,6 +160,8 @@ impl Backend for PluginBackend {
             ModelKind::Lm => self.plugin.lm.is_some(),
             ModelKind::GridPredictor => self.plugin.grid.is_some(),
             ModelKind::ImageTokenizer => self.plugin.image_tokenizer.is_some(),
+            // A kind newer than plugin ABI 1.0 has no vtable here.
+            _ => false,
         }
     }
 

@@ -118,7 +118,7 @@ pub(crate) fn to_core(plugin: &str, code: i32, subject: String, message: String)
             path: subject.into(),
             source: std::io::Error::other(message),
         },
-        ERR_INVALID_CHECKPOINT => Error::InvalidCheckpoint {
+        ERR_INVALID_WEIGHTS => Error::InvalidCheckpoint {
             path: subject.into(),
             reason: message,
         },
@@ -127,7 +127,7 @@ pub(crate) fn to_core(plugin: &str, code: i32, subject: String, message: String)
             key: subject,
             reason: message,
         },
-        ERR_BACKEND => Error::Backend(format!("{plugin}: {message}")),
+        ERR_BACKEND => Error::backend(format!("{plugin}: {message}")),
         ERR_CANCELLED => Error::Cancelled,
         ERR_PANIC => Error::plugin(plugin, format!("panicked: {message}")),
         ERR_ABI => Error::plugin(plugin, format!("ABI violation: {message}")),

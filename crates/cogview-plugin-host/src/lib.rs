@@ -15,11 +15,11 @@
 mod adapters;
 mod callbacks;
 
-use cogview_core::backend::{Availability, Backend};
+use cogview_core::backend::Availability;
 use cogview_core::{Device, Error, Result};
 use cogview_plugin_abi::ffi::*;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 pub use callbacks::host_struct;
 
@@ -224,7 +224,8 @@ unsafe fn from_entry(entry: EntryFn, origin: &Path) -> Result<Plugin> {
     let ptr = unsafe { entry() };
     let d = unsafe { read_versioned(ptr) }.map_err(|e| {
         bad(format!(
-            "its descriptor (CogviewPluginV1, from {ENTRY_SYMBOL}) {e}"
+            "its descriptor ({}, from {ENTRY_SYMBOL}) {e}",
+            CogviewPluginV1::NAME
         ))
     })?;
     if d.abi_major != ABI_MAJOR {
@@ -325,12 +326,15 @@ fn device_args(device: Device) -> (i32, i32) {
 }
 
 impl Plugin {
+    /// The backend name stages select it by.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The plugin's version.
     pub fn version(&self) -> &str {
         &self.version
     }
+    /// Version and build facts the plugin gives.
     pub fn build_info(&self) -> &str {
         &self.build_info
     }
@@ -358,33 +362,6 @@ impl Plugin {
                     |(_, _, m)| m,
                 ),
             }
-        }
-    }
-
-    /// Initialises the plugin (once) and returns it as a backend.
-    pub fn backend(&'static self) -> Result<Arc<dyn Backend>> {
-        let r = self.init.get_or_init(|| {
-            let err = unsafe { (self.descriptor.init.expect("checked at load"))(host_struct()) };
-            match unsafe { callbacks::take_error(err) } {
-                None => Ok(()),
-                Some((_, _, m)) => Err(m),
-            }
-        });
-        match r {
-            Ok(()) => Ok(Arc::new(adapters::PluginBackend { plugin: self })),
-            Err(m) => Err(Error::plugin(&self.name, format!("init failed: {m}"))),
-        }
-    }
-
-    /// The backend after checking that it can run on `device`; the error names the backend, the
-    /// device and the plugin's reason.
-    pub fn backend_for(&'static self, device: Device) -> Result<Arc<dyn Backend>> {
-        match self.availability(device) {
-            Availability::Usable { .. } => self.backend(),
-            Availability::Unusable { reason } => Err(Error::plugin(
-                &self.name,
-                format!("cannot run on {device} here: {reason}"),
-            )),
         }
     }
 }

@@ -187,9 +187,11 @@ impl IceTextTokenizer {
     pub fn len(&self) -> usize {
         self.pieces.len()
     }
+    /// Whether it has no id.
     pub fn is_empty(&self) -> bool {
         self.pieces.is_empty()
     }
+    /// Added to every piece's index to give its id (icetk: 20000; ids below are image codes).
     pub fn offset(&self) -> u32 {
         self.offset
     }

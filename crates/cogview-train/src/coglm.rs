@@ -169,7 +169,7 @@ pub fn text_infill(
     mask: &[bool],
     v: &Vocab,
 ) -> Result<Sequence> {
-    use cogview_core::edit::{CompletionMask, CompletionPlan};
+    use cogview_core::stage1::{CompletionMask, CompletionPlan};
     let plan = CompletionPlan::new(mask, grid, grid)?;
     let t = text.len();
     let mut tokens = text.to_vec();
@@ -251,7 +251,7 @@ pub fn batch_tensors(
             }
         }
     }
-    let be = |r: candle_core::Result<Tensor>| r.map_err(|e| Error::Backend(e.to_string()));
+    let be = |r: candle_core::Result<Tensor>| r.map_err(|e| Error::backend_source("", e));
     Ok((
         be(Tensor::from_vec(tokens, (b, n), dev))?,
         be(Tensor::from_vec(positions, (b, n), dev))?,
@@ -411,7 +411,7 @@ pub fn train(
         );
         m.insert(
             "options".into(),
-            serde_json::to_string(opts).map_err(|e| Error::Backend(e.to_string()))?,
+            serde_json::to_string(opts).map_err(|e| Error::backend_source("", e))?,
         );
         m.insert("step".into(), adam.step.to_string());
         Ok(m)
@@ -497,7 +497,7 @@ mod tests {
         assert!(s.visible[2] && !s.visible[3]);
         assert!(s.visible[5 * n + 2] && s.visible[5 * n + 5] && !s.visible[5 * n + 6]);
         // It is CogLM's inference mask.
-        let m = cogview_core::coglm::CoglmMask {
+        let m = cogview_core::stage1::CoglmMask {
             text_len: 3,
             text_bias: 0.0,
         };

@@ -150,7 +150,7 @@ impl DataMix {
             let scene = self
                 .scenes
                 .sample_train(n..=n)
-                .map_err(|e| Error::Backend(e.to_string()))?;
+                .map_err(|e| Error::backend_source("", e))?;
             Ok(Example {
                 caption: scene.caption(),
                 source: Source::Scene,
@@ -173,12 +173,12 @@ impl DataMix {
     pub fn render(&self, ex: &Example, side: usize) -> Result<Image> {
         match (&ex.scene, ex.emoji, &self.emoji) {
             (Some(scene), _, _) => {
-                cogview_scenes::render(scene, side).map_err(|e| Error::Backend(e.to_string()))
+                cogview_scenes::render(scene, side).map_err(|e| Error::backend_source("", e))
             }
             (None, Some(i), Some(set)) => set
                 .render(&set.entries()[i], side as u32)
-                .map_err(|e| Error::Backend(e.to_string())),
-            _ => Err(Error::Backend("an example with nothing to render".into())),
+                .map_err(|e| Error::backend_source("", e)),
+            _ => Err(Error::backend("an example with nothing to render")),
         }
     }
 

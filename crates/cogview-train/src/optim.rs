@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub(crate) fn be<T>(r: candle_core::Result<T>) -> Result<T> {
-    r.map_err(|e| Error::Backend(e.to_string()))
+    r.map_err(|e| Error::backend_source("", e))
 }
 
 /// Evaluates a candle expression (which may use `?` on candle results) into a cogview result.
@@ -251,12 +251,12 @@ fn add_metadata(path: &Path, metadata: &HashMap<String, String>) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     let mut header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| Error::Backend(e.to_string()))?;
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| Error::backend_source("", e))?;
     header.insert(
         "__metadata__".into(),
-        serde_json::to_value(metadata).map_err(|e| Error::Backend(e.to_string()))?,
+        serde_json::to_value(metadata).map_err(|e| Error::backend_source("", e))?,
     );
-    let mut text = serde_json::to_vec(&header).map_err(|e| Error::Backend(e.to_string()))?;
+    let mut text = serde_json::to_vec(&header).map_err(|e| Error::backend_source("", e))?;
     while text.len() % 8 != 0 {
         text.push(b' ');
     }

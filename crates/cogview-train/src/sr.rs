@@ -168,7 +168,7 @@ pub fn train(
         m.insert("model_config".into(), model_config_json(config).to_string());
         m.insert(
             "options".into(),
-            serde_json::to_string(opts).map_err(|e| Error::Backend(e.to_string()))?,
+            serde_json::to_string(opts).map_err(|e| Error::backend_source("", e))?,
         );
         m.insert("step".into(), adam.step.to_string());
         Ok(m)

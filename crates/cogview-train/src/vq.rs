@@ -178,7 +178,7 @@ pub fn train(
         meta.insert(split.0.clone(), split.1.clone());
         meta.insert(
             "options".into(),
-            serde_json::to_string(opts).map_err(|e| Error::Backend(e.to_string()))?,
+            serde_json::to_string(opts).map_err(|e| Error::backend_source("", e))?,
         );
         save_state(&state, &vars, adam, &extra, meta)?;
         export(&vars, ema, cfg, &out.join("ice_image.safetensors"))
@@ -303,7 +303,7 @@ fn export(vars: &VarStore, ema: &Ema, cfg: &VqConfig, path: &Path) -> Result<()>
     let mut meta = HashMap::new();
     meta.insert(
         "vq_config".into(),
-        serde_json::to_string(cfg).map_err(|e| Error::Backend(e.to_string()))?,
+        serde_json::to_string(cfg).map_err(|e| Error::backend_source("", e))?,
     );
     save_weights(vars, &extra, path, meta, false)
 }

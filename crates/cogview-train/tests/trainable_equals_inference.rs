@@ -8,7 +8,7 @@ use cogview_candle::{
     CoglmConfig, CoglmModel, LoadOptions, SrConfig, SrKind, SrModel, VqTokenizer,
 };
 use cogview_checkpoint::Checkpoint;
-use cogview_core::coglm::{full_logits, CoglmMask};
+use cogview_core::stage1::{full_logits, CoglmMask};
 use cogview_core::{Compression, Rng};
 use cogview_train::optim::{init_store, save_weights};
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! with per-run overrides on top. Shared by the `cogview` command and the C API.
 
 use crate::embedded;
-use cogview_core::coglm::Style;
+use cogview_core::stage1::Style;
 use cogview_core::{DType, Device, Error, Result};
 use cogview_pipeline::PipelineConfig;
 use std::path::PathBuf;
@@ -14,7 +14,9 @@ pub struct OpenOptions {
     pub config: Option<PathBuf>,
     /// A folder in the official layout (overrides the file's `model_dir`).
     pub model_dir: Option<PathBuf>,
+    /// Overrides the file's style.
     pub style: Option<Style>,
+    /// Holds one stage's weights at a time.
     pub low_memory: bool,
     /// Every stage's dtype.
     pub dtype: Option<DType>,

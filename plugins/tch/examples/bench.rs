@@ -8,7 +8,7 @@
 //!     tests/fixtures/model-dir/coglm tests/fixtures/model-dir/cogview2-dsr [repetitions] [threads]
 
 use cogview_core::backend::{Backend, LoadRequest};
-use cogview_core::coglm::CoglmMask;
+use cogview_core::stage1::CoglmMask;
 use cogview_core::lm::{AutoregressiveLm, LmInput, LogitsRequest};
 use cogview_core::{DType, Device, TokenGrid};
 use std::path::PathBuf;

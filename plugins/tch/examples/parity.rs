@@ -6,7 +6,7 @@
 //!     cargo run --release --manifest-path plugins/tch/Cargo.toml --example parity -- tests/fixtures/model-dir
 
 use cogview_core::backend::{Backend, LoadRequest};
-use cogview_core::coglm::{full_logits, CoglmMask};
+use cogview_core::stage1::{full_logits, CoglmMask};
 use cogview_core::lm::{LmInput, LogitsRequest};
 use cogview_core::{Compression, DType, Device, Image, TokenGrid};
 use std::path::PathBuf;

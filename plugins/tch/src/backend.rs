@@ -86,7 +86,7 @@ impl TchBackend {
             None => set_threads_once(request.num_threads),
         }
         if let Availability::Unusable { reason } = self.availability(request.device) {
-            return Err(Error::Backend(format!(
+            return Err(Error::backend(format!(
                 "tch cannot use {}: {reason}",
                 device_name(request.device)
             )));

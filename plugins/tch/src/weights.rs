@@ -58,7 +58,7 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
         };
         // tch's messages carry libtorch's C++ backtrace after the first line.
         let first = msg.lines().next().unwrap_or("").trim().to_string();
-        Error::Backend(format!("tch {what}: {first}"))
+        Error::backend(format!("tch {what}: {first}"))
     })
 }
 

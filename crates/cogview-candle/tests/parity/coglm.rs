@@ -4,10 +4,10 @@
 use cogview_backend_tests as common;
 
 use cogview::candle::{CoglmModel, LoadOptions};
-use cogview::core::coglm::{full_logits, CoglmGenerator, CoglmMask, Stage1Settings};
 use cogview::core::lm::{AutoregressiveLm, LmInput, LmSession, LogitsRequest};
 use cogview::core::npy::read_npy_file;
 use cogview::core::sampling::TopKSampler;
+use cogview::core::stage1::{full_logits, CoglmGenerator, CoglmMask, Stage1Settings};
 use cogview::{DType, GlobalGenerator, RunContext, TextTokens};
 use common::*;
 use std::sync::Arc;

@@ -7,11 +7,11 @@
 use cogview_backend_tests as common;
 
 use cogview::candle::{CoglmModel, LoadOptions};
-use cogview::core::coglm::{caption_log_likelihood, CoglmGenerator, Stage1Settings};
-use cogview::core::edit::{CompletionMask, CompletionPlan};
 use cogview::core::lm::AutoregressiveLm;
 use cogview::core::npy::read_npy_file;
 use cogview::core::sampling::argmax;
+use cogview::core::stage1::{caption_log_likelihood, CoglmGenerator, Stage1Settings};
+use cogview::core::stage1::{CompletionMask, CompletionPlan};
 use cogview::{GlobalGenerator, Rng, RunContext, Sampler, TextTokens, TokenGrid};
 use common::*;
 use serde::Deserialize;

@@ -35,7 +35,6 @@ int main(int argc, char **argv) {
     cogview_grid_free(NULL);
     cogview_session_cancel(NULL);
     cogview_session_reset_cancel(NULL);
-    cogview_pipeline_params_init(NULL);
     if (cogview_error_code(NULL) != 0 || strcmp(cogview_error_message(NULL), "") != 0) failures++;
     if (cogview_images_count(NULL) != 0) failures++;
     cogview_grid_view empty = cogview_grid_get(NULL);
@@ -43,8 +42,11 @@ int main(int argc, char **argv) {
 
     /* pipelines */
     cogview_pipeline *pipeline = (cogview_pipeline *)sentinel;
-    cogview_pipeline_params pp;
-    cogview_pipeline_params_init(&pp);
+    cogview_pipeline_params pp = cogview_pipeline_default_params();
+    if (pp.struct_size != sizeof pp || pp.log_level != COGVIEW_LOG_WARN || pp.model_dir) {
+        printf("FAIL pipeline default params\n");
+        failures++;
+    }
     expect(cogview_pipeline_new(NULL, &pipeline), COGVIEW_ERR_INVALID_ARGUMENT, "NULL params");
     expect(cogview_pipeline_new(&pp, NULL), COGVIEW_ERR_INVALID_ARGUMENT, "NULL out");
     cogview_pipeline_params raw;
@@ -74,15 +76,16 @@ int main(int argc, char **argv) {
     /* sessions */
     cogview_session *session = NULL;
     expect(cogview_session_new(NULL, NULL, &session), COGVIEW_ERR_INVALID_ARGUMENT, "session of NULL pipeline");
-    cogview_session_params sp;
+    cogview_session_params sp = cogview_session_default_params();
+    if (sp.struct_size != sizeof sp || sp.progress_callback) { printf("FAIL session default params\n"); failures++; }
     memset(&sp, 0, sizeof sp);
     expect(cogview_session_new(pipeline, &sp, &session), COGVIEW_ERR_INVALID_ARGUMENT, "session params not initialised");
     expect(cogview_session_new(pipeline, NULL, &session), 0, "session");
 
     /* generation */
     cogview_images *images = (cogview_images *)sentinel;
-    cogview_generate_params gp;
-    cogview_generate_params_init(&gp);
+    cogview_generate_params gp = cogview_generate_default_params();
+    if (gp.struct_size != sizeof gp || gp.num_images != 1) { printf("FAIL generate default params\n"); failures++; }
     expect(cogview_generate(session, &gp, &images), COGVIEW_ERR_INVALID_ARGUMENT, "NULL prompt");
     gp.prompt = "\xc3\x28";
     expect(cogview_generate(session, &gp, &images), COGVIEW_ERR_INVALID_ARGUMENT, "prompt not UTF-8");
@@ -91,7 +94,7 @@ int main(int argc, char **argv) {
     static char long_prompt[4000];
     for (size_t i = 0; i + 4 < sizeof long_prompt; i += 4) memcpy(long_prompt + i, "cat ", 4);
     gp.prompt = long_prompt;
-    expect(cogview_generate(session, &gp, &images), COGVIEW_ERR_INVALID_INPUT, "prompt too long");
+    expect(cogview_generate(session, &gp, &images), COGVIEW_ERR_TEXT_TOO_LONG, "prompt too long");
     gp.prompt = "a cat";
     gp.num_images = 0;
     expect(cogview_generate(session, &gp, &images), COGVIEW_ERR_INVALID_ARGUMENT, "zero images");
@@ -127,7 +130,7 @@ int main(int argc, char **argv) {
     uint32_t out_of_vocab[4] = {1, 2, 3, 4000000000u};
     cogview_grid_view oov = {2, 2, out_of_vocab, 4};
     cogview_images *decoded = NULL;
-    expect(cogview_detokenize(session, &oov, &decoded), COGVIEW_ERR_INVALID_INPUT, "token id out of range");
+    expect(cogview_detokenize(session, &oov, &decoded), COGVIEW_ERR_TOKEN_OUT_OF_VOCAB, "token id out of range");
     expect(cogview_detokenize(session, &view.low_res, &decoded), 0, "detokenize");
     cogview_images_free(decoded);
 
@@ -143,9 +146,8 @@ int main(int argc, char **argv) {
 
     /* editing and captions */
     cogview_string_free(NULL);
-    cogview_edit_params_init(NULL);
-    cogview_edit_params ep;
-    cogview_edit_params_init(&ep);
+    cogview_edit_params ep = cogview_edit_default_params();
+    if (ep.struct_size != sizeof ep || ep.num_images != 1 || ep.mask || ep.rects) { printf("FAIL edit default params\n"); failures++; }
     cogview_images *edited = (cogview_images *)sentinel;
     ep.prompt = "a cat";
     ep.rgb = pixels;
@@ -187,13 +189,45 @@ int main(int argc, char **argv) {
     expect(cogview_edit(session, &ep, &edited), COGVIEW_ERR_INVALID_ARGUMENT, "edit params not initialised");
     if (edited != (cogview_images *)sentinel) { printf("FAIL edit touched its out-parameter\n"); failures++; }
     double score = 123.0;
-    expect(cogview_caption_score(session, pixels, sizeof pixels, 16, 16, NULL, &score), COGVIEW_ERR_INVALID_ARGUMENT, "caption score of NULL");
-    expect(cogview_caption_score(session, pixels, sizeof pixels, 16, 16, "a cat", NULL), COGVIEW_ERR_INVALID_ARGUMENT, "caption score to NULL");
+    cogview_caption_score_params csp = cogview_caption_score_default_params();
+    if (csp.struct_size != sizeof csp || csp.caption || csp.rgb) { printf("FAIL caption score default params\n"); failures++; }
+    csp.rgb = pixels;
+    csp.rgb_len = sizeof pixels;
+    csp.width = 16;
+    csp.height = 16;
+    expect(cogview_caption_score(session, &csp, &score), COGVIEW_ERR_INVALID_ARGUMENT, "caption score of NULL");
+    csp.caption = "a cat";
+    expect(cogview_caption_score(session, &csp, NULL), COGVIEW_ERR_INVALID_ARGUMENT, "caption score to NULL");
+    expect(cogview_caption_score(session, NULL, &score), COGVIEW_ERR_INVALID_ARGUMENT, "caption score of NULL params");
+    csp.rgb_len = sizeof pixels - 1;
+    expect(cogview_caption_score(session, &csp, &score), COGVIEW_ERR_INVALID_ARGUMENT, "caption score of a short buffer");
+    csp.rgb_len = sizeof pixels;
+    csp.struct_size = 4;
+    expect(cogview_caption_score(session, &csp, &score), COGVIEW_ERR_INVALID_ARGUMENT, "caption score params not initialised");
     if (score != 123.0) { printf("FAIL caption score touched its out-parameter\n"); failures++; }
     char *caption = (char *)sentinel;
-    expect(cogview_caption(session, pixels, sizeof pixels, 16, 16, 0, 0.0f, 0, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption of zero tokens");
-    expect(cogview_caption(session, pixels, sizeof pixels, 16, 16, 8, -1.0f, 0, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption with a negative temperature");
-    expect(cogview_caption(session, NULL, sizeof pixels, 16, 16, 8, 0.0f, 0, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption of NULL pixels");
+    cogview_caption_params cp = cogview_caption_default_params();
+    if (cp.struct_size != sizeof cp || cp.max_tokens != 32 || cp.temperature != 0.0f || cp.top_k != 40 || cp.seed != 0) {
+        printf("FAIL caption default params\n");
+        failures++;
+    }
+    cp.rgb = pixels;
+    cp.rgb_len = sizeof pixels;
+    cp.width = 16;
+    cp.height = 16;
+    cp.max_tokens = 0;
+    expect(cogview_caption(session, &cp, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption of zero tokens");
+    cp.max_tokens = 8;
+    cp.temperature = -1.0f;
+    expect(cogview_caption(session, &cp, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption with a negative temperature");
+    cp.temperature = 0.0f;
+    cp.rgb = NULL;
+    expect(cogview_caption(session, &cp, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption of NULL pixels");
+    cp.rgb = pixels;
+    expect(cogview_caption(session, NULL, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption of NULL params");
+    expect(cogview_caption(session, &cp, NULL), COGVIEW_ERR_INVALID_ARGUMENT, "caption to NULL");
+    cp.struct_size = 0;
+    expect(cogview_caption(session, &cp, &caption), COGVIEW_ERR_INVALID_ARGUMENT, "caption params not initialised");
     if (caption != (char *)sentinel) { printf("FAIL caption touched its out-parameter\n"); failures++; }
 
     cogview_images_free(images);

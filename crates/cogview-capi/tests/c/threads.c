@@ -19,8 +19,7 @@ typedef struct {
 } job;
 
 static unsigned char *generate(cogview_session *s, uint64_t seed, size_t *len) {
-    cogview_generate_params gp;
-    cogview_generate_params_init(&gp);
+    cogview_generate_params gp = cogview_generate_default_params();
     gp.prompt = "a large green square at the left";
     gp.seed = seed;
     cogview_images *images = NULL;
@@ -47,8 +46,7 @@ static void *run(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    cogview_pipeline_params pp;
-    cogview_pipeline_params_init(&pp);
+    cogview_pipeline_params pp = cogview_pipeline_default_params();
     if (argc > 1) pp.model_dir = argv[1];
     cogview_pipeline *pipeline = NULL;
     cogview_error *e = cogview_pipeline_new(&pp, &pipeline);

@@ -1,11 +1,11 @@
 //! `cogview bench`: stage-1 decoding speed, measured like `tools/bench/coglm_torch_bench.py` measures
 //! PyTorch, so the two can be run side by side on the same weights.
 
-use super::BackendArgs;
+use super::backend_args::BackendArgs;
 use cogview::candle::CoglmModel;
-use cogview::core::coglm::CoglmMask;
 use cogview::core::lm::{AutoregressiveLm, LmInput, LmSession, LogitsRequest};
 use cogview::core::sampling::argmax;
+use cogview::core::stage1::CoglmMask;
 use cogview::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;

@@ -24,7 +24,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut meta = HashMap::new();
     meta.insert(
         "model_config".to_string(),
-        serde_json::to_string(&config.values).map_err(|e| Error::Backend(e.to_string()))?,
+        serde_json::to_string(&config.values).map_err(|e| Error::backend_source("", e))?,
     );
     meta.insert(
         "source".to_string(),

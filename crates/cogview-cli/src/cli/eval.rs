@@ -126,7 +126,7 @@ pub fn run(args: Args) -> Result<()> {
                 "emoji_retrieval": retrieval,
                 "edits": edits,
             }))
-            .map_err(|e| Error::Backend(e.to_string()))?
+            .map_err(|e| Error::backend_source("", e))?
         );
     }
     Ok(())

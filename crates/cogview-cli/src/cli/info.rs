@@ -21,7 +21,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&d).map_err(|e| Error::Backend(e.to_string()))?
+            serde_json::to_string_pretty(&d).map_err(|e| Error::backend_source("", e))?
         );
     } else {
         print!("{d}");

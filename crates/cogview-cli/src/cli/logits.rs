@@ -1,9 +1,9 @@
 //! `cogview logits`: full-vocabulary logits of every position, for parity work and debugging.
 
-use super::BackendArgs;
+use super::backend_args::BackendArgs;
 use cogview::candle::CoglmModel;
-use cogview::core::coglm::{full_logits, CoglmMask};
 use cogview::core::lm::AutoregressiveLm;
+use cogview::core::stage1::{full_logits, CoglmMask};
 use cogview::{Error, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -130,9 +130,7 @@ fn run_sr(args: &Args, value: serde_json::Value) -> Result<()> {
         } => model.dsr_logits(text, low_res, *placeholder)?,
         SrLogitsInput::Itersr { text, tokens, .. } => model.itersr_logits(text, tokens)?,
     };
-    let rows: Vec<Vec<f32>> = logits
-        .to_vec2()
-        .map_err(|e| Error::Backend(e.to_string()))?;
+    let rows: Vec<Vec<f32>> = logits.to_vec2().map_err(|e| Error::backend_source("", e))?;
     println!("{}", serde_json::json!({ "logits": rows }));
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Subcommands of the `cogview` command.
 
+mod backend_args;
 mod backends;
 mod bench;
 mod caption;
@@ -63,25 +64,5 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tokenize(a) => tokenize::tokenize(a),
         Command::Detokenize(a) => tokenize::detokenize(a),
         Command::TokenizeText(a) => tokenize::tokenize_text(a),
-    }
-}
-
-/// Shared flags for choosing how a model runs.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BackendArgs {
-    /// Compute dtype: f32, f16 or bf16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: cogview::DType,
-    /// Device: cpu, cuda or cuda:N (CUDA needs the candle-cuda plugin for pipelines, see docs/cuda.md).
-    #[arg(long, default_value = "cpu")]
-    pub device: cogview::Device,
-}
-
-impl BackendArgs {
-    pub fn load_options(&self) -> cogview::candle::LoadOptions {
-        cogview::candle::LoadOptions {
-            device: self.device,
-            dtype: self.dtype,
-        }
     }
 }

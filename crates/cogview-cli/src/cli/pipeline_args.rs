@@ -1,6 +1,6 @@
 //! Flags shared by the commands that run a pipeline, and writing its images.
 
-use cogview::core::coglm::Style;
+use cogview::core::stage1::Style;
 use cogview::pipeline::record::{ImageRecord, Origin, WeightFile};
 use cogview::pipeline::GeneratedImage;
 use cogview::{DType, Device, Error, Pipeline, PipelineConfig, Result};
@@ -155,7 +155,7 @@ pub fn record(
     let settings = pipeline
         .settings()
         .cloned()
-        .ok_or_else(|| Error::Backend("the pipeline has no recorded settings".into()))?;
+        .ok_or_else(|| Error::backend("the pipeline has no recorded settings"))?;
     Ok(ImageRecord {
         format: cogview::pipeline::record::FORMAT.into(),
         version: cogview::pipeline::record::VERSION,

@@ -1,7 +1,7 @@
 //! `cogview tokenize`, `detokenize` and `tokenize-text`: icetk's tokenizers on files.
 
+use super::backend_args::BackendArgs;
 use super::pipeline_args::output_file;
-use super::BackendArgs;
 use cogview::candle::VqTokenizer;
 use cogview::core::grid_file::GridFile;
 use cogview::text::IceTextTokenizer;
@@ -126,7 +126,7 @@ pub fn tokenize_text(args: TokenizeTextArgs) -> Result<()> {
     let ids = tok.encode(&args.text)?;
     println!(
         "{}",
-        serde_json::to_string(&ids.0).map_err(|e| Error::Backend(e.to_string()))?
+        serde_json::to_string(&ids.0).map_err(|e| Error::backend_source("", e))?
     );
     Ok(())
 }

@@ -249,11 +249,11 @@ pub fn run(args: Args) -> Result<()> {
         Part::Clusters(a) => {
             let vq = cogview::candle::VqTokenizer::load(&a.vq, Default::default())?;
             let cb = vq.codebook();
-            let dim = cb.dim(1).map_err(|e| Error::Backend(e.to_string()))?;
+            let dim = cb.dim(1).map_err(|e| Error::backend_source("", e))?;
             let points = cb
                 .flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| Error::Backend(e.to_string()))?;
+                .map_err(|e| Error::backend_source("", e))?;
             let labels = cogview_train::clusters::kmeans(&points, dim, a.clusters, 100, a.seed)?;
             std::fs::write(&a.out, cogview::core::npy::write_npy_i64(&labels))
                 .map_err(|e| Error::io(&a.out, e))?;
