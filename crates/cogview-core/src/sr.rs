@@ -1,7 +1,12 @@
 //! Stages 2-3 as CogView2 runs them: DSR predicts every high-resolution cell in one pass and each
 //! cell is drawn with cluster sampling; then ItersR re-masks and re-samples cells in the LoPAR
 //! order (top-k per iteration). Backends only predict logits ([`GridPredictor`]); the sampling,
-//! the schedule and the masks live here.
+//! the schedule and the masks live here. [`SrInput`] assembles each pass's input (padding,
+//! positions, bias, local windows) from a model's [`SrSpec`].
+
+mod input;
+
+pub use input::{SrExtra, SrInput, SrKind, SrSpec, LOW_RES_FIRST_POSITION};
 
 use crate::context::RunContext;
 use crate::error::{Error, Result};
