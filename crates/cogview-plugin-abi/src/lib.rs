@@ -7,3 +7,4 @@
 
 pub mod export;
 pub mod ffi;
+pub mod grid;

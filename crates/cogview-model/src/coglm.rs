@@ -1,3 +1,6 @@
+//! CogLM, the SwissArmyTransformer sandwich-LayerNorm GPT of CogView2's first stage: its sizes
+//! and the SAT state-dict names and shapes of its weights.
+
 use cogview_checkpoint::ModelConfig;
 use cogview_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -42,6 +45,13 @@ impl CoglmConfig {
         }
         let hidden_size = cfg.usize("hidden_size")?;
         let num_attention_heads = cfg.usize("num_attention_heads")?;
+        if num_attention_heads == 0 {
+            return Err(Error::config(
+                &src,
+                "num_attention_heads",
+                "must be at least 1",
+            ));
+        }
         let head_dim = match cfg.opt_usize("hidden_size_per_attention_head")? {
             Some(d) => d,
             None => {
@@ -80,6 +90,8 @@ impl CoglmConfig {
         Ok(c)
     }
 
+    /// Checks what [`CoglmConfig::from_model_config`] cannot: sizes that contradict each other.
+    /// `src` names the configuration in errors.
     pub fn validate(&self, src: &str) -> Result<()> {
         if self.image_vocab_size > self.vocab_size {
             return Err(Error::config(
@@ -152,9 +164,6 @@ impl CoglmConfig {
 
     /// Parameter count.
     pub fn parameters(&self) -> usize {
-        self.expected_tensors()
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+        crate::count(&self.expected_tensors())
     }
 }
