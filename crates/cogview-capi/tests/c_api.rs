@@ -87,7 +87,12 @@ fn every_error_path_returns_an_error_object_without_leaks_or_invalid_accesses() 
     let model = model_dir();
     for asan in [false, true] {
         let exe = dir.path().join(format!("errors-{asan}"));
-        compile(&root().join("crates/cogview-capi/tests/c/errors.c"), &exe, asan, false);
+        compile(
+            &root().join("crates/cogview-capi/tests/c/errors.c"),
+            &exe,
+            asan,
+            false,
+        );
         let out = assert_clean(&run(&exe, &[model.to_str().unwrap()]), "errors.c");
         assert!(out.contains("0 failure(s)"), "{out}");
         assert!(
@@ -300,7 +305,12 @@ fn the_cpp_wrapper_generates_and_turns_errors_into_exceptions() {
 fn one_pipeline_serves_several_threads_with_the_same_results_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("threads");
-    compile(&root().join("crates/cogview-capi/tests/c/threads.c"), &exe, true, false);
+    compile(
+        &root().join("crates/cogview-capi/tests/c/threads.c"),
+        &exe,
+        true,
+        false,
+    );
     let o = run(&exe, &[]);
     let out = assert_clean(&o, "threads.c");
     assert_eq!(out.matches("identical").count(), 3, "{out}");
