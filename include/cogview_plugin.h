@@ -1,5 +1,5 @@
 /*
- * cogview_plugin.h: the C ABI between cogview and its backend plugins, major version 1.
+ * cogview_plugin.h: the C ABI between cogview and its backend plugins, version 1.1.
  *
  * A plugin is a shared library that exports one function:
  *
@@ -13,10 +13,16 @@
  *
  * Rules (docs/plugins.md explains them):
  *  - Every struct starts with struct_version (the ABI minor version its writer was built with) and
- *    struct_size (sizeof as its writer saw it). A reader refuses sizes below the v1.0 size and
- *    reads only min(struct_size, its own sizeof) bytes; fields it does not have read as 0 / NULL.
- *    Fields are only ever appended. A breaking change is a new major version with a new entry
- *    symbol (cogview_plugin_v2), so an old host never calls a new plugin by mistake.
+ *    struct_size (sizeof as its writer saw it). A reader refuses sizes below the struct's size in
+ *    the first version that had it (v1.0 for all but the two grid structs of v1.1) and reads only
+ *    min(struct_size, its own sizeof) bytes; fields it does not have read as 0 / NULL. Fields are
+ *    only ever appended. A breaking change is a new major version with a new entry symbol
+ *    (cogview_plugin_v2), so an old host never calls a new plugin by mistake.
+ *  - v1.1: DSR / ItersR models (cogview_plugin_grid_vtable_v1) gained spec() and forward(). The host reads
+ *    the model's geometry with spec() once after load, assembles each pass's input (the padded
+ *    text, positions, attention bias, local windows: cogview_plugin_grid_input_v1) and calls forward(); the
+ *    plugin only runs the network. A v1.1 host requires both and no longer calls predict(), which
+ *    a v1.1 plugin may still fill for v1.0 hosts.
  *  - Only plain C data crosses: integers, float, UTF-8 text as pointer + length (not
  *    NUL-terminated, except the descriptor's strings), token ids, pixels, TOML text.
  *  - Every fallible function returns a cogview_plugin_error*, NULL meaning success. Errors are
@@ -53,7 +59,7 @@ extern "C" {
 #endif
 
 #define COGVIEW_PLUGIN_ABI_MAJOR 1
-#define COGVIEW_PLUGIN_ABI_MINOR 0
+#define COGVIEW_PLUGIN_ABI_MINOR 1
 
 /* Error codes (COGVIEW_ERR_*) carried by cogview_plugin_error objects: cogview_error.h. */
 
@@ -75,6 +81,10 @@ extern "C" {
 #define COGVIEW_PLUGIN_KIND_LM 1u
 #define COGVIEW_PLUGIN_KIND_GRID 2u
 #define COGVIEW_PLUGIN_KIND_IMAGE_TOKENIZER 4u
+
+/* cogview_plugin_grid_spec_v1.kind and cogview_plugin_grid_input_v1.kind (v1.1). */
+#define COGVIEW_PLUGIN_GRID_DSR 1u
+#define COGVIEW_PLUGIN_GRID_ITERSR 2u
 
 typedef struct cogview_plugin_error cogview_plugin_error; /* host-owned */
 typedef struct cogview_plugin_lm cogview_plugin_lm;       /* plugin-owned handles */
@@ -189,6 +199,55 @@ typedef struct cogview_plugin_lm_vtable_v1 {
                                      cogview_plugin_floats_v1 *out);
 } cogview_plugin_lm_vtable_v1;
 
+/* A DSR / ItersR model's geometry, from which the host assembles its input (v1.1). */
+typedef struct cogview_plugin_grid_spec_v1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    uint32_t kind;                  /* COGVIEW_PLUGIN_GRID_DSR or COGVIEW_PLUGIN_GRID_ITERSR */
+    uint32_t start_of_image_id;     /* DSR's high-resolution placeholder, ItersR's mask id */
+    uint64_t text_slots;            /* text slots at the start of level 0 (DSR 96, ItersR 16) */
+    uint64_t low_side;              /* DSR: the low-resolution grid's side (20); ItersR: 0 */
+    uint64_t high_side;             /* the high-resolution grid's side (60) */
+    uint64_t kernel_size;           /* the own window is (2k-1) x k */
+    uint64_t kernel_size2;          /* DSR's cross-resolution window is k2 x k2 */
+    uint64_t vocab_size;            /* rows of the word embedding */
+    uint64_t image_vocab_size;      /* logits cover ids 0..image_vocab_size */
+    uint64_t max_positions;         /* rows of the position embedding */
+} cogview_plugin_grid_spec_v1;
+
+/* One DSR / ItersR pass as the host assembled it (v1.1). Level 0 attends densely with bias0.
+ * Each level-1 cell (y, x) attends, under one softmax, to its own centred own_kh x own_kw window of
+ * level 1 and to level-0 keys: DSR the cross_kh x cross_kw window centred at
+ * (y / cross_ratio_h, x / cross_ratio_w) of the low_side x low_side grid stored in level-0 rows
+ * low_offset..; ItersR every level-0 row whose visible flag is nonzero. Window slot p (raster
+ * order) of a kh x kw window centred at (cy, cx) is (cy - kh/2 + p/kw, cx - kw/2 + p%kw); slots
+ * outside a grid get no weight. */
+typedef struct cogview_plugin_grid_input_v1 {
+    uint32_t struct_version;
+    uint32_t struct_size;
+    uint32_t kind;                  /* COGVIEW_PLUGIN_GRID_*: which level-0 keys level 1 sees */
+    uint32_t reserved0;
+    const uint32_t *tokens0;        /* level 0, [n0]: the left-padded text, then DSR's low grid */
+    size_t tokens0_len;
+    const uint32_t *positions0;     /* [n0] */
+    size_t positions0_len;
+    const float *bias0;             /* [n0, n0], additive; -inf = masked */
+    size_t bias0_len;
+    const uint32_t *tokens1;        /* level 1, [high_side^2]; positions 0.. of the extra embedding */
+    size_t tokens1_len;
+    uint64_t high_side;
+    uint32_t own_kh;                /* each level-1 cell's window over its own grid */
+    uint32_t own_kw;
+    uint64_t low_offset;            /* DSR: the level-0 row of low-resolution cell 0 */
+    uint64_t low_side;              /* DSR: the low-resolution grid's side; ItersR: 0 */
+    uint32_t cross_kh;              /* DSR: the window over the low-resolution grid */
+    uint32_t cross_kw;
+    uint32_t cross_ratio_h;         /* DSR: high_side / low_side */
+    uint32_t cross_ratio_w;
+    const uint32_t *visible;        /* ItersR: [n0] flags, nonzero = seen by level 1; DSR: NULL */
+    size_t visible_len;
+} cogview_plugin_grid_input_v1;
+
 /* DSR / ItersR: logits over the image vocabulary for every cell of the output grid. */
 typedef struct cogview_plugin_grid_vtable_v1 {
     uint32_t struct_version;
@@ -196,11 +255,21 @@ typedef struct cogview_plugin_grid_vtable_v1 {
     cogview_plugin_error *(*load)(const cogview_plugin_load_params_v1 *params,
                                   cogview_plugin_grid_model **out);
     void (*free)(cogview_plugin_grid_model *model); /* accepts NULL */
+    /* v1.0's call, which assembles the input in the plugin; v1.1 hosts call spec() and
+     * forward() instead. May be NULL in a v1.1 plugin (then v1.0 hosts cannot use its grid
+     * models). */
     cogview_plugin_error *(*predict)(const cogview_plugin_grid_model *model, const uint32_t *text,
                                      size_t text_len, const cogview_plugin_token_grid_v1 *grid,
                                      cogview_plugin_floats_v1 *out);
     /* may be NULL: drop weights until the next predict */
     void (*release)(const cogview_plugin_grid_model *model);
+    /* v1.1, required by v1.1 hosts: the model's geometry, read once after load */
+    cogview_plugin_error *(*spec)(const cogview_plugin_grid_model *model,
+                                  cogview_plugin_grid_spec_v1 *out);
+    /* v1.1: logits [high_side^2, image_vocab_size] of an input the host assembled */
+    cogview_plugin_error *(*forward)(const cogview_plugin_grid_model *model,
+                                     const cogview_plugin_grid_input_v1 *input,
+                                     cogview_plugin_floats_v1 *out);
 } cogview_plugin_grid_vtable_v1;
 
 typedef struct cogview_plugin_image_tokenizer_vtable_v1 {
@@ -246,7 +315,7 @@ typedef const cogview_plugin_descriptor_v1 *(*cogview_plugin_entry_v1)(void);
 #define COGVIEW_PLUGIN_EXPORT __attribute__((visibility("default")))
 #endif
 
-/* The v1.0 layout (64-bit targets). */
+/* The v1.1 layout (64-bit targets). */
 #if defined(__cplusplus)
 #define COGVIEW_PLUGIN_STATIC_ASSERT static_assert
 #else
@@ -284,8 +353,30 @@ COGVIEW_PLUGIN_SIZE(cogview_plugin_image_v1, 40);
 COGVIEW_PLUGIN_AT(cogview_plugin_image_v1, rgb, 24);
 COGVIEW_PLUGIN_SIZE(cogview_plugin_lm_vtable_v1, 56);
 COGVIEW_PLUGIN_AT(cogview_plugin_lm_vtable_v1, forward, 48);
-COGVIEW_PLUGIN_SIZE(cogview_plugin_grid_vtable_v1, 40);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_grid_vtable_v1, 56);
 COGVIEW_PLUGIN_AT(cogview_plugin_grid_vtable_v1, release, 32);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_vtable_v1, spec, 40);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_vtable_v1, forward, 48);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_grid_spec_v1, 80);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_spec_v1, kind, 8);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_spec_v1, start_of_image_id, 12);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_spec_v1, text_slots, 16);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_spec_v1, high_side, 32);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_spec_v1, max_positions, 72);
+COGVIEW_PLUGIN_SIZE(cogview_plugin_grid_input_v1, 144);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, kind, 8);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, tokens0, 16);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, positions0, 32);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, bias0, 48);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, tokens1, 64);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, high_side, 80);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, own_kh, 88);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, low_offset, 96);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, low_side, 104);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, cross_kh, 112);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, cross_ratio_h, 120);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, visible, 128);
+COGVIEW_PLUGIN_AT(cogview_plugin_grid_input_v1, visible_len, 136);
 COGVIEW_PLUGIN_SIZE(cogview_plugin_image_tokenizer_vtable_v1, 40);
 COGVIEW_PLUGIN_AT(cogview_plugin_image_tokenizer_vtable_v1, decode, 32);
 COGVIEW_PLUGIN_SIZE(cogview_plugin_descriptor_v1, 80);

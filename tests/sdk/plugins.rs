@@ -6,6 +6,7 @@ use cogview_backend_tests as common;
 
 use cogview::core::backend::{Availability, LoadRequest};
 use cogview::core::lm::{LmInput, LogitsRequest};
+use cogview::core::sr::{predict_grid, SrInput};
 use cogview::plugin_host::{self, load_path};
 use cogview::{Compression, Device, Error, Image, TokenGrid};
 use common::plugins::{c_fixture, include_dir, rust_plugin};
@@ -197,6 +198,83 @@ fn a_zero_score_is_reported_with_the_plugins_reason_and_stops_a_pipeline() {
     );
 }
 
+/// A DSR/ItersR model written in C receives the input the core assembled (ABI 1.1) and finds the
+/// keys of every high-resolution cell from the header's description of the windows alone.
+#[test]
+fn a_grid_model_written_in_c_runs_on_the_input_the_core_assembled() {
+    let lib = c_fixture("grid", &["-DFIXTURE_GRID"], &[]);
+    let backend = load_path(&lib).unwrap().backend_for(Device::Cpu).unwrap();
+    let req = LoadRequest::default();
+    for (path, grid) in [
+        ("dsr", TokenGrid::new(2, 2, vec![3, 5, 7, 11]).unwrap()),
+        (
+            "itersr",
+            TokenGrid::new(
+                4,
+                4,
+                (0..16).map(|i| if i % 3 == 0 { 200 } else { i }).collect(),
+            )
+            .unwrap(),
+        ),
+    ] {
+        let model = backend.load_grid_predictor(Path::new(path), &req).unwrap();
+        let spec = model.spec().unwrap();
+        assert_eq!(
+            (spec.text_slots, spec.high, spec.image_vocab_size),
+            (4, 4, 64)
+        );
+        let text = [40, 41];
+        let logits = predict_grid(model.as_ref(), &text, &grid).unwrap();
+        assert_eq!((logits.rows, logits.vocab), (16, 64), "{path}");
+        // The same numbers from the core's own description of the input.
+        let input = SrInput::new(&spec, &text, &grid).unwrap();
+        let n0 = input.level0_len();
+        let unmasked = input.bias0.iter().filter(|b| **b == 0.0).count() as f32;
+        for q in 0..16 {
+            let keys: Vec<usize> = input.level1_keys(q).collect();
+            let sum: u32 = keys
+                .iter()
+                .map(|&k| {
+                    if k < n0 {
+                        input.tokens0[k]
+                    } else {
+                        input.tokens1[k - n0]
+                    }
+                })
+                .sum();
+            assert_eq!(
+                logits.row(q)[..3],
+                [keys.len() as f32, sum as f32, unmasked],
+                "{path}: cell {q}"
+            );
+        }
+        // Input the model could not have been given never reaches the plugin.
+        let mut bad = input.clone();
+        bad.tokens1.pop();
+        assert!(model.predict(&bad).is_err());
+    }
+}
+
+/// A plugin whose grid vtable is ABI 1.0's (no spec, no forward) cannot serve DSR/ItersR to a 1.1
+/// host, and says so; its other models still load.
+#[test]
+fn a_grid_model_of_abi_1_0_is_refused_naming_the_versions() {
+    let lib = c_fixture("grid-v10", &["-DFIXTURE_GRID_V10"], &[]);
+    let backend = load_path(&lib).unwrap().backend_for(Device::Cpu).unwrap();
+    let req = LoadRequest::default();
+    let m = match backend.load_grid_predictor(Path::new("dsr"), &req) {
+        Ok(_) => panic!("a 1.0 grid vtable was accepted"),
+        Err(e) => message(&e),
+    };
+    assert!(
+        m.contains("ABI 1.0") && m.contains("1.1") && m.contains("forward"),
+        "{m}"
+    );
+    assert!(backend
+        .load_image_tokenizer(Path::new("unused"), &req)
+        .is_ok());
+}
+
 #[test]
 fn a_plugin_written_in_c_encodes_and_decodes_through_the_host() {
     let lib = c_fixture("working", &[], &[]);
@@ -324,13 +402,13 @@ fn panics_inside_a_plugin_become_errors_and_poison_the_handle() {
     // predict: the handle is poisoned after the first panic.
     let grid = backend.load_grid_predictor(Path::new("sr"), &req).unwrap();
     let g = TokenGrid::new(1, 1, vec![0]).unwrap();
-    let e1 = grid.predict(&[], &g).unwrap_err();
+    let e1 = predict_grid(grid.as_ref(), &[1], &g).unwrap_err();
     assert!(
         message(&e1).contains("fixture panic in predict"),
         "{}",
         message(&e1)
     );
-    let e2 = grid.predict(&[], &g).unwrap_err();
+    let e2 = predict_grid(grid.as_ref(), &[1], &g).unwrap_err();
     assert!(
         message(&e2).contains("earlier call on this handle panicked"),
         "{}",

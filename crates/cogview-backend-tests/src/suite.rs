@@ -8,6 +8,7 @@
 use cogview::core::backend::{Backend, LoadRequest};
 use cogview::core::lm::{LmInput, LogitsRequest};
 use cogview::core::stage1::{full_logits, CoglmMask};
+use cogview::core::sr::predict_grid;
 use cogview::{
     Compression, Device, Image, Pipeline, PipelineConfig, RunContext, Settings, TokenGrid,
 };
@@ -112,7 +113,7 @@ pub fn each_stage_equals_the_reference(candidates: &[Candidate]) {
         .load_grid_predictor(&dir.join("cogview2-itersr"), &req)
         .unwrap();
     let (low, high) = {
-        let (c, _) = cogview::candle::inspect::sr_config(&dir.join("cogview2-dsr")).unwrap();
+        let (c, _) = cogview::model::inspect::sr_config(dir.join("cogview2-dsr")).unwrap();
         (c.low, c.high)
     };
     let low_grid = TokenGrid::new(
@@ -126,8 +127,8 @@ pub fn each_stage_equals_the_reference(candidates: &[Candidate]) {
         high_ids[i] = spec.start_of_image_id; // cells ItersR re-samples
     }
     let high_grid = TokenGrid::new(high, high, high_ids).unwrap();
-    let r_dsr_logits = r_dsr.predict(&text, &low_grid).unwrap();
-    let r_itersr_logits = r_itersr.predict(&text, &high_grid).unwrap();
+    let r_dsr_logits = predict_grid(r_dsr.as_ref(), &text, &low_grid).unwrap();
+    let r_itersr_logits = predict_grid(r_itersr.as_ref(), &text, &high_grid).unwrap();
 
     let r_vq = r
         .load_image_tokenizer(&dir.join("ice_image.pt"), &req)
@@ -183,7 +184,7 @@ pub fn each_stage_equals_the_reference(candidates: &[Candidate]) {
         let dsr = b
             .load_grid_predictor(&dir.join("cogview2-dsr"), &req)
             .unwrap();
-        let l = dsr.predict(&text, &low_grid).unwrap();
+        let l = predict_grid(dsr.as_ref(), &text, &low_grid).unwrap();
         assert_eq!(
             (l.rows, l.vocab),
             (r_dsr_logits.rows, r_dsr_logits.vocab),
@@ -195,7 +196,7 @@ pub fn each_stage_equals_the_reference(candidates: &[Candidate]) {
         let itersr = b
             .load_grid_predictor(&dir.join("cogview2-itersr"), &req)
             .unwrap();
-        let l = itersr.predict(&text, &high_grid).unwrap();
+        let l = predict_grid(itersr.as_ref(), &text, &high_grid).unwrap();
         let d = max_diff(&l.data, &r_itersr_logits.data);
         assert!(d <= tol, "{}: ItersR logits differ by {d}", c.label);
 

@@ -2,12 +2,10 @@
 //! sandwich-LayerNorm layers with fused QKV and a tanh-GELU MLP, the final LayerNorm and the tied
 //! output head.
 
-use crate::config::CoglmConfig;
 use crate::util::{cdtype, device, BackendResult, LoadOptions, TensorSource};
 use candle_core::{DType as CDType, Device as CDevice, Tensor};
-use cogview_checkpoint::{Checkpoint, ModelConfig, SatFolder};
-use cogview_core::{Error, Result};
-use std::path::Path;
+use cogview_core::Result;
+use cogview_model::CoglmConfig;
 
 pub(crate) struct LayerNorm {
     weight: Tensor,
@@ -111,38 +109,6 @@ pub(crate) fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
     } else {
         x.gelu()
     }
-}
-
-/// Opens a model: a SAT folder, or a weights file whose configuration is in its safetensors
-/// metadata (`model_config`) or in a `model_config.json` beside it.
-pub(crate) fn open_model(path: &Path) -> Result<(Checkpoint, ModelConfig)> {
-    if path.is_dir() {
-        let sat = SatFolder::open(path)?;
-        let cfg = sat.config()?;
-        return Ok((Checkpoint::open(&sat.model_file, None)?, cfg));
-    }
-    let ckpt = Checkpoint::open(path, None)?;
-    let cfg = match ckpt.metadata().get("model_config") {
-        Some(text) => ModelConfig::parse(text, path)?,
-        None => {
-            let beside = path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("model_config.json");
-            if !beside.is_file() {
-                return Err(Error::config(
-                    path.display().to_string(),
-                    "model_config.json",
-                    format!(
-                        "no model configuration: the file has no `model_config` metadata and {} is missing",
-                        beside.display()
-                    ),
-                ));
-            }
-            ModelConfig::read(beside)?
-        }
-    };
-    Ok((ckpt, cfg))
 }
 
 /// Loads weights with the model's dtypes: matrices in the compute dtype, biases in the activation

@@ -2,14 +2,15 @@
 //! additive attention bias, final LayerNorm, tied output head. Mirrors SwissArmyTransformer's
 //! `BaseTransformer` with `layernorm_order='sandwich'` as CogView2 runs it.
 
-use crate::backbone::{matmul_wt, open_model, Backbone};
-use crate::config::CoglmConfig;
+use crate::backbone::{matmul_wt, Backbone};
 use crate::util::{BackendResult, LoadOptions};
 use candle_core::{DType as CDType, Tensor};
 use cogview_core::lm::{
     validate_input, AutoregressiveLm, LmInput, LmSession, LmSpec, Logits, LogitsRequest,
 };
 use cogview_core::{Error, Result};
+use cogview_model::inspect::open_model;
+use cogview_model::CoglmConfig;
 use std::path::Path;
 
 /// A loaded CogLM. Read-only; any number of [`CoglmSession`]s may use it.

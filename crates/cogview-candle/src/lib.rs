@@ -2,15 +2,15 @@
 //!
 //! The candle backend: CogLM, the SwissArmyTransformer sandwich-LayerNorm GPT as CogView2 uses it,
 //! with a pre-allocated KV cache and batched incremental decoding, on CPU (or CUDA with the `cuda`
-//! feature), in f32, f16 or bf16. It implements [`cogview_core::lm::AutoregressiveLm`]; the stage-1
-//! algorithm itself (layout, mask, sampling) lives in `cogview-core`.
+//! feature), in f32, f16 or bf16. It implements [`cogview_core::lm::AutoregressiveLm`],
+//! [`cogview_core::sr::GridPredictor`] and [`cogview_core::ImageTokenizer`]; the algorithms (stage
+//! 1's layout, mask and sampling, the super-resolution input) live in `cogview-core`, and what a
+//! model is (configurations, tensor names, inspection) in `cogview-model`, whose types are
+//! re-exported here.
 
 mod backbone;
 mod backend;
 mod coglm;
-// Moving to the tensor-free model-description crate (issue 16); documented there.
-#[allow(missing_docs)]
-mod config;
 mod conv_train;
 mod cpu_conv;
 mod cpu_gemm;
@@ -27,7 +27,7 @@ mod vqvae;
 
 pub use backend::{CandleBackend, HAS_CUDA};
 pub use coglm::{CoglmModel, CoglmSession};
-pub use config::CoglmConfig;
+pub use cogview_model::CoglmConfig;
 pub use sr::{SrConfig, SrKind, SrModel};
 pub use util::{device, LoadOptions, TensorSource, VarStore};
 pub use vqvae::{VqConfig, VqTokenizer};

@@ -1,7 +1,12 @@
 //! Stages 2-3 as CogView2 runs them: DSR predicts every high-resolution cell in one pass and each
 //! cell is drawn with cluster sampling; then ItersR re-masks and re-samples cells in the LoPAR
-//! order (top-k per iteration). Backends only predict logits ([`GridPredictor`]); the sampling,
-//! the schedule and the masks live here.
+//! order (top-k per iteration). The core assembles each pass's input ([`SrInput`]: the padded
+//! text, the positions, the bias, the local windows); backends only run the network on it
+//! ([`GridPredictor`]). The sampling, the schedule and the masks live here.
+
+mod input;
+
+pub use input::{SrExtra, SrInput, SrKind, SrSpec, LOW_RES_FIRST_POSITION};
 
 use crate::context::RunContext;
 use crate::error::{Error, Result};
@@ -13,15 +18,29 @@ use crate::traits::LocalSuperResolver;
 use crate::types::{TextTokens, TokenGrid};
 use std::sync::Arc;
 
-/// A model that predicts, for every cell of its output grid, logits over the image vocabulary.
+/// A DSR or ItersR model: predicts, for every cell of its high-resolution grid, logits over the
+/// image vocabulary. The core assembles the input from the model's [`SrSpec`]
+/// ([`SrInput::new`], or [`predict_grid`] for both steps).
 pub trait GridPredictor: Send + Sync {
-    /// DSR: `grid` is the low-resolution grid; ItersR: the current high-resolution grid with the
-    /// cells to re-sample set to the mask id. Returns `[cells, image_vocab]`.
-    fn predict(&self, text: &[u32], grid: &TokenGrid) -> Result<Logits>;
+    /// What the model is, for assembling its input. May load the model (a lazily loaded stage),
+    /// hence the `Result`.
+    fn spec(&self) -> Result<SrSpec>;
+
+    /// Runs the network on an assembled input (built for this model's [`SrSpec`]; backends check
+    /// it with [`SrInput::check`] when it comes from elsewhere). Returns `[high², image_vocab]`.
+    fn predict(&self, input: &SrInput) -> Result<Logits>;
 
     /// Drops the weights if the predictor can load them again on its next call (a pipeline in
     /// low-memory mode); a predictor that owns its weights for good ignores this.
     fn release(&self) {}
+}
+
+/// Assembles the input of `model` from the text and a grid and runs it: DSR from the
+/// low-resolution grid (placeholder `<start_of_image>`), ItersR from the current high-resolution
+/// grid with the cells to re-sample set to the mask id.
+pub fn predict_grid(model: &dyn GridPredictor, text: &[u32], grid: &TokenGrid) -> Result<Logits> {
+    let spec = model.spec()?;
+    model.predict(&SrInput::new(&spec, text, grid)?)
 }
 
 /// Seeds of the stages of one image, derived from the image's seed so that each stage has its
@@ -101,7 +120,7 @@ impl SuperResolution {
     /// DSR: the high-resolution grid of one image.
     pub fn direct(&self, text: &[u32], low_res: &TokenGrid, rng: &mut Rng) -> Result<TokenGrid> {
         let _span = tracing::info_span!("dsr").entered();
-        let logits = self.dsr.predict(text, low_res)?;
+        let logits = predict_grid(self.dsr.as_ref(), text, low_res)?;
         self.check_logits(&logits, "DSR")?;
         let mut ids = vec![0u32; logits.rows];
         sample_rows(
@@ -150,7 +169,7 @@ impl SuperResolution {
                     .map(|(&t, &m)| if m { self.mask_id } else { t })
                     .collect(),
             )?;
-            let logits = self.itersr.predict(text, &masked)?;
+            let logits = predict_grid(self.itersr.as_ref(), text, &masked)?;
             self.check_logits(&logits, "ItersR")?;
             let sampler = TopKSampler {
                 temperature: self.itersr_temperature,

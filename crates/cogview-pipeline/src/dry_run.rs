@@ -38,7 +38,7 @@ pub struct DryRun {
 /// The bytes of the largest tensor in the file: while it is copied, its file pages and the copy
 /// are both resident (the loader drops each tensor's file pages right after copying it).
 fn largest_stored_tensor(path: &std::path::Path) -> Result<u64> {
-    let ckpt = cogview_candle::inspect::open_checkpoint(path)?;
+    let ckpt = cogview_model::inspect::open_checkpoint(path)?;
     Ok(ckpt
         .names()
         .filter_map(|n| ckpt.info(n))
@@ -58,8 +58,8 @@ fn with_loading(mut m: MemoryEstimate, path: &std::path::Path) -> Result<MemoryE
 pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
     let s = settings;
     let mut stages = Vec::new();
-    let (coglm, _) = cogview_candle::inspect::coglm_config(&s.coglm.placement.path)?;
-    let layout_cfg = cogview_candle::inspect::model_config(&s.coglm.placement.path)?;
+    let (coglm, _) = cogview_model::inspect::coglm_config(&s.coglm.placement.path)?;
+    let layout_cfg = cogview_model::inspect::model_config(&s.coglm.placement.path)?;
     let grid = layout_cfg.opt_usize("image_grid")?.unwrap_or(20);
     let max_text = layout_cfg.opt_usize("max_text_tokens")?.unwrap_or(109);
     let batch = num_images.clamp(1, s.coglm.batch_size);
@@ -71,7 +71,14 @@ pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
         dtype: p.dtype,
         batch,
         memory: with_loading(
-            coglm.memory(batch, max_text + 1, grid * grid, p.dtype, p.device),
+            cogview_candle::inspect::coglm_memory(
+                &coglm,
+                batch,
+                max_text + 1,
+                grid * grid,
+                p.dtype,
+                p.device,
+            ),
             &p.path,
         )?,
     });
@@ -81,7 +88,7 @@ pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
         ("itersr", s.itersr.as_ref().map(|i| &i.placement)),
     ] {
         if let Some(p) = placement {
-            let (cfg, _) = cogview_candle::inspect::sr_config(&p.path)?;
+            let (cfg, _) = cogview_model::inspect::sr_config(&p.path)?;
             side = cfg.high * 8;
             stages.push(StageEstimate {
                 stage: name,
@@ -89,19 +96,25 @@ pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
                 device: p.device,
                 dtype: p.dtype,
                 batch: 1,
-                memory: with_loading(cfg.memory(p.dtype, p.device), &p.path)?,
+                memory: with_loading(
+                    cogview_candle::inspect::sr_memory(&cfg, p.dtype, p.device),
+                    &p.path,
+                )?,
             });
         }
     }
     let p = &s.image_tokenizer;
-    let (vq, _) = cogview_candle::inspect::vq_config(&p.path)?;
+    let (vq, _) = cogview_model::inspect::vq_config(&p.path)?;
     stages.push(StageEstimate {
         stage: "image_tokenizer",
         path: p.path.clone(),
         device: p.device,
         dtype: p.dtype,
         batch: 1,
-        memory: with_loading(vq.memory(side, p.dtype, p.device), &p.path)?,
+        memory: with_loading(
+            cogview_candle::inspect::vq_memory(&vq, side, p.dtype, p.device),
+            &p.path,
+        )?,
     });
     let peak_bytes = if s.low_memory {
         stages

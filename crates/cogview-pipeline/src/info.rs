@@ -117,7 +117,7 @@ fn tensor_facts(d: &mut Description, ckpt: &Checkpoint, verify: bool) {
 
 fn describe_sat(path: &Path, verify: bool) -> Description {
     let mut d = Description::new(path, "SAT checkpoint");
-    let cfg = match cogview_candle::inspect::model_config(path) {
+    let cfg = match cogview_model::inspect::model_config(path) {
         Ok(c) => c,
         Err(e) => {
             d.problems.push(e.to_string());
@@ -130,7 +130,7 @@ fn describe_sat(path: &Path, verify: bool) -> Description {
         .flatten()
         .unwrap_or("?")
         .to_string();
-    let ckpt = match cogview_candle::inspect::open_checkpoint(path) {
+    let ckpt = match cogview_model::inspect::open_checkpoint(path) {
         Ok(c) => c,
         Err(e) => {
             d.problems.push(e.to_string());
@@ -143,14 +143,14 @@ fn describe_sat(path: &Path, verify: bool) -> Description {
         || class == "DsrModel"
         || class == "ItersrModel";
     let expected = if sr {
-        match cogview_candle::inspect::sr_config(path) {
+        match cogview_model::inspect::sr_config(path) {
             Ok((c, _)) => {
                 d.kind = match c.kind {
-                    cogview_candle::SrKind::Dsr => format!(
+                    cogview_model::SrKind::Dsr => format!(
                         "DSR checkpoint ({class}: {0}x{0} to {1}x{1} tokens)",
                         c.low, c.high
                     ),
-                    cogview_candle::SrKind::Itersr => {
+                    cogview_model::SrKind::Itersr => {
                         format!(
                             "ItersR checkpoint ({class}: refines {0}x{0} tokens)",
                             c.high
@@ -177,7 +177,7 @@ fn describe_sat(path: &Path, verify: bool) -> Description {
             }
         }
     } else {
-        match cogview_candle::inspect::coglm_config(path) {
+        match cogview_model::inspect::coglm_config(path) {
             Ok((c, _)) => {
                 d.kind = format!("CogLM checkpoint ({class})");
                 d.fact(
@@ -216,8 +216,8 @@ fn describe_sat(path: &Path, verify: bool) -> Description {
 fn describe_vq(path: &Path, verify: bool) -> Description {
     let mut d = Description::new(path, "icetk image tokenizer (VQ-VAE)");
     match (
-        cogview_candle::inspect::vq_config(path),
-        cogview_candle::inspect::open_checkpoint(path),
+        cogview_model::inspect::vq_config(path),
+        cogview_model::inspect::open_checkpoint(path),
     ) {
         (Ok((c, _)), Ok(ckpt)) => {
             d.fact(
@@ -226,12 +226,8 @@ fn describe_vq(path: &Path, verify: bool) -> Description {
             );
             d.fact("channels", c.channels);
             tensor_facts(&mut d, &ckpt, verify);
-            let training = [
-                "quantize.cluster_size",
-                "quantize.embed_avg",
-                "quantize.initted",
-            ];
-            if let Err(e) = ckpt.check(&c.expected_tensors(), |n| training.contains(&n)) {
+            if let Err(e) = ckpt.check(&c.expected_tensors(), cogview_model::vq::is_training_buffer)
+            {
                 d.problems.push(e.to_string());
             }
         }

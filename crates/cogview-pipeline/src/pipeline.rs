@@ -102,8 +102,11 @@ struct StagePredictor {
 }
 
 impl GridPredictor for StagePredictor {
-    fn predict(&self, text: &[u32], grid: &TokenGrid) -> Result<cogview_core::lm::Logits> {
-        self.stage.get()?.predict(text, grid)
+    fn spec(&self) -> Result<cogview_core::sr::SrSpec> {
+        self.stage.get()?.spec()
+    }
+    fn predict(&self, input: &cogview_core::sr::SrInput) -> Result<cogview_core::lm::Logits> {
+        self.stage.get()?.predict(input)
     }
     fn release(&self) {
         if self.release_after_pass {
@@ -365,7 +368,7 @@ fn load_request(p: &crate::settings::StagePlacement) -> LoadRequest {
 /// Reads the stage-1 layout from CogLM's `model_config.json` (cogview keys `image_grid`,
 /// `start_of_image_position`, `max_text_tokens`; the official values when absent).
 fn stage1_layout(path: &std::path::Path) -> Result<Stage1Layout> {
-    let cfg = cogview_candle::inspect::model_config(path)?;
+    let cfg = cogview_model::inspect::model_config(path)?;
     let d = Stage1Layout::default();
     let grid = cfg.opt_usize("image_grid")?.unwrap_or(d.grid_height);
     Ok(Stage1Layout {
@@ -401,7 +404,7 @@ impl Pipeline {
     pub fn from_settings(settings: Settings) -> Result<Self> {
         let _span = tracing::info_span!("build_pipeline").entered();
         let s = &settings;
-        let (coglm_cfg, _) = cogview_candle::inspect::coglm_config(&s.coglm.placement.path)?;
+        let (coglm_cfg, _) = cogview_model::inspect::coglm_config(&s.coglm.placement.path)?;
         let layout = stage1_layout(&s.coglm.placement.path)?;
         layout.check_fits(coglm_cfg.max_sequence_length)?;
         let image_vocab = coglm_cfg.image_vocab_size;
@@ -434,7 +437,7 @@ impl Pipeline {
             )));
         }
 
-        let (vq_cfg, _) = cogview_candle::inspect::vq_config(&s.image_tokenizer.path)?;
+        let (vq_cfg, _) = cogview_model::inspect::vq_config(&s.image_tokenizer.path)?;
         if vq_cfg.n_embed != image_vocab {
             return Err(mismatch(format!(
                 "the image tokenizer has {} codes but CogLM draws {image_vocab}",
@@ -471,15 +474,15 @@ impl Pipeline {
         // Super-resolution: check both models' sizes before loading anything.
         let sr_parts = match (&s.dsr, &s.itersr) {
             (Some(d), Some(i)) => {
-                let (dc, _) = cogview_candle::inspect::sr_config(&d.placement.path)?;
-                let (ic, _) = cogview_candle::inspect::sr_config(&i.placement.path)?;
+                let (dc, _) = cogview_model::inspect::sr_config(&d.placement.path)?;
+                let (ic, _) = cogview_model::inspect::sr_config(&i.placement.path)?;
                 for (c, name, path, want) in [
-                    (&dc, "DSR", &d.placement.path, cogview_candle::SrKind::Dsr),
+                    (&dc, "DSR", &d.placement.path, cogview_model::SrKind::Dsr),
                     (
                         &ic,
                         "ItersR",
                         &i.placement.path,
-                        cogview_candle::SrKind::Itersr,
+                        cogview_model::SrKind::Itersr,
                     ),
                 ] {
                     if c.kind != want {
@@ -874,22 +877,22 @@ impl Pipeline {
             return Ok(Vec::new());
         };
         let mut out = vec![("text_tokenizer".to_string(), s.text_tokenizer.clone())];
-        for f in cogview_candle::inspect::vq_config(&s.image_tokenizer.path)?.1 {
+        for f in cogview_model::inspect::vq_config(&s.image_tokenizer.path)?.1 {
             out.push(("image_tokenizer".into(), f));
         }
-        for f in cogview_candle::inspect::coglm_config(&s.coglm.placement.path)?.1 {
+        for f in cogview_model::inspect::coglm_config(&s.coglm.placement.path)?.1 {
             out.push(("coglm".into(), f));
         }
         if let Some(p) = &s.coglm.cluster_labels {
             out.push(("cluster_labels".into(), p.clone()));
         }
         if let Some(d) = &s.dsr {
-            for f in cogview_candle::inspect::sr_config(&d.placement.path)?.1 {
+            for f in cogview_model::inspect::sr_config(&d.placement.path)?.1 {
                 out.push(("dsr".into(), f));
             }
         }
         if let Some(i) = &s.itersr {
-            for f in cogview_candle::inspect::sr_config(&i.placement.path)?.1 {
+            for f in cogview_model::inspect::sr_config(&i.placement.path)?.1 {
                 out.push(("itersr".into(), f));
             }
         }

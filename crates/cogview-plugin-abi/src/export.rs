@@ -13,7 +13,7 @@
 use crate::ffi::*;
 use cogview_core::backend::{Availability, Backend, LoadRequest, ModelKind};
 use cogview_core::lm::{AutoregressiveLm, LmInput, LmSession, Logits, LogitsRequest};
-use cogview_core::sr::GridPredictor;
+use cogview_core::sr::{predict_grid, GridPredictor};
 use cogview_core::{
     Compression, DType, Device, Error, ErrorCode, Image, ImageTokenizer, TokenGrid,
 };
@@ -80,6 +80,8 @@ static GRID_VTABLE: CogviewGridVtableV1 = CogviewGridVtableV1 {
     free: Some(grid_free),
     predict: Some(grid_predict),
     release: Some(grid_release),
+    spec: Some(grid_spec),
+    forward: Some(grid_forward),
 };
 
 static IMAGE_TOKENIZER_VTABLE: CogviewImageTokenizerVtableV1 = CogviewImageTokenizerVtableV1 {
@@ -675,7 +677,40 @@ unsafe extern "C" fn grid_predict(
     guard(Some(&h.poisoned), || {
         let text = unsafe { slice(text, text_len) }.map_err(|e| invalid("text", e))?;
         let grid = unsafe { read_grid(grid) }?;
-        let logits = h.value.predict(text, &grid)?;
+        // ABI 1.0 hosts: the input is assembled here, by the core, as a 1.1 host would.
+        let logits = predict_grid(h.value.as_ref(), text, &grid)?;
+        fill_floats(out, logits)
+    })
+}
+
+unsafe extern "C" fn grid_spec(
+    model: *const CogviewGridModel,
+    out: *mut CogviewGridSpecV1,
+) -> *mut CogviewError {
+    let h: &Handle<Arc<dyn GridPredictor>> = match unsafe { handle(model, "model") } {
+        Ok(h) => h,
+        Err(e) => return error_to_ffi(&e),
+    };
+    guard(Some(&h.poisoned), || {
+        let v = crate::grid::spec_to_ffi(&h.value.spec()?);
+        unsafe { write_versioned(out, &v) }.map_err(|e| invalid("out", e))
+    })
+}
+
+unsafe extern "C" fn grid_forward(
+    model: *const CogviewGridModel,
+    input: *const CogviewGridInputV1,
+    out: *mut CogviewFloatsV1,
+) -> *mut CogviewError {
+    let h: &Handle<Arc<dyn GridPredictor>> = match unsafe { handle(model, "model") } {
+        Ok(h) => h,
+        Err(e) => return error_to_ffi(&e),
+    };
+    guard(Some(&h.poisoned), || {
+        let input = unsafe { crate::grid::input_from_ffi(input) }?;
+        // The backend's own check too: this input crossed a library boundary.
+        input.check(&h.value.spec()?)?;
+        let logits = h.value.predict(&input)?;
         fill_floats(out, logits)
     })
 }

@@ -23,8 +23,10 @@ use std::marker::{PhantomData, PhantomPinned};
 
 /// The major ABI version; it is also part of the entry symbol's name.
 pub const ABI_MAJOR: u32 = 1;
-/// The minor version: bumped when fields are appended.
-pub const ABI_MINOR: u32 = 0;
+/// The minor version: bumped when fields are appended. 1.1 appended `spec` and `forward` to
+/// [`CogviewGridVtableV1`] (with [`CogviewGridSpecV1`] and [`CogviewGridInputV1`]): the host
+/// assembles DSR's and ItersR's input and the plugin only runs the network.
+pub const ABI_MINOR: u32 = 1;
 /// The symbol every plugin exports:
 /// `const cogview_plugin_descriptor_v1 *cogview_plugin_v1(void)`.
 pub const ENTRY_SYMBOL: &str = "cogview_plugin_v1";
@@ -75,6 +77,10 @@ pub const DTYPE_BF16: i32 = 2;
 pub const KIND_LM: u32 = 1;
 pub const KIND_GRID: u32 = 2;
 pub const KIND_IMAGE_TOKENIZER: u32 = 4;
+
+// `CogviewGridSpecV1::kind` and `CogviewGridInputV1::kind` (ABI 1.1).
+pub const GRID_DSR: u32 = 1;
+pub const GRID_ITERSR: u32 = 2;
 
 macro_rules! opaque {
     ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
@@ -291,11 +297,85 @@ pub struct CogviewLmVtableV1 {
     pub forward: Option<LmForwardFn>,
 }
 
+/// What the host needs to know about a loaded DSR or ItersR model to assemble its input
+/// (ABI 1.1; see `cogview_core::sr::SrSpec`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CogviewGridSpecV1 {
+    pub struct_version: u32,
+    pub struct_size: u32,
+    /// `GRID_DSR` or `GRID_ITERSR`.
+    pub kind: u32,
+    /// `<start_of_image>`: DSR's high-resolution placeholder and ItersR's mask id.
+    pub start_of_image_id: u32,
+    /// Text slots at the start of level 0 (DSR 96, ItersR 16).
+    pub text_slots: u64,
+    /// DSR: the low-resolution grid's side (20); ItersR: 0.
+    pub low_side: u64,
+    /// The high-resolution grid's side (60).
+    pub high_side: u64,
+    /// The own window is `(2k − 1) × k`.
+    pub kernel_size: u64,
+    /// DSR's cross-resolution window is `k2 × k2`.
+    pub kernel_size2: u64,
+    /// Rows of the word embedding.
+    pub vocab_size: u64,
+    /// Logits cover ids `0..image_vocab_size`.
+    pub image_vocab_size: u64,
+    /// Rows of the position embedding.
+    pub max_positions: u64,
+}
+
+/// One DSR or ItersR pass as the host assembled it (ABI 1.1; see `cogview_core::sr::SrInput`).
+/// Level 0 attends densely with `bias0`. Each level-1 cell `(y, x)` attends, under one softmax, to
+/// its own centred `own_kh × own_kw` window of level 1 and to level-0 keys: DSR (`kind`
+/// `GRID_DSR`) the `cross_kh × cross_kw` window centred at `(y / cross_ratio_h, x / cross_ratio_w)`
+/// of the `low_side × low_side` grid stored in level-0 rows `low_offset..`; ItersR (`GRID_ITERSR`)
+/// every level-0 row whose `visible` flag is nonzero. Window slots outside a grid get no weight.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CogviewGridInputV1 {
+    pub struct_version: u32,
+    pub struct_size: u32,
+    /// `GRID_DSR` or `GRID_ITERSR`: which level-0 keys level 1 sees.
+    pub kind: u32,
+    pub reserved0: u32,
+    /// Level 0, `[n0]`: the left-padded text, then DSR's low-resolution grid.
+    pub tokens0: *const u32,
+    pub tokens0_len: usize,
+    /// `[n0]` position ids of level 0.
+    pub positions0: *const u32,
+    pub positions0_len: usize,
+    /// `[n0, n0]` additive attention bias of level 0; `-inf` = masked.
+    pub bias0: *const f32,
+    pub bias0_len: usize,
+    /// Level 1, `[high_side²]`: the high-resolution inputs (positions `0..` of the extra position
+    /// embedding).
+    pub tokens1: *const u32,
+    pub tokens1_len: usize,
+    pub high_side: u64,
+    /// Each level-1 cell's window over its own grid.
+    pub own_kh: u32,
+    pub own_kw: u32,
+    /// DSR: the first level-0 row of the low-resolution grid, and its side (0 for ItersR).
+    pub low_offset: u64,
+    pub low_side: u64,
+    /// DSR: the window over the low-resolution grid, and the grid ratio (high / low) per axis.
+    pub cross_kh: u32,
+    pub cross_kw: u32,
+    pub cross_ratio_h: u32,
+    pub cross_ratio_w: u32,
+    /// ItersR: `[n0]` flags, nonzero = level 1 sees this level-0 row (NULL for DSR).
+    pub visible: *const u32,
+    pub visible_len: usize,
+}
+
 pub type GridLoadFn = unsafe extern "C" fn(
     params: *const CogviewLoadParamsV1,
     out: *mut *mut CogviewGridModel,
 ) -> *mut CogviewError;
 pub type GridFreeFn = unsafe extern "C" fn(model: *mut CogviewGridModel);
+/// ABI 1.0's call: the plugin assembles the input from the text and the grid itself.
 pub type GridPredictFn = unsafe extern "C" fn(
     model: *const CogviewGridModel,
     text: *const u32,
@@ -304,6 +384,15 @@ pub type GridPredictFn = unsafe extern "C" fn(
     out: *mut CogviewFloatsV1,
 ) -> *mut CogviewError;
 pub type GridReleaseFn = unsafe extern "C" fn(model: *const CogviewGridModel);
+pub type GridSpecFn = unsafe extern "C" fn(
+    model: *const CogviewGridModel,
+    out: *mut CogviewGridSpecV1,
+) -> *mut CogviewError;
+pub type GridForwardFn = unsafe extern "C" fn(
+    model: *const CogviewGridModel,
+    input: *const CogviewGridInputV1,
+    out: *mut CogviewFloatsV1,
+) -> *mut CogviewError;
 
 /// DSR / ItersR: logits over the image vocabulary for every cell of the output grid.
 #[repr(C)]
@@ -313,9 +402,16 @@ pub struct CogviewGridVtableV1 {
     pub struct_size: u32,
     pub load: Option<GridLoadFn>,
     pub free: Option<GridFreeFn>,
+    /// ABI 1.0's entry, which assembles the input in the plugin. A 1.1 host calls `spec` and
+    /// `forward` instead; a 1.1 plugin may leave it NULL (then 1.0 hosts cannot use its grid
+    /// models).
     pub predict: Option<GridPredictFn>,
     /// May be NULL: "drop the weights until the next predict" (low-memory pipelines).
     pub release: Option<GridReleaseFn>,
+    /// ABI 1.1, required by 1.1 hosts: the model's geometry, read once after `load`.
+    pub spec: Option<GridSpecFn>,
+    /// ABI 1.1, required by 1.1 hosts: run the network on the input the host assembled.
+    pub forward: Option<GridForwardFn>,
 }
 
 pub type ImageTokenizerLoadFn = unsafe extern "C" fn(
@@ -387,7 +483,7 @@ pub struct CogviewPluginV1 {
 
 pub type EntryFn = unsafe extern "C" fn() -> *const CogviewPluginV1;
 
-// ---- the v1.0 layout, checked at compile time (the header checks the same numbers) ----------
+// ---- the v1.1 layout, checked at compile time (the header checks the same numbers) ----------
 macro_rules! layout {
     ($t:ty, $size:expr, $($f:ident = $o:expr),*) => {
         const _: () = assert!(std::mem::size_of::<$t>() == $size);
@@ -480,11 +576,51 @@ layout!(
 );
 layout!(
     CogviewGridVtableV1,
-    40,
+    56,
     load = 8,
     free = 16,
     predict = 24,
-    release = 32
+    release = 32,
+    spec = 40,
+    forward = 48
+);
+layout!(
+    CogviewGridSpecV1,
+    80,
+    kind = 8,
+    start_of_image_id = 12,
+    text_slots = 16,
+    low_side = 24,
+    high_side = 32,
+    kernel_size = 40,
+    kernel_size2 = 48,
+    vocab_size = 56,
+    image_vocab_size = 64,
+    max_positions = 72
+);
+layout!(
+    CogviewGridInputV1,
+    144,
+    kind = 8,
+    tokens0 = 16,
+    tokens0_len = 24,
+    positions0 = 32,
+    positions0_len = 40,
+    bias0 = 48,
+    bias0_len = 56,
+    tokens1 = 64,
+    tokens1_len = 72,
+    high_side = 80,
+    own_kh = 88,
+    own_kw = 92,
+    low_offset = 96,
+    low_side = 104,
+    cross_kh = 112,
+    cross_kw = 116,
+    cross_ratio_h = 120,
+    cross_ratio_w = 124,
+    visible = 128,
+    visible_len = 136
 );
 layout!(
     CogviewImageTokenizerVtableV1,
@@ -515,7 +651,8 @@ layout!(
 /// # Safety
 /// Implement only for such `#[repr(C)]` structs.
 pub unsafe trait Versioned: Sized {
-    /// `sizeof` in ABI v1.0: the smallest `struct_size` a reader accepts.
+    /// `sizeof` in the first ABI version that had the struct (v1.0 for most): the smallest
+    /// `struct_size` a reader accepts.
     const V1_SIZE: usize;
     /// The struct's name in include/cogview_plugin.h (for messages to plugin authors).
     const NAME: &'static str;
@@ -535,13 +672,15 @@ pub unsafe trait Versioned: Sized {
 }
 
 macro_rules! versioned {
-    ($($t:ty => $c:literal),* $(,)?) => {$(
+    ($($t:ty $(= $first:expr)? => $c:literal),* $(,)?) => {$(
         // SAFETY: each is #[repr(C)], starts with the header, and is valid all-zero.
         unsafe impl Versioned for $t {
-            const V1_SIZE: usize = std::mem::size_of::<$t>();
+            const V1_SIZE: usize = versioned!(@size $t $(, $first)?);
             const NAME: &'static str = $c;
         }
     )*};
+    (@size $t:ty) => { std::mem::size_of::<$t>() };
+    (@size $t:ty, $first:expr) => { $first };
 }
 versioned!(
     CogviewHostV1 => "cogview_plugin_host_v1",
@@ -553,10 +692,17 @@ versioned!(
     CogviewTokenGridV1 => "cogview_plugin_token_grid_v1",
     CogviewImageV1 => "cogview_plugin_image_v1",
     CogviewLmVtableV1 => "cogview_plugin_lm_vtable_v1",
-    CogviewGridVtableV1 => "cogview_plugin_grid_vtable_v1",
+    // v1.0 ended after `release`; `spec` and `forward` came in v1.1.
+    CogviewGridVtableV1 = 40 => "cogview_plugin_grid_vtable_v1",
+    CogviewGridSpecV1 => "cogview_plugin_grid_spec_v1",
+    CogviewGridInputV1 => "cogview_plugin_grid_input_v1",
     CogviewImageTokenizerVtableV1 => "cogview_plugin_image_tokenizer_vtable_v1",
     CogviewPluginV1 => "cogview_plugin_descriptor_v1",
 );
+
+/// The size of [`CogviewGridVtableV1`] up to and including `forward`: a vtable at least this big
+/// (ABI ≥ 1.1) may have `spec` and `forward`.
+pub const GRID_VTABLE_V1_1_SIZE: usize = 56;
 
 /// Why a versioned struct was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

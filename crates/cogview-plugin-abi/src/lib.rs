@@ -10,3 +10,4 @@ pub mod export;
 // function pointer and is the reference; repeating each comment here would only let the two drift.
 #[allow(missing_docs)]
 pub mod ffi;
+pub mod grid;

@@ -8,7 +8,7 @@ use cogview_core::backend::{Availability, Backend, LoadRequest, ModelKind};
 use cogview_core::lm::{
     validate_input, AutoregressiveLm, LmInput, LmSession, LmSpec, Logits, LogitsRequest,
 };
-use cogview_core::sr::GridPredictor;
+use cogview_core::sr::{GridPredictor, SrInput, SrSpec};
 use cogview_core::{Compression, DType, Device, Error, Image, ImageTokenizer, Result, TokenGrid};
 use cogview_plugin_abi::ffi::*;
 use std::ffi::{c_char, c_void};
@@ -219,17 +219,40 @@ impl Backend for PluginBackend {
             .plugin
             .grid
             .ok_or_else(|| self.unsupported(ModelKind::GridPredictor))?;
+        let (Some(spec_fn), Some(_)) = (vt.spec, vt.forward) else {
+            return Err(Error::plugin(
+                self.name(),
+                format!(
+                    "its DSR/ItersR vtable is from plugin ABI 1.{} (struct_size {}) and lacks spec() \
+                     and forward(): since ABI 1.1 the host assembles these models' input and the \
+                     plugin runs the network; rebuild the plugin against cogview_plugin.h 1.{ABI_MINOR}",
+                    vt.struct_version, vt.struct_size
+                ),
+            ));
+        };
         let handle = self.load(
             path,
             request,
             ModelKind::GridPredictor,
             vt.load.expect("checked at load"),
         )?;
-        Ok(Arc::new(PluginGridPredictor {
+        // From here on the handle is freed on every path (PluginGridPredictor's Drop).
+        let mut model = PluginGridPredictor {
             plugin: self.plugin,
             vt,
             handle,
-        }))
+            spec: None,
+        };
+        let mut raw = CogviewGridSpecV1::new_zeroed();
+        unsafe { check(self.name(), spec_fn(handle, &mut raw)) }?;
+        let spec = cogview_plugin_abi::grid::spec_from_ffi(&raw).map_err(|e| {
+            Error::plugin(
+                self.name(),
+                format!("its DSR/ItersR spec is inconsistent: {e}"),
+            )
+        })?;
+        model.spec = Some(spec);
+        Ok(Arc::new(model))
     }
 
     fn load_image_tokenizer(
@@ -434,11 +457,12 @@ fn grid_arg(grid: &TokenGrid) -> CogviewTokenGridV1 {
     g
 }
 
-/// DSR or ItersR loaded by a plugin.
+/// DSR or ItersR loaded by a plugin, with its spec (read once, right after the load).
 pub(crate) struct PluginGridPredictor {
     plugin: &'static Plugin,
     vt: CogviewGridVtableV1,
     handle: *mut CogviewGridModel,
+    spec: Option<SrSpec>,
 }
 
 // SAFETY: as for PluginLm.
@@ -452,27 +476,35 @@ impl Drop for PluginGridPredictor {
 }
 
 impl GridPredictor for PluginGridPredictor {
-    fn predict(&self, text: &[u32], grid: &TokenGrid) -> Result<Logits> {
+    fn spec(&self) -> Result<SrSpec> {
+        Ok(self.spec.clone().expect("set at load"))
+    }
+
+    /// Checks the input against the model's spec, then hands it to the plugin's `forward`.
+    fn predict(&self, input: &SrInput) -> Result<Logits> {
         let name = self.plugin.name();
-        if grid.ids.len() != grid.height * grid.width {
-            return Err(Error::invalid_input("grid", "ids do not fill the grid"));
-        }
-        let g = grid_arg(grid);
+        let spec = self.spec()?;
+        input.check(&spec)?;
+        let raw = cogview_plugin_abi::grid::FfiGridInput::new(input);
         let mut out = CogviewFloatsV1::new_zeroed();
         let err = unsafe {
-            (self.vt.predict.expect("checked"))(
-                self.handle,
-                text.as_ptr(),
-                text.len(),
-                &g,
-                &mut out,
-            )
+            (self.vt.forward.expect("checked at load"))(self.handle, raw.as_ptr(), &mut out)
         };
         if let Err(e) = unsafe { check(name, err) } {
-            let _ = take_floats(name, out, "predict");
+            let _ = take_floats(name, out, "forward");
             return Err(e);
         }
-        let (rows, vocab, data) = take_floats(name, out, "predict")?;
+        let (rows, vocab, data) = take_floats(name, out, "forward")?;
+        if (rows, vocab) != (input.level1_len(), spec.image_vocab_size) {
+            return Err(Error::plugin(
+                name,
+                format!(
+                    "its DSR/ItersR forward returned {rows}x{vocab} logits for {} cells over {} image codes",
+                    input.level1_len(),
+                    spec.image_vocab_size
+                ),
+            ));
+        }
         Ok(Logits { rows, vocab, data })
     }
 

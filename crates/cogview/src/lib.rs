@@ -6,6 +6,7 @@ pub use cogview_checkpoint as checkpoint;
 pub use cogview_core as core;
 pub use cogview_core::*;
 pub use cogview_image as image;
+pub use cogview_model as model;
 pub use cogview_pipeline as pipeline;
 pub use cogview_pipeline::{Pipeline, PipelineConfig, Settings};
 pub use cogview_plugin_host as plugin_host;

@@ -5,7 +5,7 @@
 
 use cogview_core::backend::{Availability, Backend, LoadRequest, ModelKind};
 use cogview_core::lm::{AutoregressiveLm, LmInput, LmSession, LmSpec, Logits};
-use cogview_core::sr::GridPredictor;
+use cogview_core::sr::{GridPredictor, SrInput, SrKind, SrSpec};
 use cogview_core::{Compression, Device, Image, ImageTokenizer, Result, TokenGrid};
 use cogview_plugin_abi::export::PluginDefinition;
 use std::path::Path;
@@ -94,7 +94,22 @@ impl LmSession for Session {
 
 struct Grid;
 impl GridPredictor for Grid {
-    fn predict(&self, _text: &[u32], _grid: &TokenGrid) -> Result<Logits> {
+    /// A 1×1 ItersR with one text slot.
+    fn spec(&self) -> Result<SrSpec> {
+        Ok(SrSpec {
+            kind: SrKind::Itersr,
+            text_slots: 1,
+            low: 0,
+            high: 1,
+            kernel_size: 1,
+            kernel_size2: 1,
+            vocab_size: 16,
+            image_vocab_size: 8,
+            max_positions: 8,
+            start_of_image_id: 9,
+        })
+    }
+    fn predict(&self, _input: &SrInput) -> Result<Logits> {
         panic!("fixture panic in predict");
     }
 }

@@ -1,8 +1,11 @@
-//! Times the tch plugin against the built-in candle backend on the same model, interleaved:
-//! CogLM over a full stage-1 sequence (one prefill pass over text + <start_of_image> + 400 image
-//! tokens, and the real workload: the text, then 400 cached one-token steps) and one DSR predict,
-//! in f32 and bf16 on the CPU.
+//! Times the tch plugin against the candle backend on the same model, interleaved: CogLM over a
+//! full stage-1 sequence (one prefill pass over text + <start_of_image> + 400 image tokens, and the
+//! real workload: the text, then 400 cached one-token steps) and one DSR predict, in f32 and bf16
+//! on the CPU. Candle runs as its plugin (the built-in backend's code behind the same ABI, so both
+//! pay the same crossing), so that this crate does not link candle; `COGVIEW_CANDLE_PLUGIN` names
+//! it if it is not target/release/libcogview_plugin_candle.so.
 //!
+//!   cargo build --release -p cogview-plugin-candle
 //!   COGVIEW_TCH_PLUGIN=$(tools/build-tch-plugin.sh) \
 //!     cargo run --release --manifest-path plugins/tch/Cargo.toml --example bench -- \
 //!     tests/fixtures/model-dir/coglm tests/fixtures/model-dir/cogview2-dsr [repetitions] [threads]
@@ -10,6 +13,7 @@
 use cogview_core::backend::{Backend, LoadRequest};
 use cogview_core::stage1::CoglmMask;
 use cogview_core::lm::{AutoregressiveLm, LmInput, LogitsRequest};
+use cogview_core::sr::predict_grid;
 use cogview_core::{DType, Device, TokenGrid};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,12 +106,15 @@ fn main() {
         .backend_for(Device::Cpu)
         .unwrap();
     println!("tch: {}", tch.describe());
-    let backends: Vec<(&str, Arc<dyn Backend>)> = vec![
-        ("candle (built in)", Arc::new(cogview_candle::CandleBackend)),
-        ("tch plugin", tch),
-    ];
+    let candle_lib = std::env::var_os("COGVIEW_CANDLE_PLUGIN")
+        .map_or_else(|| PathBuf::from("target/release/libcogview_plugin_candle.so"), PathBuf::from);
+    let candle = cogview_plugin_host::load_path(&candle_lib)
+        .unwrap()
+        .backend_for(Device::Cpu)
+        .unwrap();
+    let backends: Vec<(&str, Arc<dyn Backend>)> = vec![("candle plugin", candle), ("tch plugin", tch)];
     let low = {
-        let (c, _) = cogview_candle::inspect::sr_config(&dsr_path).unwrap();
+        let (c, _) = cogview_model::inspect::sr_config(&dsr_path).unwrap();
         c.low
     };
     let grid = TokenGrid::new(low, low, (0..low * low).map(|i| (i * 7 % 512) as u32).collect())
@@ -138,8 +145,9 @@ fn main() {
             for (i, (_, lm, dsr)) in models.iter().enumerate() {
                 let p = prefill(lm.as_ref());
                 let d = decode(lm.as_ref());
+                // As the pipeline runs it: the core assembles the input, the backend runs it.
                 let t = Instant::now();
-                dsr.predict(&text, &grid).unwrap();
+                predict_grid(dsr.as_ref(), &text, &grid).unwrap();
                 let s = t.elapsed();
                 if rep > 0 {
                     // The first round warms caches and allocators.

@@ -1,13 +1,19 @@
-//! Prints how far the tch plugin's outputs are from the built-in candle backend's on the inputs of
-//! tests/backends.rs: the largest logit difference of CogLM (full pass and a cached step), DSR and
-//! ItersR, the share of equal VQ codes and the largest decoded-pixel difference, per dtype.
+//! Prints how far the tch plugin's outputs are from the candle backend's on the inputs of the
+//! backend conformance suite: the largest logit difference of CogLM (full pass and a cached step),
+//! DSR and ItersR, the share of equal VQ codes and the largest decoded-pixel difference, per dtype.
+//! The reference is the candle plugin (the built-in backend's code behind the ABI, bit-identical
+//! to it), so that this crate does not link candle.
 //!
+//!   cargo build --release -p cogview-plugin-candle
 //!   COGVIEW_TCH_PLUGIN=$(tools/build-tch-plugin.sh) \
 //!     cargo run --release --manifest-path plugins/tch/Cargo.toml --example parity -- tests/fixtures/model-dir
+//!
+//! `COGVIEW_CANDLE_PLUGIN` names the candle plugin if it is not target/release/libcogview_plugin_candle.so.
 
-use cogview_core::backend::{Backend, LoadRequest};
+use cogview_core::backend::LoadRequest;
 use cogview_core::stage1::{full_logits, CoglmMask};
 use cogview_core::lm::{LmInput, LogitsRequest};
+use cogview_core::sr::predict_grid;
 use cogview_core::{Compression, DType, Device, Image, TokenGrid};
 use std::path::PathBuf;
 
@@ -23,7 +29,9 @@ fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or("tests/fixtures/model-dir".into()));
     let lib = PathBuf::from(std::env::var_os("COGVIEW_TCH_PLUGIN").expect("COGVIEW_TCH_PLUGIN"));
     let t = cogview_plugin_host::load_path(&lib).unwrap().backend_for(Device::Cpu).unwrap();
-    let r = cogview_candle::CandleBackend;
+    let candle = std::env::var_os("COGVIEW_CANDLE_PLUGIN")
+        .map_or_else(|| PathBuf::from("target/release/libcogview_plugin_candle.so"), PathBuf::from);
+    let r = cogview_plugin_host::load_path(&candle).unwrap().backend_for(Device::Cpu).unwrap();
     for dtype in [DType::F32, DType::Bf16] {
         let req = LoadRequest::new(Device::Cpu, dtype);
         let (rl, tl) = (
@@ -62,7 +70,7 @@ fn main() {
             max_diff(&a.data, &b.data),
             max_diff(&step.data, a.row(n - 1))
         );
-        let (c, _) = cogview_candle::inspect::sr_config(dir.join("cogview2-dsr")).unwrap();
+        let (c, _) = cogview_model::inspect::sr_config(dir.join("cogview2-dsr")).unwrap();
         let low = TokenGrid::new(c.low, c.low, (0..c.low * c.low).map(|i| (i * 7 % 512) as u32).collect()).unwrap();
         let mut ids: Vec<u32> = (0..c.high * c.high).map(|i| (i * 11 % 512) as u32).collect();
         for i in (0..ids.len()).step_by(3) {
@@ -70,8 +78,8 @@ fn main() {
         }
         let high = TokenGrid::new(c.high, c.high, ids).unwrap();
         for (name, grid) in [("cogview2-dsr", &low), ("cogview2-itersr", &high)] {
-            let a = r.load_grid_predictor(&dir.join(name), &req).unwrap().predict(&text, grid).unwrap();
-            let b = t.load_grid_predictor(&dir.join(name), &req).unwrap().predict(&text, grid).unwrap();
+            let a = predict_grid(r.load_grid_predictor(&dir.join(name), &req).unwrap().as_ref(), &text, grid).unwrap();
+            let b = predict_grid(t.load_grid_predictor(&dir.join(name), &req).unwrap().as_ref(), &text, grid).unwrap();
             println!("{dtype:?}: {name} max |Δlogit| {:.2e}", max_diff(&a.data, &b.data));
         }
         let (w, h) = (32, 32);

@@ -6,7 +6,7 @@
 //! softmax and the output head in f32 (as apex's fused LayerNorm and SAT's fp32 softmax do).
 
 use crate::weights::{Frozen, Loader};
-use cogview_candle::CoglmConfig;
+use cogview_model::CoglmConfig;
 use cogview_core::Result;
 use tch::{Kind, Tensor};
 

@@ -153,8 +153,8 @@ impl Backend for TchBackend {
     fn load_lm(&self, path: &Path, request: &LoadRequest) -> Result<Arc<dyn AutoregressiveLm>> {
         let dev = self.prepare(request)?;
         let _span = tracing::info_span!("tch_load_coglm", path = %path.display()).entered();
-        let (config, _) = cogview_candle::inspect::coglm_config(path)?;
-        let ckpt = cogview_candle::inspect::open_checkpoint(path)?;
+        let (config, _) = cogview_model::inspect::coglm_config(path)?;
+        let ckpt = cogview_model::inspect::open_checkpoint(path)?;
         Ok(Arc::new(TchCoglm::load(
             &ckpt,
             config,
@@ -171,8 +171,8 @@ impl Backend for TchBackend {
     ) -> Result<Arc<dyn GridPredictor>> {
         let dev = self.prepare(request)?;
         let _span = tracing::info_span!("tch_load_sr", path = %path.display()).entered();
-        let (config, _) = cogview_candle::inspect::sr_config(path)?;
-        let ckpt = cogview_candle::inspect::open_checkpoint(path)?;
+        let (config, _) = cogview_model::inspect::sr_config(path)?;
+        let ckpt = cogview_model::inspect::open_checkpoint(path)?;
         Ok(Arc::new(TchSr::load(
             &ckpt,
             config,
@@ -189,8 +189,8 @@ impl Backend for TchBackend {
     ) -> Result<Arc<dyn ImageTokenizer>> {
         let dev = self.prepare(request)?;
         let _span = tracing::info_span!("tch_load_vq", path = %path.display()).entered();
-        let (config, _) = cogview_candle::inspect::vq_config(path)?;
-        let ckpt = cogview_candle::inspect::open_checkpoint(path)?;
+        let (config, _) = cogview_model::inspect::vq_config(path)?;
+        let ckpt = cogview_model::inspect::open_checkpoint(path)?;
         Ok(Arc::new(TchVq::load(
             &ckpt,
             config,

@@ -3,7 +3,7 @@
 
 use crate::backbone::{softmax_with_bias, Backbone};
 use crate::weights::{f32_tensor, guard, index_tensor, to_vec_f32, Loader};
-use cogview_candle::CoglmConfig;
+use cogview_model::CoglmConfig;
 use cogview_checkpoint::Checkpoint;
 use cogview_core::backend::LoadRequest;
 use cogview_core::lm::{

@@ -3,7 +3,8 @@
 //! cogview's libtorch backend as a run-time plugin (`libcogview_plugin_tch.so`, backend name
 //! `tch`): CogLM with a KV cache, DSR and ItersR with Image-Local-Attention's windows, and icetk's
 //! VQ-VAE, all computed by libtorch 2.13 through tch 0.26, on the CPU or CUDA. Checkpoints are
-//! read by `cogview-checkpoint`; model sizes come from `cogview-candle`'s configuration types.
+//! read by `cogview-checkpoint`; model sizes come from `cogview-model`, and DSR's and ItersR's
+//! input is assembled by `cogview-core` (this plugin runs the network on it).
 //! Build it with `tools/build-tch-plugin.sh` (see docs/tch-plugin.md).
 
 mod backbone;

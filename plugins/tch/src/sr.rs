@@ -1,23 +1,23 @@
 //! DSR and ItersR on libtorch: the backbone plus 3600 extra position embeddings (and for DSR a
 //! second QKV/dense projection per layer for the high-resolution tokens), run as two levels.
 //!
-//! Level 0 (the text, and DSR's low-resolution grid) attends densely with an additive mask.
-//! Level 1 (the high-resolution grid) attends locally, with Image-Local-Attention's semantics:
-//! each query sees a set of "extra" keys (DSR: a 5×5 window of the low-resolution grid around
-//! (y/3, x/3); ItersR: the visible text) and the 9×5 window of its own grid, under one softmax.
-//! Keys outside a grid get no weight. Level 1 runs in blocks of grid rows: each block attends
-//! densely to the level-0 keys and the level-1 rows its windows can reach, under a mask that keeps
+//! The input (padded text, positions, level 0's bias, the local windows) comes assembled from the
+//! core ([`SrInput`]). Level 0 (the text, and DSR's low-resolution grid) attends densely with its
+//! additive bias. Level 1 (the high-resolution grid) attends locally, with Image-Local-Attention's
+//! semantics: each query sees a set of level-0 keys (DSR: a 5×5 window of the low-resolution grid
+//! around (y/3, x/3); ItersR: the visible text) and the 9×5 window of its own grid, under one
+//! softmax ([`SrInput::level1_keys`]). Level 1 runs in blocks of grid rows: each block attends
+//! densely to the keys its windows can reach ([`SrInput::level1_reach`]), under a mask that keeps
 //! exactly the kernel's keys; no `N × N` matrix is formed.
 
 use crate::backbone::{softmax_with_bias, Backbone, Linear};
 use crate::weights::{f32_tensor, guard, index_tensor, to_vec_f32, Frozen, Loader};
-use cogview_candle::{SrConfig, SrKind};
 use cogview_checkpoint::Checkpoint;
 use cogview_core::backend::LoadRequest;
-use cogview_core::lm::{check_vocab, Logits};
-use cogview_core::local_window::LocalWindow;
-use cogview_core::sr::GridPredictor;
-use cogview_core::{Error, Result, TokenGrid};
+use cogview_core::lm::Logits;
+use cogview_core::sr::{GridPredictor, SrInput, SrSpec};
+use cogview_core::Result;
+use cogview_model::{SrConfig, SrKind};
 use tch::{Kind, Tensor};
 
 /// Level-1 queries per attention block (rounded to whole grid rows).
@@ -29,36 +29,6 @@ pub struct TchSr {
     extra_positions: Frozen,
     /// DSR: per layer, the high-resolution QKV and dense projections.
     plus: Vec<(Linear, Linear)>,
-}
-
-fn self_window(c: &SrConfig) -> LocalWindow {
-    LocalWindow {
-        kh: 2 * c.kernel_size - 1,
-        kw: c.kernel_size,
-        ah: 1,
-        aw: 1,
-        causal: false,
-    }
-}
-
-fn cross_window(c: &SrConfig) -> LocalWindow {
-    let r = c.high / c.low.max(1);
-    LocalWindow {
-        kh: c.kernel_size2,
-        kw: c.kernel_size2,
-        ah: r,
-        aw: r,
-        causal: false,
-    }
-}
-
-/// The keys level 1 sees besides its own window.
-enum Extra<'a> {
-    /// DSR: the cross-resolution window over the low-resolution rows of level 0 (after the text
-    /// slots).
-    LowWindow,
-    /// ItersR: every level-0 row whose flag is set.
-    Text(&'a [bool]),
 }
 
 impl TchSr {
@@ -108,158 +78,31 @@ impl TchSr {
         })
     }
 
-    fn check_ids(&self, ids: &[u32]) -> Result<()> {
-        check_vocab(ids, self.b.config.vocab_size)
-    }
-
-    /// DSR: logits `[high², image_vocab]` from the text (no padding, no `<start_of_image>`) and the
-    /// low-resolution grid; the high-resolution inputs are all `placeholder`.
-    fn dsr_logits(&self, text: &[u32], low_res: &[u32], placeholder: u32) -> Result<Vec<f32>> {
-        let c = &self.config;
-        if text.is_empty() || text.len() >= c.text_slots {
-            return Err(Error::TextTooLong {
-                tokens: text.len(),
-                max: c.text_slots - 1,
-                what: "DSR (its text needs 1 to 95 tokens and one pad)".into(),
-            });
-        }
-        if low_res.len() != c.low * c.low {
-            return Err(Error::invalid_input(
-                "low_res",
-                format!(
-                    "{} ids for a {}x{} grid ({} needed)",
-                    low_res.len(),
-                    c.low,
-                    c.low,
-                    c.low * c.low
-                ),
-            ));
-        }
-        check_vocab(low_res, self.b.config.image_vocab_size)?;
-        self.check_ids(text)?;
-        self.check_ids(&[placeholder])?;
-        let n_pad = c.text_slots - text.len();
-        let mut tokens0 = vec![0u32; n_pad];
-        tokens0.extend_from_slice(text);
-        tokens0.extend_from_slice(low_res);
-        let mut pos0 = vec![0u32; n_pad];
-        pos0.extend(0..text.len() as u32);
-        pos0.extend((0..(c.low * c.low) as u32).map(|j| 513 + j));
-        let n0 = tokens0.len();
-        // Text sees the (unpadded) text; low-resolution tokens see the text and each other.
-        let bias0: Vec<f32> = (0..n0)
-            .flat_map(|r| {
-                (0..n0).map(move |k| {
-                    if k >= n_pad && (k < c.text_slots || r >= c.text_slots) {
-                        0.0
-                    } else {
-                        f32::NEG_INFINITY
-                    }
-                })
-            })
-            .collect();
-        let tokens1 = vec![placeholder; c.high * c.high];
-        guard("DSR forward", || {
-            self.forward(&tokens0, &pos0, &bias0, &tokens1, Extra::LowWindow)
-        })
-    }
-
-    /// ItersR, one pass: logits `[high², image_vocab]`; `tokens` holds the grid with the cells to
-    /// re-sample set to the mask id. Only the first `text_slots` text tokens are used.
-    fn itersr_logits(&self, text: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
-        let c = &self.config;
-        if text.is_empty() {
-            return Err(Error::invalid_input(
-                "text",
-                "ItersR needs at least one text token",
-            ));
-        }
-        if tokens.len() != c.high * c.high {
-            return Err(Error::invalid_input(
-                "tokens",
-                format!(
-                    "{} ids for a {}x{} grid ({} needed)",
-                    tokens.len(),
-                    c.high,
-                    c.high,
-                    c.high * c.high
-                ),
-            ));
-        }
-        let text = if text.len() > c.text_slots {
-            tracing::info!(
-                tokens = text.len(),
-                kept = c.text_slots,
-                "ItersR sees only the first text tokens, as the official model"
-            );
-            &text[..c.text_slots]
-        } else {
-            text
-        };
-        self.check_ids(text)?;
-        self.check_ids(tokens)?;
-        let n_pad = c.text_slots - text.len();
-        let mut tokens0 = vec![0u32; n_pad];
-        tokens0.extend_from_slice(text);
-        let mut pos0 = vec![0u32; n_pad];
-        pos0.extend(0..text.len() as u32);
-        let n0 = tokens0.len();
-        let bias0: Vec<f32> = (0..n0)
-            .flat_map(|_| (0..n0).map(move |k| if k >= n_pad { 0.0 } else { f32::NEG_INFINITY }))
-            .collect();
-        let visible: Vec<bool> = (0..n0).map(|k| k >= n_pad).collect();
-        guard("ItersR forward", || {
-            self.forward(&tokens0, &pos0, &bias0, tokens, Extra::Text(&visible))
-        })
-    }
-
-    /// Level 1's queries in blocks of whole grid rows, each with the level-0 and level-1 rows its
+    /// Level 1's queries in blocks of whole grid rows, each with the level-0 and level-1 keys its
     /// windows can reach and its additive mask over `[those level-0 keys; those level-1 keys]`: 0
-    /// where the local
-    /// kernel looks (DSR: the cross-resolution window over the low-resolution rows of level 0;
-    /// ItersR: the visible text; both: the query's own window), −inf elsewhere.
-    fn level1_blocks(&self, n0: usize, extra: &Extra) -> Vec<Block> {
-        let c = &self.config;
-        let (own, cross) = (self_window(c), cross_window(c));
-        let (h, w) = (c.high, c.high);
-        let reach = own.kh / 2;
+    /// where the local kernel looks ([`SrInput::level1_keys`]), −inf elsewhere.
+    fn level1_blocks(input: &SrInput) -> Vec<Block> {
+        let (h, w) = (input.high, input.high);
+        let n0 = input.level0_len();
         let rows_per_block = (BLOCK_QUERIES / w).clamp(1, h);
         let mut blocks = Vec::new();
         let mut r0 = 0;
         while r0 < h {
             let r1 = (r0 + rows_per_block).min(h);
-            let (lo, hi) = (r0.saturating_sub(reach), (r1 + reach).min(h));
-            let (k_start, k_len) = (lo * w, (hi - lo) * w);
-            // The level-0 rows the block's extra keys come from.
-            let (e_start, e_len) = match extra {
-                Extra::LowWindow => {
-                    let (ratio, reach2) = (cross.ah, cross.kh / 2);
-                    let lo2 = (r0 / ratio).saturating_sub(reach2);
-                    let hi2 = ((r1 - 1) / ratio + reach2 + 1).min(c.low);
-                    (c.text_slots + lo2 * c.low, (hi2 - lo2) * c.low)
-                }
-                Extra::Text(_) => (0, n0),
-            };
+            let (extra, own) = input.level1_reach(r0..r1);
+            let (e_start, e_len) = (extra.start, extra.len());
+            let (k_start, k_len) = (own.start, own.len());
             let width = e_len + k_len;
             let q_len = (r1 - r0) * w;
             let mut mask = vec![f32::NEG_INFINITY; q_len * width];
             for (qi, row) in mask.chunks_mut(width).enumerate() {
-                let q = r0 * w + qi;
-                let (y, x) = (q / w, q % w);
-                match extra {
-                    Extra::LowWindow => {
-                        for r in cross.keys(y, x, c.low, c.low).flatten() {
-                            row[c.text_slots + r - e_start] = 0.0;
-                        }
-                    }
-                    Extra::Text(visible) => {
-                        for (k, _) in visible.iter().enumerate().filter(|(_, v)| **v) {
-                            row[k] = 0.0;
-                        }
-                    }
-                }
-                for r in own.keys(y, x, h, w).flatten() {
-                    row[e_len + r - k_start] = 0.0;
+                for k in input.level1_keys(r0 * w + qi) {
+                    let col = if k < n0 {
+                        k - e_start
+                    } else {
+                        e_len + (k - n0) - k_start
+                    };
+                    row[col] = 0.0;
                 }
             }
             blocks.push(Block {
@@ -277,14 +120,8 @@ impl TchSr {
     }
 
     /// The two-level forward; returns the f32 image logits of level 1, row-major.
-    fn forward(
-        &self,
-        tokens0: &[u32],
-        pos0: &[u32],
-        bias0: &[f32],
-        tokens1: &[u32],
-        extra: Extra,
-    ) -> Vec<f32> {
+    fn forward(&self, input: &SrInput) -> Vec<f32> {
+        let (tokens0, pos0, tokens1) = (&input.tokens0, &input.positions0, &input.tokens1);
         let b = &self.b;
         let bc = &b.config;
         let dev = b.device;
@@ -300,9 +137,8 @@ impl TchSr {
             &index_tensor(tokens1, dev),
             &self.extra_positions.narrow(0, 0, n1),
         );
-        let bias0 = f32_tensor(bias0, &[n0, n0], dev);
-        let blocks: Vec<(Block, Tensor)> = self
-            .level1_blocks(n0 as usize, &extra)
+        let bias0 = f32_tensor(&input.bias0, &[n0, n0], dev);
+        let blocks: Vec<(Block, Tensor)> = Self::level1_blocks(input)
             .into_iter()
             .map(|bl| {
                 let m = f32_tensor(&bl.mask, &[bl.q_len, bl.e_len + bl.k_len], dev);
@@ -382,13 +218,17 @@ struct Block {
 }
 
 impl GridPredictor for TchSr {
-    /// DSR: `grid` is the low-resolution grid (the placeholder is `start_of_image_id`); ItersR:
-    /// the current high-resolution grid.
-    fn predict(&self, text: &[u32], grid: &TokenGrid) -> Result<Logits> {
-        let data = match self.config.kind {
-            SrKind::Dsr => self.dsr_logits(text, &grid.ids, self.b.config.start_of_image_id)?,
-            SrKind::Itersr => self.itersr_logits(text, &grid.ids)?,
+    fn spec(&self) -> Result<SrSpec> {
+        Ok(self.config.spec())
+    }
+
+    fn predict(&self, input: &SrInput) -> Result<Logits> {
+        input.check(&self.config.spec())?;
+        let what = match input.kind() {
+            SrKind::Dsr => "DSR forward",
+            SrKind::Itersr => "ItersR forward",
         };
+        let data = guard(what, || self.forward(input))?;
         let vocab = self.b.config.image_vocab_size;
         Ok(Logits {
             rows: data.len() / vocab,

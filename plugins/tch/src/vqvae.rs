@@ -7,7 +7,7 @@
 //! weights); GroupNorm, the attention blocks and the quantizer always in f32.
 
 use crate::weights::{guard, to_vec_f32, Frozen, Loader};
-use cogview_candle::VqConfig;
+use cogview_model::VqConfig;
 use cogview_checkpoint::Checkpoint;
 use cogview_core::backend::LoadRequest;
 use cogview_core::{Compression, Error, Image, ImageTokenizer, Result, TokenGrid};
@@ -318,14 +318,6 @@ pub struct TchVq {
     decoders: Vec<Decoder>,
 }
 
-/// Training-only buffers of icetk's EMA quantizer; present in `ice_image.pt`, unused here.
-fn training_buffer(name: &str) -> bool {
-    matches!(
-        name,
-        "quantize.cluster_size" | "quantize.embed_avg" | "quantize.initted"
-    )
-}
-
 fn level(c: Compression) -> usize {
     match c {
         Compression::X4 => 0,
@@ -344,7 +336,7 @@ impl TchVq {
     ) -> Result<Self> {
         config.validate()?;
         let expected = config.expected_tensors();
-        ckpt.check(&expected, training_buffer)?;
+        ckpt.check(&expected, cogview_model::vq::is_training_buffer)?;
         // Half precision on the CPU computes in f32 (see the module documentation).
         let kind = if device == tch::Device::Cpu {
             Kind::Float

@@ -1,3 +1,6 @@
+//! CogLM, the SwissArmyTransformer sandwich-LayerNorm GPT of CogView2's first stage: its sizes
+//! and the SAT state-dict names and shapes of its weights.
+
 use cogview_checkpoint::ModelConfig;
 use cogview_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -7,8 +10,11 @@ use serde::{Deserialize, Serialize};
 /// Official CogLM: 48 layers, hidden 3072, 48 heads, inner 12288, vocabulary ≥ 150003, 1024 positions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CoglmConfig {
+    /// Transformer layers (official 48).
     pub num_layers: usize,
+    /// Width of the residual stream (official 3072).
     pub hidden_size: usize,
+    /// Attention heads; `hidden_size` must divide by it (official 48).
     pub num_attention_heads: usize,
     /// Rows of the word embedding = the output vocabulary.
     pub vocab_size: usize,
@@ -42,6 +48,13 @@ impl CoglmConfig {
         }
         let hidden_size = cfg.usize("hidden_size")?;
         let num_attention_heads = cfg.usize("num_attention_heads")?;
+        if num_attention_heads == 0 {
+            return Err(Error::config(
+                &src,
+                "num_attention_heads",
+                "must be at least 1",
+            ));
+        }
         let head_dim = match cfg.opt_usize("hidden_size_per_attention_head")? {
             Some(d) => d,
             None => {
@@ -80,6 +93,8 @@ impl CoglmConfig {
         Ok(c)
     }
 
+    /// Checks what [`CoglmConfig::from_model_config`] cannot: sizes that contradict each other.
+    /// `src` names the configuration in errors.
     pub fn validate(&self, src: &str) -> Result<()> {
         if self.image_vocab_size > self.vocab_size {
             return Err(Error::config(
@@ -152,9 +167,6 @@ impl CoglmConfig {
 
     /// Parameter count.
     pub fn parameters(&self) -> usize {
-        self.expected_tensors()
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+        crate::count(&self.expected_tensors())
     }
 }
