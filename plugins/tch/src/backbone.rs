@@ -6,8 +6,8 @@
 //! softmax and the output head in f32 (as apex's fused LayerNorm and SAT's fp32 softmax do).
 
 use crate::weights::{Frozen, Loader};
-use cogview_model::CoglmConfig;
 use cogview_core::Result;
+use cogview_model::CoglmConfig;
 use tch::{Kind, Tensor};
 
 pub struct LayerNorm {

@@ -3,13 +3,13 @@
 
 use crate::backbone::{softmax_with_bias, Backbone};
 use crate::weights::{f32_tensor, guard, index_tensor, to_vec_f32, Loader};
-use cogview_model::CoglmConfig;
 use cogview_checkpoint::Checkpoint;
 use cogview_core::backend::LoadRequest;
 use cogview_core::lm::{
     validate_input, AutoregressiveLm, LmInput, LmSession, LmSpec, Logits, LogitsRequest,
 };
 use cogview_core::{Error, Result};
+use cogview_model::CoglmConfig;
 use tch::{Kind, Tensor};
 
 pub struct TchCoglm {

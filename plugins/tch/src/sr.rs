@@ -131,7 +131,8 @@ impl TchSr {
         let (n0, n1) = (tokens0.len() as i64, tokens1.len() as i64);
         let mut x0 = b.embed(
             &index_tensor(tokens0, dev),
-            &b.position_embeddings.index_select(0, &index_tensor(pos0, dev)),
+            &b.position_embeddings
+                .index_select(0, &index_tensor(pos0, dev)),
         );
         let mut x1 = b.embed(
             &index_tensor(tokens1, dev),

@@ -7,10 +7,10 @@
 //! weights); GroupNorm, the attention blocks and the quantizer always in f32.
 
 use crate::weights::{guard, to_vec_f32, Frozen, Loader};
-use cogview_model::VqConfig;
 use cogview_checkpoint::Checkpoint;
 use cogview_core::backend::LoadRequest;
 use cogview_core::{Compression, Error, Image, ImageTokenizer, Result, TokenGrid};
+use cogview_model::VqConfig;
 use tch::{Kind, Tensor};
 
 struct Conv2d {
