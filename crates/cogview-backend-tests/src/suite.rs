@@ -7,8 +7,8 @@
 
 use cogview::core::backend::{Backend, LoadRequest};
 use cogview::core::lm::{LmInput, LogitsRequest};
-use cogview::core::stage1::{full_logits, CoglmMask};
 use cogview::core::sr::predict_grid;
+use cogview::core::stage1::{full_logits, CoglmMask};
 use cogview::{
     Compression, Device, Image, Pipeline, PipelineConfig, RunContext, Settings, TokenGrid,
 };

@@ -17,7 +17,6 @@ mod cpu_gemm;
 mod cpu_linear;
 pub mod inspect;
 mod local_attention;
-#[allow(missing_docs)] // Being reworked with the SR input in the core (issue 16).
 mod sr;
 #[cfg(test)]
 mod test_util;

@@ -38,6 +38,7 @@ impl SrModel {
         Self::from_checkpoint(&ckpt, config, options)
     }
 
+    /// Builds the model from an opened checkpoint's tensors and its configuration.
     pub fn from_checkpoint(
         ckpt: &dyn crate::util::TensorSource,
         config: SrConfig,
@@ -77,6 +78,7 @@ impl SrModel {
         })
     }
 
+    /// The model's configuration.
     pub fn config(&self) -> &SrConfig {
         &self.config
     }

@@ -21,16 +21,11 @@ pub mod edit;
 pub mod error;
 pub mod grid_file;
 pub mod lm;
-// Being reworked by the change that moves the SR input into the core (issue 16); their
-// public items get their docs there.
-#[allow(missing_docs)]
 pub mod local_window;
-#[allow(missing_docs)]
 pub mod lopar;
 pub mod npy;
 pub mod rng;
 pub mod sampling;
-#[allow(missing_docs)]
 pub mod sr;
 pub mod stage1;
 pub mod traits;

@@ -12,11 +12,15 @@ use crate::error::{Error, Result};
 /// ratio 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalWindow {
+    /// Window height in cells (odd).
     pub kh: usize,
+    /// Window width in cells (odd).
     pub kw: usize,
     /// Query/key grid ratio per axis (1 for self-attention, 3 for 60×60 queries over 20×20 keys).
     pub ah: usize,
+    /// See `ah`: the ratio along the width.
     pub aw: usize,
+    /// Only the first half of the window (up to and including the centre) is visible.
     pub causal: bool,
 }
 
@@ -30,6 +34,7 @@ impl LocalWindow {
         }
     }
 
+    /// Checks that the window fits a `query_h × query_w` grid over a `key_h × key_w` one.
     pub fn check(&self, query_h: usize, query_w: usize, key_h: usize, key_w: usize) -> Result<()> {
         if self.kh.is_multiple_of(2) || self.kw.is_multiple_of(2) || self.kh == 0 {
             return Err(Error::invalid_input(

@@ -38,6 +38,7 @@ impl Default for Lopar {
 }
 
 impl Lopar {
+    /// Checks that the table is a non-empty rectangle and that every pass has a positive top-k.
     pub fn validate(&self) -> Result<()> {
         let w = self.table.first().map(|r| r.len()).unwrap_or(0);
         if w == 0 || self.table.iter().any(|r| r.len() != w) {
@@ -57,6 +58,7 @@ impl Lopar {
         Ok(())
     }
 
+    /// The number of re-masking passes (official 6).
     pub fn iterations(&self) -> usize {
         self.top_k.len()
     }

@@ -51,14 +51,18 @@ pub fn stage_seed(seed: u64, stage: u64) -> u64 {
 
 /// The stage numbers [`stage_seed`] mixes in for DSR and ItersR.
 pub const DSR_STAGE: u64 = 2;
+/// See [`DSR_STAGE`].
 pub const ITERSR_STAGE: u64 = 3;
 
 /// DSR + ItersR with the official recipe.
 pub struct SuperResolution {
+    /// Stage 2: 20×20 → 60×60 in one pass.
     pub dsr: Arc<dyn GridPredictor>,
+    /// Stage 3: the LoPAR re-sampling passes over 60×60.
     pub itersr: Arc<dyn GridPredictor>,
     /// DSR's per-cell sampler (official: cluster sampling, temperature 1, top 100 clusters, inner 0.89).
     pub dsr_sampler: Arc<dyn Sampler>,
+    /// ItersR's re-masking table (official: 6 passes).
     pub lopar: Lopar,
     /// ItersR's temperature (official 1.0).
     pub itersr_temperature: f32,

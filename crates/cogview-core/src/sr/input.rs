@@ -33,6 +33,7 @@ pub const LOW_RES_FIRST_POSITION: u32 = 513;
 /// What the core needs to know about a loaded DSR or ItersR model to assemble its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SrSpec {
+    /// DSR or ItersR: what level 1 sees of level 0.
     pub kind: SrKind,
     /// Text slots at the start of level 0 (DSR 96, ItersR 16).
     pub text_slots: usize,
@@ -142,8 +143,11 @@ pub enum SrExtra {
     /// DSR: a window over the low-resolution grid, whose `side × side` cells are level-0 rows
     /// `offset..offset + side²` (after the text slots).
     LowWindow {
+        /// The level-0 row of low-resolution cell 0.
         offset: usize,
+        /// The low-resolution grid's side.
         side: usize,
+        /// Each level-1 cell's window over the low-resolution grid.
         window: LocalWindow,
     },
     /// ItersR: every level-0 row whose flag is set (the text that is not padding).
