@@ -11,7 +11,7 @@
 
 use cogview_backend_tests as common;
 
-use common::suite::{self, Candidate};
+use common::suite::Candidate;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -57,17 +57,11 @@ fn tch_plugin() -> PathBuf {
     .clone()
 }
 
-#[test]
-#[ignore = "installs libtorch from PyPI once (~540 MB) and builds the tch plugin (~2 min)"]
-fn tch_plugin_computes_each_stage_as_the_reference_does() {
-    suite::each_stage_equals_the_reference(&[Candidate::tch_plugin(tch_plugin())]);
-}
-
-#[test]
-#[ignore = "installs libtorch from PyPI once (~540 MB) and builds the tch plugin (~2 min)"]
-fn tch_plugin_draws_the_same_tokens_for_the_same_seed() {
-    suite::same_tokens_for_the_same_seed(&[Candidate::tch_plugin(tch_plugin())]);
-}
+// The conformance suite, called as every other backend calls it.
+cogview_backend_tests::conformance_tests!(
+    #[ignore = "installs libtorch from PyPI once (~540 MB) and builds the tch plugin (~2 min)"]
+    Candidate::tch_plugin(tch_plugin())
+);
 
 /// The plugin crate's own unit tests (option parsing), against the same libtorch.
 #[test]

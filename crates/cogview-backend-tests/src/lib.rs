@@ -26,15 +26,19 @@ pub use paths::{coglm_fixture, fixtures, workspace_root};
 /// ```text
 /// cogview_backend_tests::conformance_tests!(cogview_backend_tests::suite::Candidate::built_in());
 /// ```
+///
+/// Attributes before the candidate (e.g. `#[ignore = "why"]`) go on every generated test.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($candidate:expr) => {
+    ($(#[$attr:meta])* $candidate:expr) => {
         #[test]
+        $(#[$attr])*
         fn conformance_each_stage_equals_the_reference() {
             $crate::suite::each_stage_equals_the_reference(&[$candidate]);
         }
 
         #[test]
+        $(#[$attr])*
         fn conformance_same_tokens_for_the_same_seed() {
             $crate::suite::same_tokens_for_the_same_seed(&[$candidate]);
         }

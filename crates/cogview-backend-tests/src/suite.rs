@@ -1,6 +1,7 @@
-//! The backend conformance suite, one copy run against every backend: `tests/backends.rs` runs
-//! it on the built-in candle backend and the candle plugin (and the tch plugin when
-//! `COGVIEW_TCH_PLUGIN` names one); `tests/tch_plugin.rs` builds the tch plugin and runs it there.
+//! The backend conformance suite, one copy run against every backend through
+//! [`conformance_tests!`](crate::conformance_tests): the built-in candle backend
+//! (crates/cogview-candle/tests/conformance.rs), the candle plugin
+//! (plugins/candle/tests/conformance.rs) and the tch plugin (tests/tch_plugin.rs, which builds it).
 //! Every stage's output must equal the reference (the built-in candle backend) within the
 //! candidate's tolerance, and a whole pipeline must draw the same tokens for the same seed
 //! (≥ 99 %; all of them for a backend with tolerance 0).

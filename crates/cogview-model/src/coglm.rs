@@ -167,6 +167,6 @@ impl CoglmConfig {
 
     /// Parameter count.
     pub fn parameters(&self) -> usize {
-        crate::count(&self.expected_tensors())
+        crate::tensors::count(&self.expected_tensors())
     }
 }

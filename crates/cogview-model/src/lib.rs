@@ -29,16 +29,9 @@
 pub mod coglm;
 pub mod inspect;
 pub mod sr;
+mod tensors;
 pub mod vq;
 
 pub use coglm::CoglmConfig;
 pub use sr::{SrConfig, SrKind};
 pub use vq::VqConfig;
-
-/// The number of values in a list of tensor shapes.
-pub(crate) fn count(tensors: &[(String, Vec<usize>)]) -> usize {
-    tensors
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum()
-}

@@ -178,6 +178,6 @@ impl SrConfig {
 
     /// Parameter count.
     pub fn parameters(&self) -> usize {
-        crate::count(&self.expected_tensors())
+        crate::tensors::count(&self.expected_tensors())
     }
 }

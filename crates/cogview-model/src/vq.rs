@@ -203,7 +203,7 @@ impl VqConfig {
 impl VqConfig {
     /// Parameter count (the training-only buffers of icetk's EMA quantizer excluded).
     pub fn parameters(&self) -> usize {
-        crate::count(&self.expected_tensors())
+        crate::tensors::count(&self.expected_tensors())
     }
 }
 
