@@ -59,8 +59,8 @@ fn tch_plugin() -> PathBuf {
 
 // The conformance suite, called as every other backend calls it.
 cogview_backend_tests::conformance_tests!(
+    Candidate::tch_plugin(tch_plugin()),
     #[ignore = "installs libtorch from PyPI once (~540 MB) and builds the tch plugin (~2 min)"]
-    Candidate::tch_plugin(tch_plugin())
 );
 
 /// The plugin crate's own unit tests (option parsing), against the same libtorch.

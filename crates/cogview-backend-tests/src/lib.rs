@@ -27,10 +27,10 @@ pub use paths::{coglm_fixture, fixtures, workspace_root};
 /// cogview_backend_tests::conformance_tests!(cogview_backend_tests::suite::Candidate::built_in());
 /// ```
 ///
-/// Attributes before the candidate (e.g. `#[ignore = "why"]`) go on every generated test.
+/// Attributes after the candidate (e.g. `, #[ignore = "why"]`) go on every generated test.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($(#[$attr:meta])* $candidate:expr) => {
+    ($candidate:expr $(, #[$attr:meta])* $(,)?) => {
         #[test]
         $(#[$attr])*
         fn conformance_each_stage_equals_the_reference() {
