@@ -130,11 +130,15 @@ impl Row {
 /// object's pixels with its ideal render, summarised by the median and quartiles.
 #[derive(Debug, Clone, Serialize)]
 pub struct FidelityRow {
+    /// Which images: generated (final), generated (stage 1) or the ceiling.
     pub name: &'static str,
     /// Objects scored (those detected with the right colour, shape, size and cell).
     pub objects: usize,
+    /// The first quartile of the IoUs; `None` without objects.
     pub q1: Option<f64>,
+    /// The median IoU; `None` without objects.
     pub median: Option<f64>,
+    /// The third quartile of the IoUs; `None` without objects.
     pub q3: Option<f64>,
 }
 

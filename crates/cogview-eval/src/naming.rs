@@ -131,11 +131,15 @@ fn fnv1a(s: &str) -> u64 {
 /// One row of the report: recall over a group of emoji.
 #[derive(Debug, Clone, Serialize)]
 pub struct NamingRow {
+    /// Which images and emoji: generated or the ceiling, trained or held-out.
     pub name: &'static str,
     /// Emoji scored.
     pub emoji: usize,
+    /// The share of emoji whose true render is the nearest candidate.
     pub recall_at_1: Option<f64>,
+    /// The share of emoji whose true render is among the 5 nearest.
     pub recall_at_5: Option<f64>,
+    /// The mean rank of the true render (1 to [`CANDIDATES`]).
     pub mean_rank: Option<f64>,
 }
 
@@ -165,8 +169,9 @@ pub struct NamingReport {
     pub seed: u64,
     /// Generated (trained, held-out skin tones), then the ceiling (the same split).
     pub rows: Vec<NamingRow>,
-    /// What picking at random gives: 1 / candidates and 5 / candidates.
+    /// What picking at random gives at recall@1: 1 / candidates.
     pub chance_at_1: f64,
+    /// What picking at random gives at recall@5: 5 / candidates.
     pub chance_at_5: f64,
     /// Seconds per generated image, all stages.
     pub seconds_per_image: Option<f64>,

@@ -35,6 +35,7 @@ pub const TEXT_TOKENIZER: Part = Part {
     name: "ice_text.model",
     what: "icetk's text tokenizer (a SentencePiece model)",
 };
+/// The model's closed vocabulary (optional, only where the configuration names it).
 pub const VOCABULARY: Part = Part {
     name: "vocabulary.txt",
     what: "the model's closed vocabulary (one known word per line)",
