@@ -64,6 +64,11 @@ assemble)
         if [ -f "$out/$p/$p.safetensors" ]; then cp "$out/$p/$p.safetensors" "$m/"
         else cp "$out/init/$p.safetensors" "$m/"; fi
     done
+    # The closed vocabulary (the warning about prompts with other words), written from the
+    # training captions, and declared in pipeline.toml if the pinned one predates it.
+    $bin train vocabulary --out "$m/vocabulary.txt"
+    grep -q '^vocabulary = ' "$m/pipeline.toml" ||
+        sed -i 's/^path = "ice_text.model"$/&\nvocabulary = "vocabulary.txt"/' "$m/pipeline.toml"
     $bin eval --config "$m/pipeline.toml" --split compositions --objects 1 --count 108 --emoji 0
     $bin eval --config "$m/pipeline.toml" --split compositions --objects 2 --objects 3 --count 50 \
         --emoji 50

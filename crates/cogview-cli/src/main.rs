@@ -40,8 +40,10 @@ fn main() {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COGVIEW_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("COGVIEW_LOG").unwrap_or_else(|_| {
+                // The commands print the vocabulary warning themselves, as one plain line.
+                format!("warn,{}=off", cogview::pipeline::VOCABULARY_WARNING_TARGET).into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

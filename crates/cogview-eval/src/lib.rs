@@ -10,12 +10,21 @@
 //!   size): no generator can beat its own tokenizer;
 //! - **floor**: the real renders checked against another prompt's scene (mismatched captions): what
 //!   an image that ignores its prompt scores.
+//!
+//! Beside exact match, **shape fidelity**: for each correctly detected object, the IoU of its pixels
+//! with the ideal render ([`cogview_scenes::shape_fidelity`]), as median and quartiles over objects,
+//! for the final images, stage 1 enlarged and the ceiling. And, in [`naming`], **generated emoji a
+//! person can name**: each emoji generated and matched to its real render among 20 by blurred
+//! pixels.
 
 use cogview_core::{Compression, Error, Image, ImageTokenizer, Result, RunContext};
 use cogview_pipeline::Pipeline;
 use cogview_scenes::{Accuracy, Scene, SceneSampler, Split};
 use serde::Serialize;
 use std::sync::Arc;
+
+pub mod naming;
+pub use naming::{evaluate_emoji_naming, NamingReport, NamingRow};
 
 /// Which held-out prompts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -117,11 +126,53 @@ impl Row {
     }
 }
 
+/// Shape fidelity over the correctly detected objects of one kind of image: the IoU of each
+/// object's pixels with its ideal render, summarised by the median and quartiles.
+#[derive(Debug, Clone, Serialize)]
+pub struct FidelityRow {
+    /// Which images: generated (final), generated (stage 1) or the ceiling.
+    pub name: &'static str,
+    /// Objects scored (those detected with the right colour, shape, size and cell).
+    pub objects: usize,
+    /// The first quartile of the IoUs; `None` without objects.
+    pub q1: Option<f64>,
+    /// The median IoU; `None` without objects.
+    pub median: Option<f64>,
+    /// The third quartile of the IoUs; `None` without objects.
+    pub q3: Option<f64>,
+}
+
+impl FidelityRow {
+    fn new(name: &'static str, mut values: Vec<f64>) -> FidelityRow {
+        values.sort_by(f64::total_cmp);
+        FidelityRow {
+            name,
+            objects: values.len(),
+            q1: quantile(&values, 0.25),
+            median: quantile(&values, 0.5),
+            q3: quantile(&values, 0.75),
+        }
+    }
+}
+
+/// The `q` quantile of sorted values, interpolating linearly between the nearest two (the
+/// median of an even count is the mean of the middle pair); `None` for no values.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let pos = q.clamp(0.0, 1.0) * last as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo]))
+}
+
 /// The scene evaluation of one set.
 #[derive(Debug, Clone, Serialize)]
 pub struct SceneReport {
     pub set: SceneSet,
     pub rows: Vec<Row>,
+    /// Shape fidelity: generated (final), generated (stage 1, enlarged to the final size) and the
+    /// ceiling (the tokenizer's round trip of the ideal render); only the ceiling without a
+    /// pipeline.
+    pub shape_fidelity: Vec<FidelityRow>,
     /// Seconds per image through all stages.
     pub seconds_per_image: Option<f64>,
 }
@@ -153,6 +204,24 @@ impl std::fmt::Display for SceneReport {
                 pct(r.cell),
                 r.extra
             )?;
+        }
+        if !self.shape_fidelity.is_empty() {
+            writeln!(
+                f,
+                "  shape fidelity: IoU of each correctly detected object with the ideal render, median [quartiles]"
+            )?;
+            let iou = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+            for r in &self.shape_fidelity {
+                writeln!(
+                    f,
+                    "  {:<22} {:>7} [{}, {}] of {} objects",
+                    r.name,
+                    iou(r.median),
+                    iou(r.q1),
+                    iou(r.q3),
+                    r.objects
+                )?;
+            }
         }
         if let Some(s) = self.seconds_per_image {
             write!(f, "  {s:.2} s per image through all stages")?;
@@ -186,6 +255,17 @@ fn check(image: &Image, scene: &Scene) -> Result<cogview_scenes::CheckReport> {
 
 fn render(scene: &Scene, side: usize) -> Result<Image> {
     cogview_scenes::render(scene, side).map_err(|e| Error::backend_source("", e))
+}
+
+/// The shape fidelity of the correctly detected objects of `report`, the check of `image`.
+fn fidelity(image: &Image, report: &cogview_scenes::CheckReport) -> Result<Vec<f64>> {
+    if image.width != image.height {
+        return Err(Error::backend(format!(
+            "shape fidelity needs square images, not {}x{}",
+            image.width, image.height
+        )));
+    }
+    cogview_scenes::shape_fidelity(report, image.width).map_err(|e| Error::backend(e.to_string()))
 }
 
 /// Runs the scene evaluation. With a pipeline, its images (all stages, and stage 1 alone) are
@@ -226,8 +306,11 @@ pub fn evaluate_scenes(
         }
     };
     let mut rows = Vec::new();
+    let mut shape_fidelity = Vec::new();
     let mut seconds = None;
     if let Some(pipeline) = pipeline {
+        // Shape fidelity of [final, stage 1].
+        let mut fid: [Vec<f64>; 2] = Default::default();
         // Held-out single objects are also scored by what made them held out.
         let by_kind = !set.seen && set.objects == 1 && set.split == Split::AttributePairs;
         // [final, stage 1, stage 1 best of the candidates by the checker]
@@ -259,6 +342,7 @@ pub fn evaluate_scenes(
                         .map(|g| check(&g.image, scene))
                         .collect::<Result<Vec<_>>>()?;
                     add(1, &reports[0]);
+                    fid[1].extend(fidelity(&all[0].image, &reports[0])?);
                     let best = reports
                         .iter()
                         .max_by_key(|r| (r.exact, correct_attributes(r)))
@@ -266,7 +350,9 @@ pub fn evaluate_scenes(
                     add(2, best);
                 } else {
                     let img = make(pipeline, &scene.caption(), only_first, &ctx)?;
-                    add(stage, &check(&img[0].image, scene)?);
+                    let report = check(&img[0].image, scene)?;
+                    add(stage, &report);
+                    fid[stage].extend(fidelity(&img[0].image, &report)?);
                 }
             }
             if stage == 0 {
@@ -289,15 +375,21 @@ pub fn evaluate_scenes(
                 rows.push(Row::new("  shape×cell pair only", &acc[stage][2]));
             }
         }
+        let [final_fid, stage1_fid] = fid;
+        shape_fidelity.push(FidelityRow::new("generated (final)", final_fid));
+        shape_fidelity.push(FidelityRow::new("generated (stage 1)", stage1_fid));
     }
     // Ceiling: the tokenizer's own round trip at the final size.
     let mut ceiling = Accuracy::default();
+    let mut ceiling_fid = Vec::new();
     let mut floor = Accuracy::default();
     for (i, scene) in scenes.iter().enumerate() {
         let real = render(scene, side)?;
         let grid = vq.encode(&real, Compression::X8)?;
         let back = vq.decode(&grid, Compression::X8)?;
-        ceiling.add(&check(&back, scene)?);
+        let report = check(&back, scene)?;
+        ceiling.add(&report);
+        ceiling_fid.extend(fidelity(&back, &report)?);
         // Floor: the real image against the next scene's prompt.
         if scenes.len() > 1 {
             floor.add(&check(&real, &scenes[(i + 1) % scenes.len()])?);
@@ -305,9 +397,11 @@ pub fn evaluate_scenes(
     }
     rows.push(Row::new("ceiling: VQ round trip", &ceiling));
     rows.push(Row::new("floor: wrong caption", &floor));
+    shape_fidelity.push(FidelityRow::new("ceiling: VQ round trip", ceiling_fid));
     Ok(SceneReport {
         set,
         rows,
+        shape_fidelity,
         seconds_per_image: seconds,
     })
 }
@@ -468,6 +562,24 @@ mod tests {
         .scenes()
         .unwrap();
         assert!(seen.iter().all(|x| !x.is_heldout() && x.objects.len() == 2));
+    }
+
+    #[test]
+    fn quantiles_interpolate_between_neighbours() {
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[0.7], 0.25), Some(0.7));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0], 0.5), Some(2.0));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.25), Some(2.0));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.25), Some(1.75));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.75), Some(3.25));
+        let r = FidelityRow::new("x", vec![0.9, 0.5, 1.0, 0.8]);
+        assert_eq!(r.objects, 4);
+        for (got, want) in [(r.q1, 0.725), (r.median, 0.85), (r.q3, 0.925)] {
+            assert!((got.unwrap() - want).abs() < 1e-12, "{r:?}");
+        }
+        let none = FidelityRow::new("x", Vec::new());
+        assert_eq!((none.objects, none.median), (0, None));
     }
 
     #[test]

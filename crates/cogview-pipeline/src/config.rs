@@ -76,6 +76,10 @@ impl Default for Placement {
 pub struct TextTokenizerConfig {
     /// `ice_text.model` (default: `<model_dir>/ice_text.model`).
     pub path: Option<PathBuf>,
+    /// The model's closed vocabulary, if it declares one (a [`crate::Vocabulary`] file, resolved
+    /// like `path`): prompts with other words get a warning. None by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<PathBuf>,
 }
 
 /// `[image_tokenizer]`.
@@ -239,17 +243,17 @@ pub struct DefaultsConfig {
 }
 
 /// The keys of a pipeline file that hold file paths.
-const PATH_KEYS: [&str; 3] = ["model_dir", "path", "cluster_labels"];
+const PATH_KEYS: [&str; 4] = ["model_dir", "path", "cluster_labels", "vocabulary"];
 
 /// Makes the relative file paths of a parsed pipeline file absolute against `dir`.
 fn absolutize_paths(table: &mut toml::Table, dir: &Path) {
     for (key, value) in table.iter_mut() {
         match value {
             toml::Value::Table(t) => absolutize_paths(t, dir),
-            toml::Value::String(s) if PATH_KEYS.contains(&key.as_str()) => {
-                if Path::new(s.as_str()).is_relative() {
-                    *s = dir.join(s.as_str()).to_string_lossy().into_owned();
-                }
+            toml::Value::String(s)
+                if PATH_KEYS.contains(&key.as_str()) && Path::new(s.as_str()).is_relative() =>
+            {
+                *s = dir.join(s.as_str()).to_string_lossy().into_owned();
             }
             _ => {}
         }
@@ -384,6 +388,7 @@ device = "cpu"
 backend = "candle"
 [text_tokenizer]
 path = "t.model"
+vocabulary = "v.txt"
 [image_tokenizer]
 path = "i.pt"
 dtype = "f32"
@@ -413,6 +418,7 @@ top_k = [1, 2, 3]
         assert_eq!(c.coglm.device, Some(Device::Cuda(1)));
         assert_eq!(c.defaults.dtype, Some(DType::Bf16));
         assert_eq!(c.itersr.top_k, Some(vec![1, 2, 3]));
+        assert_eq!(c.text_tokenizer.vocabulary, Some(PathBuf::from("v.txt")));
         // It round-trips through TOML.
         assert_eq!(PipelineConfig::from_toml(&c.to_toml(), "t").unwrap(), c);
     }

@@ -142,6 +142,7 @@ impl Pipeline {
             return Err(Error::invalid_input("num_images", "must be at least 1"));
         }
         let text = self.encode_prompt(prompt)?;
+        self.warn_unknown_words(prompt);
         let (img, full_mask) = self.prepare_edit_input(image, mask)?;
         let seeds = ctx.image_seeds(num_images);
         let Some(square) = surrounding_square(&full_mask)? else {
@@ -331,6 +332,7 @@ impl Pipeline {
             ));
         }
         let text = self.encode_prompt(prompt)?;
+        self.warn_unknown_words(prompt);
         let seeds = ctx.image_seeds(candidates);
         let generator = self.generator.get()?;
         let low = generator.generate(&text, &seeds, ctx)?;

@@ -10,6 +10,8 @@
 //!   components in Rust ([`Pipeline::builder`]).
 //! - [`dry_run`]: parameters, weight bytes and peak memory per stage, without loading anything.
 //! - [`record`]: what a PNG carries to be reproduced (`cogview regenerate`).
+//! - [`Vocabulary`]: a model's declared closed vocabulary; [`Pipeline::unknown_words`] and
+//!   [`Pipeline::vocabulary_warning`] name the words of a prompt outside it.
 //!
 //! ```no_run
 //! use cogview_pipeline::{Pipeline, PipelineConfig, Settings};
@@ -28,13 +30,15 @@ pub mod info;
 mod pipeline;
 pub mod record;
 pub mod settings;
+pub mod vocabulary;
 
 pub use config::{PipelineConfig, SamplerKind};
 pub use dry_run::{dry_run, DryRun};
 pub use edit::{CaptionOptions, EditStages, EditedImage, RankedCandidate, WrittenCaption};
 pub use pipeline::{
     set_memory_release_hook, CaptionTokens, GeneratedImage, Geometry, Pipeline, PipelineBuilder,
-    Stage,
+    Stage, VOCABULARY_WARNING_TARGET,
 };
 pub use record::ImageRecord;
 pub use settings::Settings;
+pub use vocabulary::Vocabulary;

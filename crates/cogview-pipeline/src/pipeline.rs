@@ -3,6 +3,7 @@
 //! from components in Rust ([`PipelineBuilder`]).
 
 use crate::settings::Settings;
+use crate::vocabulary::Vocabulary;
 use cogview_core::backend::{Availability, Backend, LoadRequest};
 use cogview_core::lopar::Lopar;
 use cogview_core::sampling::{ClusterLabels, ClusterSampler, TopKSampler};
@@ -16,6 +17,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 type Loader<T> = Arc<dyn Fn() -> Result<Arc<T>> + Send + Sync>;
+
+/// The `tracing` target of the warning about words outside the model's vocabulary (a program
+/// that tells its user itself, like the `cogview` command, can filter it out).
+pub const VOCABULARY_WARNING_TARGET: &str = "cogview::vocabulary";
 
 static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
@@ -178,6 +183,8 @@ pub struct Pipeline {
     pub(crate) image_tokenizer: Stage<dyn ImageTokenizer>,
     /// The lazily loaded super-resolution models inside `super_resolver` (config-built pipelines).
     predictors: Vec<Arc<StagePredictor>>,
+    /// The model's closed vocabulary, if it declares one.
+    vocabulary: Option<Vocabulary>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -202,6 +209,7 @@ pub struct PipelineBuilder {
     super_resolver: Option<Stage<dyn LocalSuperResolver>>,
     image_tokenizer: Option<Stage<dyn ImageTokenizer>>,
     captions: Option<CaptionTokens>,
+    vocabulary: Option<Vocabulary>,
 }
 
 /// The token ids captions use: the start token, an optional end token and the text pieces.
@@ -226,6 +234,12 @@ impl PipelineBuilder {
         self.style = style;
         self
     }
+    /// Declares the model's closed vocabulary: prompts with other words get a warning.
+    pub fn vocabulary(mut self, v: Vocabulary) -> Self {
+        self.vocabulary = Some(v);
+        self
+    }
+
     /// The grid sizes (default: the official 20 → 60, 8 pixels per token).
     pub fn geometry(mut self, geometry: Geometry) -> Self {
         self.geometry = geometry;
@@ -306,6 +320,7 @@ impl PipelineBuilder {
                 .image_tokenizer
                 .ok_or_else(|| need("image tokenizer"))?,
             predictors: Vec::new(),
+            vocabulary: self.vocabulary,
         })
     }
 }
@@ -619,7 +634,12 @@ impl Pipeline {
                 text: text.offset()..text.offset() + (text.len() as u32).saturating_sub(specials),
             }
         };
+        let vocabulary = match &s.vocabulary {
+            Some(p) => Some(Vocabulary::load(p)?),
+            None => None,
+        };
         let pipeline = Pipeline {
+            vocabulary,
             captions: Some(captions),
             style: s.style,
             geometry,
@@ -702,6 +722,35 @@ impl Pipeline {
         self.image_tokenizer.get()
     }
 
+    /// The model's closed vocabulary, when its pipeline file declares one.
+    pub fn vocabulary(&self) -> Option<&Vocabulary> {
+        self.vocabulary.as_ref()
+    }
+
+    /// The words of `prompt` outside the model's declared vocabulary, each once, in order
+    /// (none when the model declares no vocabulary). The image is still made; the words just
+    /// were never in the model's training captions.
+    pub fn unknown_words(&self, prompt: &str) -> Vec<String> {
+        self.vocabulary
+            .as_ref()
+            .map_or_else(Vec::new, |v| v.unknown_words(prompt))
+    }
+
+    /// The warning for `prompt` when it has words outside the model's declared vocabulary: names
+    /// them, says what the model knows and how to load other weights.
+    pub fn vocabulary_warning(&self, prompt: &str) -> Option<String> {
+        self.vocabulary
+            .as_ref()?
+            .warning(&self.unknown_words(prompt))
+    }
+
+    /// Logs [`Pipeline::vocabulary_warning`] (target [`VOCABULARY_WARNING_TARGET`]).
+    pub(crate) fn warn_unknown_words(&self, prompt: &str) {
+        if let Some(w) = self.vocabulary_warning(prompt) {
+            tracing::warn!(target: VOCABULARY_WARNING_TARGET, unknown = ?self.unknown_words(prompt), "{w}");
+        }
+    }
+
     /// The query text of a prompt: the style template applied and tokenized, checked against
     /// every stage's text limit.
     pub fn encode_prompt(&self, prompt: &str) -> Result<TextTokens> {
@@ -745,6 +794,7 @@ impl Pipeline {
             return Err(Error::invalid_input("num_images", "must be at least 1"));
         }
         let text = self.encode_prompt(prompt)?;
+        self.warn_unknown_words(prompt);
         let seeds = ctx.image_seeds(num_images);
         let low = {
             let _span = tracing::info_span!("stage1", images = num_images).entered();

@@ -42,6 +42,13 @@ pub const TEXT_TOKENIZER: Part = Part {
     name: "ice_text.model",
     what: "icetk's text tokenizer (a SentencePiece model)",
 };
+
+/// The model's closed vocabulary (optional, only where the configuration names it).
+pub const VOCABULARY: Part = Part {
+    name: "vocabulary.txt",
+    what: "the model's closed vocabulary (one known word per line)",
+};
+
 /// The cluster table.
 pub const CLUSTER_LABELS: Part = Part {
     name: "cluster_label.npy",
@@ -135,6 +142,10 @@ pub struct Settings {
     pub low_memory: bool,
     /// `ice_text.model`.
     pub text_tokenizer: PathBuf,
+    /// The model's closed vocabulary, when its pipeline file declares one (`[text_tokenizer]
+    /// vocabulary`): prompts with other words get a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<PathBuf>,
     /// The image tokenizer and where it runs.
     pub image_tokenizer: StagePlacement,
     /// Stage 1.
@@ -349,6 +360,26 @@ impl Settings {
             caption_end: c.caption_end.clone(),
         };
         let text_tokenizer = locate(&cfg.text_tokenizer.path, TEXT_TOKENIZER, "text_tokenizer")?;
+        // Optional: only a file the configuration names.
+        let vocabulary = match &cfg.text_tokenizer.vocabulary {
+            Some(_) => Some(
+                locate(&cfg.text_tokenizer.vocabulary, VOCABULARY, "text_tokenizer").map_err(
+                    |e| match e {
+                        Error::Config {
+                            source_name,
+                            reason,
+                            ..
+                        } => Error::Config {
+                            source_name,
+                            key: "text_tokenizer.vocabulary".into(),
+                            reason,
+                        },
+                        e => e,
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let it = &cfg.image_tokenizer;
         let image_tokenizer = place(
             locate(&it.path, IMAGE_TOKENIZER, "image_tokenizer")?,
@@ -393,6 +424,7 @@ impl Settings {
             style,
             low_memory: cfg.low_memory.unwrap_or(false),
             text_tokenizer,
+            vocabulary,
             image_tokenizer,
             coglm,
             dsr,
@@ -457,6 +489,7 @@ impl Settings {
             ..Default::default()
         };
         cfg.text_tokenizer.path = Some(self.text_tokenizer.clone());
+        cfg.text_tokenizer.vocabulary = self.vocabulary.clone();
         let p = &self.image_tokenizer;
         cfg.image_tokenizer.path = Some(p.path.clone());
         cfg.image_tokenizer.backend = Some(p.backend.clone());
@@ -509,5 +542,55 @@ impl Settings {
             };
         }
         cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model folder of empty files (resolving only checks that they exist).
+    fn folder(extra: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["coglm", "ice_text.model", "ice_image.pt"]
+            .iter()
+            .chain(extra)
+        {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_declared_vocabulary_is_resolved_like_the_other_files_and_optional() {
+        let dir = folder(&["words.txt"]);
+        let cfg = |vocabulary: Option<&str>| PipelineConfig {
+            model_dir: Some(dir.path().to_path_buf()),
+            text_tokenizer: crate::config::TextTokenizerConfig {
+                path: None,
+                vocabulary: vocabulary.map(PathBuf::from),
+            },
+            ..Default::default()
+        };
+        let s = Settings::resolve(&cfg(Some("words.txt")), false).unwrap();
+        assert_eq!(s.vocabulary, Some(dir.path().join("words.txt")));
+        // It survives the way back to a configuration and into a record.
+        let again = Settings::resolve(&s.to_config(), false).unwrap();
+        assert_eq!(again.vocabulary, s.vocabulary);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), s);
+        // None declared: none, and records without the key still read.
+        let none = Settings::resolve(&cfg(None), false).unwrap();
+        assert_eq!(none.vocabulary, None);
+        let json = serde_json::to_string(&none).unwrap();
+        assert!(!json.contains("vocabulary"), "{json}");
+        // A declared file that is missing is an error naming the key.
+        let e = Settings::resolve(&cfg(Some("missing.txt")), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("text_tokenizer.vocabulary") && e.contains("missing.txt"),
+            "{e}"
+        );
     }
 }

@@ -84,8 +84,11 @@ pub struct Detected {
     pub object: Object,
     /// Its bounding box.
     pub bbox: PixelBox,
-    /// Its area in pixels (enclosed pockets included).
+    /// Its area in pixels (enclosed pockets included): the length of `pixels`.
     pub area_px: usize,
+    /// Its pixels, as row-major indices `y · width + x` into the image, ascending within each
+    /// piece of ink (enclosed pockets included); [`crate::Mask::from_indices`] makes them a mask.
+    pub pixels: Vec<u32>,
     /// Area over bounding-box area: about 1 for a square, π/4 for a circle, 1/2 for a triangle.
     pub fill_ratio: f32,
     /// Area in the top quarter of the box over area in the bottom quarter: about 1/7 for a
@@ -180,7 +183,7 @@ pub fn detect(image: &Image) -> Result<Vec<Detected>, CheckError> {
 
     let lines = MixingLines::new();
     Ok(per_cell
-        .iter()
+        .into_iter()
         .zip(Cell::ALL)
         .filter_map(|(pixels, cell)| classify(image, &ink, &lines, pixels, cell))
         .collect())
@@ -194,7 +197,7 @@ fn cell_of(x: usize, y: usize, w: usize, h: usize) -> Cell {
 }
 
 /// Ink plus every non-ink pixel that cannot reach the image border through non-ink (4-connected).
-fn fill_pockets(ink: &[bool], w: usize, h: usize) -> Vec<bool> {
+pub(crate) fn fill_pockets(ink: &[bool], w: usize, h: usize) -> Vec<bool> {
     let mut outside = vec![false; ink.len()];
     let mut stack: Vec<usize> = Vec::new();
     let seed = |i: usize, outside: &mut [bool], stack: &mut Vec<usize>| {
@@ -331,12 +334,12 @@ fn classify(
     image: &Image,
     ink: &[bool],
     lines: &MixingLines,
-    pixels: &[u32],
+    pixels: Vec<u32>,
     cell: Cell,
 ) -> Option<Detected> {
     let (w, h) = (image.width, image.height);
     let mut votes = [0usize; 8];
-    for &i in pixels {
+    for &i in &pixels {
         let i = i as usize;
         if ink[i] {
             votes[lines.nearest(&image.pixels[3 * i..3 * i + 3]) as usize] += 1;
@@ -353,11 +356,11 @@ fn classify(
         .max_by_key(|&(k, v)| (*v, std::cmp::Reverse(k)))?;
     let colour = Colour::ALL[best];
 
-    let bbox = bounding_box(pixels, w);
+    let bbox = bounding_box(&pixels, w);
     let (bw, bh) = (bbox.width() as f32, bbox.height() as f32);
     let fill_ratio = pixels.len() as f32 / (bw * bh);
     let (mut top, mut bottom) = (0usize, 0usize);
-    for &i in pixels {
+    for &i in &pixels {
         let depth = ((i as usize / w - bbox.y0) as f32 + 0.5) / bh;
         if depth < 0.25 {
             top += 1;
@@ -366,7 +369,7 @@ fn classify(
         }
     }
     let taper = top as f32 / bottom.max(1) as f32;
-    let corner_fill = corner_fill(pixels, w, &bbox);
+    let corner_fill = corner_fill(&pixels, w, &bbox);
     let shape = if taper < TRIANGLE_TAPER {
         Shape::Triangle
     } else if corner_fill >= SQUARE_CORNER_FILL {
@@ -389,6 +392,7 @@ fn classify(
         },
         bbox,
         area_px: pixels.len(),
+        pixels,
         fill_ratio,
         taper,
         corner_fill,

@@ -9,6 +9,8 @@
 //! * [`render`](mod@render): anti-aliased rendering of a scene at any size.
 //! * [`split`]: the fixed train / held-out splits ([`Split`]) and the seeded [`SceneSampler`].
 //! * [`check`](mod@check): the scene checker, [`detect`] and [`check()`], and the [`Accuracy`] tally.
+//! * [`mask`]: object pixel masks and their intersection over union; [`shape_fidelity`] scores how
+//!   closely each correctly detected object follows the ideal render.
 //!
 //! ## The scenes
 //!
@@ -75,6 +77,7 @@
 
 pub mod check;
 pub mod grammar;
+pub mod mask;
 pub mod render;
 pub mod split;
 
@@ -84,6 +87,7 @@ pub use check::{
 pub use grammar::{
     Cell, Colour, Expected, Object, ParseError, Scene, SceneError, Shape, Size, MAX_OBJECTS,
 };
+pub use mask::{object_mask, shape_fidelity, Mask};
 pub use render::{render, RenderError};
 pub use split::{
     composition_key, heldout_single_object_scenes, is_heldout_composition, object_index,

@@ -1,7 +1,7 @@
 //! `cogview edit IMAGE (--mask MASK.png | --rect ... | --rect-frac ...) PROMPT`: text-guided
 //! editing (CogView2's completion) with any mask.
 
-use super::pipeline_args::{prepare_output_dir, record, slug, PipelineArgs};
+use super::pipeline_args::{prepare_output_dir, record, slug, warn_unknown_words, PipelineArgs};
 use super::progress;
 use cogview::core::edit::{EditMask, Region};
 use cogview::pipeline::hashing::sha256_file;
@@ -117,6 +117,7 @@ pub fn run(args: Args) -> Result<()> {
     prepare_output_dir(&args.out)?;
     let pipeline = Pipeline::from_settings(settings)?;
     pipeline.encode_prompt(&args.prompt)?;
+    warn_unknown_words(&pipeline, &args.prompt);
     let weights = weight_records(&pipeline.weight_files()?)?;
     let image_sha256 = sha256_file(&args.image)?;
 

@@ -33,9 +33,16 @@ pub struct Args {
     /// colour×shape and shape×cell pairs).
     #[arg(long, default_value = "compositions")]
     split: cogview_scenes::Split,
-    /// Held-out emoji captions for caption → image retrieval (0: skip).
+    /// Held-out emoji captions for caption → image retrieval by CogLM's likelihood, and (unless
+    /// --named-emoji says otherwise) trained and held-out emoji to generate and name (0: skip
+    /// both).
     #[arg(long, default_value_t = 50)]
     emoji: usize,
+    /// Generated emoji a person can name: this many trained emoji and as many held-out skin-tone
+    /// variants are generated, each matched to its real render among 20 by blurred pixels
+    /// (default: --emoji; 0: skip).
+    #[arg(long)]
+    named_emoji: Option<usize>,
     /// Candidate images per caption.
     #[arg(long, default_value_t = 10)]
     candidates: usize,
@@ -101,14 +108,25 @@ pub fn run(args: Args) -> Result<()> {
         reports.push(r);
     }
     let mut retrieval = None;
-    if let (Some(p), true) = (&pipeline, args.emoji > 0) {
+    let mut naming = None;
+    let named = args.named_emoji.unwrap_or(args.emoji);
+    if let (Some(p), true) = (&pipeline, args.emoji > 0 || named > 0) {
         let set = cogview_emoji::EmojiSet::load(&args.emoji_data)
             .map_err(|e| Error::invalid_input("--emoji-data", e.to_string()))?;
-        let r = cogview_eval::evaluate_emoji_retrieval(p, &set, args.emoji, args.candidates)?;
-        if !args.json {
-            println!("{r}");
+        if args.emoji > 0 {
+            let r = cogview_eval::evaluate_emoji_retrieval(p, &set, args.emoji, args.candidates)?;
+            if !args.json {
+                println!("{r}");
+            }
+            retrieval = Some(r);
         }
-        retrieval = Some(r);
+        if named > 0 {
+            let r = cogview_eval::evaluate_emoji_naming(p, &set, named, args.seed)?;
+            if !args.json {
+                println!("{r}");
+            }
+            naming = Some(r);
+        }
     }
     let mut edits = None;
     if let (Some(p), true) = (&pipeline, args.edit > 0) {
@@ -124,6 +142,7 @@ pub fn run(args: Args) -> Result<()> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "scenes": reports,
                 "emoji_retrieval": retrieval,
+                "emoji_naming": naming,
                 "edits": edits,
             }))
             .map_err(|e| Error::backend_source("", e))?

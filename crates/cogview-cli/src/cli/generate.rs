@@ -1,6 +1,6 @@
 //! `cogview generate PROMPT`: text → CogLM → DSR → ItersR → PNG files.
 
-use super::pipeline_args::{prepare_output_dir, records, slug, PipelineArgs};
+use super::pipeline_args::{prepare_output_dir, records, slug, warn_unknown_words, PipelineArgs};
 use super::progress;
 use cogview::core::grid_file::GridFile;
 use cogview::pipeline::record::{weight_records, Origin, RerankRecord};
@@ -64,6 +64,7 @@ pub fn run(args: Args) -> Result<()> {
     let pipeline = Pipeline::from_settings(settings)?;
     // Fail on the prompt before any model runs.
     pipeline.encode_prompt(&args.prompt)?;
+    warn_unknown_words(&pipeline, &args.prompt);
     let weights = weight_records(&pipeline.weight_files()?)?;
 
     let mut ctx = RunContext::with_seed(args.seed);

@@ -66,6 +66,14 @@ impl PipelineArgs {
     }
 }
 
+/// Prints one line on stderr when `prompt` has words outside the model's declared vocabulary
+/// (the image is still made).
+pub fn warn_unknown_words(pipeline: &Pipeline, prompt: &str) {
+    if let Some(w) = pipeline.vocabulary_warning(prompt) {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// The file a command writes when `out` may name either the file or a folder to put it in:
 /// an existing folder, or a path ending in `/` (a folder to create), receives `default_name`;
 /// any other path is the file itself, and its folder is created if missing. Errors name `flag`.

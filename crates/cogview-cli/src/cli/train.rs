@@ -27,6 +27,19 @@ enum Part {
     Dsr(CoglmArgs),
     /// Iterative super-resolution (LoPAR refinement of 24×24 tokens).
     Itersr(CoglmArgs),
+    /// The model's closed vocabulary (vocabulary.txt): every word of the training captions (the
+    /// scene grammar and the emoji names), for the warning about prompts outside it.
+    Vocabulary(VocabularyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VocabularyArgs {
+    /// The vocabulary.txt to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// The Fluent Emoji set; `none` for scenes only.
+    #[arg(long, default_value = cogview_emoji_default())]
+    emoji: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -203,8 +216,55 @@ fn data(
     ))
 }
 
+/// What a model trained on the scene grammar (and `emoji` emoji names) knows, in a phrase,
+/// written from the grammar itself.
+fn vocabulary_description(emoji: usize) -> String {
+    use cogview_scenes::{Cell, Colour, Shape, Size};
+    let list = |names: Vec<&str>| names.join(", ");
+    let mut d = format!(
+        "scenes of one to three shapes ({}), colours ({}), sizes ({}) and positions ({}), as in \"a large blue circle in the center and a small red square at the top left\"",
+        list(Shape::ALL.iter().map(|s| s.name()).collect()),
+        list(Colour::ALL.iter().map(|c| c.name()).collect()),
+        list(Size::ALL.iter().map(|s| s.name()).collect()),
+        list(Cell::ALL.iter().map(|c| c.name()).collect()),
+    );
+    if emoji > 0 {
+        d.push_str(&format!(
+            ", and the names of {emoji} Fluent emoji, as in \"grinning face\" or \"waving hand, medium skin tone\""
+        ));
+    }
+    d
+}
+
 pub fn run(args: Args) -> Result<()> {
     match args.part {
+        Part::Vocabulary(a) => {
+            // Exactly the captions the caption tokenizer is trained on (`train tokenizer`).
+            let mix = data(&a.emoji, 1, Default::default(), 0.5)?;
+            let captions = mix.all_captions();
+            let emoji = if a.emoji == "none" {
+                0
+            } else {
+                let set = cogview_emoji::EmojiSet::load(&a.emoji)
+                    .map_err(|e| Error::invalid_input("--emoji", e.to_string()))?;
+                set.train().count() + set.heldout().count()
+            };
+            let v = cogview::pipeline::Vocabulary::from_texts(
+                vocabulary_description(emoji),
+                captions.iter().map(String::as_str),
+            );
+            let text = v.to_text(&[
+                "Every word of the training captions (the scene grammar and the emoji names), one per line.",
+                "Written by `cogview train vocabulary --out vocabulary.txt`; do not edit by hand.",
+            ]);
+            if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            std::fs::write(&a.out, text).map_err(|e| Error::io(&a.out, e))?;
+            eprintln!("{} words from {} captions", v.len(), captions.len());
+            println!("{}", a.out.display());
+            Ok(())
+        }
         Part::Tokenizer(a) => {
             // The caption list is the same under either split (DataMix::all_captions).
             let mix = data(&a.emoji, 1, Default::default(), 0.5)?;

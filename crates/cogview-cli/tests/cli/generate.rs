@@ -624,6 +624,8 @@ fn eval_reports_generated_and_reference_rows() {
         "3",
         "--candidates",
         "4",
+        "--named-emoji",
+        "0",
         "--emoji-data",
         s(&common::workspace_root().join("data/fluent-emoji-flat/icons.json.gz")),
         "--split",
@@ -631,6 +633,22 @@ fn eval_reports_generated_and_reference_rows() {
         "--json",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // --named-emoji 0 skips naming generated emoji (the fixture draws noise).
+    assert!(v["emoji_naming"].is_null(), "{v}");
+    let fidelity: Vec<&str> = v["scenes"][0]["shape_fidelity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fidelity,
+        [
+            "generated (final)",
+            "generated (stage 1)",
+            "ceiling: VQ round trip"
+        ]
+    );
     let r = &v["emoji_retrieval"];
     assert_eq!(
         (r["captions"].as_u64(), r["candidates"].as_u64()),
@@ -723,6 +741,118 @@ fn eval_reports_generated_and_reference_rows() {
         e.contains("compositions") && e.contains("attribute-pairs"),
         "{e}"
     );
+}
+
+#[test]
+fn eval_reports_shape_fidelity_and_generated_emoji_a_person_can_name() {
+    // The embedded model: two single-object prompts, two trained and two held-out emoji.
+    let emoji_data = common::workspace_root().join("data/fluent-emoji-flat/icons.json.gz");
+    let out = ok(&[
+        "eval",
+        "--objects",
+        "1",
+        "--count",
+        "2",
+        "--emoji",
+        "2",
+        "--candidates",
+        "4",
+        "--emoji-data",
+        s(&emoji_data),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["scenes"][0]["shape_fidelity"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "generated (final)",
+            "generated (stage 1)",
+            "ceiling: VQ round trip"
+        ]
+    );
+    for r in rows {
+        // At most one correctly detected object per one-object prompt.
+        let n = r["objects"].as_u64().unwrap();
+        assert!(n <= 2, "{r}");
+        if n == 0 {
+            assert!(r["median"].is_null(), "{r}");
+            continue;
+        }
+        let q = |k: &str| r[k].as_f64().unwrap();
+        assert!(
+            0.0 <= q("q1") && q("q1") <= q("median") && q("median") <= q("q3") && q("q3") <= 1.0,
+            "{r}"
+        );
+    }
+    // The ceiling's round trips of clean renders are found and overlap their ideal closely.
+    assert_eq!(rows[2]["objects"], 2, "{rows:?}");
+    assert!(rows[2]["median"].as_f64().unwrap() > 0.8, "{rows:?}");
+
+    let n = &v["emoji_naming"];
+    assert_eq!(
+        (n["candidates"].as_u64(), n["thumbnail_side"].as_u64()),
+        (Some(20), Some(16))
+    );
+    assert_eq!(
+        (n["chance_at_1"].as_f64(), n["chance_at_5"].as_f64()),
+        (Some(0.05), Some(0.25))
+    );
+    let rows = n["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "generated: trained emoji",
+            "generated: held-out skin tones",
+            "ceiling: VQ round trip, trained",
+            "ceiling: VQ round trip, held-out"
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["emoji"], 2, "{r}");
+        let (r1, r5) = (
+            r["recall_at_1"].as_f64().unwrap(),
+            r["recall_at_5"].as_f64().unwrap(),
+        );
+        assert!([0.0, 0.5, 1.0].contains(&r1) && r5 >= r1, "{r}");
+        assert!(
+            (1.0..=20.0).contains(&r["mean_rank"].as_f64().unwrap()),
+            "{r}"
+        );
+    }
+    assert!(n["seconds_per_image"].as_f64().unwrap() > 0.0);
+    // The CogLM retrieval is unchanged beside it.
+    assert_eq!(v["emoji_retrieval"]["captions"], 2);
+
+    // The text report prints the new rows; --named-emoji alone runs the naming only.
+    let out = ok(&[
+        "eval",
+        "--objects",
+        "1",
+        "--count",
+        "1",
+        "--emoji",
+        "0",
+        "--named-emoji",
+        "1",
+        "--emoji-data",
+        s(&emoji_data),
+    ]);
+    for line in [
+        "shape fidelity: IoU of each correctly detected object with the ideal render",
+        "  generated (final) ",
+        "  ceiling: VQ round trip ",
+        "generated emoji a person can name: the true render among 20",
+        "  generated: trained emoji ",
+        "  generated: held-out skin tones ",
+        "  ceiling: VQ round trip, held-out ",
+        "  chance ",
+    ] {
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
+    assert!(!out.contains("caption → image"), "{out}");
 }
 
 #[test]

@@ -4,3 +4,4 @@ mod edit_caption;
 mod flags;
 mod generate;
 mod output_and_config;
+mod vocabulary;
