@@ -10,6 +10,7 @@
 # rebuilding the tree does not touch a running job.
 #
 #   bash tools/train/train_default_whole_domain.sh coglm      # CogLM (session of issue 17: this)
+#   bash tools/train/train_default_whole_domain.sh coglm-more # CogLM, 1500 more steps
 #   bash tools/train/train_default_whole_domain.sh sr         # DSR, then ItersR
 #   bash tools/train/train_default_whole_domain.sh assemble   # the model folder and its eval
 #
@@ -44,6 +45,12 @@ coglm)
     $bin train coglm "${common[@]}" --out "$out/coglm" --steps 4000 --lr 3e-4 --batch 16 \
         --seed 5 --scene-fraction 0.8 --init-from "$out/init/coglm.safetensors"
     ;;
+coglm-more)
+    # A continuation of the coglm stage's result (issue 17, phase 2, run beside the sr stage):
+    # 1500 more steps at a lower peak rate, same data mix, a new seed for a fresh data stream.
+    $bin train coglm "${common[@]}" --out "$out/coglm-more" --steps 1500 --lr 1e-4 --batch 16 \
+        --seed 8 --scene-fraction 0.8 --init-from "$out/coglm/coglm.safetensors"
+    ;;
 sr)
     # Not run yet (issue 17 phase 1 started CogLM only). DSR and ItersR see the caption and local
     # token context, so a short warm-started schedule on the new split should do; measure with
@@ -59,7 +66,10 @@ assemble)
     mkdir -p "$m"
     cp "$out/init/pipeline.toml" "$out/init/ice_image.safetensors" "$out/init/ice_text.model" \
        "$out/init/cluster_label.npy" "$m/"
-    cp "$out/coglm/coglm.safetensors" "$m/"
+    # The continued CogLM when it has finished (COGLM=coglm picks the first one).
+    coglm_dir=${COGLM:-coglm-more}
+    [ -f "$out/$coglm_dir/coglm.safetensors" ] || coglm_dir=coglm
+    cp "$out/$coglm_dir/coglm.safetensors" "$m/"
     for p in dsr itersr; do
         if [ -f "$out/$p/$p.safetensors" ]; then cp "$out/$p/$p.safetensors" "$m/"
         else cp "$out/init/$p.safetensors" "$m/"; fi
@@ -76,7 +86,7 @@ assemble)
         --count 50 --emoji 0
     ;;
 *)
-    echo "usage: $0 coglm|sr|assemble" >&2
+    echo "usage: $0 coglm|coglm-more|sr|assemble" >&2
     exit 2
     ;;
 esac
