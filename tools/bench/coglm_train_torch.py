@@ -63,6 +63,9 @@ class CogLM(torch.nn.Module):
             Layer(hidden, heads, inner, eps) for _ in range(layers)
         )
         self.final_layernorm = torch.nn.LayerNorm(hidden, eps=eps)
+        for name, w in self.named_parameters():
+            if w.dim() == 2:  # SAT's initialisation: N(0, 0.02) for every matrix
+                torch.nn.init.normal_(w, std=0.02)
 
     def forward(self, tokens, positions, bias):
         x = self.word_embeddings(tokens) + self.position_embeddings(positions)
