@@ -2,7 +2,7 @@
 //! enlarged), the image after DSR, and the final image after ItersR, side by side.
 //!
 //! ```sh
-//! cargo run --release --example gallery -- [MODEL_DIR] [OUT_DIR]   # defaults: models/default docs/gallery
+//! cargo run --release -p cogview-examples --example gallery -- [MODEL_DIR] [OUT_DIR]   # defaults: models/default docs/gallery
 //! ```
 //!
 //! It composes the stages by hand from the pipeline's parts (`Pipeline::super_resolution_stages`)
@@ -17,8 +17,9 @@ use cogview::{
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// Scenes (the first two use held-out colour×shape pairs) and emoji captions (the last is a
-/// held-out skin tone); the gallery marks which are held out from the split itself.
+/// Scenes (single objects, a trained two-object composition, two held-out compositions of the
+/// default `compositions` split) and emoji captions (the last is a held-out skin tone); the
+/// gallery marks which are held out from the split itself.
 const PROMPTS: [&str; 12] = [
     "a large blue circle in the center",
     "a small red square at the top left",
@@ -26,8 +27,8 @@ const PROMPTS: [&str; 12] = [
     "a small green circle at the right",
     "a large purple square at the top right",
     "a small black triangle at the left and a large cyan circle at the bottom right",
-    "a large orange square at the top and a small red circle in the center",
-    "a small blue triangle at the top left and a large green square at the bottom",
+    "a large cyan triangle at the bottom left and a large black triangle at the top left",
+    "a large cyan square at the bottom right and a small yellow triangle at the left and a small black triangle at the top",
     "red heart",
     "grinning face",
     "rocket",
@@ -64,7 +65,7 @@ fn main() -> Result<()> {
     let factor = pipeline.geometry().high / pipeline.geometry().low;
     let mut md = String::from(
         "# Gallery of the default model\n\n\
-         Made by `cargo run --release --example gallery` (examples/gallery.rs) with the embedded \
+         Made by `cargo run --release -p cogview-examples --example gallery` (examples/gallery.rs) with the embedded \
          default model (`models/default`). Each row: the stage-1 token grid decoded and enlarged \
          ×3 | after DSR | after ItersR (the final image, equal to `cogview generate PROMPT --seed N`). \
          Held out: a composition (or emoji) never seen in training.\n\n| prompt | held out | seed | stage 1 · DSR · ItersR |\n|---|---|---|---|\n",
@@ -72,7 +73,7 @@ fn main() -> Result<()> {
     let emoji = cogview_emoji::EmojiSet::load("data/fluent-emoji-flat/icons.json.gz")
         .map_err(|e| Error::backend_source("", e))?;
     let held_out = |prompt: &str| match cogview_scenes::Scene::parse(prompt) {
-        Ok(scene) => scene.is_heldout(),
+        Ok(scene) => cogview_scenes::Split::Compositions.is_heldout(&scene),
         Err(_) => emoji.heldout().any(|e| e.caption() == prompt),
     };
     for (i, prompt) in PROMPTS.iter().enumerate() {
