@@ -236,10 +236,18 @@ mod tests {
         let e = GridFile::parse(r#"{"height": 4096, "width": 4096, "ids": [1]}"#, "g")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("16777216 cells") && e.contains("COGVIEW_MAX_GRID_CELLS"), "{e}");
+        assert!(
+            e.contains("16777216 cells") && e.contains("COGVIEW_MAX_GRID_CELLS"),
+            "{e}"
+        );
         let e = TokenGrid::new(1 << 63, 4, vec![]).unwrap_err().to_string();
-        assert!(e.contains("9223372036854775808x4") && !e.contains("(0 needed)"), "{e}");
-        let e = crate::Image::new(1 << 62, 4, vec![]).unwrap_err().to_string();
+        assert!(
+            e.contains("9223372036854775808x4") && !e.contains("(0 needed)"),
+            "{e}"
+        );
+        let e = crate::Image::new(1 << 62, 4, vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("overflows"), "{e}");
     }
 }

@@ -45,7 +45,8 @@ impl Limit {
     /// `Ok` when `found` is within the limit; else an [`Error::InvalidInput`] about `what`
     /// naming the limit, the value found and how to raise it.
     pub fn check(&self, found: u64, what: &str) -> Result<()> {
-        self.check_msg(found).map_err(|m| Error::invalid_input(what, m))
+        self.check_msg(found)
+            .map_err(|m| Error::invalid_input(what, m))
     }
 
     /// Like [`Limit::check`], with the message alone (for parsers that return strings).
@@ -56,6 +57,12 @@ impl Limit {
         } else {
             Err(self.exceeded(found.to_string(), max))
         }
+    }
+
+    /// The message for `found` over `max` (the value in force, read once by a caller that checks
+    /// often).
+    pub fn message(&self, found: u64, max: u64) -> String {
+        self.exceeded(found.to_string(), max)
     }
 
     /// The message for a declared size that overflowed 64 bits (certainly over the limit).
@@ -130,12 +137,13 @@ pub const PICKLE_DEPTH: Limit = Limit {
     what: "the pickle's nesting",
 };
 
-/// Values a pickle program may build in all, counting every copy `DUP`, memo reads and tuple
-/// packing make (without it, a few hundred bytes of pickle can build an exponentially large value).
+/// Values a pickle program may build in all, counting every copy `DUP`, memo writes and reads and
+/// tuple packing make, and strings by their length (one value per 16 bytes): without it, a few
+/// hundred bytes of pickle can build an exponentially large value.
 pub const PICKLE_VALUES: Limit = Limit {
     name: "max_pickle_values",
     env: "COGVIEW_MAX_PICKLE_VALUES",
-    default: 1 << 26,
+    default: 1 << 24,
     unit: "values",
     what: "the pickle program",
 };
@@ -203,9 +211,8 @@ fn read_at_most(path: &Path, max: u64) -> Result<Vec<u8>> {
 
 /// [`read_file`] as UTF-8 text.
 pub fn read_text(path: &Path) -> Result<String> {
-    String::from_utf8(read_file(path)?).map_err(|_| {
-        Error::invalid_input(path.display().to_string(), "the file is not UTF-8 text")
-    })
+    String::from_utf8(read_file(path)?)
+        .map_err(|_| Error::invalid_input(path.display().to_string(), "the file is not UTF-8 text"))
 }
 
 /// The product of sizes read from an input, `None` when it overflows `usize`.
@@ -242,7 +249,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("f");
         std::fs::write(&f, [1u8; 100]).unwrap();
-        assert!(read_at_most(&f, 99).unwrap_err().to_string().contains("100 bytes"));
+        assert!(read_at_most(&f, 99)
+            .unwrap_err()
+            .to_string()
+            .contains("100 bytes"));
         assert_eq!(read_at_most(&f, 100).unwrap().len(), 100);
         std::fs::remove_dir_all(&dir).unwrap();
     }

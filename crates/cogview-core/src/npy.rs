@@ -313,13 +313,17 @@ mod tests {
     fn hostile_headers_are_errors_not_panics_or_wrapped_sizes() {
         // 2^62 x 8 elements of 8 bytes wraps to 0 bytes in unchecked arithmetic.
         let e = parse_npy(
-            &with_header("{'descr': '<i8', 'fortran_order': False, 'shape': (4611686018427387904, 8), }"),
+            &with_header(
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (4611686018427387904, 8), }",
+            ),
             "x",
         )
         .unwrap_err();
         assert!(e.contains("more elements"), "{e}");
         let e = parse_npy(
-            &with_header("{'descr': '<i8', 'fortran_order': False, 'shape': (2305843009213693952, 2), }"),
+            &with_header(
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (2305843009213693952, 2), }",
+            ),
             "x",
         )
         .unwrap_err();
@@ -327,7 +331,9 @@ mod tests {
         // An empty or multi-byte descr used to panic in `split_at(1)`.
         for d in ["''", "'é4'"] {
             let h = format!("{{'descr': {d}, 'fortran_order': False, 'shape': (1,), }}");
-            assert!(parse_npy(&with_header(&h), "x").unwrap_err().contains("dtype"));
+            assert!(parse_npy(&with_header(&h), "x")
+                .unwrap_err()
+                .contains("dtype"));
         }
         // A version-2 header length past the end of the file.
         let mut v2 = b"\x93NUMPY\x02\x00\xff\xff\xff\xff".to_vec();
