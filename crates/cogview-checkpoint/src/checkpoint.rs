@@ -185,6 +185,23 @@ impl Checkpoint {
             return Checkpoint::open(&sat.model_file, key);
         }
         let map = map_file(path)?;
+        Self::open_map(path, map, key)
+    }
+
+    /// Reads a checkpoint from bytes in memory (a file received over a network, a fuzzer's
+    /// input); `name` stands for its path in errors. The bytes are copied once.
+    pub fn from_bytes(bytes: &[u8], name: impl AsRef<Path>, key: Option<&str>) -> Result<Self> {
+        let path = name.as_ref();
+        if bytes.is_empty() {
+            return Err(Error::checkpoint(path, "the file is empty"));
+        }
+        let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(|e| Error::io(path, e))?;
+        map.copy_from_slice(bytes);
+        let map = map.make_read_only().map_err(|e| Error::io(path, e))?;
+        Self::open_map(path, Arc::new(map), key)
+    }
+
+    fn open_map(path: &Path, map: Arc<Mmap>, key: Option<&str>) -> Result<Self> {
         if map.len() >= 4 && &map[..4] == b"PK\x03\x04" {
             Self::open_torch_zip(path, map, key)
         } else if map.len() >= 2 && map[0] == 0x80 && map[1] <= 5 {

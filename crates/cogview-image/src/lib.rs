@@ -455,11 +455,22 @@ pub fn tile(images: &[Image], columns: usize) -> Result<Image> {
 pub fn read_png_text(path: impl AsRef<Path>) -> Result<Vec<(String, String)>> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = png::Decoder::new(std::io::BufReader::new(file))
+    png_text(std::io::BufReader::new(file), &path.display().to_string())
+}
+
+/// The text chunks (tEXt, zTXt, iTXt) of a PNG in memory; `what` names it in errors.
+pub fn png_text_from_bytes(bytes: &[u8], what: &str) -> Result<Vec<(String, String)>> {
+    png_text(std::io::Cursor::new(bytes), what)
+}
+
+fn png_text<R: std::io::BufRead + std::io::Seek>(
+    input: R,
+    what: &str,
+) -> Result<Vec<(String, String)>> {
+    // The png crate's limits bound what a header may make it allocate (64 MiB by default).
+    let reader = png::Decoder::new(input)
         .read_info()
-        .map_err(|e| {
-            Error::invalid_input(path.display().to_string(), format!("not a PNG file: {e}"))
-        })?;
+        .map_err(|e| Error::invalid_input(what, format!("not a PNG file: {e}")))?;
     let info = reader.info();
     let mut out: Vec<(String, String)> = info
         .uncompressed_latin1_text
