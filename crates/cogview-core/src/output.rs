@@ -69,6 +69,11 @@ pub fn write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
             Some(28) => write_error(&p, source),
             _ => Error::Io { path: p, source },
         },
+        // A library that wraps the I/O error in its own (a tensor library's writer): the disk
+        // being full is still said plainly.
+        other if crate::error::with_causes(&other).contains("os error 28") => {
+            write_error(path, std::io::Error::from_raw_os_error(28))
+        }
         other => other,
     })
 }
