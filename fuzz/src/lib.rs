@@ -105,6 +105,7 @@ pub fn default_tokenizer() -> cogview_text::IceTextTokenizer {
 }
 
 /// A pipeline TOML file.
+#[cfg(feature = "pipeline")]
 pub fn pipeline_toml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -126,6 +127,7 @@ pub fn grid_file(data: &[u8]) {
 }
 
 /// A PNG as `cogview regenerate` reads it: its text chunks and the record in them.
+#[cfg(feature = "pipeline")]
 pub fn png_record(data: &[u8]) {
     let _ = cogview_pipeline::record::ImageRecord::from_png_bytes(data, Path::new("fuzz.png"));
 }
