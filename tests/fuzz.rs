@@ -9,8 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// What a fuzz target runs on one input.
+type Run = Box<dyn Fn(&[u8])>;
+
 /// Every target and the function it runs.
-fn targets() -> Vec<(&'static str, Box<dyn Fn(&[u8])>)> {
+fn targets() -> Vec<(&'static str, Run)> {
     let tokenizer = cogview_fuzz::default_tokenizer();
     vec![
         ("torch_zip", Box::new(cogview_fuzz::torch_or_safetensors)),
@@ -18,7 +21,10 @@ fn targets() -> Vec<(&'static str, Box<dyn Fn(&[u8])>)> {
         ("safetensors", Box::new(cogview_fuzz::torch_or_safetensors)),
         ("sat_folder", Box::new(cogview_fuzz::sat_folder)),
         ("text_model", Box::new(cogview_fuzz::text_model)),
-        ("prompt", Box::new(move |d| cogview_fuzz::prompt(&tokenizer, d))),
+        (
+            "prompt",
+            Box::new(move |d| cogview_fuzz::prompt(&tokenizer, d)),
+        ),
         ("pipeline_toml", Box::new(cogview_fuzz::pipeline_toml)),
         ("grid_file", Box::new(cogview_fuzz::grid_file)),
         ("png_record", Box::new(cogview_fuzz::png_record)),
@@ -33,7 +39,12 @@ fn fuzz_dir() -> PathBuf {
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v

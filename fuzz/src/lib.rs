@@ -141,7 +141,13 @@ pub fn image(data: &[u8]) {
     if img.width * img.height <= 1 << 20 {
         let _ = cogview_image::resize_center_crop(&img, 32);
     }
-    let _ = cogview_image::crop(&img, img.width / 3, img.height / 4, img.width / 2, img.height / 2);
+    let _ = cogview_image::crop(
+        &img,
+        img.width / 3,
+        img.height / 4,
+        img.width / 2,
+        img.height / 2,
+    );
     if let Ok(m) = cogview_core::edit::EditMask::from_image(&img) {
         let _ = m.cells().iter().filter(|&&c| c).count();
     }
