@@ -16,9 +16,12 @@
  *                           writes, per high-resolution cell, the number of keys it sees, the sum
  *                           of their token ids, and the number of unmasked level-0 bias entries
  *   -DFIXTURE_GRID_V10      the same grid vtable declared with ABI 1.0's size (no spec/forward)
+ *   -DFIXTURE_GRID_NAN      with FIXTURE_GRID: forward() returns NaN logits
+ *   -DFIXTURE_GRID_SHORT    with FIXTURE_GRID: forward() returns one row fewer than asked
  */
 #include "cogview_plugin.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,7 +195,14 @@ static cogview_plugin_error *grid_forward(const cogview_plugin_grid_model *model
         logits[q * vocab + 1] = sum;
         logits[q * vocab + 2] = unmasked;
     }
+#ifdef FIXTURE_GRID_NAN
+    for (uint64_t i = 0; i < n1 * vocab; i++) logits[i] = NAN;
+#endif
+#ifdef FIXTURE_GRID_SHORT
+    out->rows = n1 - 1;
+#else
     out->rows = n1;
+#endif
     out->cols = vocab;
     out->data = logits;
     out->release = release_floats;

@@ -255,6 +255,30 @@ fn a_grid_model_written_in_c_runs_on_the_input_the_core_assembled() {
     }
 }
 
+/// A plugin that returns NaN logits or a buffer of the wrong size is refused with a typed plugin
+/// error naming what it returned, never sampled from.
+#[test]
+fn nan_logits_and_wrong_sized_buffers_from_a_plugin_are_refused() {
+    for (name, define, expect) in [
+        ("grid-nan", "-DFIXTURE_GRID_NAN", "NaN"),
+        (
+            "grid-short",
+            "-DFIXTURE_GRID_SHORT",
+            "15x64 logits for 16 cells",
+        ),
+    ] {
+        let lib = c_fixture(name, &["-DFIXTURE_GRID", define], &[]);
+        let backend = load_path(&lib).unwrap().backend_for(Device::Cpu).unwrap();
+        let model = backend
+            .load_grid_predictor(Path::new("itersr"), &LoadRequest::default())
+            .unwrap();
+        let grid = TokenGrid::new(4, 4, (0..16).collect()).unwrap();
+        let e = predict_grid(model.as_ref(), &[40, 41], &grid).unwrap_err();
+        assert!(matches!(e, Error::Plugin { .. }), "{name}: {e}");
+        assert!(e.to_string().contains(expect), "{name}: {e}");
+    }
+}
+
 /// A plugin whose grid vtable is ABI 1.0's (no spec, no forward) cannot serve DSR/ItersR to a 1.1
 /// host, and says so; its other models still load.
 #[test]

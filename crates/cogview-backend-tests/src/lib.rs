@@ -11,6 +11,7 @@
 //! (`tests/fixtures`, made by tools/reference), and building plugin libraries and the command
 //! from a test ([`plugins`]).
 
+pub mod full_disk;
 mod paths;
 pub mod plugins;
 /// The library the suite drives (for tests of crates that cannot name it themselves: the C API

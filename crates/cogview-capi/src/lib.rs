@@ -480,7 +480,10 @@ impl cogview_grid_view {
         }
     }
     unsafe fn read(&self, name: &str) -> Result<TokenGrid, Fail> {
-        let n = self.height as usize * self.width as usize;
+        // u32 × u32 fits 64 bits; the limit keeps it addressable everywhere.
+        let cells = self.height as u64 * self.width as u64;
+        sdk::core::limits::GRID_CELLS.check(cells, name)?;
+        let n = cells as usize;
         if n == 0 {
             return Err(arg(format!(
                 "`{name}` is an empty {}x{} grid",
@@ -628,7 +631,7 @@ pub unsafe extern "C" fn cogview_image_save_png(
         }
         let path = unsafe { required_str(path, "path") }?;
         let v = unsafe { *image };
-        let n = v.width as usize * v.height as usize * 3;
+        let n = rgb_bytes(v.width, v.height)?;
         if n == 0 || v.rgb.is_null() || v.rgb_len != n {
             return Err(arg(format!(
                 "`image` is not a {}x{} RGB image (rgb_len {}, {} needed)",
@@ -782,7 +785,7 @@ unsafe fn read_rgb(
     height: u32,
     name: &str,
 ) -> Result<Image, Fail> {
-    let n = width as usize * height as usize * 3;
+    let n = rgb_bytes(width, height)?;
     if n == 0 {
         return Err(arg(format!("the {name} image is empty ({width}x{height})")));
     }
@@ -798,8 +801,20 @@ unsafe fn read_rgb(
     Ok(Image::new(width as usize, height as usize, pixels)?)
 }
 
+/// The bytes of a `width × height` RGB image given through the API, checked against the image
+/// pixel limit (cogview_core::limits::IMAGE_PIXELS) and for overflow.
+fn rgb_bytes(width: u32, height: u32) -> Result<usize, Fail> {
+    let pixels = width as u64 * height as u64;
+    sdk::core::limits::IMAGE_PIXELS.check(pixels, "image")?;
+    usize::try_from(pixels)
+        .ok()
+        .and_then(|p| p.checked_mul(3))
+        .ok_or_else(|| arg(format!("a {width}x{height} image does not fit in memory")))
+}
+
 fn edit_mask(p: &cogview_edit_params) -> Result<EditMask, Fail> {
     let (w, h) = (p.width as usize, p.height as usize);
+    rgb_bytes(p.width, p.height)?;
     if p.mask.is_null() && p.rects.is_null() {
         return Err(arg(
             "give `params.mask` (one byte per pixel, nonzero = regenerate) or `params.rects`",
@@ -1021,7 +1036,7 @@ pub unsafe extern "C" fn cogview_tokenize_image(
     guard(|| {
         unsafe { out_ptr(out, "out") }?;
         let s = unsafe { session_ref(session) }?;
-        let n = width as usize * height as usize * 3;
+        let n = rgb_bytes(width, height)?;
         if n == 0 {
             return Err(arg(format!("the image is empty ({width}x{height})")));
         }

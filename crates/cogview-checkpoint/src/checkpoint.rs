@@ -185,6 +185,23 @@ impl Checkpoint {
             return Checkpoint::open(&sat.model_file, key);
         }
         let map = map_file(path)?;
+        Self::open_map(path, map, key)
+    }
+
+    /// Reads a checkpoint from bytes in memory (a file received over a network, a fuzzer's
+    /// input); `name` stands for its path in errors. The bytes are copied once.
+    pub fn from_bytes(bytes: &[u8], name: impl AsRef<Path>, key: Option<&str>) -> Result<Self> {
+        let path = name.as_ref();
+        if bytes.is_empty() {
+            return Err(Error::checkpoint(path, "the file is empty"));
+        }
+        let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(|e| Error::io(path, e))?;
+        map.copy_from_slice(bytes);
+        let map = map.make_read_only().map_err(|e| Error::io(path, e))?;
+        Self::open_map(path, Arc::new(map), key)
+    }
+
+    fn open_map(path: &Path, map: Arc<Mmap>, key: Option<&str>) -> Result<Self> {
         if map.len() >= 4 && &map[..4] == b"PK\x03\x04" {
             Self::open_torch_zip(path, map, key)
         } else if map.len() >= 2 && map[0] == 0x80 && map[1] <= 5 {
@@ -264,12 +281,16 @@ impl Checkpoint {
                 .data_start()
                 .ok_or_else(|| bad(format!("cannot locate the data of {name}")))?
                 as usize;
-            let end = start + f.size() as usize;
-            if end > map.len() {
+            let end = usize::try_from(f.size())
+                .ok()
+                .and_then(|n| start.checked_add(n))
+                .filter(|&end| end <= map.len());
+            let Some(end) = end else {
                 return Err(bad(format!(
-                    "archive entry {name} runs past the end of the file (truncated)"
+                    "archive entry {name} declares {} bytes, past the end of the file (truncated)",
+                    f.size()
                 )));
-            }
+            };
             Ok((start..end, f.crc32()))
         };
         // Stored entries carry a CRC-32, so corrupt weights are an error, not wrong output. The
@@ -325,21 +346,47 @@ impl Checkpoint {
             if t.shape.len() != t.stride.len() {
                 return Err(bad(format!("tensor {name}: shape and stride ranks differ")));
             }
-            let contiguous = contiguous_strides(&t.shape) == t.stride;
-            // The last element must lie inside the storage.
-            let numel: usize = t.shape.iter().product();
+            let contiguous = contiguous_strides(&t.shape) == Some(t.stride.clone());
+            // The last element must lie inside the storage; every size here comes from the file,
+            // so every product and sum is checked.
+            let overflow = || {
+                bad(format!(
+                    "tensor {name}: the declared shape {:?}, stride {:?} and offset {} overflow",
+                    t.shape, t.stride, t.storage_offset
+                ))
+            };
+            let numel = cogview_core::limits::checked_product(&t.shape).ok_or_else(overflow)?;
+            let bytes = numel.checked_mul(dtype.size()).ok_or_else(overflow)?;
             if numel > 0 {
-                let last = t.storage_offset
-                    + t.shape
-                        .iter()
-                        .zip(&t.stride)
-                        .map(|(d, s)| (d - 1) * s)
-                        .sum::<usize>();
-                if (last + 1) * dtype.size() > storage.len() {
+                let mut last = t.storage_offset;
+                for (d, s) in t.shape.iter().zip(&t.stride) {
+                    last = (d - 1)
+                        .checked_mul(*s)
+                        .and_then(|x| last.checked_add(x))
+                        .ok_or_else(overflow)?;
+                }
+                let end = last
+                    .checked_add(1)
+                    .and_then(|x| x.checked_mul(dtype.size()))
+                    .ok_or_else(overflow)?;
+                if end > storage.len() {
                     return Err(bad(format!(
-                        "tensor {name} needs {} bytes but its storage holds {} (truncated or corrupt)",
-                        (last + 1) * dtype.size(),
+                        "tensor {name} needs {end} bytes but its storage holds {} (truncated or corrupt)",
                         storage.len()
+                    )));
+                }
+            }
+            if !contiguous {
+                // A strided view may repeat its storage (stride 0): what it expands to is bounded
+                // by the file's length, not by the storage's.
+                let factor = cogview_core::limits::TENSOR_EXPANSION.value();
+                if bytes as u64 > (map.len() as u64).saturating_mul(factor) {
+                    return Err(bad(cogview_core::limits::TENSOR_EXPANSION.message(
+                        (bytes as u64).div_ceil((map.len() as u64).max(1)),
+                        factor,
+                    ) + &format!(
+                        " (tensor {name} declares {bytes} bytes, the file has {})",
+                        map.len()
                     )));
                 }
             }
@@ -422,15 +469,21 @@ impl Checkpoint {
             }
         }
         let es = e.dtype.size();
-        let numel: usize = e.shape.iter().product();
+        // Checked when the file was opened; kept checked here so no path can wrap.
+        let truncated = || Error::checkpoint(&self.path, format!("tensor {name} is truncated"));
+        let numel = cogview_core::limits::checked_product(&e.shape).ok_or_else(truncated)?;
         let storage = &self.map[e.storage.clone()];
         match &e.stride {
             None => {
-                let start = e.offset * es;
-                let end = start + numel * es;
-                storage.get(start..end).map(Cow::Borrowed).ok_or_else(|| {
-                    Error::checkpoint(&self.path, format!("tensor {name} is truncated"))
-                })
+                let start = e.offset.checked_mul(es).ok_or_else(truncated)?;
+                let end = numel
+                    .checked_mul(es)
+                    .and_then(|n| n.checked_add(start))
+                    .ok_or_else(truncated)?;
+                storage
+                    .get(start..end)
+                    .map(Cow::Borrowed)
+                    .ok_or_else(truncated)
             }
             Some(stride) => {
                 let mut out = Vec::with_capacity(numel * es);
@@ -565,10 +618,144 @@ impl Checkpoint {
     }
 }
 
-pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
+/// The strides of a contiguous tensor of `shape`; `None` when they overflow (such a shape cannot
+/// be contiguous in a file).
+pub(crate) fn contiguous_strides(shape: &[usize]) -> Option<Vec<usize>> {
+    let mut s = vec![1usize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
+        s[i] = s[i + 1].checked_mul(shape[i + 1])?;
     }
-    s
+    Some(s)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn int(out: &mut Vec<u8>, v: usize) {
+        out.push(0x8a); // LONG1
+        out.push(8);
+        out.extend_from_slice(&(v as u64).to_le_bytes());
+    }
+
+    fn tuple(out: &mut Vec<u8>, vs: &[usize]) {
+        out.push(b'(');
+        vs.iter().for_each(|&v| int(out, v));
+        out.push(b't');
+    }
+
+    /// The pickle of `{'w': _rebuild_tensor_v2(storage '0' (FloatStorage), offset, shape,
+    /// stride)}` as torch.save writes it.
+    pub(crate) fn tensor_pickle(offset: usize, shape: &[usize], stride: &[usize]) -> Vec<u8> {
+        let mut p = b"\x80\x02}(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(".to_vec();
+        p.extend_from_slice(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQ");
+        int(&mut p, offset);
+        tuple(&mut p, shape);
+        tuple(&mut p, stride);
+        p.extend_from_slice(b"tRu.");
+        p
+    }
+
+    /// A torch.save zip archive holding `pickle` as data.pkl and `storage` as data/0.
+    pub(crate) fn torch_zip(pickle: &[u8], storage: &[u8]) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        z.start_file("archive/data.pkl", o).unwrap();
+        z.write_all(pickle).unwrap();
+        z.start_file("archive/data/0", o).unwrap();
+        z.write_all(storage).unwrap();
+        z.finish().unwrap();
+        buf.into_inner()
+    }
+
+    fn open(bytes: &[u8]) -> Result<Checkpoint> {
+        let dir = tempfile_dir();
+        let p = dir.join(format!("t{}.pt", bytes.len()));
+        std::fs::write(&p, bytes).unwrap();
+        let r = Checkpoint::open(&p, None);
+        let _ = std::fs::remove_file(&p);
+        r
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cogview-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_well_formed_archive_reads_and_strides_view_it() {
+        let data: Vec<u8> = (0..6u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let c = open(&torch_zip(&tensor_pickle(0, &[2, 3], &[3, 1]), &data)).unwrap();
+        assert_eq!(c.to_f32("w").unwrap(), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        // The transpose: a strided view.
+        let c = open(&torch_zip(&tensor_pickle(0, &[3, 2], &[1, 3]), &data)).unwrap();
+        assert_eq!(c.to_f32("w").unwrap(), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    }
+
+    #[test]
+    fn declared_shapes_strides_and_offsets_that_overflow_are_refused() {
+        let data = [0u8; 16];
+        let cases: [(usize, Vec<usize>, Vec<usize>); 5] = [
+            // 2^62 x 8 elements: the product wraps to 0 unchecked.
+            (0, vec![1 << 62, 8], vec![8, 1]),
+            // One element at stride 2^62 x 8: the sum of (d-1)*s wraps.
+            (0, vec![9, 1], vec![1 << 61, 1]),
+            // The offset plus one, times 4 bytes, wraps.
+            (usize::MAX / 2, vec![1], vec![1]),
+            (1 << 62, vec![1], vec![1]),
+            // Contiguous strides of this shape overflow.
+            (0, vec![1 << 40, 1 << 40, 0], vec![0, 0, 1]),
+        ];
+        for (offset, shape, stride) in cases {
+            let e = open(&torch_zip(&tensor_pickle(offset, &shape, &stride), &data))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("overflow") || e.contains("needs"),
+                "{shape:?} {stride:?} {offset}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stride_zero_view_larger_than_the_file_is_refused_by_the_limit() {
+        // One float repeated 2^40 times: 4 TB from a 4-byte storage.
+        let e = open(&torch_zip(&tensor_pickle(0, &[1 << 40], &[0]), &[0u8; 4]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_tensor_expansion") && e.contains("COGVIEW_MAX_TENSOR_EXPANSION"),
+            "{e}"
+        );
+        // A small broadcast view is fine.
+        let c = open(&torch_zip(
+            &tensor_pickle(0, &[4], &[0]),
+            &1f32.to_le_bytes(),
+        ))
+        .unwrap();
+        assert_eq!(c.to_f32("w").unwrap(), [1.0; 4]);
+    }
+
+    #[test]
+    fn a_zip_entry_declaring_more_bytes_than_the_file_is_refused() {
+        let data = [0u8; 8];
+        let mut z = torch_zip(&tensor_pickle(0, &[2], &[1]), &data);
+        // Patch data/0's sizes in its central-directory record to 2^31.
+        let name = b"archive/data/0";
+        let cd = z
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| *w == b"PK\x01\x02")
+            .map(|(i, _)| i)
+            .find(|&i| z[i + 46..].starts_with(name))
+            .unwrap();
+        z[cd + 20..cd + 24].copy_from_slice(&(1u32 << 31).to_le_bytes());
+        z[cd + 24..cd + 28].copy_from_slice(&(1u32 << 31).to_le_bytes());
+        let e = open(&z).unwrap_err().to_string();
+        assert!(e.contains("past the end") || e.contains("corrupt"), "{e}");
+    }
 }

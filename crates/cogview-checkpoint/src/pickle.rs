@@ -2,6 +2,7 @@
 //! values, dictionaries and lists, and turns `torch._utils._rebuild_tensor_v2` calls into tensor
 //! descriptions. It never executes anything: unknown classes become inert [`Value::Object`]s.
 
+use cogview_core::limits;
 use std::collections::HashMap;
 
 /// A pickled value. Containers live in an arena so that memo references share them, as in Python.
@@ -111,6 +112,39 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     arena: Vec<Obj>,
+    /// Values built so far, counting copies (checked against `max_values`).
+    built: u64,
+    max_stack: u64,
+    max_memo: u64,
+    max_depth: usize,
+    max_values: u64,
+}
+
+/// The number of values in `v` (itself included) and its nesting depth, stopping early past
+/// `max_depth` (so that measuring a hostile value is cheap).
+fn measure(v: &Value, max_depth: usize) -> (u64, usize) {
+    match v {
+        Value::Tuple(items) => {
+            let mut n = 1u64;
+            let mut depth = 0;
+            for x in items {
+                let (xn, xd) = if max_depth == 0 {
+                    (1, 1)
+                } else {
+                    measure(x, max_depth - 1)
+                };
+                n = n.saturating_add(xn);
+                depth = depth.max(xd);
+            }
+            (n, depth + 1)
+        }
+        // Copies of text and bytes count by their length too (16 bytes a value).
+        Value::Str(t) => (1 + t.len() as u64 / 16, 1),
+        Value::Bytes(b) => (1 + b.len() as u64 / 16, 1),
+        Value::Global(m, n) => (1 + (m.len() + n.len()) as u64 / 16, 1),
+        Value::Storage { key, class } => (1 + (key.len() + class.len()) as u64 / 16, 1),
+        _ => (1, 1),
+    }
 }
 
 type R<T> = Result<T, String>;
@@ -163,6 +197,27 @@ impl<'a> Machine<'a> {
             return Err("corrupt pickle MARK".into());
         }
         Ok(self.stack.split_off(m))
+    }
+    /// Accounts for a value about to be placed (pushed, copied or stored): the nesting depth and
+    /// the running count of values built are checked against their limits.
+    fn account(&mut self, v: &Value) -> R<()> {
+        let (n, depth) = measure(v, self.max_depth + 1);
+        if depth > self.max_depth {
+            return Err(limits::PICKLE_DEPTH.message(depth as u64, self.max_depth as u64));
+        }
+        self.built = self.built.saturating_add(n);
+        self.check_built()
+    }
+    fn check_built(&self) -> R<()> {
+        if self.built > self.max_values {
+            return Err(limits::PICKLE_VALUES.message(self.built, self.max_values));
+        }
+        Ok(())
+    }
+    fn push(&mut self, v: Value) -> R<()> {
+        self.account(&v)?;
+        self.stack.push(v);
+        Ok(())
     }
     fn alloc(&mut self, o: Obj) -> Value {
         self.arena.push(o);
@@ -244,8 +299,21 @@ impl<'a> Machine<'a> {
         }))
     }
 
+    fn memoize(&mut self, i: u32) -> R<()> {
+        let v = self.top()?.clone();
+        self.account(&v)?;
+        self.memo.insert(i, v);
+        if self.memo.len() as u64 > self.max_memo {
+            return Err(limits::PICKLE_MEMO.message(self.memo.len() as u64, self.max_memo));
+        }
+        Ok(())
+    }
+
     fn run(&mut self) -> R<Value> {
         loop {
+            if self.stack.len() as u64 > self.max_stack {
+                return Err(limits::PICKLE_STACK.message(self.stack.len() as u64, self.max_stack));
+            }
             let op = self.u8()?;
             match op {
                 0x80 => {
@@ -255,50 +323,56 @@ impl<'a> Machine<'a> {
                     self.u64()?; // FRAME
                 }
                 b'.' => return self.pop(), // STOP
-                b'(' => self.marks.push(self.stack.len()),
+                b'(' => {
+                    if self.marks.len() as u64 >= self.max_stack {
+                        return Err(limits::PICKLE_STACK
+                            .message(self.marks.len() as u64 + 1, self.max_stack));
+                    }
+                    self.marks.push(self.stack.len())
+                }
                 b'}' => {
                     let v = self.alloc(Obj::Dict(Vec::new()));
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 b']' => {
                     let v = self.alloc(Obj::List(Vec::new()));
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
-                b')' => self.stack.push(Value::Tuple(Vec::new())),
+                b')' => self.push(Value::Tuple(Vec::new()))?,
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items))
+                    self.push(Value::Tuple(items))?;
                 }
                 0x85 => {
                     let a = self.pop()?;
-                    self.stack.push(Value::Tuple(vec![a]))
+                    self.push(Value::Tuple(vec![a]))?;
                 }
                 0x86 => {
                     let b = self.pop()?;
                     let a = self.pop()?;
-                    self.stack.push(Value::Tuple(vec![a, b]))
+                    self.push(Value::Tuple(vec![a, b]))?;
                 }
                 0x87 => {
                     let c = self.pop()?;
                     let b = self.pop()?;
                     let a = self.pop()?;
-                    self.stack.push(Value::Tuple(vec![a, b, c]))
+                    self.push(Value::Tuple(vec![a, b, c]))?;
                 }
                 b'l' => {
                     let items = self.pop_mark()?;
                     let v = self.alloc(Obj::List(items));
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
                     let v = self.alloc(Obj::Dict(Vec::new()));
                     self.set_items(&v, items)?;
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 0x8f => {
                     // EMPTY_SET
                     let v = self.alloc(Obj::List(Vec::new()));
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 0x90 => {
                     // ADDITEMS
@@ -309,22 +383,22 @@ impl<'a> Machine<'a> {
                 0x91 => {
                     // FROZENSET
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items))
+                    self.push(Value::Tuple(items))?;
                 }
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
+                b'N' => self.push(Value::None)?,
+                0x88 => self.push(Value::Bool(true))?,
+                0x89 => self.push(Value::Bool(false))?,
                 b'J' => {
                     let v = self.u32()? as i32 as i64;
-                    self.stack.push(Value::Int(v))
+                    self.push(Value::Int(v))?;
                 }
                 b'K' => {
                     let v = self.u8()? as i64;
-                    self.stack.push(Value::Int(v))
+                    self.push(Value::Int(v))?;
                 }
                 b'M' => {
                     let v = self.u16()? as i64;
-                    self.stack.push(Value::Int(v))
+                    self.push(Value::Int(v))?;
                 }
                 0x8a | 0x8b => {
                     // LONG1 / LONG4: little-endian two's complement
@@ -343,7 +417,7 @@ impl<'a> Machine<'a> {
                         [0u8; 8]
                     };
                     buf[..n].copy_from_slice(b);
-                    self.stack.push(Value::Int(i64::from_le_bytes(buf)))
+                    self.push(Value::Int(i64::from_le_bytes(buf)))?;
                 }
                 b'G' => {
                     let b = self.take(8)?;
@@ -357,34 +431,34 @@ impl<'a> Machine<'a> {
                         "00" => Value::Bool(false),
                         _ => Value::Int(l.parse().map_err(|_| format!("bad INT '{l}'"))?),
                     };
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 b'L' => {
                     let l = self.line()?.trim_end_matches('L');
-                    self.stack.push(Value::Int(
+                    self.push(Value::Int(
                         l.parse().map_err(|_| format!("bad LONG '{l}'"))?,
-                    ))
+                    ))?;
                 }
                 b'F' => {
                     let l = self.line()?;
-                    self.stack.push(Value::Float(
+                    self.push(Value::Float(
                         l.parse().map_err(|_| format!("bad FLOAT '{l}'"))?,
-                    ))
+                    ))?;
                 }
                 b'X' => {
                     let n = self.u32()? as usize;
                     let v = self.str(n)?;
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 0x8c => {
                     let n = self.u8()? as usize;
                     let v = self.str(n)?;
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 0x8d => {
                     let n = self.u64()? as usize;
                     let v = self.str(n)?;
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 b'U' => {
                     let n = self.u8()? as usize;
@@ -405,41 +479,38 @@ impl<'a> Machine<'a> {
                         _ => self.u64()? as usize,
                     };
                     let v = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(v))
+                    self.push(Value::Bytes(v))?;
                 }
                 0x96 => {
                     // BYTEARRAY8
                     let n = self.u64()? as usize;
                     let v = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(v))
+                    self.push(Value::Bytes(v))?;
                 }
                 b'c' => {
                     let module = self.line()?.to_string();
                     let name = self.line()?.to_string();
-                    self.stack.push(Value::Global(module, name))
+                    self.push(Value::Global(module, name))?;
                 }
                 0x93 => {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.stack.push(Value::Global(m, n)),
+                        (Value::Str(m), Value::Str(n)) => self.push(Value::Global(m, n))?,
                         _ => return Err("STACK_GLOBAL needs two strings".into()),
                     }
                 }
                 b'q' => {
                     let i = self.u8()? as u32;
-                    let v = self.top()?.clone();
-                    self.memo.insert(i, v);
+                    self.memoize(i)?;
                 }
                 b'r' => {
                     let i = self.u32()?;
-                    let v = self.top()?.clone();
-                    self.memo.insert(i, v);
+                    self.memoize(i)?;
                 }
                 0x94 => {
                     let i = self.memo.len() as u32;
-                    let v = self.top()?.clone();
-                    self.memo.insert(i, v);
+                    self.memoize(i)?;
                 }
                 b'h' | b'j' => {
                     let i = if op == b'h' {
@@ -452,7 +523,8 @@ impl<'a> Machine<'a> {
                         .get(&i)
                         .cloned()
                         .ok_or(format!("pickle memo {i} missing"))?;
-                    self.stack.push(v)
+                    self.account(&v)?;
+                    self.stack.push(v);
                 }
                 b'0' => {
                     self.pop()?;
@@ -462,7 +534,7 @@ impl<'a> Machine<'a> {
                 }
                 b'2' => {
                     let v = self.top()?.clone();
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 b's' => {
                     let v = self.pop()?;
@@ -489,14 +561,14 @@ impl<'a> Machine<'a> {
                     let args = self.pop()?;
                     let callable = self.pop()?;
                     let v = self.reduce(callable, args)?;
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 0x81 => {
                     // NEWOBJ
                     let args = self.pop()?;
                     let cls = self.pop()?;
                     let v = self.reduce(cls, args)?;
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 0x92 => {
                     // NEWOBJ_EX
@@ -504,7 +576,7 @@ impl<'a> Machine<'a> {
                     let args = self.pop()?;
                     let cls = self.pop()?;
                     let v = self.reduce(cls, args)?;
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 b'b' => {
                     // BUILD: set state on the object; dicts (OrderedDict._metadata) ignore it.
@@ -520,7 +592,7 @@ impl<'a> Machine<'a> {
                     // BINPERSID
                     let pid = self.pop()?;
                     let v = persistent_storage(&pid)?;
-                    self.stack.push(v)
+                    self.push(v)?;
                 }
                 other => {
                     return Err(format!(
@@ -594,6 +666,11 @@ pub fn unpickle(data: &[u8]) -> Result<Unpickled, String> {
         marks: Vec::new(),
         memo: HashMap::new(),
         arena: Vec::new(),
+        built: 0,
+        max_stack: limits::PICKLE_STACK.value(),
+        max_memo: limits::PICKLE_MEMO.value(),
+        max_depth: limits::PICKLE_DEPTH.value() as usize,
+        max_values: limits::PICKLE_VALUES.value(),
     };
     let root = m.run()?;
     Ok(Unpickled {
@@ -640,5 +717,44 @@ mod tests {
         assert!(unpickle(b"\x80\x02\xff.")
             .unwrap_err()
             .contains("opcode 0xff"));
+    }
+
+    #[test]
+    fn exponential_copies_deep_nesting_and_memo_floods_hit_named_limits() {
+        // DUP then pack three copies, forty times: 3^40 values from ~100 bytes.
+        let mut p = b"\x80\x02K\x01".to_vec();
+        for _ in 0..40 {
+            p.extend_from_slice(b"22\x87");
+        }
+        p.push(b'.');
+        let e = unpickle(&p).unwrap_err();
+        assert!(
+            e.contains("max_pickle_values") || e.contains("max_pickle_depth"),
+            "{e}"
+        );
+        // A million nested one-tuples would overflow the stack when dropped.
+        let mut p = b"\x80\x02N".to_vec();
+        p.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+        p.push(b'.');
+        let e = unpickle(&p).unwrap_err();
+        assert!(
+            e.contains("max_pickle_depth") && e.contains("COGVIEW_MAX_PICKLE_DEPTH"),
+            "{e}"
+        );
+        // A 64 KiB string memoised at a million indices: 64 GB of copies.
+        let mut p = b"\x80\x02B\x00\x00\x01\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'x', 1 << 16));
+        for i in 0..1_000_000u32 {
+            p.push(b'r');
+            p.extend_from_slice(&i.to_le_bytes());
+        }
+        p.push(b'.');
+        let e = unpickle(&p).unwrap_err();
+        assert!(e.contains("max_pickle_values"), "{e}");
+        // Marks without end.
+        let mut p = b"\x80\x02".to_vec();
+        p.extend(std::iter::repeat_n(b'(', 5_000_000));
+        let e = unpickle(&p).unwrap_err();
+        assert!(e.contains("max_pickle_stack"), "{e}");
     }
 }

@@ -17,7 +17,7 @@ impl ModelConfig {
     /// Reads a `model_config.json`.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = cogview_core::limits::read_text(path)?;
         Self::parse(&text, path)
     }
 

@@ -64,7 +64,13 @@ pub fn write_safetensors(
         ));
     }
     let n = views.len();
-    safetensors::serialize_to_file(views, Some(metadata), out)
-        .map_err(|e| Error::io(out, std::io::Error::other(e.to_string())))?;
+    // Through a temporary file renamed into place: a full disk or a crash never leaves half a
+    // converted checkpoint under the final name.
+    cogview_core::output::write_with(out, |tmp| {
+        safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(e) => cogview_core::output::write_error(out, e),
+            e => Error::io(out, std::io::Error::other(e.to_string())),
+        })
+    })?;
     Ok(n)
 }

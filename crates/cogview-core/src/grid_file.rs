@@ -101,6 +101,16 @@ impl GridFile {
                 ));
             }
         }
+        match doc.height.checked_mul(doc.width) {
+            Some(cells) => crate::limits::GRID_CELLS.check(cells as u64, what)?,
+            None => {
+                return Err(Error::invalid_input(
+                    what,
+                    crate::limits::GRID_CELLS
+                        .overflow_msg(&format!("{}x{}", doc.height, doc.width)),
+                ))
+            }
+        }
         let grid = TokenGrid::new(doc.height, doc.width, doc.ids)
             .map_err(|e| Error::invalid_input(what, e.to_string()))?;
         let compression = doc.compression.map(Compression::from_factor).transpose()?;
@@ -114,14 +124,13 @@ impl GridFile {
     /// Reads and checks a token-grid file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::limits::read_text(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// Writes the file (JSON).
+    /// Writes the file (JSON), crash-safely ([`crate::output`]).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        std::fs::write(path, self.to_json()).map_err(|e| Error::io(path, e))
+        crate::output::write_file(path.as_ref(), self.to_json().as_bytes())
     }
 
     /// Checks the grid against the tokenizer and compression it is about to be decoded with.
@@ -208,5 +217,37 @@ mod tests {
         .to_string()
         .contains("4, 8 or 16"));
         assert!(GridFile::parse("not json", "g").is_err());
+    }
+
+    #[test]
+    fn declared_sizes_that_overflow_or_exceed_the_limit_are_refused_by_name() {
+        // 2^63 x 4 cells wraps to 0 in unchecked arithmetic ("(0 needed)").
+        let e = GridFile::parse(
+            r#"{"height": 9223372036854775808, "width": 4, "ids": []}"#,
+            "g",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("9223372036854775808x4") && e.contains("max_grid_cells"),
+            "{e}"
+        );
+        assert!(!e.contains("(0 needed)"), "{e}");
+        let e = GridFile::parse(r#"{"height": 4096, "width": 4096, "ids": [1]}"#, "g")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("16777216 cells") && e.contains("COGVIEW_MAX_GRID_CELLS"),
+            "{e}"
+        );
+        let e = TokenGrid::new(1 << 63, 4, vec![]).unwrap_err().to_string();
+        assert!(
+            e.contains("9223372036854775808x4") && !e.contains("(0 needed)"),
+            "{e}"
+        );
+        let e = crate::Image::new(1 << 62, 4, vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overflows"), "{e}");
     }
 }

@@ -31,7 +31,8 @@ pub enum NpyDtype {
 impl NpyDtype {
     fn parse(descr: &str) -> Option<(Self, bool)> {
         // (dtype, big_endian)
-        let (order, code) = descr.split_at(1);
+        let order = descr.get(..1)?;
+        let code = descr.get(1..)?;
         let big = match order {
             "<" | "|" | "=" => false,
             ">" => true,
@@ -74,9 +75,10 @@ pub struct NpyArray {
 }
 
 impl NpyArray {
-    /// Elements in all.
+    /// Elements in all (the data's length over the element size, which [`parse_npy`] checked
+    /// equals the shape's product).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        self.data.len() / self.dtype.size()
     }
     /// Whether it has no element.
     pub fn is_empty(&self) -> bool {
@@ -146,7 +148,8 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> std::result::Result<NpyArray, Stri
         v => return Err(format!("unsupported .npy format version {v}")),
     };
     let header = bytes
-        .get(start..start + header_len)
+        .get(start..)
+        .and_then(|b| b.get(..header_len))
         .ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
     let field = |key: &str| -> std::result::Result<&str, String> {
@@ -184,9 +187,18 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> std::result::Result<NpyArray, Stri
                 .map_err(|_| format!("malformed shape entry '{s}'"))
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let n: usize = shape.iter().product();
     let body = &bytes[start + header_len..];
-    let need = n * dtype.size();
+    // Checked: a shape such as (2**62, 8) must not wrap to a small size.
+    let Some(n) = crate::limits::checked_product(&shape) else {
+        return Err(format!(
+            "the declared shape {shape:?} has more elements than this machine can address"
+        ));
+    };
+    let Some(need) = n.checked_mul(dtype.size()) else {
+        return Err(format!(
+            "the declared shape {shape:?} of {dtype:?} is more bytes than this machine can address"
+        ));
+    };
     if body.len() < need {
         return Err(format!(
             "truncated .npy data: {} bytes for {} elements of {:?}",
@@ -207,7 +219,7 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> std::result::Result<NpyArray, Stri
 /// Reads an `.npy` file.
 pub fn read_npy_file(path: impl AsRef<Path>) -> Result<NpyArray> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::limits::read_file(path)?;
     parse_npy(&bytes, &path.display().to_string())
         .map_err(|reason| Error::invalid_input(path.display().to_string(), reason))
 }
@@ -287,5 +299,45 @@ mod tests {
         assert!(parse_npy(b"hello world!", "x")
             .unwrap_err()
             .contains("magic"));
+    }
+
+    fn with_header(header: &str) -> Vec<u8> {
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&[0; 16]);
+        out
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_not_panics_or_wrapped_sizes() {
+        // 2^62 x 8 elements of 8 bytes wraps to 0 bytes in unchecked arithmetic.
+        let e = parse_npy(
+            &with_header(
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (4611686018427387904, 8), }",
+            ),
+            "x",
+        )
+        .unwrap_err();
+        assert!(e.contains("more elements"), "{e}");
+        let e = parse_npy(
+            &with_header(
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (2305843009213693952, 2), }",
+            ),
+            "x",
+        )
+        .unwrap_err();
+        assert!(e.contains("more bytes"), "{e}");
+        // An empty or multi-byte descr used to panic in `split_at(1)`.
+        for d in ["''", "'é4'"] {
+            let h = format!("{{'descr': {d}, 'fortran_order': False, 'shape': (1,), }}");
+            assert!(parse_npy(&with_header(&h), "x")
+                .unwrap_err()
+                .contains("dtype"));
+        }
+        // A version-2 header length past the end of the file.
+        let mut v2 = b"\x93NUMPY\x02\x00\xff\xff\xff\xff".to_vec();
+        v2.extend_from_slice(b"{}");
+        assert!(parse_npy(&v2, "x").unwrap_err().contains("truncated"));
     }
 }

@@ -165,6 +165,22 @@ impl ClusterLabels {
                 format!("token {i} has cluster label {l}; labels must be non-negative"),
             ));
         }
+        // Every cluster is a set of tokens, so there are at most as many clusters as tokens; a
+        // larger label (from a hostile table) would size the per-cluster buffers by it.
+        let n = labels.len();
+        if let Some((i, l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as u64 >= n as u64)
+        {
+            return Err(Error::invalid_input(
+                "cluster labels",
+                format!(
+                    "token {i} has cluster label {l}, but {n} tokens make at most {n} clusters \
+                     (labels 0..{n})"
+                ),
+            ));
+        }
         let labels: Vec<u32> = labels.into_iter().map(|l| l as u32).collect();
         let num_clusters = *labels.iter().max().unwrap() as usize + 1;
         Ok(ClusterLabels {

@@ -40,13 +40,22 @@ impl TokenGrid {
                 format!("grid size {height}x{width} is empty"),
             ));
         }
-        if ids.len() != height * width {
+        let Some(cells) = height.checked_mul(width) else {
             return Err(Error::invalid_input(
                 "token grid",
                 format!(
-                    "{} ids do not fill a {height}x{width} grid ({} needed)",
+                    "the declared grid size {height}x{width} is more cells than this machine can \
+                     address; {} ids were given",
+                    ids.len()
+                ),
+            ));
+        };
+        if ids.len() != cells {
+            return Err(Error::invalid_input(
+                "token grid",
+                format!(
+                    "{} ids do not fill a {height}x{width} grid ({cells} needed)",
                     ids.len(),
-                    height * width
                 ),
             ));
         }
@@ -72,13 +81,18 @@ pub struct Image {
 impl Image {
     /// An image, checked: `pixels.len() == width * height * 3`.
     pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<Self> {
-        if pixels.len() != width * height * 3 {
+        let Some(need) = width.checked_mul(height).and_then(|n| n.checked_mul(3)) else {
+            return Err(Error::invalid_input(
+                "image",
+                format!("the declared image size {width}x{height} overflows"),
+            ));
+        };
+        if pixels.len() != need {
             return Err(Error::invalid_input(
                 "image",
                 format!(
-                    "{} bytes for a {width}x{height} RGB image ({} needed)",
+                    "{} bytes for a {width}x{height} RGB image ({need} needed)",
                     pixels.len(),
-                    width * height * 3
                 ),
             ));
         }

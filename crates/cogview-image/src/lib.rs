@@ -12,8 +12,10 @@
 use cogview_core::{Error, Image, Result};
 use std::path::Path;
 
-/// Upper bound on decoded image size (pixels), checked before allocating.
-pub const MAX_PIXELS: u64 = 1 << 28;
+/// The default upper bound on a decoded image's pixels, checked from its header before
+/// allocating; the bound in force is [`cogview_core::limits::IMAGE_PIXELS`] (environment variable
+/// `COGVIEW_MAX_IMAGE_PIXELS`).
+pub const MAX_PIXELS: u64 = cogview_core::limits::IMAGE_PIXELS.default;
 
 /// Decodes image bytes of any supported format; `what` names the source in errors.
 pub fn decode_image(bytes: &[u8], what: &str) -> Result<Image> {
@@ -26,9 +28,23 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<Image> {
     if reader.format().is_none() {
         return Err(Error::invalid_input(what, "not an image in a supported format (PNG, JPEG, GIF, BMP, WebP, TIFF, PNM, TGA, ICO, QOI)"));
     }
-    let mut reader = reader;
+    // The header's size is checked against the limit before any pixel is allocated; the
+    // decoder's own `Limits` bound its dimensions and every allocation it makes as well.
+    let max_pixels = cogview_core::limits::IMAGE_PIXELS.value();
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_PIXELS * 16);
+    let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    limits.max_alloc = Some(max_pixels.saturating_mul(16));
+    let mut probe = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::invalid_input(what, format!("cannot read the image: {e}")))?;
+    probe.limits(limits.clone());
+    let (w, h) = probe
+        .into_dimensions()
+        .map_err(|e| Error::invalid_input(what, format!("cannot decode the image: {e}")))?;
+    cogview_core::limits::IMAGE_PIXELS.check(w as u64 * h as u64, what)?;
+    let mut reader = reader;
     reader.limits(limits);
     let img = reader
         .decode()
@@ -53,7 +69,7 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<Image> {
 /// Reads an image file.
 pub fn load_image(path: impl AsRef<Path>) -> Result<Image> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = cogview_core::limits::read_file(path)?;
     decode_image(&bytes, &path.display().to_string())
 }
 
@@ -249,7 +265,8 @@ pub fn resize_bilinear(img: &Image, out_w: usize, out_h: usize) -> Result<Image>
 
 /// Crops `w × h` pixels starting at (`left`, `top`).
 pub fn crop(img: &Image, left: usize, top: usize, w: usize, h: usize) -> Result<Image> {
-    if left + w > img.width || top + h > img.height || w == 0 || h == 0 {
+    let fits = |a: usize, b: usize, max: usize| a.checked_add(b).is_some_and(|e| e <= max);
+    if !fits(left, w, img.width) || !fits(top, h, img.height) || w == 0 || h == 0 {
         return Err(Error::invalid_input(
             "crop",
             format!(
@@ -320,7 +337,8 @@ pub fn resize_nearest(img: &Image, out_w: usize, out_h: usize) -> Result<Image> 
 
 /// Copies `src` into `dst` with its top-left corner at (`left`, `top`).
 pub fn paste(dst: &mut Image, src: &Image, left: usize, top: usize) -> Result<()> {
-    if left + src.width > dst.width || top + src.height > dst.height {
+    let fits = |a: usize, b: usize, max: usize| a.checked_add(b).is_some_and(|e| e <= max);
+    if !fits(left, src.width, dst.width) || !fits(top, src.height, dst.height) {
         return Err(Error::invalid_input(
             "paste",
             format!(
@@ -356,15 +374,11 @@ pub fn resize_center_crop(img: &Image, size: usize) -> Result<Image> {
 /// Writes an 8-bit RGB PNG with `tEXt` chunks.
 pub fn save_png(img: &Image, path: impl AsRef<Path>, text: &[(String, String)]) -> Result<()> {
     let path = path.as_ref();
-    // Written beside the target and renamed into place, so an interrupted or failed write never
-    // leaves a partial PNG under the final name.
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    let write = || -> Result<()> {
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
+    // Written beside the target and renamed into place (cogview_core::output), so an interrupted
+    // or failed write never leaves a partial PNG under the final name.
+    cogview_core::output::write_with(path, |tmp| {
+        let io = |e: std::io::Error| cogview_core::output::write_error(path, e);
+        let file = std::fs::File::create(tmp).map_err(io)?;
         let mut enc = png::Encoder::new(
             std::io::BufWriter::new(file),
             img.width as u32,
@@ -372,19 +386,17 @@ pub fn save_png(img: &Image, path: impl AsRef<Path>, text: &[(String, String)]) 
         );
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        let io = |e: png::EncodingError| Error::io(path, std::io::Error::other(e.to_string()));
+        let enc_err = |e: png::EncodingError| match e {
+            png::EncodingError::IoError(e) => io(e),
+            e => Error::io(path, std::io::Error::other(e.to_string())),
+        };
         for (k, v) in text {
-            enc.add_itxt_chunk(k.clone(), v.clone()).map_err(io)?;
+            enc.add_itxt_chunk(k.clone(), v.clone()).map_err(enc_err)?;
         }
-        let mut writer = enc.write_header().map_err(io)?;
-        writer.write_image_data(&img.pixels).map_err(io)?;
-        writer.finish().map_err(io)
-    };
-    let result = write().and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        let mut writer = enc.write_header().map_err(enc_err)?;
+        writer.write_image_data(&img.pixels).map_err(enc_err)?;
+        writer.finish().map_err(enc_err)
+    })
 }
 
 /// Scales an image up by an integer factor per side, repeating pixels (nearest neighbour), as
@@ -443,11 +455,22 @@ pub fn tile(images: &[Image], columns: usize) -> Result<Image> {
 pub fn read_png_text(path: impl AsRef<Path>) -> Result<Vec<(String, String)>> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = png::Decoder::new(std::io::BufReader::new(file))
+    png_text(std::io::BufReader::new(file), &path.display().to_string())
+}
+
+/// The text chunks (tEXt, zTXt, iTXt) of a PNG in memory; `what` names it in errors.
+pub fn png_text_from_bytes(bytes: &[u8], what: &str) -> Result<Vec<(String, String)>> {
+    png_text(std::io::Cursor::new(bytes), what)
+}
+
+fn png_text<R: std::io::BufRead + std::io::Seek>(
+    input: R,
+    what: &str,
+) -> Result<Vec<(String, String)>> {
+    // The png crate's limits bound what a header may make it allocate (64 MiB by default).
+    let reader = png::Decoder::new(input)
         .read_info()
-        .map_err(|e| {
-            Error::invalid_input(path.display().to_string(), format!("not a PNG file: {e}"))
-        })?;
+        .map_err(|e| Error::invalid_input(what, format!("not a PNG file: {e}")))?;
     let info = reader.info();
     let mut out: Vec<(String, String)> = info
         .uncompressed_latin1_text
@@ -518,6 +541,63 @@ mod tests {
             .write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
             .unwrap();
         assert!(decode_image(&buf[..buf.len() / 2], "cut").is_err());
+    }
+
+    /// A PNG whose header declares `w × h` pixels, with no pixel data.
+    fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let crc = png_crc(&ihdr);
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        out.extend_from_slice(&13u32.to_be_bytes());
+        out.extend_from_slice(&ihdr);
+        out.extend_from_slice(&crc.to_be_bytes());
+        // An empty IDAT, so the header is complete and the data missing.
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(b"IDAT");
+        out.extend_from_slice(&png_crc(b"IDAT").to_be_bytes());
+        out
+    }
+
+    fn png_crc(data: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xedb88320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    #[test]
+    fn a_huge_declared_image_is_refused_before_decoding_by_the_named_limit() {
+        // 100,000 x 100,000 pixels declared in a 33-byte header.
+        let e = decode_image(&png_header_only(100_000, 100_000), "huge.png")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_image_pixels") && e.contains("COGVIEW_MAX_IMAGE_PIXELS"),
+            "{e}"
+        );
+        // Within the limit but truncated: an ordinary decoding error.
+        let e = decode_image(&png_header_only(64, 64), "cut.png").unwrap_err();
+        assert!(!e.to_string().contains("max_image_pixels"), "{e}");
+    }
+
+    #[test]
+    fn crop_and_paste_coordinates_that_overflow_are_errors() {
+        let img = Image::new(2, 2, vec![0; 12]).unwrap();
+        assert!(crop(&img, usize::MAX, 0, 2, 1).is_err());
+        assert!(crop(&img, 1, usize::MAX, 1, 2).is_err());
+        let mut dst = img.clone();
+        assert!(paste(&mut dst, &img, usize::MAX, 0).is_err());
     }
 
     #[test]

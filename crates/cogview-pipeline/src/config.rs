@@ -313,7 +313,7 @@ impl PipelineConfig {
     /// Reads a TOML file; relative paths in it are made relative to the file's folder.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = cogview_core::limits::read_text(path)?;
         let mut cfg = Self::from_toml(&text, &path.display().to_string())?;
         cfg.base_dir = Some(path.parent().unwrap_or(Path::new(".")).to_path_buf());
         Ok(cfg)
@@ -332,7 +332,7 @@ impl PipelineConfig {
         Self::from_file(base)?;
         let mut cfg_user = Self::from_file(path)?;
         let read = |p: &Path| -> Result<toml::Table> {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            let text = cogview_core::limits::read_text(p)?;
             text.parse::<toml::Table>()
                 .map_err(|e| Error::config(p.display().to_string(), "(syntax)", e.to_string()))
         };

@@ -427,7 +427,7 @@ impl Pipeline {
         // The text tokenizer: icetk's layout puts text pieces after the image codes.
         let text = {
             let path = &s.text_tokenizer;
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let bytes = cogview_core::limits::read_file(path)?;
             cogview_text::IceTextTokenizer::from_bytes(
                 &bytes,
                 &path.display().to_string(),

@@ -3,6 +3,11 @@
 //!
 //! It is stored as JSON in the PNG text chunk `cogview` (iTXt, UTF-8), next to a plain `prompt`
 //! chunk and `Software`. `cogview regenerate IMAGE.png` reads it back.
+//!
+//! Images get shared: by default a record names each weight file and folder by its file name
+//! only, with its size and SHA-256 ([`ImageRecord::png_text`]), never where it lives (a home
+//! folder, a user name); [`RecordOptions::full_paths`] keeps the paths for a user who wants them.
+//! `cogview regenerate` finds the weights again by their digests ([`find_weights`]).
 
 use crate::settings::Settings;
 use cogview_core::{Error, Result};
@@ -96,22 +101,77 @@ pub struct ImageRecord {
     pub weights: Vec<WeightFile>,
 }
 
+/// How a record is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordOptions {
+    /// Keep the full paths of the weights and settings files (default: file names only).
+    pub full_paths: bool,
+}
+
+impl RecordOptions {
+    /// Options that keep (`true`) or leave out (`false`, the default) full paths.
+    pub fn with_full_paths(full_paths: bool) -> Self {
+        RecordOptions { full_paths }
+    }
+}
+
+/// The last component of `p` (the path itself when it has none).
+fn file_name_only(p: &Path) -> PathBuf {
+    p.file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| p.to_path_buf())
+}
+
 impl ImageRecord {
-    /// The PNG text chunks of the record.
+    /// The PNG text chunks of the record, paths reduced to file names
+    /// ([`RecordOptions::default`]).
     pub fn png_text(&self) -> Vec<(String, String)> {
+        self.png_text_with(RecordOptions::default())
+    }
+
+    /// The PNG text chunks of the record, written as `options` say.
+    pub fn png_text_with(&self, options: RecordOptions) -> Vec<(String, String)> {
+        let rec = if options.full_paths {
+            self.clone()
+        } else {
+            self.without_paths()
+        };
         vec![
-            ("prompt".into(), self.prompt.clone()),
+            ("prompt".into(), rec.prompt.clone()),
             (
                 PNG_KEY.into(),
-                serde_json::to_string(self).expect("records are serialisable"),
+                serde_json::to_string(&rec).expect("records are serialisable"),
             ),
-            ("Software".into(), format!("cogview {}", self.cogview)),
+            ("Software".into(), format!("cogview {}", rec.cogview)),
         ]
+    }
+
+    /// The record with every path (weights, settings, plugins) reduced to its file name.
+    pub fn without_paths(&self) -> ImageRecord {
+        let mut rec = self.clone();
+        rec.settings.for_each_path(|_, p| *p = file_name_only(p));
+        for w in &mut rec.weights {
+            w.path = file_name_only(&w.path);
+        }
+        rec
     }
 
     /// Reads the record from a PNG written by cogview.
     pub fn read_png(path: &Path) -> Result<Self> {
-        let chunks = cogview_image::read_png_text(path)?;
+        Self::from_png_chunks(cogview_image::read_png_text(path)?, path)
+    }
+
+    /// Reads the record from the bytes of a PNG written by cogview; `name` stands for its path in
+    /// errors.
+    pub fn from_png_bytes(bytes: &[u8], name: &Path) -> Result<Self> {
+        Self::from_png_chunks(
+            cogview_image::png_text_from_bytes(bytes, &name.display().to_string())?,
+            name,
+        )
+    }
+
+    fn from_png_chunks(chunks: Vec<(String, String)>, path: &Path) -> Result<Self> {
         let text = chunks
             .iter()
             .find(|(k, _)| k == PNG_KEY)
@@ -167,4 +227,98 @@ pub fn weight_records(files: &[(String, PathBuf)]) -> Result<Vec<WeightFile>> {
             })
         })
         .collect()
+}
+
+/// Puts the weights of a record back: every path of `settings` that does not exist as recorded
+/// (a record without paths holds file names only) is looked for in `folders` (searched a few
+/// levels deep): a file of the recorded size and SHA-256 for each weight file, and for a folder
+/// (a SAT checkpoint) the folder of the recorded name that holds such a file. A vocabulary is
+/// found by name; one not found is dropped (it only adds warnings). Returns the settings and
+/// the roles it could not find.
+pub fn find_weights(
+    settings: &Settings,
+    weights: &[WeightFile],
+    folders: &[PathBuf],
+) -> Result<(Settings, Vec<String>)> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for f in folders {
+        walk(f, 4, &mut candidates);
+    }
+    let mut by_digest: std::collections::HashMap<String, PathBuf> = Default::default();
+    let wanted: Vec<&WeightFile> = weights.iter().collect();
+    let sizes: std::collections::HashSet<u64> = wanted.iter().map(|w| w.bytes).collect();
+    let sized: Vec<PathBuf> = candidates
+        .iter()
+        .filter(|p| {
+            std::fs::metadata(p)
+                .map(|m| sizes.contains(&m.len()))
+                .unwrap_or(false)
+        })
+        .cloned()
+        .collect();
+    for (p, d) in sized.iter().zip(crate::hashing::sha256_files(&sized)?) {
+        by_digest.entry(d).or_insert_with(|| p.clone());
+    }
+    let mut out = settings.clone();
+    let mut missing = Vec::new();
+    let mut drop_vocabulary = false;
+    out.for_each_path(|role, path| {
+        if path.exists() || role == "plugin" {
+            return;
+        }
+        if role == "vocabulary" {
+            match candidates
+                .iter()
+                .find(|c| c.file_name() == path.file_name())
+            {
+                Some(c) => *path = c.clone(),
+                None => drop_vocabulary = true,
+            }
+            return;
+        }
+        let found = weights
+            .iter()
+            .filter(|w| w.role == role)
+            .find_map(|w| by_digest.get(&w.sha256));
+        let Some(file) = found else {
+            missing.push(role.to_string());
+            return;
+        };
+        // A folder (SAT checkpoint) is the ancestor of the file with the recorded name.
+        *path = if file.file_name() == path.file_name() {
+            file.clone()
+        } else {
+            file.ancestors()
+                .skip(1)
+                .find(|a| a.file_name() == path.file_name())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| file.clone())
+        };
+    });
+    if drop_vocabulary {
+        out.vocabulary = None;
+    }
+    Ok((out, missing))
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_file() => out.push(p),
+            Ok(t) if t.is_dir() && depth > 0 => walk(&p, depth - 1, out),
+            // Links are followed one level (a model folder linked into place).
+            Ok(t) if t.is_symlink() => {
+                if p.is_file() {
+                    out.push(p)
+                } else if p.is_dir() && depth > 0 {
+                    walk(&p, depth - 1, out)
+                }
+            }
+            _ => {}
+        }
+    }
 }

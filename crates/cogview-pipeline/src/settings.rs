@@ -224,6 +224,34 @@ fn no_path(part: Part, section: &str) -> Error {
 }
 
 impl Settings {
+    /// Calls `f` on every file or folder path the settings hold, with the role of the weights
+    /// it names (`text_tokenizer`, `vocabulary`, `image_tokenizer`, `coglm`, `cluster_labels`,
+    /// `dsr`, `itersr`, `plugin`), so that a record can leave out where they are and a reader can
+    /// put them back.
+    pub fn for_each_path(&mut self, mut f: impl FnMut(&str, &mut PathBuf)) {
+        f("text_tokenizer", &mut self.text_tokenizer);
+        if let Some(v) = &mut self.vocabulary {
+            f("vocabulary", v);
+        }
+        let mut placement = |role: &str, p: &mut StagePlacement| {
+            f(role, &mut p.path);
+            if let Some(l) = &mut p.plugin {
+                f("plugin", l);
+            }
+        };
+        placement("image_tokenizer", &mut self.image_tokenizer);
+        placement("coglm", &mut self.coglm.placement);
+        if let Some(d) = &mut self.dsr {
+            placement("dsr", &mut d.placement);
+        }
+        if let Some(i) = &mut self.itersr {
+            placement("itersr", &mut i.placement);
+        }
+        if let Some(c) = &mut self.coglm.cluster_labels {
+            f("cluster_labels", c);
+        }
+    }
+
     /// Resolves a configuration. `with_super_resolution: false` leaves out DSR and ItersR (for
     /// `--only-first-stage`), so their weights need not exist. Checks that every file it names
     /// exists, naming the missing one and what it is.

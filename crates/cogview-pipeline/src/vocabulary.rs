@@ -101,7 +101,7 @@ impl Vocabulary {
     /// Reads a vocabulary file.
     pub fn load(path: impl AsRef<Path>) -> Result<Vocabulary> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = cogview_core::limits::read_text(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 

@@ -309,6 +309,19 @@ fn take_floats(
             )
         })?
         .to_vec();
+    // NaN logits would make every sampler's choice meaningless (and some panic): a plugin's
+    // numeric failure is refused here, typed, rather than drawn from. (-inf is a masked logit.)
+    if let Some(i) = data.iter().position(|x| x.is_nan()) {
+        return Err(Error::plugin(
+            plugin,
+            format!(
+                "{what} returned NaN in its {rows}x{cols} output (first at row {}, column {}); \
+                 the backend's numerics failed (try another dtype or device)",
+                i / cols.max(1),
+                i % cols.max(1)
+            ),
+        ));
+    }
     Ok((rows, cols, data))
 }
 

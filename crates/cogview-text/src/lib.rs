@@ -68,7 +68,7 @@ impl IceTextTokenizer {
     /// Reads `ice_text.model`, appends icetk's three specials and uses icetk's +20000 offset.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = cogview_core::limits::read_file(path)?;
         Self::from_bytes(
             &bytes,
             &path.display().to_string(),
@@ -206,6 +206,7 @@ impl IceTextTokenizer {
 
     /// SentencePiece ids (without the offset) of `text`.
     pub fn encode_pieces(&self, text: &str) -> Result<Vec<u32>> {
+        cogview_core::limits::PROMPT_BYTES.check(text.len() as u64, "text")?;
         let mut n = NormalizedString::from(text);
         self.normalizer
             .normalize(&mut n)

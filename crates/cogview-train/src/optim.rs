@@ -230,17 +230,14 @@ pub fn save_weights(
         };
         converted.push((n, t));
     }
-    let tmp = path.with_extension("partial");
-    cd!(candle_core::safetensors::save(
-        &converted
-            .iter()
-            .map(|(n, t)| (n.clone(), t.clone()))
-            .collect(),
-        &tmp,
-    ))?;
-    // candle's writer takes no metadata: rewrite the header with it.
-    add_metadata(&tmp, &metadata)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    // Through a temporary file renamed into place (cogview_core::output): a crash, a kill or a
+    // full disk mid-save leaves the previous state whole, and `--resume` starts from it.
+    let tensors: HashMap<String, Tensor> = converted.into_iter().collect();
+    cogview_core::output::write_with(path, |tmp| {
+        cd!(candle_core::safetensors::save(&tensors, tmp))?;
+        // candle's writer takes no metadata: rewrite the header with it.
+        add_metadata(tmp, &metadata)
+    })
 }
 
 /// Rewrites a safetensors header to carry `metadata` (`__metadata__`).
@@ -264,7 +261,7 @@ fn add_metadata(path: &Path, metadata: &HashMap<String, String>) -> Result<()> {
     out.extend_from_slice(&(text.len() as u64).to_le_bytes());
     out.extend_from_slice(&text);
     out.extend_from_slice(&bytes[8 + n..]);
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+    std::fs::write(path, out).map_err(|e| cogview_core::output::write_error(path, e))
 }
 
 /// The learning rate at `step`: linear warm-up over `warmup` steps, then cosine decay to a tenth

@@ -143,7 +143,11 @@ pub fn run(args: Args) -> Result<()> {
             &weights,
         )?;
         let path = args.out.join(format!("{stem}-edit-{}.png", e.seed));
-        cogview::image::save_png(&e.image, &path, &rec.png_text())?;
+        cogview::image::save_png(
+            &e.image,
+            &path,
+            &rec.png_text_with(args.pipeline.record_options()),
+        )?;
         println!("{}", path.display());
         all.push(e.image.clone());
     }

@@ -116,7 +116,11 @@ pub fn run(args: Args) -> Result<()> {
     let stem = slug(&args.prompt);
     for (img, rec) in images.iter().zip(&recs) {
         let path = args.out.join(format!("{stem}-{}.png", img.seed));
-        cogview::image::save_png(&img.image, &path, &rec.png_text())?;
+        cogview::image::save_png(
+            &img.image,
+            &path,
+            &rec.png_text_with(args.pipeline.record_options()),
+        )?;
         println!("{}", path.display());
         if args.save_grids {
             let mut grids = vec![("low", &img.low_res)];

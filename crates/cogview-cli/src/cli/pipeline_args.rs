@@ -33,6 +33,17 @@ pub struct PipelineArgs {
     /// Images CogLM generates together (official 8).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Record the full paths of the weight files in the PNGs (default: their file names,
+    /// sizes and SHA-256 only, so a shared image does not tell where your files are).
+    #[arg(long)]
+    pub record_paths: bool,
+}
+
+impl PipelineArgs {
+    /// How the images' records are written.
+    pub fn record_options(&self) -> cogview::pipeline::record::RecordOptions {
+        cogview::pipeline::record::RecordOptions::with_full_paths(self.record_paths)
+    }
 }
 
 impl PipelineArgs {

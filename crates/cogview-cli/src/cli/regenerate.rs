@@ -2,7 +2,7 @@
 
 use super::pipeline_args::{output_file, prepare_output_dir};
 use super::progress;
-use cogview::pipeline::record::{weight_records, ImageRecord, Origin};
+use cogview::pipeline::record::{find_weights, weight_records, ImageRecord, Origin, RecordOptions};
 use cogview::{Error, Pipeline, Result, RunContext, Settings};
 use std::path::PathBuf;
 
@@ -18,6 +18,14 @@ pub struct Args {
     /// Look for the weights in this folder (official layout) instead of the recorded paths.
     #[arg(long)]
     model_dir: Option<PathBuf>,
+    /// A folder to search for the recorded weights by their SHA-256 (repeatable; searched four
+    /// levels deep). Records hold file names only unless made with --record-paths; the
+    /// embedded default model is always searched.
+    #[arg(long = "weights-dir", value_name = "DIR")]
+    weights_dirs: Vec<PathBuf>,
+    /// Record the full paths of the weight files in the reproduction (default: file names).
+    #[arg(long)]
+    record_paths: bool,
     /// Run even if a weight file's SHA-256 differs from the recorded one.
     #[arg(long)]
     ignore_weight_changes: bool,
@@ -35,8 +43,45 @@ pub fn run(args: Args) -> Result<()> {
             ..
         }
     );
+    if let Origin::Edit { image_sha256, mask } = &rec.origin {
+        return Err(Error::invalid_input(
+            "image",
+            format!(
+                "{} is an edit (input image sha256 {image_sha256}, mask {mask}); run `cogview edit` again with that image, mask, prompt and --seed {}",
+                args.image.display(),
+                rec.seed
+            ),
+        ));
+    }
     let settings = match &args.model_dir {
-        None => rec.settings.clone(),
+        None => {
+            let mut folders = args.weights_dirs.clone();
+            if let Some(d) = cogview::embedded::default_model_dir()? {
+                folders.push(d);
+            }
+            let (settings, missing) = find_weights(&rec.settings, &rec.weights, &folders)?;
+            if !missing.is_empty() {
+                return Err(Error::invalid_input(
+                    "weights",
+                    format!(
+                        "the recorded {} weights were not found: they are not at the recorded \
+                         paths and no file of the recorded SHA-256 is in {}; pass the folder \
+                         that holds them with --weights-dir DIR (or --model-dir DIR)",
+                        missing.join(", "),
+                        if args.weights_dirs.is_empty() {
+                            "the embedded default model".to_string()
+                        } else {
+                            args.weights_dirs
+                                .iter()
+                                .map(|d| d.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                ));
+            }
+            settings
+        }
         Some(dir) => {
             let mut cfg = rec.settings.to_config();
             cfg.model_dir = Some(dir.clone());
@@ -125,7 +170,11 @@ pub fn run(args: Args) -> Result<()> {
     new_rec.weights = now;
     new_rec.index = 0;
     new_rec.of = 1;
-    cogview::image::save_png(img, &out, &new_rec.png_text())?;
+    cogview::image::save_png(
+        img,
+        &out,
+        &new_rec.png_text_with(RecordOptions::with_full_paths(args.record_paths)),
+    )?;
     println!("{}", out.display());
     if img.width != original.width || img.height != original.height {
         return Err(Error::invalid_input(

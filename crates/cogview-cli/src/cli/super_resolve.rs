@@ -78,7 +78,11 @@ pub fn run(args: Args) -> Result<()> {
     let stem = format!("{}-sr", slug(&args.prompt));
     for (img, rec) in images.iter().zip(&recs) {
         let path = args.out.join(format!("{stem}-{}.png", img.seed));
-        cogview::image::save_png(&img.image, &path, &rec.png_text())?;
+        cogview::image::save_png(
+            &img.image,
+            &path,
+            &rec.png_text_with(args.pipeline.record_options()),
+        )?;
         println!("{}", path.display());
         if let (true, Some(h)) = (args.save_grids, &img.high_res) {
             let gp = args.out.join(format!("{stem}-{}.high.json", img.seed));

@@ -260,7 +260,7 @@ pub fn run(args: Args) -> Result<()> {
             if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
-            std::fs::write(&a.out, text).map_err(|e| Error::io(&a.out, e))?;
+            cogview::core::output::write_file(&a.out, text.as_bytes())?;
             eprintln!("{} words from {} captions", v.len(), captions.len());
             println!("{}", a.out.display());
             Ok(())
@@ -273,7 +273,7 @@ pub fn run(args: Args) -> Result<()> {
             if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
-            std::fs::write(&a.out, bytes).map_err(|e| Error::io(&a.out, e))?;
+            cogview::core::output::write_file(&a.out, &bytes)?;
             eprintln!("{} captions", captions.len());
             println!("{}", a.out.display());
             Ok(())
@@ -315,8 +315,7 @@ pub fn run(args: Args) -> Result<()> {
                 .and_then(|t| t.to_vec1::<f32>())
                 .map_err(|e| Error::backend_source("", e))?;
             let labels = cogview_train::clusters::kmeans(&points, dim, a.clusters, 100, a.seed)?;
-            std::fs::write(&a.out, cogview::core::npy::write_npy_i64(&labels))
-                .map_err(|e| Error::io(&a.out, e))?;
+            cogview::core::output::write_file(&a.out, &cogview::core::npy::write_npy_i64(&labels))?;
             println!("{}", a.out.display());
             Ok(())
         }

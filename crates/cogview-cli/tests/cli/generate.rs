@@ -155,14 +155,33 @@ fn generate_writes_pngs_that_record_how_they_were_made_and_regenerate_reproduces
     ] {
         assert!(roles.contains(&role), "{role} in {roles:?}");
     }
+    // No private data: file names, sizes and digests, never where the files are.
+    let chunk = &text.iter().find(|(k, _)| k == "cogview").unwrap().1;
+    for private in [s(&md), s(tmp.path())] {
+        assert!(!chunk.contains(private), "{private} in {chunk}");
+    }
     for w in &rec.weights {
-        assert_eq!(w.sha256, sha256(&w.path), "{}", w.path.display());
-        assert_eq!(w.bytes, std::fs::metadata(&w.path).unwrap().len());
+        assert_eq!(w.path.components().count(), 1, "{}", w.path.display());
+        let file = walk_files(&md)
+            .into_iter()
+            .find(|f| f.file_name() == w.path.file_name() && sha256(f) == w.sha256)
+            .unwrap_or_else(|| panic!("{} with its digest in {}", w.path.display(), md.display()));
+        assert_eq!(w.bytes, std::fs::metadata(&file).unwrap().len());
     }
 
-    // regenerate: the same pixels.
+    // regenerate: the same pixels, the weights found by their digests in the folder given.
     let again = tmp.path().join("again.png");
-    let r = cogview(&["regenerate", s(&png), "--out", s(&again), "--quiet"]);
+    let err = fails(&["regenerate", s(&png), "--out", s(&again), "--quiet"]);
+    assert!(err.contains("--weights-dir"), "{err}");
+    let r = cogview(&[
+        "regenerate",
+        s(&png),
+        "--weights-dir",
+        s(&md),
+        "--out",
+        s(&again),
+        "--quiet",
+    ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(String::from_utf8_lossy(&r.stderr).contains("identical"));
     assert_eq!(cogview::image::load_image(&again).unwrap(), img);
@@ -172,7 +191,13 @@ fn generate_writes_pngs_that_record_how_they_were_made_and_regenerate_reproduces
     edited.pixels[7] ^= 0x40;
     let edited_png = tmp.path().join("edited.png");
     cogview::image::save_png(&edited, &edited_png, &text).unwrap();
-    let err = fails(&["regenerate", s(&edited_png), "--quiet"]);
+    let err = fails(&[
+        "regenerate",
+        s(&edited_png),
+        "--weights-dir",
+        s(&md),
+        "--quiet",
+    ]);
     assert!(
         err.contains("differs") && err.contains("1 of 691200"),
         "{err}"
@@ -243,7 +268,7 @@ fn token_grids_round_trip_through_super_resolve_and_detokenize() {
     let rec = ImageRecord::read_png(&sr_png).unwrap();
     assert!(matches!(rec.origin, Origin::SuperResolve { .. }));
     // ...and regenerate reproduces a super-resolved image too.
-    ok(&["regenerate", s(&sr_png), "--quiet"]);
+    ok(&["regenerate", s(&sr_png), "--weights-dir", s(&md), "--quiet"]);
     // The 60x60 grid decodes to the image.
     let decoded = tmp.path().join("decoded.png");
     ok(&[
@@ -1015,4 +1040,56 @@ fn train_warm_starts_from_a_models_weights_and_resumes_only_under_its_split() {
         resumed.status.success() && msg.contains("step 2/2"),
         "{msg}"
     );
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn record_paths_keeps_full_paths_and_regenerate_then_needs_no_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let md = model_dir();
+    ok(&[
+        "generate",
+        "a red square",
+        "--model-dir",
+        s(&md),
+        "--only-first-stage",
+        "--seed",
+        "3",
+        "--record-paths",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    let png = out.join("a-red-square-3.png");
+    let rec = ImageRecord::read_png(&png).unwrap();
+    for w in &rec.weights {
+        assert!(
+            w.path.is_absolute() && w.path.is_file(),
+            "{}",
+            w.path.display()
+        );
+        assert_eq!(w.sha256, sha256(&w.path));
+    }
+    let r = cogview(&["regenerate", s(&png), "--quiet"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("identical"));
+    // The reproduction's own record leaves the paths out again unless asked.
+    let again = ImageRecord::read_png(&out.join("a-red-square-3.regenerated.png")).unwrap();
+    assert!(again
+        .weights
+        .iter()
+        .all(|w| w.path.components().count() == 1));
 }

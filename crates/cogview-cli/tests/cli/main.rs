@@ -2,6 +2,7 @@
 
 mod edit_caption;
 mod flags;
+mod full_disk;
 mod generate;
 mod output_and_config;
 mod vocabulary;
