@@ -192,6 +192,7 @@ fn generate_many(
                 num_images: n,
                 only_first_stage: true,
                 ctx,
+                on_stage1: None,
             },
         )
         .collect();

@@ -37,7 +37,7 @@ pub use dry_run::{dry_run, DryRun};
 pub use edit::{CaptionOptions, EditStages, EditedImage, RankedCandidate, WrittenCaption};
 pub use pipeline::{
     set_memory_release_hook, CaptionTokens, GeneratedImage, GenerationRequest, Geometry, Pipeline,
-    PipelineBuilder, Stage, VOCABULARY_WARNING_TARGET,
+    PipelineBuilder, Stage, Stage1Hook, VOCABULARY_WARNING_TARGET,
 };
 pub use record::ImageRecord;
 pub use settings::Settings;

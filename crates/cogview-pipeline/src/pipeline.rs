@@ -166,8 +166,12 @@ pub struct GeneratedImage {
     pub image: Image,
 }
 
+/// Called with a request's stage-1 grids before its super-resolution starts (e.g. to show a
+/// preview).
+pub type Stage1Hook<'a> = &'a (dyn Fn(&[TokenGrid]) + Sync);
+
 /// One request of [`Pipeline::generate_many`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct GenerationRequest<'a> {
     /// What to draw.
     pub prompt: &'a str,
@@ -177,6 +181,20 @@ pub struct GenerationRequest<'a> {
     pub only_first_stage: bool,
     /// The request's seed, progress callback and cancellation.
     pub ctx: &'a RunContext,
+    /// Called with the request's stage-1 grids once they are drawn (`None`: not called).
+    pub on_stage1: Option<Stage1Hook<'a>>,
+}
+
+impl std::fmt::Debug for GenerationRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerationRequest")
+            .field("prompt", &self.prompt)
+            .field("num_images", &self.num_images)
+            .field("only_first_stage", &self.only_first_stage)
+            .field("ctx", &self.ctx)
+            .field("on_stage1", &self.on_stage1.is_some())
+            .finish()
+    }
 }
 
 /// Text-to-image generation, stage by stage.
@@ -887,8 +905,12 @@ impl Pipeline {
         };
         for ((i, text, seeds), low) in prepared.into_iter().zip(lows) {
             let r = &requests[i];
-            let result = low
-                .and_then(|low| self.after_stage1(&text, low, &seeds, r.only_first_stage, r.ctx));
+            let result = low.and_then(|low| {
+                if let Some(hook) = r.on_stage1 {
+                    hook(&low);
+                }
+                self.after_stage1(&text, low, &seeds, r.only_first_stage, r.ctx)
+            });
             on_done(i, result);
         }
     }
