@@ -47,9 +47,9 @@ impl ApiError {
         }
     }
 
-    /// A field over one of the server's limits: 400 (413 for uploads), naming the limit.
+    /// A field over one of the server's limits: 400 (413 for the upload size), naming the limit.
     pub fn limit(param: &str, limit: &str, message: impl Into<String>) -> Self {
-        let status = if param == "image" || param == "mask" || param == "body" {
+        let status = if limit.contains("bytes") {
             StatusCode::PAYLOAD_TOO_LARGE
         } else {
             StatusCode::BAD_REQUEST
