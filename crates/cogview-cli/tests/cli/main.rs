@@ -4,4 +4,5 @@ mod edit_caption;
 mod flags;
 mod generate;
 mod output_and_config;
+mod serve;
 mod vocabulary;
