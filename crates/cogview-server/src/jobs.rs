@@ -15,6 +15,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, watch};
 
+/// Sends a job's stage-1 preview.
+type PreviewHook = Box<dyn Fn(&[TokenGrid]) + Sync>;
+
 /// What a job makes.
 #[derive(Debug, Clone)]
 pub enum JobRequest {
@@ -705,7 +708,7 @@ impl Scheduler {
             })
             .collect();
         let ctxs: Vec<RunContext> = jobs.iter().map(|j| self.context(j)).collect();
-        let hooks: Vec<Box<dyn Fn(&[TokenGrid]) + Sync>> = jobs
+        let hooks: Vec<PreviewHook> = jobs
             .iter()
             .map(|j| {
                 let j = j.clone();
@@ -714,7 +717,7 @@ impl Scheduler {
                     if let Some(png) = preview(&pipeline, grids) {
                         j.set_preview(png);
                     }
-                }) as Box<dyn Fn(&[TokenGrid]) + Sync>
+                }) as PreviewHook
             })
             .collect();
         let requests: Vec<GenerationRequest> = specs
