@@ -151,7 +151,10 @@ fn run_phase(addr: SocketAddr, requests: usize, concurrency: usize, a: &Args, se
     Phase {
         ok,
         rejected: results.iter().filter(|(s, _)| *s == 429).count(),
-        other: results.iter().filter(|(s, _)| *s != 200 && *s != 429).count(),
+        other: results
+            .iter()
+            .filter(|(s, _)| *s != 200 && *s != 429)
+            .count(),
         latencies,
         wall,
         images: ok,
@@ -213,7 +216,10 @@ fn main() {
             let t = Instant::now();
             while !stop.load(Ordering::SeqCst) {
                 if let Some((rss, _)) = rss_mib(pid) {
-                    samples.lock().unwrap().push((t.elapsed().as_secs_f64(), rss));
+                    samples
+                        .lock()
+                        .unwrap()
+                        .push((t.elapsed().as_secs_f64(), rss));
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -222,10 +228,14 @@ fn main() {
     let concurrent = run_phase(addr, a.requests, a.concurrency, &a, 0);
     stop.store(true, Ordering::SeqCst);
     sampler.join().unwrap();
-    let health = client::json(addr, "GET", "/health", None, None).unwrap().json();
+    let health = client::json(addr, "GET", "/health", None, None)
+        .unwrap()
+        .json();
     let sequential = run_phase(addr, a.sequential, 1, &a, 0);
     let (_, server_peak) = rss_mib(pid).unwrap();
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let exit = server.wait().unwrap();
 
     // Sequential `cogview generate` processes, one image each.
@@ -267,12 +277,21 @@ fn main() {
         a.concurrency,
         a.batch_size,
         a.queue_size,
-        if a.only_first_stage { "first stage only" } else { "all stages" }
+        if a.only_first_stage {
+            "first stage only"
+        } else {
+            "all stages"
+        }
     );
     println!();
-    println!("| phase | requests | 200 | 429 | other | p50 s | p95 s | max s | wall s | images/s |");
+    println!(
+        "| phase | requests | 200 | 429 | other | p50 s | p95 s | max s | wall s | images/s |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    report(&format!("server, {} concurrent", a.concurrency), &concurrent);
+    report(
+        &format!("server, {} concurrent", a.concurrency),
+        &concurrent,
+    );
     report("server, one at a time", &sequential);
     println!(
         "| `cogview generate` × {} (sequential processes) | {} | {} | – | – | {:.3} | {:.3} | {:.3} | {:.1} | {:.2} |",
@@ -303,7 +322,14 @@ fn main() {
     );
     println!("`cogview generate` peak RSS MiB (max over the runs): {cli_peak:.0}");
     println!("server exit after SIGTERM: {exit}");
-    assert_eq!(concurrent.other, 0, "every request answered with 200 or 429");
+    assert_eq!(
+        concurrent.other, 0,
+        "every request answered with 200 or 429"
+    );
     assert_eq!(lost, 0, "no job lost");
-    assert_eq!(h("done") as usize, concurrent.ok + 1, "every 200 is a done job");
+    assert_eq!(
+        h("done") as usize,
+        concurrent.ok + 1,
+        "every 200 is a done job"
+    );
 }

@@ -1,8 +1,8 @@
 //! The HTTP routes.
 
+use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::jobs::{EditSpec, GenerateSpec, Job, JobRequest, Scheduler, Status};
-use crate::ServerConfig;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
