@@ -157,7 +157,8 @@ pub struct Job {
     /// When it was submitted (seconds since the Unix epoch).
     pub created: u64,
     state: Mutex<JobState>,
-    events: broadcast::Sender<JobEvent>,
+    /// The event channel; dropped when the job ends (its buffer is freed, readers drain it).
+    events: Mutex<Option<broadcast::Sender<JobEvent>>>,
     phase: watch::Sender<&'static str>,
 }
 
@@ -187,7 +188,7 @@ impl Job {
                 finished: None,
                 started: None,
             }),
-            events: broadcast::channel(1024).0,
+            events: Mutex::new(Some(broadcast::channel(256).0)),
             phase: watch::channel("queued").0,
         }
     }
@@ -211,9 +212,13 @@ impl Job {
         self.lock().error.clone()
     }
 
-    /// Subscribes to the job's events (those after this call).
-    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
-        self.events.subscribe()
+    /// Subscribes to the job's events (those after this call); `None` once the job has ended.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<JobEvent>> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|s| s.subscribe())
     }
 
     /// A receiver of the job's state name, for waiting until it ends.
@@ -222,7 +227,10 @@ impl Job {
     }
 
     fn emit(&self, name: &'static str, data: serde_json::Value) {
-        let _ = self.events.send(JobEvent { name, data });
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = events.as_ref() {
+            let _ = s.send(JobEvent { name, data });
+        }
     }
 
     fn set_running(&self) {
@@ -294,6 +302,8 @@ impl Job {
             _ => self.emit("cancelled", serde_json::json!({"id": self.id})),
         }
         self.phase.send_replace(status.name());
+        // The end: readers get the buffered events, then the end of the stream.
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).take();
         true
     }
 

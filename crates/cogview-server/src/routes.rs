@@ -586,16 +586,17 @@ async fn job_events(State(s): State<AppState>, Path(id): Path<String>) -> Respon
             .chain(ended.clone())
             .map(Ok::<Event, std::convert::Infallible>),
     );
-    let live = futures_util::stream::unfold((rx, terminal), |(mut rx, done)| async move {
-        if done {
-            return None;
-        }
+    let live = futures_util::stream::unfold((rx, terminal), |(rx, done)| async move {
+        let mut rx = match rx {
+            Some(rx) if !done => rx,
+            _ => return None,
+        };
         loop {
             match rx.recv().await {
                 Ok(ev) => {
                     let end = matches!(ev.name, "done" | "failed" | "cancelled");
                     let e = Event::default().event(ev.name).data(ev.data.to_string());
-                    return Some((Ok(e), (rx, end)));
+                    return Some((Ok(e), (Some(rx), end)));
                 }
                 // A slow reader skips progress events it missed; the state stays current.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
