@@ -153,6 +153,113 @@ fn low_memory_holds_one_stage_at_a_time_and_changes_nothing() {
     assert_eq!(full[0].image, low_mem[0].image);
 }
 
+/// Runs `generate_many` and returns each request's result plus the order of their stage-1
+/// progress reports (request index per report).
+#[allow(clippy::type_complexity)]
+fn generate_many(
+    p: &Pipeline,
+    requests: &[(&str, usize, u64)],
+    cancel_at: Option<(usize, usize)>,
+) -> (
+    Vec<cogview::Result<Vec<cogview::pipeline::GeneratedImage>>>,
+    Vec<usize>,
+) {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let ctxs: Vec<RunContext> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, _, seed))| {
+            let mut ctx = RunContext::with_seed(seed);
+            let order = order.clone();
+            let token = ctx.cancel.clone();
+            ctx.progress = Some(Arc::new(move |pr: Progress| {
+                if pr.stage == "coglm" {
+                    order.lock().unwrap().push(i);
+                    if cancel_at == Some((i, pr.step)) {
+                        token.cancel();
+                    }
+                }
+            }));
+            ctx
+        })
+        .collect();
+    let reqs: Vec<cogview::pipeline::GenerationRequest> = requests
+        .iter()
+        .zip(&ctxs)
+        .map(
+            |(&(prompt, n, _), ctx)| cogview::pipeline::GenerationRequest {
+                prompt,
+                num_images: n,
+                only_first_stage: true,
+                ctx,
+                on_stage1: None,
+            },
+        )
+        .collect();
+    let mut results: Vec<_> = (0..requests.len()).map(|_| None).collect();
+    p.generate_many(&reqs, |i, r| {
+        assert!(results[i].is_none(), "request {i} answered twice");
+        results[i] = Some(r);
+    });
+    let order = order.lock().unwrap().clone();
+    (results.into_iter().map(Option::unwrap).collect(), order)
+}
+
+#[test]
+fn requests_batched_together_give_the_images_each_makes_alone() {
+    let p = pipeline(&config(), false);
+    let len = |s: &str| p.encode_prompt(s).unwrap().len();
+    // Two different texts of one length (one CogLM batch), one of another length.
+    let (a, b, c) = (
+        "a red circle",
+        "a blue square",
+        "a big green triangle at the top",
+    );
+    assert_eq!(
+        len(a),
+        len(b),
+        "the fixture's tokenizer: {} vs {}",
+        len(a),
+        len(b)
+    );
+    assert_ne!(len(a), len(c));
+    let requests = [(a, 2, 7), (b, 1, 100), (c, 2, 7), (a, 1, 8), ("", 1, 1)];
+    let (results, order) = generate_many(&p, &requests, None);
+    for (i, &(prompt, n, seed)) in requests.iter().enumerate().take(4) {
+        let got = results[i].as_ref().unwrap();
+        let alone = p
+            .generate(prompt, n, true, &RunContext::with_seed(seed))
+            .unwrap();
+        assert_eq!(got.len(), n);
+        for (g, w) in got.iter().zip(&alone) {
+            assert_eq!(g.seed, w.seed);
+            assert_eq!(g.low_res, w.low_res, "request {i} seed {}", g.seed);
+            assert_eq!(g.image, w.image, "request {i} seed {}", g.seed);
+        }
+    }
+    // The empty prompt is refused alone, as `generate` refuses it.
+    let err = results[4].as_ref().unwrap_err().to_string();
+    assert!(err.contains("prompt is empty"), "{err}");
+    // Requests 0, 1 and 3 (one text length) ran in one batch: their progress reports
+    // interleave, step by step; request 2 (another length) ran in a batch of its own.
+    let first = |i: usize| order.iter().position(|&r| r == i).unwrap();
+    let last = |i: usize| order.iter().rposition(|&r| r == i).unwrap();
+    assert!(first(1) < last(0) && first(3) < last(0), "{order:?}");
+    assert!(first(2) > last(0) || last(2) < first(0), "{order:?}");
+}
+
+#[test]
+fn a_request_cancelled_in_a_shared_batch_stops_alone() {
+    let p = pipeline(&config(), false);
+    let requests = [("a red circle", 1, 3), ("a blue square", 1, 4)];
+    let (results, _) = generate_many(&p, &requests, Some((0, 5)));
+    assert!(matches!(results[0], Err(cogview::Error::Cancelled)));
+    let alone = p
+        .generate("a blue square", 1, true, &RunContext::with_seed(4))
+        .unwrap();
+    assert_eq!(results[1].as_ref().unwrap()[0].image, alone[0].image);
+}
+
 #[test]
 fn cancelling_stops_the_run_after_the_current_step() {
     let p = pipeline(&config(), true);

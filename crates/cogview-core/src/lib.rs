@@ -38,7 +38,8 @@ pub use context::{CancelToken, Progress, RunContext};
 pub use error::{Error, ErrorCode, Result, ShapeMismatch};
 pub use rng::Rng;
 pub use traits::{
-    Compression, GlobalGenerator, ImageTokenizer, LocalSuperResolver, Sampler, TextTokenizer,
+    Compression, GlobalGenerator, ImageTokenizer, LocalSuperResolver, Sampler, Stage1Request,
+    TextTokenizer,
 };
 pub use types::{
     Caption, CaptionRequest, DType, Device, Image, MemoryEstimate, TextTokens, TokenGrid,

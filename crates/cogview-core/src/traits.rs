@@ -48,6 +48,17 @@ pub trait ImageTokenizer: Send + Sync {
     fn decode(&self, grid: &TokenGrid, compression: Compression) -> Result<Image>;
 }
 
+/// One request of [`GlobalGenerator::generate_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Stage1Request<'a> {
+    /// The query text, as for [`GlobalGenerator::generate`].
+    pub text: &'a TextTokens,
+    /// One grid per seed.
+    pub seeds: &'a [u64],
+    /// The request's own progress callback and cancellation (its seed field is not used).
+    pub ctx: &'a RunContext,
+}
+
 /// Stage 1: text → low-resolution token grid (CogLM).
 pub trait GlobalGenerator: Send + Sync {
     /// Generates one grid per seed. `text` is the query text (prompt plus style template) without the
@@ -58,6 +69,17 @@ pub trait GlobalGenerator: Send + Sync {
         seeds: &[u64],
         ctx: &RunContext,
     ) -> Result<Vec<TokenGrid>>;
+
+    /// Stage 1 for several requests at once (a server's concurrent requests): every request
+    /// its own text, seeds and context (progress and cancellation). Gives for each request what
+    /// [`GlobalGenerator::generate`] gives for it alone, grid for grid. The default runs the
+    /// requests one after the other; CogLM batches rows of different requests together.
+    fn generate_many(&self, requests: &[Stage1Request<'_>]) -> Vec<Result<Vec<TokenGrid>>> {
+        requests
+            .iter()
+            .map(|r| self.generate(r.text, r.seeds, r.ctx))
+            .collect()
+    }
 
     /// Text-guided completion: regenerates the cells of `mask` (row-major, `true` = regenerate)
     /// of the stage-1 grid `image` given `text` (as for [`GlobalGenerator::generate`]), one grid

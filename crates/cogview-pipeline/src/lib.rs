@@ -36,8 +36,8 @@ pub use config::{PipelineConfig, SamplerKind};
 pub use dry_run::{dry_run, DryRun};
 pub use edit::{CaptionOptions, EditStages, EditedImage, RankedCandidate, WrittenCaption};
 pub use pipeline::{
-    set_memory_release_hook, CaptionTokens, GeneratedImage, Geometry, Pipeline, PipelineBuilder,
-    Stage, VOCABULARY_WARNING_TARGET,
+    set_memory_release_hook, CaptionTokens, GeneratedImage, GenerationRequest, Geometry, Pipeline,
+    PipelineBuilder, Stage, Stage1Hook, VOCABULARY_WARNING_TARGET,
 };
 pub use record::ImageRecord;
 pub use settings::Settings;

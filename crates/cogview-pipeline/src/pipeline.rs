@@ -11,7 +11,7 @@ use cogview_core::sr::{GridPredictor, SuperResolution};
 use cogview_core::stage1::{CoglmGenerator, Stage1Layout, Stage1Settings, Style};
 use cogview_core::{
     Compression, Error, GlobalGenerator, Image, ImageTokenizer, LocalSuperResolver, Result,
-    RunContext, Sampler, TextTokenizer, TextTokens, TokenGrid,
+    RunContext, Sampler, Stage1Request, TextTokenizer, TextTokens, TokenGrid,
 };
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -164,6 +164,37 @@ pub struct GeneratedImage {
     pub high_res: Option<TokenGrid>,
     /// The decoded image.
     pub image: Image,
+}
+
+/// Called with a request's stage-1 grids before its super-resolution starts (e.g. to show a
+/// preview).
+pub type Stage1Hook<'a> = &'a (dyn Fn(&[TokenGrid]) + Sync);
+
+/// One request of [`Pipeline::generate_many`].
+#[derive(Clone, Copy)]
+pub struct GenerationRequest<'a> {
+    /// What to draw.
+    pub prompt: &'a str,
+    /// Images to make; image `i` uses seed `ctx.seed + i`.
+    pub num_images: usize,
+    /// Stop after stage 1 (as [`Pipeline::generate`]'s `only_first_stage`).
+    pub only_first_stage: bool,
+    /// The request's seed, progress callback and cancellation.
+    pub ctx: &'a RunContext,
+    /// Called with the request's stage-1 grids once they are drawn (`None`: not called).
+    pub on_stage1: Option<Stage1Hook<'a>>,
+}
+
+impl std::fmt::Debug for GenerationRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerationRequest")
+            .field("prompt", &self.prompt)
+            .field("num_images", &self.num_images)
+            .field("only_first_stage", &self.only_first_stage)
+            .field("ctx", &self.ctx)
+            .field("on_stage1", &self.on_stage1.is_some())
+            .finish()
+    }
 }
 
 /// Text-to-image generation, stage by stage.
@@ -806,6 +837,93 @@ impl Pipeline {
             }
             low
         };
+        self.after_stage1(&text, low, &seeds, only_first_stage, ctx)
+    }
+
+    /// Generates the images of several requests (a server's concurrent requests), their stage 1
+    /// together: CogLM draws the rows of every request in shared batches (rows whose texts have
+    /// one length run in one batch, up to the pipeline's batch size). Each request's images are
+    /// those [`Pipeline::generate`] makes for it alone, pixel for pixel. `on_done(i, result)` is
+    /// called for request `i` as soon as its images are decoded (stages 2-3 and the decoder run
+    /// per request, in order); requests with bad input are answered first. A request cancelled
+    /// through its context stops at the next step without stopping the others.
+    pub fn generate_many(
+        &self,
+        requests: &[GenerationRequest<'_>],
+        mut on_done: impl FnMut(usize, Result<Vec<GeneratedImage>>),
+    ) {
+        let mut prepared = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            let text = if r.num_images == 0 {
+                Err(Error::invalid_input("num_images", "must be at least 1"))
+            } else if !r.only_first_stage && self.super_resolver.is_none() {
+                Err(Error::invalid_input(
+                    "pipeline",
+                    "this pipeline has no super-resolution stages; ask for the first stage only",
+                ))
+            } else {
+                self.encode_prompt(r.prompt)
+            };
+            match text {
+                Ok(text) => {
+                    self.warn_unknown_words(r.prompt);
+                    prepared.push((i, text, r.ctx.image_seeds(r.num_images)));
+                }
+                Err(e) => on_done(i, Err(e)),
+            }
+        }
+        if prepared.is_empty() {
+            return;
+        }
+        let lows = {
+            let images: usize = prepared.iter().map(|p| p.2.len()).sum();
+            let _span = tracing::info_span!("stage1", images, requests = prepared.len()).entered();
+            let generator = match self.generator.get() {
+                Ok(g) => g,
+                Err(e) => {
+                    let message = cogview_core::error::with_causes(&e);
+                    for (i, _, _) in &prepared {
+                        on_done(*i, Err(Error::backend(message.clone())));
+                    }
+                    return;
+                }
+            };
+            let stage1: Vec<Stage1Request> = prepared
+                .iter()
+                .map(|(i, text, seeds)| Stage1Request {
+                    text,
+                    seeds,
+                    ctx: requests[*i].ctx,
+                })
+                .collect();
+            let lows = generator.generate_many(&stage1);
+            drop(generator);
+            if self.low_memory {
+                self.generator.release();
+            }
+            lows
+        };
+        for ((i, text, seeds), low) in prepared.into_iter().zip(lows) {
+            let r = &requests[i];
+            let result = low.and_then(|low| {
+                if let Some(hook) = r.on_stage1 {
+                    hook(&low);
+                }
+                self.after_stage1(&text, low, &seeds, r.only_first_stage, r.ctx)
+            });
+            on_done(i, result);
+        }
+    }
+
+    /// Stages 2-3 and the decoder after stage 1 (or the decoder alone for the first stage only).
+    fn after_stage1(
+        &self,
+        text: &TextTokens,
+        low: Vec<TokenGrid>,
+        seeds: &[u64],
+        only_first_stage: bool,
+        ctx: &RunContext,
+    ) -> Result<Vec<GeneratedImage>> {
         if only_first_stage || self.super_resolver.is_none() {
             if !only_first_stage {
                 return Err(Error::invalid_input(
@@ -813,9 +931,9 @@ impl Pipeline {
                     "this pipeline has no super-resolution stages; ask for the first stage only",
                 ));
             }
-            return self.finish(&seeds, low, None, ctx);
+            return self.finish(seeds, low, None, ctx);
         }
-        self.run_super_resolution(&text, low, &seeds, ctx)
+        self.run_super_resolution(text, low, seeds, ctx)
     }
 
     /// Runs only stages 2 and 3 (and the decoder) on stage-1 grids, with the text of `prompt`.

@@ -322,3 +322,34 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+impl ImageRecord {
+    /// The record of image `index` (seed `seed`) of a run of `of` images of `pipeline` for
+    /// `prompt`: its settings, the style's query text and the given weight digests. This is what
+    /// `cogview generate` and `cogview serve` write into each PNG.
+    pub fn for_image(
+        pipeline: &crate::Pipeline,
+        prompt: &str,
+        (seed, index, of): (u64, usize, usize),
+        origin: Origin,
+        weights: &[WeightFile],
+    ) -> Result<Self> {
+        let settings = pipeline
+            .settings()
+            .cloned()
+            .ok_or_else(|| Error::backend("the pipeline has no recorded settings"))?;
+        Ok(ImageRecord {
+            format: FORMAT.into(),
+            version: VERSION,
+            cogview: env!("CARGO_PKG_VERSION").into(),
+            prompt: prompt.into(),
+            query: pipeline.style().query_text(prompt),
+            seed,
+            index,
+            of,
+            origin,
+            settings,
+            weights: weights.to_vec(),
+        })
+    }
+}

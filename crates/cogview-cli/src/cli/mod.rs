@@ -13,6 +13,7 @@ mod logits;
 mod pipeline_args;
 mod progress;
 mod regenerate;
+mod serve;
 mod super_resolve;
 mod tokenize;
 mod train;
@@ -34,6 +35,7 @@ enum Command {
     Edit(edit::Args),
     Caption(caption::Args),
     Regenerate(regenerate::Args),
+    Serve(serve::Args),
     SuperResolve(super_resolve::Args),
     Info(info::Args),
     Backends(backends::Args),
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Edit(a) => edit::run(a),
         Command::Caption(a) => caption::run(a),
         Command::Regenerate(a) => regenerate::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::SuperResolve(a) => super_resolve::run(a),
         Command::Info(a) => info::run(a),
         Command::Backends(a) => backends::run(a),

@@ -171,23 +171,7 @@ pub fn record(
     origin: Origin,
     weights: &[WeightFile],
 ) -> Result<ImageRecord> {
-    let settings = pipeline
-        .settings()
-        .cloned()
-        .ok_or_else(|| Error::backend("the pipeline has no recorded settings"))?;
-    Ok(ImageRecord {
-        format: cogview::pipeline::record::FORMAT.into(),
-        version: cogview::pipeline::record::VERSION,
-        cogview: env!("CARGO_PKG_VERSION").into(),
-        prompt: prompt.into(),
-        query: pipeline.style().query_text(prompt),
-        seed,
-        index,
-        of,
-        origin,
-        settings,
-        weights: weights.to_vec(),
-    })
+    ImageRecord::for_image(pipeline, prompt, (seed, index, of), origin, weights)
 }
 
 /// The record of each image of a run.

@@ -5,4 +5,5 @@ mod flags;
 mod full_disk;
 mod generate;
 mod output_and_config;
+mod serve;
 mod vocabulary;

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::lm::{AutoregressiveLm, LmInput, LogitsRequest};
 use crate::rng::Rng;
 use crate::sampling::Sampler;
-use crate::traits::GlobalGenerator;
+use crate::traits::{GlobalGenerator, Stage1Request};
 use crate::types::{Caption, CaptionRequest, TextTokens, TokenGrid};
 use std::sync::Arc;
 
@@ -55,30 +55,46 @@ impl CoglmGenerator {
         })
     }
 
-    fn generate_batch(
-        &self,
-        text: &[u32],
-        seeds: &[u64],
-        ctx: &RunContext,
-        done: usize,
-        total: usize,
-    ) -> Result<Vec<TokenGrid>> {
+    /// One CogLM batch: every row its own text (all of the same length, so that the rows share
+    /// positions and the attention mask) and seed; `requests[r]` is the context of row `r`'s
+    /// request and `progress[r]` its (done before this batch, rows of the request in this
+    /// batch, total) for progress reports. A request's rows are contiguous. The batch stops when
+    /// every request in it is cancelled.
+    fn generate_batch(&self, rows: &[BatchRow<'_>]) -> Result<Vec<TokenGrid>> {
         let spec = self.model.spec();
         let layout = &self.settings.layout;
-        let (context, positions) = layout.query(text, spec.start_of_image_id)?;
+        let text_len = rows[0].text.len();
+        let mut contexts = Vec::with_capacity(rows.len());
+        let mut positions = Vec::new();
+        for r in rows {
+            if r.text.len() != text_len {
+                return Err(Error::invalid_input(
+                    "text",
+                    "the rows of one stage-1 batch must have texts of one length",
+                ));
+            }
+            let (context, p) = layout.query(r.text, spec.start_of_image_id)?;
+            contexts.push(context);
+            positions = p;
+        }
+        let context_len = contexts[0].len();
         let n_img = layout.image_tokens();
-        let batch = seeds.len();
+        let batch = rows.len();
         let mask = CoglmMask {
-            text_len: text.len(),
+            text_len,
             text_bias: self.settings.text_bias,
         };
         let vocab = spec.image_vocab_size;
-        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::from_seed(s)).collect();
-        let mut session = self.model.new_session(batch, context.len() + n_img)?;
+        let mut rngs: Vec<Rng> = rows.iter().map(|r| Rng::from_seed(r.seed)).collect();
+        let mut session = self.model.new_session(batch, context_len + n_img)?;
         let mut out = vec![Vec::with_capacity(n_img); batch];
+        // The first row of each request in the batch reports its progress.
+        let reporters: Vec<usize> = (0..batch)
+            .filter(|&b| b == 0 || !std::ptr::eq(rows[b].ctx, rows[b - 1].ctx))
+            .collect();
 
-        let tokens: Vec<u32> = (0..batch).flat_map(|_| context.iter().copied()).collect();
-        let bias = mask.bias_rows(0, context.len(), context.len());
+        let tokens: Vec<u32> = contexts.concat();
+        let bias = mask.bias_rows(0, context_len, context_len);
         let mut logits = session.forward(&LmInput {
             tokens: &tokens,
             positions: &positions,
@@ -86,18 +102,25 @@ impl CoglmGenerator {
             logits: LogitsRequest::Last { vocab },
         })?;
         for j in 0..n_img {
-            ctx.check_cancelled()?;
+            if reporters.iter().all(|&b| rows[b].ctx.cancel.is_cancelled()) {
+                return Err(Error::Cancelled);
+            }
             let next: Vec<u32> = (0..batch)
                 .map(|b| self.sampler.sample(logits.row(b), &mut rngs[b]))
                 .collect::<Result<_>>()?;
             for (b, &t) in next.iter().enumerate() {
                 out[b].push(t);
             }
-            ctx.report("coglm", done + (j + 1) * batch, total);
+            for &b in &reporters {
+                let (done, in_batch, total) = rows[b].progress;
+                rows[b]
+                    .ctx
+                    .report("coglm", done + (j + 1) * in_batch, total);
+            }
             if j + 1 == n_img {
                 break;
             }
-            let q = context.len() + j;
+            let q = context_len + j;
             logits = session.forward(&LmInput {
                 tokens: &next,
                 positions: &[layout.image_position(j)],
@@ -109,6 +132,24 @@ impl CoglmGenerator {
             .map(|ids| TokenGrid::new(layout.grid_height, layout.grid_width, ids))
             .collect()
     }
+
+    fn check_text(&self, text: &TextTokens) -> Result<()> {
+        let spec = self.model.spec();
+        crate::lm::check_vocab(&text.0, spec.vocab_size)?;
+        self.settings
+            .layout
+            .query(&text.0, spec.start_of_image_id)
+            .map(|_| ())
+    }
+}
+
+/// One row of a stage-1 batch.
+struct BatchRow<'a> {
+    text: &'a [u32],
+    seed: u64,
+    ctx: &'a RunContext,
+    /// The request's images done before this batch, its rows in this batch, its images in all.
+    progress: (usize, usize, usize),
 }
 
 impl GlobalGenerator for CoglmGenerator {
@@ -120,23 +161,114 @@ impl GlobalGenerator for CoglmGenerator {
     ) -> Result<Vec<TokenGrid>> {
         let _span =
             tracing::info_span!("coglm", images = seeds.len(), text_len = text.len()).entered();
-        let spec = self.model.spec();
-        crate::lm::check_vocab(&text.0, spec.vocab_size)?;
-        self.settings
-            .layout
-            .query(&text.0, spec.start_of_image_id)?;
-        let total = seeds.len() * self.settings.layout.image_tokens();
+        self.check_text(text)?;
+        let n_img = self.settings.layout.image_tokens();
+        let total = seeds.len() * n_img;
         let mut grids = Vec::with_capacity(seeds.len());
         for chunk in seeds.chunks(self.settings.max_batch) {
-            grids.extend(self.generate_batch(
-                &text.0,
-                chunk,
-                ctx,
-                grids.len() * self.settings.layout.image_tokens(),
-                total,
-            )?);
+            let done = grids.len() * n_img;
+            let rows: Vec<BatchRow> = chunk
+                .iter()
+                .map(|&seed| BatchRow {
+                    text: &text.0,
+                    seed,
+                    ctx,
+                    progress: (done, chunk.len(), total),
+                })
+                .collect();
+            grids.extend(self.generate_batch(&rows)?);
         }
         Ok(grids)
+    }
+
+    fn generate_many(&self, requests: &[Stage1Request<'_>]) -> Vec<Result<Vec<TokenGrid>>> {
+        let _span = tracing::info_span!("coglm_many", requests = requests.len()).entered();
+        let n_img = self.settings.layout.image_tokens();
+        let mut results: Vec<Result<Vec<Option<TokenGrid>>>> = requests
+            .iter()
+            .map(|r| {
+                self.check_text(r.text)?;
+                Ok(vec![None; r.seeds.len()])
+            })
+            .collect();
+        // Rows (request, image) of the valid requests, grouped by text length: rows of one length
+        // share the positions and the attention mask, so they run as one batch.
+        let mut lengths: Vec<usize> = requests
+            .iter()
+            .zip(&results)
+            .filter(|(_, res)| res.is_ok())
+            .map(|(r, _)| r.text.len())
+            .collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        let mut done = vec![0usize; requests.len()];
+        for len in lengths {
+            let rows: Vec<(usize, usize)> = requests
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| r.text.len() == len && results[*i].is_ok())
+                .flat_map(|(i, r)| (0..r.seeds.len()).map(move |k| (i, k)))
+                .collect();
+            for chunk in rows.chunks(self.settings.max_batch) {
+                // Requests already failed or cancelled drop out of later batches.
+                let chunk: Vec<(usize, usize)> = chunk
+                    .iter()
+                    .copied()
+                    .filter(|&(i, _)| results[i].is_ok() && !requests[i].ctx.cancel.is_cancelled())
+                    .collect();
+                if chunk.is_empty() {
+                    continue;
+                }
+                let batch: Vec<BatchRow> = chunk
+                    .iter()
+                    .map(|&(i, k)| BatchRow {
+                        text: &requests[i].text.0,
+                        seed: requests[i].seeds[k],
+                        ctx: requests[i].ctx,
+                        progress: (
+                            done[i] * n_img,
+                            chunk.iter().filter(|(j, _)| *j == i).count(),
+                            requests[i].seeds.len() * n_img,
+                        ),
+                    })
+                    .collect();
+                match self.generate_batch(&batch) {
+                    Ok(grids) => {
+                        for (&(i, k), g) in chunk.iter().zip(grids) {
+                            if let Ok(v) = &mut results[i] {
+                                v[k] = Some(g);
+                            }
+                            done[i] += 1;
+                        }
+                    }
+                    Err(e) => {
+                        let message = crate::error::with_causes(&e);
+                        let cancelled = matches!(e, Error::Cancelled);
+                        for &(i, _) in &chunk {
+                            results[i] = Err(if cancelled {
+                                Error::Cancelled
+                            } else {
+                                Error::backend(message.clone())
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .zip(requests)
+            .map(|(res, r)| {
+                let grids = res?;
+                if r.ctx.cancel.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                grids
+                    .into_iter()
+                    .map(|g| g.ok_or(Error::Cancelled))
+                    .collect()
+            })
+            .collect()
     }
 
     fn complete(
