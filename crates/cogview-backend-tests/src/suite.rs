@@ -284,3 +284,104 @@ pub fn same_tokens_for_the_same_seed(candidates: &[Candidate]) {
         }
     }
 }
+
+/// bf16 against f32 on the same candidate: every stage's logits within `logit_tolerance` of the
+/// f32 logits, and a whole pipeline (stage 1, DSR, ItersR) drawing at least `min_agreement` of
+/// the f32 run's tokens for one seed. Returns the measured (largest logit difference, agreement).
+pub fn bf16_agrees_with_f32(c: &Candidate, logit_tolerance: f32, min_agreement: f64) -> (f32, f64) {
+    let dir = model_dir();
+    let f32_req = LoadRequest::default();
+    let bf16_req = LoadRequest::new(Device::Cpu, cogview::DType::Bf16);
+    // CogLM over a whole sequence (more rows than the decoding kernel takes), then DSR.
+    let lm32 = c.backend.load_lm(&dir.join("coglm"), &f32_req).unwrap();
+    let lm16 = c.backend.load_lm(&dir.join("coglm"), &bf16_req).unwrap();
+    let spec = lm32.spec();
+    let text: Vec<u32> = (0..7).map(|i| 512 + 37 * i).collect();
+    let mut tokens = text.clone();
+    tokens.push(spec.start_of_image_id);
+    tokens.extend((0..40).map(|i| (i * 53) % spec.image_vocab_size as u32));
+    let positions: Vec<u32> = (0..tokens.len() as u32).collect();
+    let mask = CoglmMask {
+        text_len: text.len(),
+        text_bias: 1.4,
+    };
+    let n = tokens.len();
+    let logits = |lm: &dyn cogview::core::lm::AutoregressiveLm| {
+        let mut s = lm.new_session(1, n).unwrap();
+        s.forward(&LmInput {
+            tokens: &tokens,
+            positions: &positions,
+            bias: &mask.bias_rows(0, n, n),
+            logits: LogitsRequest::All {
+                vocab: spec.image_vocab_size,
+            },
+        })
+        .unwrap()
+        .data
+    };
+    let mut worst = max_diff(&logits(lm16.as_ref()), &logits(lm32.as_ref()));
+    let low = {
+        let (cfg, _) = cogview::model::inspect::sr_config(dir.join("cogview2-dsr")).unwrap();
+        cfg.low
+    };
+    let grid = TokenGrid::new(
+        low,
+        low,
+        (0..low * low).map(|i| (i * 7 % 512) as u32).collect(),
+    )
+    .unwrap();
+    let d32 = c
+        .backend
+        .load_grid_predictor(&dir.join("cogview2-dsr"), &f32_req)
+        .unwrap();
+    let d16 = c
+        .backend
+        .load_grid_predictor(&dir.join("cogview2-dsr"), &bf16_req)
+        .unwrap();
+    let a = predict_grid(d32.as_ref(), &text, &grid).unwrap();
+    let b = predict_grid(d16.as_ref(), &text, &grid).unwrap();
+    worst = worst.max(max_diff(&a.data, &b.data));
+    eprintln!("{}: bf16 logits within {worst} of f32", c.label);
+    assert!(
+        worst <= logit_tolerance,
+        "{}: bf16 logits differ from f32 by {worst}",
+        c.label
+    );
+    // A whole pipeline in each dtype, one seed.
+    let run = |dtype: cogview::DType| {
+        let cfg = PipelineConfig {
+            model_dir: Some(model_dir()),
+            defaults: cogview::pipeline::config::DefaultsConfig {
+                plugin: c.plugin.clone(),
+                dtype: Some(dtype),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = Pipeline::from_settings(Settings::resolve(&cfg, true).unwrap()).unwrap();
+        p.generate("a red circle", 2, false, &RunContext::with_seed(11))
+            .unwrap()
+    };
+    let (r32, r16) = (run(cogview::DType::F32), run(cogview::DType::Bf16));
+    let (mut same, mut total) = (0, 0);
+    for (a, b) in r16.iter().zip(&r32) {
+        for (x, y) in [
+            (&a.low_res, &b.low_res),
+            (a.high_res.as_ref().unwrap(), b.high_res.as_ref().unwrap()),
+        ] {
+            same += x.ids.iter().zip(&y.ids).filter(|(p, q)| p == q).count();
+            total += x.ids.len();
+        }
+    }
+    let agreement = same as f64 / total as f64;
+    eprintln!(
+        "{}: bf16 token agreement with f32 {agreement:.4} ({same}/{total})",
+        c.label
+    );
+    assert!(
+        agreement >= min_agreement,
+        "{}: bf16 draws {same}/{total} of f32's tokens",
+        c.label
+    );
+    (worst, agreement)
+}
