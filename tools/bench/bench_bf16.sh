@@ -18,7 +18,7 @@ md=target/bench/mid
 export RAYON_NUM_THREADS=${THREADS:-2}
 [ -x "$new" ] || cargo build --release -p cogview-cli --quiet
 if [ ! -f "$md/coglm/latest" ]; then
-  cargo run --release -p cogview-candle --example make_bench_models --quiet -- "$md"
+  python3 tools/bench/make_mid_models.py "$md"
 fi
 out=target/bench/bf16.jsonl
 : >"$out"

@@ -4,10 +4,10 @@
 
 use crate::cpu_bf16::PackedBf16;
 use crate::util::{cdtype, device, BackendResult, LoadOptions, TensorSource};
-use std::sync::Arc;
 use candle_core::{DType as CDType, Device as CDevice, Tensor};
 use cogview_core::Result;
 use cogview_model::CoglmConfig;
+use std::sync::Arc;
 
 pub(crate) struct LayerNorm {
     weight: Tensor,
@@ -74,7 +74,11 @@ pub(crate) fn pack_bf16(w: &Tensor, bias: Option<&Tensor>) -> Result<Option<Arc<
         .map(|v| v.to_bits())
         .collect();
     let bias = match bias {
-        Some(b) => Some(b.to_dtype(CDType::F32).and_then(|b| b.to_vec1::<f32>()).be()?),
+        Some(b) => Some(
+            b.to_dtype(CDType::F32)
+                .and_then(|b| b.to_vec1::<f32>())
+                .be()?,
+        ),
         None => None,
     };
     Ok(Some(Arc::new(PackedBf16::from_bf16_bits(
@@ -274,9 +278,7 @@ impl Backbone {
                 .be()?
         };
         let image_head_packed = pack_bf16(
-            &word_embeddings
-                .narrow(0, 0, config.image_vocab_size)
-                .be()?,
+            &word_embeddings.narrow(0, 0, config.image_vocab_size).be()?,
             None,
         )?;
         Ok(Backbone {

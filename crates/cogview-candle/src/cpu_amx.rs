@@ -92,7 +92,11 @@ fn request_permission() -> bool {
         // which extended states this process may use; it touches no other memory.
         let (req, get) = unsafe {
             (
-                libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA),
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                ),
                 libc::syscall(
                     libc::SYS_arch_prctl,
                     ARCH_GET_XCOMP_PERM,
@@ -186,12 +190,14 @@ impl Tiles for AmxTiles {
 /// A Rust model of the eight tiles (16 rows × 64 bytes each) and of `tdpbf16ps`, following the
 /// pseudo-code of Intel's manual: for each row m of C, k-pair k of A and column n of C,
 /// `C[m][n] += A[m].bf16[2k]·B[k].bf16[2n]`, then `+= A[m].bf16[2k+1]·B[k].bf16[2n+1]`, each in
-/// f32 (the manual's DAZ/FTZ handling of denormals is not modelled).
+/// f32 (the manual's DAZ/FTZ handling of denormals is not modelled). Test-only.
+#[cfg(test)]
 #[derive(Clone)]
 pub(crate) struct TileModel {
     t: [[u8; TILE_ROWS * TILE_COLSB]; 8],
 }
 
+#[cfg(test)]
 impl Default for TileModel {
     fn default() -> Self {
         TileModel {
@@ -200,6 +206,7 @@ impl Default for TileModel {
     }
 }
 
+#[cfg(test)]
 impl TileModel {
     fn word(&self, tile: u8, row: usize, i: usize) -> u32 {
         let o = row * TILE_COLSB + 4 * i;
@@ -207,6 +214,7 @@ impl TileModel {
     }
 }
 
+#[cfg(test)]
 impl Tiles for TileModel {
     unsafe fn zero<const T: u8>(&mut self) {
         self.t[T as usize] = [0; TILE_ROWS * TILE_COLSB];
@@ -228,8 +236,7 @@ impl Tiles for TileModel {
     unsafe fn dp<const C: u8, const A: u8, const B: u8>(&mut self) {
         use crate::cpu_bf16::bf16_value as f;
         for m in 0..TILE_ROWS {
-            let mut tmp: [f32; 16] =
-                std::array::from_fn(|n| f32::from_bits(self.word(C, m, n)));
+            let mut tmp: [f32; 16] = std::array::from_fn(|n| f32::from_bits(self.word(C, m, n)));
             for k in 0..TILE_COLSB / 4 {
                 let a = self.word(A, m, k);
                 for (n, acc) in tmp.iter_mut().enumerate() {
@@ -301,7 +308,10 @@ pub(crate) unsafe fn gemm_tiles<T: Tiles>(
 ) -> Vec<f32> {
     let (n, kp, panels) = (w.n, w.kp, w.panels());
     let m_blocks = m.div_ceil(MB);
-    assert!(a.len() >= m_blocks * MB * kp, "A is not padded to {MB} rows");
+    assert!(
+        a.len() >= m_blocks * MB * kp,
+        "A is not padded to {MB} rows"
+    );
     let want = 4 * rayon::current_num_threads();
     let p_chunks = want.div_ceil(m_blocks).clamp(1, panels);
     let per = panels.div_ceil(p_chunks);
@@ -365,8 +375,12 @@ mod tests {
     #[test]
     fn the_tile_model_computes_tdpbf16ps_as_documented() {
         // One tdpbf16ps by hand: C[m][n] = c0 + Σ_k A[m][2k]·B[k][2n] + A[m][2k+1]·B[k][2n+1].
-        let a: Vec<u16> = (0..16 * 32).map(|i| bf16_bits(((i % 7) as f32) - 3.0)).collect();
-        let b: Vec<u16> = (0..16 * 32).map(|i| bf16_bits(((i % 5) as f32) * 0.5)).collect();
+        let a: Vec<u16> = (0..16 * 32)
+            .map(|i| bf16_bits(((i % 7) as f32) - 3.0))
+            .collect();
+        let b: Vec<u16> = (0..16 * 32)
+            .map(|i| bf16_bits(((i % 5) as f32) * 0.5))
+            .collect();
         let c0: Vec<f32> = (0..256).map(|i| i as f32).collect();
         let mut t = TileModel::default();
         let mut out = vec![0f32; 256];
@@ -393,7 +407,14 @@ mod tests {
     }
 
     fn shapes() -> Vec<(usize, usize, usize)> {
-        vec![(1, 1, 1), (5, 7, 3), (33, 31, 65), (32, 64, 32), (47, 129, 70), (64, 300, 96)]
+        vec![
+            (1, 1, 1),
+            (5, 7, 3),
+            (33, 31, 65),
+            (32, 64, 32),
+            (47, 129, 70),
+            (64, 300, 96),
+        ]
     }
 
     #[test]
@@ -407,7 +428,16 @@ mod tests {
             // SAFETY: the model needs nothing of the CPU.
             let got = unsafe { gemm_tiles(TileModel::default, &a, m, &packed) };
             let want = reference(&x, m, k, &w, n, Some(&bias));
-            check(&got, &want, &x, m, k, &w, n, &format!("tile model {m}x{k}x{n}"));
+            check(
+                &got,
+                &want,
+                &x,
+                m,
+                k,
+                &w,
+                n,
+                &format!("tile model {m}x{k}x{n}"),
+            );
         }
     }
 

@@ -58,8 +58,6 @@ pub(crate) struct PackedBf16 {
     pub data: Vec<u32>,
     /// The bias, f32, zero-padded to `panels · NR` (zeros when the layer has none).
     pub bias: Vec<f32>,
-    /// Whether a bias was given.
-    pub has_bias: bool,
 }
 
 impl PackedBf16 {
@@ -91,7 +89,6 @@ impl PackedBf16 {
             kp,
             data,
             bias: b,
-            has_bias: bias.is_some(),
         }
     }
 
@@ -104,11 +101,6 @@ impl PackedBf16 {
     /// Panels of [`NR`] columns.
     pub fn panels(&self) -> usize {
         self.n.div_ceil(NR)
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 4 + self.bias.len() * 4
     }
 }
 
@@ -182,7 +174,10 @@ impl candle_core::CustomOp1 for PackedLinear {
             candle_core::bail!("packed-bf16-linear: x must be contiguous")
         };
         let y = matmul(&data[a..b], m, &self.0);
-        Ok((candle_core::CpuStorage::F32(y), candle_core::Shape::from((m, self.0.n))))
+        Ok((
+            candle_core::CpuStorage::F32(y),
+            candle_core::Shape::from((m, self.0.n)),
+        ))
     }
 }
 
@@ -326,7 +321,15 @@ mod x86 {
 
 /// One register tile on `path` (not AMX): `rows` (≤ MR) rows of packed A times a panel block.
 #[inline(always)]
-fn tile(path: CpuKernels, rows: usize, kcp: usize, a: &[u32], b: &[u32], init: &[f32], out: &mut [f32]) {
+fn tile(
+    path: CpuKernels,
+    rows: usize,
+    kcp: usize,
+    a: &[u32],
+    b: &[u32],
+    init: &[f32],
+    out: &mut [f32],
+) {
     debug_assert!(a.len() >= kcp * MR && b.len() >= kcp * NR && init.len() >= NR);
     debug_assert!(out.len() >= MR * NR);
     macro_rules! by_rows {
@@ -431,7 +434,9 @@ fn gemm_vector(path: CpuKernels, a: &[u32], m: usize, w: &PackedBf16) -> Vec<f32
                     // SAFETY: the block (rows p·MR.., columns n0 + j·NR..) lies inside C [m, n],
                     // and tasks own disjoint blocks (their columns n0..n0+NC of row panels
                     // `panels`), so no other thread touches it.
-                    unsafe { write_block(&acc, (c_ptr as *mut f32).add(off), n, rows, cols, kb > 0) };
+                    unsafe {
+                        write_block(&acc, (c_ptr as *mut f32).add(off), n, rows, cols, kb > 0)
+                    };
                 }
             }
         }
@@ -445,7 +450,14 @@ pub(crate) mod tests {
     use crate::test_util::random_values;
 
     /// Σ_k round(x)·round(w) in f64 (+ bias): the product every path approximates.
-    pub(crate) fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f64> {
+    pub(crate) fn reference(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        w: &[f32],
+        n: usize,
+        bias: Option<&[f32]>,
+    ) -> Vec<f64> {
         let r = |v: f32| bf16_value(bf16_bits(v)) as f64;
         let mut out = vec![0f64; m * n];
         for i in 0..m {
@@ -462,7 +474,16 @@ pub(crate) mod tests {
 
     /// max |got − want| / (1 + Σ|terms|) over the entries: f32 summation error relative to the
     /// magnitude of the sum's terms.
-    pub(crate) fn check(got: &[f32], want: &[f64], x: &[f32], m: usize, k: usize, w: &[f32], n: usize, what: &str) {
+    pub(crate) fn check(
+        got: &[f32],
+        want: &[f64],
+        x: &[f32],
+        m: usize,
+        k: usize,
+        w: &[f32],
+        n: usize,
+        what: &str,
+    ) {
         assert_eq!(got.len(), want.len(), "{what}");
         for i in 0..m {
             for j in 0..n {
@@ -499,7 +520,16 @@ pub(crate) mod tests {
                 let want = reference(&x, m, k, &w, n, b);
                 for &path in &paths {
                     let got = matmul_with(path, &x, m, &packed);
-                    check(&got, &want, &x, m, k, &w, n, &format!("{path:?} {m}x{k}x{n} bias {with_bias}"));
+                    check(
+                        &got,
+                        &want,
+                        &x,
+                        m,
+                        k,
+                        &w,
+                        n,
+                        &format!("{path:?} {m}x{k}x{n} bias {with_bias}"),
+                    );
                 }
             }
         }

@@ -127,7 +127,8 @@ pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
-            && crate::cpu_kernels::CpuKernels::selected() != crate::cpu_kernels::CpuKernels::Portable
+            && crate::cpu_kernels::CpuKernels::selected()
+                != crate::cpu_kernels::CpuKernels::Portable
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -232,7 +232,10 @@ mod tests {
         for k in CpuKernels::ALL {
             assert_eq!(CpuKernels::parse(k.name()), Ok(k));
         }
-        assert_eq!(CpuKernels::parse(" AVX512BF16 "), Ok(CpuKernels::Avx512Bf16));
+        assert_eq!(
+            CpuKernels::parse(" AVX512BF16 "),
+            Ok(CpuKernels::Avx512Bf16)
+        );
         assert!(matches!(
             CpuKernels::resolve(Some("sse9")),
             Err(KernelChoiceError::Unknown(_))
