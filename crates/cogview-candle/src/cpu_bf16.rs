@@ -474,6 +474,7 @@ pub(crate) mod tests {
 
     /// max |got − want| / (1 + Σ|terms|) over the entries: f32 summation error relative to the
     /// magnitude of the sum's terms.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn check(
         got: &[f32],
         want: &[f64],
