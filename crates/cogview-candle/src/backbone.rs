@@ -2,7 +2,7 @@
 //! sandwich-LayerNorm layers with fused QKV and a tanh-GELU MLP, the final LayerNorm and the tied
 //! output head.
 
-use crate::cpu_bf16::PackedBf16;
+use crate::bf16_pack::PackedBf16;
 use crate::util::{cdtype, device, BackendResult, LoadOptions, TensorSource};
 use candle_core::{DType as CDType, Device as CDevice, Tensor};
 use cogview_core::Result;

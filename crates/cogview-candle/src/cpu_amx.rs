@@ -14,7 +14,7 @@
 //! data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`; without it the first tile
 //! instruction faults).
 
-use crate::cpu_bf16::{PackedBf16, KP_ALIGN, NR};
+use crate::bf16_pack::{PackedBf16, KP_ALIGN, NR};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -234,7 +234,7 @@ impl Tiles for TileModel {
         }
     }
     unsafe fn dp<const C: u8, const A: u8, const B: u8>(&mut self) {
-        use crate::cpu_bf16::bf16_value as f;
+        use crate::bf16_pack::bf16_value as f;
         for m in 0..TILE_ROWS {
             let mut tmp: [f32; 16] = std::array::from_fn(|n| f32::from_bits(self.word(C, m, n)));
             for k in 0..TILE_COLSB / 4 {
@@ -368,9 +368,8 @@ pub(crate) fn gemm(a: &[u32], m: usize, w: &PackedBf16) -> Option<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu_bf16::tests::{check, reference};
-    use crate::cpu_bf16::{bf16_bits, bf16_value, pack_rows};
-    use crate::test_util::random_values;
+    use crate::bf16_pack::{bf16_bits, bf16_value, pack_rows};
+    use crate::test_util::{bf16_check as check, bf16_reference as reference, random_values};
 
     #[test]
     fn the_tile_model_computes_tdpbf16ps_as_documented() {
@@ -446,7 +445,6 @@ mod tests {
     #[test]
     fn the_real_amx_kernel_matches_the_reference_where_the_cpu_has_amx() {
         if !available() {
-            assert!(!crate::cpu_kernels::CpuKernels::Amx.available());
             eprintln!("no AMX on this CPU: the AMX kernel was not executed");
             return;
         }

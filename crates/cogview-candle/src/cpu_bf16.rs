@@ -20,108 +20,16 @@
 //! widened in registers) and portable Rust. Every path multiplies the same bf16 values exactly
 //! (a product of two bf16 is exact in f32) and differs only in the order of the f32 sums.
 
+use crate::bf16_pack::{bf16_value, pack_rows, PackedBf16, NR};
 use crate::cpu_kernels::CpuKernels;
 use rayon::prelude::*;
 
-/// Output columns per packed panel (two 512-bit vectors of f32, or two AMX tiles' width).
-pub(crate) const NR: usize = 32;
-/// k-pairs are padded to a multiple of this (one AMX tile's depth: 16 pairs = 64 bytes a row).
-pub(crate) const KP_ALIGN: usize = 16;
 /// Rows of x per register tile of the vector kernels.
 const MR: usize = 12;
 /// k-pairs per cache block of the vector kernels (a 32-column panel block is 16 KiB).
 const KCP: usize = 128;
 /// Output columns per parallel task of the vector kernels.
 const NC: usize = 512;
-
-/// bf16 bits of `x`, rounded to nearest even (NaN stays NaN), as `vcvtne2ps2bf16` does.
-#[inline(always)]
-pub(crate) fn bf16_bits(x: f32) -> u16 {
-    half::bf16::from_f32(x).to_bits()
-}
-
-/// The f32 value of bf16 bits.
-#[inline(always)]
-pub(crate) fn bf16_value(b: u16) -> f32 {
-    f32::from_bits((b as u32) << 16)
-}
-
-/// A weight matrix W [n, k] (and an optional bias [n]) in the kernels' bf16 pair layout.
-pub(crate) struct PackedBf16 {
-    /// Output features.
-    pub n: usize,
-    /// Input features.
-    pub k: usize,
-    /// k-pairs after padding (a multiple of [`KP_ALIGN`]).
-    pub kp: usize,
-    /// `[panel][kp][NR]` bf16 pairs.
-    pub data: Vec<u32>,
-    /// The bias, f32, zero-padded to `panels · NR` (zeros when the layer has none).
-    pub bias: Vec<f32>,
-}
-
-impl PackedBf16 {
-    /// Packs W given as bf16 bits in row-major [n, k].
-    pub fn from_bf16_bits(w: &[u16], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
-        assert_eq!(w.len(), n * k, "weight is not {n}×{k}");
-        let kp = k.div_ceil(2).div_ceil(KP_ALIGN).max(1) * KP_ALIGN;
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0u32; panels * kp * NR];
-        data.par_chunks_mut(kp * NR)
-            .enumerate()
-            .for_each(|(panel, out)| {
-                for c in 0..NR.min(n - panel * NR) {
-                    let row = &w[(panel * NR + c) * k..(panel * NR + c + 1) * k];
-                    for (p, pair) in row.chunks(2).enumerate() {
-                        let lo = pair[0] as u32;
-                        let hi = pair.get(1).copied().unwrap_or(0) as u32;
-                        out[p * NR + c] = lo | (hi << 16);
-                    }
-                }
-            });
-        let mut b = vec![0f32; panels * NR];
-        if let Some(bias) = bias {
-            b[..n].copy_from_slice(&bias[..n]);
-        }
-        PackedBf16 {
-            n,
-            k,
-            kp,
-            data,
-            bias: b,
-        }
-    }
-
-    /// Packs W given as f32 in row-major [n, k], rounding to bf16.
-    pub fn from_f32(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
-        let bits: Vec<u16> = w.par_iter().map(|&v| bf16_bits(v)).collect();
-        Self::from_bf16_bits(&bits, n, k, bias)
-    }
-
-    /// Panels of [`NR`] columns.
-    pub fn panels(&self) -> usize {
-        self.n.div_ceil(NR)
-    }
-}
-
-/// x [m, k] (f32, row-major) as bf16 pairs [m_pad, kp] (row-major, zero-padded), m_pad a multiple
-/// of `row_align`.
-pub(crate) fn pack_rows(x: &[f32], m: usize, k: usize, kp: usize, row_align: usize) -> Vec<u32> {
-    let m_pad = m.div_ceil(row_align).max(1) * row_align;
-    let mut out = vec![0u32; m_pad * kp];
-    out.par_chunks_mut(kp)
-        .take(m)
-        .enumerate()
-        .for_each(|(i, row)| {
-            let src = &x[i * k..(i + 1) * k];
-            for (p, pair) in src.chunks(2).enumerate() {
-                let lo = bf16_bits(pair[0]) as u32;
-                let hi = pair.get(1).map_or(0, |&v| bf16_bits(v)) as u32;
-                row[p] = lo | (hi << 16);
-            }
-        });
-    out
-}
 
 /// `y [m, n] = x [m, k] · Wᵀ (+ bias)` on the process's selected path ([`CpuKernels::selected`]).
 pub(crate) fn matmul(x: &[f32], m: usize, w: &PackedBf16) -> Vec<f32> {
@@ -444,61 +352,88 @@ fn gemm_vector(path: CpuKernels, a: &[u32], m: usize, w: &PackedBf16) -> Vec<f32
     c
 }
 
+/// Which product [`time_gemm`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmKind {
+    /// The f32 AVX-512 GEMM that f32 stages use (operands f32).
+    F32,
+    /// The bf16 GEMM of bf16 stages on the given path (weights pre-packed once, outside the
+    /// timing; the activations' rounding and packing inside it, as in a linear layer).
+    Bf16(CpuKernels),
+}
+
+/// The best of `repeats` timings (after one warm-up), in seconds, of `C [m, n] = A [m, k] · Wᵀ`
+/// with W [n, k] on random values, on all of rayon's threads: the kernels the linear layers use.
+/// 2·m·n·k / seconds is the rate in FLOP/s.
+pub fn time_gemm(
+    kind: GemmKind,
+    m: usize,
+    k: usize,
+    n: usize,
+    repeats: usize,
+) -> Result<f64, crate::cpu_kernels::KernelChoiceError> {
+    let values = |seed: u64, len: usize| -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    };
+    let (a, w) = (values(1, m * k), values(2, n * k));
+    let mut run: Box<dyn FnMut()> = match kind {
+        GemmKind::F32 => {
+            if !crate::cpu_gemm::available() {
+                return Err(crate::cpu_kernels::KernelChoiceError::Unavailable(
+                    CpuKernels::Avx512,
+                ));
+            }
+            Box::new(move || {
+                let av = crate::cpu_gemm::View {
+                    data: &a,
+                    rows: m,
+                    cols: k,
+                    rs: k,
+                    cs: 1,
+                };
+                let wt = crate::cpu_gemm::View {
+                    data: &w,
+                    rows: k,
+                    cols: n,
+                    rs: 1,
+                    cs: k,
+                };
+                std::hint::black_box(crate::cpu_gemm::gemm(av, &wt));
+            })
+        }
+        GemmKind::Bf16(path) => {
+            if !path.available() {
+                return Err(crate::cpu_kernels::KernelChoiceError::Unavailable(path));
+            }
+            let packed = PackedBf16::from_f32(&w, n, k, None);
+            Box::new(move || {
+                std::hint::black_box(matmul_with(path, &a, m, &packed));
+            })
+        }
+    };
+    run();
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let t = std::time::Instant::now();
+        run();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::test_util::random_values;
-
-    /// Σ_k round(x)·round(w) in f64 (+ bias): the product every path approximates.
-    pub(crate) fn reference(
-        x: &[f32],
-        m: usize,
-        k: usize,
-        w: &[f32],
-        n: usize,
-        bias: Option<&[f32]>,
-    ) -> Vec<f64> {
-        let r = |v: f32| bf16_value(bf16_bits(v)) as f64;
-        let mut out = vec![0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let mut s = bias.map_or(0.0, |b| b[j] as f64);
-                for t in 0..k {
-                    s += r(x[i * k + t]) * r(w[j * k + t]);
-                }
-                out[i * n + j] = s;
-            }
-        }
-        out
-    }
-
-    /// max |got − want| / (1 + Σ|terms|) over the entries: f32 summation error relative to the
-    /// magnitude of the sum's terms.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn check(
-        got: &[f32],
-        want: &[f64],
-        x: &[f32],
-        m: usize,
-        k: usize,
-        w: &[f32],
-        n: usize,
-        what: &str,
-    ) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        for i in 0..m {
-            for j in 0..n {
-                let mag: f64 = (0..k)
-                    .map(|t| (x[i * k + t] as f64 * w[j * k + t] as f64).abs())
-                    .sum();
-                let (g, v) = (got[i * n + j] as f64, want[i * n + j]);
-                assert!(
-                    (g - v).abs() <= 1e-5 * (1.0 + mag),
-                    "{what}: [{i}, {j}] {g} vs {v} (terms {mag})"
-                );
-            }
-        }
-    }
+    use crate::bf16_pack::KP_ALIGN;
+    use crate::test_util::{bf16_check as check, bf16_reference as reference, random_values};
 
     #[test]
     fn every_available_path_matches_the_bf16_reference_on_odd_shapes() {

@@ -47,7 +47,8 @@ pub struct GemmArgs {
 }
 
 fn gemm(args: GemmArgs) -> Result<()> {
-    use cogview::candle::cpu_kernels::{time_gemm, CpuKernels, GemmKind};
+    use cogview::candle::cpu_kernels::CpuKernels;
+    use cogview::candle::{time_gemm, GemmKind};
     let mut kinds = vec![("f32", "avx512", GemmKind::F32)];
     kinds.extend(
         CpuKernels::available_paths()
