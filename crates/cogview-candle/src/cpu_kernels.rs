@@ -140,7 +140,6 @@ impl CpuKernels {
                 Err(e) => {
                     let k = Self::best();
                     tracing::warn!("{ENV_VAR}: {e}; using {} instead", k.name());
-                    eprintln!("warning: {ENV_VAR}: {e}; using {} instead", k.name());
                     k
                 }
             }
