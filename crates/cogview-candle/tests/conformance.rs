@@ -6,7 +6,8 @@ cogview_backend_tests::conformance_tests!(cogview_backend_tests::suite::Candidat
 
 /// bf16 (the packed bf16 kernels, on whichever path `COGVIEW_CPU_KERNELS` or the CPU selects)
 /// against f32 on the fixtures: logits within 0.5 (as the parity tests' bound for bf16 weights)
-/// and ≥ 99 % of the tokens of one seed's pipeline.
+/// and the same arg-max at ≥ 99 % of the teacher-forced CogLM, DSR and ItersR positions (the
+/// sampled pipeline's agreement is printed, not bounded).
 #[test]
 fn bf16_agrees_with_f32_on_the_fixtures() {
     cogview_backend_tests::suite::bf16_agrees_with_f32(
