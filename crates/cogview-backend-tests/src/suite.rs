@@ -284,3 +284,148 @@ pub fn same_tokens_for_the_same_seed(candidates: &[Candidate]) {
         }
     }
 }
+
+/// bf16 against f32 on the same candidate, on the same inputs (teacher-forced): CogLM's image
+/// logits at every position of a 48-token sequence, DSR's and ItersR's at every cell. Every logit
+/// must be within `logit_tolerance` of f32's, and the arg-max must agree at ≥ `min_agreement` of
+/// the positions. Also reports (without a bound) how many tokens a sampled pipeline shares with
+/// f32 for one seed: on the random fixtures one flipped draw changes everything after it, so that
+/// number measures chaos more than precision. Returns (largest logit difference, arg-max
+/// agreement, sampled agreement).
+pub fn bf16_agrees_with_f32(
+    c: &Candidate,
+    logit_tolerance: f32,
+    min_agreement: f64,
+) -> (f32, f64, f64) {
+    let dir = model_dir();
+    let f32_req = LoadRequest::default();
+    let bf16_req = LoadRequest::new(Device::Cpu, cogview::DType::Bf16);
+    let lm32 = c.backend.load_lm(&dir.join("coglm"), &f32_req).unwrap();
+    let lm16 = c.backend.load_lm(&dir.join("coglm"), &bf16_req).unwrap();
+    let spec = lm32.spec();
+    let text: Vec<u32> = (0..7).map(|i| 512 + 37 * i).collect();
+    let mut tokens = text.clone();
+    tokens.push(spec.start_of_image_id);
+    tokens.extend((0..40).map(|i| (i * 53) % spec.image_vocab_size as u32));
+    let positions: Vec<u32> = (0..tokens.len() as u32).collect();
+    let mask = CoglmMask {
+        text_len: text.len(),
+        text_bias: 1.4,
+    };
+    let n = tokens.len();
+    let logits = |lm: &dyn cogview::core::lm::AutoregressiveLm| {
+        let mut s = lm.new_session(1, n).unwrap();
+        s.forward(&LmInput {
+            tokens: &tokens,
+            positions: &positions,
+            bias: &mask.bias_rows(0, n, n),
+            logits: LogitsRequest::All {
+                vocab: spec.image_vocab_size,
+            },
+        })
+        .unwrap()
+        .data
+    };
+    let mut pairs = vec![(
+        logits(lm32.as_ref()),
+        logits(lm16.as_ref()),
+        spec.image_vocab_size,
+    )];
+    let low = {
+        let (cfg, _) = cogview::model::inspect::sr_config(dir.join("cogview2-dsr")).unwrap();
+        cfg.low
+    };
+    let grid = TokenGrid::new(
+        low,
+        low,
+        (0..low * low).map(|i| (i * 7 % 512) as u32).collect(),
+    )
+    .unwrap();
+    for (name, input) in [("cogview2-dsr", &grid), ("cogview2-itersr", &grid)] {
+        let input = if name == "cogview2-itersr" {
+            let high = low * 3;
+            let mut ids: Vec<u32> = (0..high * high).map(|i| (i * 11 % 512) as u32).collect();
+            for i in (0..ids.len()).step_by(3) {
+                ids[i] = spec.start_of_image_id;
+            }
+            TokenGrid::new(high, high, ids).unwrap()
+        } else {
+            input.clone()
+        };
+        let p32 = c
+            .backend
+            .load_grid_predictor(&dir.join(name), &f32_req)
+            .unwrap();
+        let p16 = c
+            .backend
+            .load_grid_predictor(&dir.join(name), &bf16_req)
+            .unwrap();
+        let a = predict_grid(p32.as_ref(), &text, &input).unwrap();
+        let b = predict_grid(p16.as_ref(), &text, &input).unwrap();
+        pairs.push((a.data, b.data, a.vocab));
+    }
+    let argmax = |r: &[f32]| {
+        r.iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                if v > bv {
+                    (i, v)
+                } else {
+                    (bi, bv)
+                }
+            })
+            .0
+    };
+    let (mut worst, mut same, mut rows) = (0f32, 0usize, 0usize);
+    for (a, b, vocab) in &pairs {
+        worst = worst.max(max_diff(a, b));
+        for (ra, rb) in a.chunks(*vocab).zip(b.chunks(*vocab)) {
+            same += (argmax(ra) == argmax(rb)) as usize;
+            rows += 1;
+        }
+    }
+    let agreement = same as f64 / rows as f64;
+    // A whole sampled pipeline in each dtype, one seed (reported only).
+    let run = |dtype: cogview::DType| {
+        let cfg = PipelineConfig {
+            model_dir: Some(model_dir()),
+            defaults: cogview::pipeline::config::DefaultsConfig {
+                plugin: c.plugin.clone(),
+                dtype: Some(dtype),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = Pipeline::from_settings(Settings::resolve(&cfg, true).unwrap()).unwrap();
+        p.generate("a red circle", 1, false, &RunContext::with_seed(11))
+            .unwrap()
+    };
+    let (r32, r16) = (run(cogview::DType::F32), run(cogview::DType::Bf16));
+    let (mut s_same, mut s_total) = (0, 0);
+    for (a, b) in r16.iter().zip(&r32) {
+        for (x, y) in [
+            (&a.low_res, &b.low_res),
+            (a.high_res.as_ref().unwrap(), b.high_res.as_ref().unwrap()),
+        ] {
+            s_same += x.ids.iter().zip(&y.ids).filter(|(p, q)| p == q).count();
+            s_total += x.ids.len();
+        }
+    }
+    let sampled = s_same as f64 / s_total as f64;
+    eprintln!(
+        "{}: bf16 vs f32: logits within {worst}, arg-max agreement {agreement:.4} ({same}/{rows}), \
+         sampled-pipeline token agreement {sampled:.4} ({s_same}/{s_total})",
+        c.label
+    );
+    assert!(
+        worst <= logit_tolerance,
+        "{}: bf16 logits differ from f32 by {worst}",
+        c.label
+    );
+    assert!(
+        agreement >= min_agreement,
+        "{}: bf16 arg-max agrees with f32 at {same}/{rows} positions",
+        c.label
+    );
+    (worst, agreement, sampled)
+}

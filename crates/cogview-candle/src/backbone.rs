@@ -2,10 +2,12 @@
 //! sandwich-LayerNorm layers with fused QKV and a tanh-GELU MLP, the final LayerNorm and the tied
 //! output head.
 
+use crate::bf16_pack::PackedBf16;
 use crate::util::{cdtype, device, BackendResult, LoadOptions, TensorSource};
 use candle_core::{DType as CDType, Device as CDevice, Tensor};
 use cogview_core::Result;
 use cogview_model::CoglmConfig;
+use std::sync::Arc;
 
 pub(crate) struct LayerNorm {
     weight: Tensor,
@@ -40,13 +42,71 @@ impl LayerNorm {
 pub(crate) struct Linear {
     weight: Tensor,
     bias: Tensor,
+    /// W and b packed for the bf16 kernels ([`crate::cpu_bf16`]): bf16 weights on the CPU, for
+    /// inference (not when W is a variable being trained).
+    packed: Option<Arc<PackedBf16>>,
 }
 
 impl Linear {
     /// y = x Wᵀ + b for x of shape [rows, in]; the result has `x`'s dtype.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(p) = &self.packed {
+            if let Some(y) = packed_product(x, p)? {
+                return Ok(y);
+            }
+        }
         matmul_wt(x, &self.weight)?.broadcast_add(&self.bias)
     }
+}
+
+/// Packs a bf16 weight [out, in] (and its bias) for the CPU bf16 kernels, when they apply: CPU,
+/// bf16 weights, not a variable being trained.
+pub(crate) fn pack_bf16(w: &Tensor, bias: Option<&Tensor>) -> Result<Option<Arc<PackedBf16>>> {
+    if !w.device().is_cpu() || w.dtype() != CDType::BF16 || w.track_op() {
+        return Ok(None);
+    }
+    let (n, k) = w.dims2().be()?;
+    let bits: Vec<u16> = w
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<half::bf16>())
+        .be()?
+        .into_iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let bias = match bias {
+        Some(b) => Some(
+            b.to_dtype(CDType::F32)
+                .and_then(|b| b.to_vec1::<f32>())
+                .be()?,
+        ),
+        None => None,
+    };
+    Ok(Some(Arc::new(PackedBf16::from_bf16_bits(
+        &bits,
+        n,
+        k,
+        bias.as_deref(),
+    ))))
+}
+
+/// `x · Wᵀ (+ b)` on the packed bf16 kernels for f32 x [rows, in] on the CPU with more than
+/// [`crate::cpu_linear::MAX_ROWS`] rows (fewer rows take the memory-bound decoding kernel), not
+/// tracked for training; `None` when those conditions do not hold.
+pub(crate) fn packed_product(
+    x: &Tensor,
+    p: &Arc<PackedBf16>,
+) -> candle_core::Result<Option<Tensor>> {
+    if !x.device().is_cpu()
+        || x.dtype() != CDType::F32
+        || x.track_op()
+        || x.rank() != 2
+        || x.dim(0)? <= crate::cpu_linear::MAX_ROWS
+    {
+        return Ok(None);
+    }
+    x.contiguous()?
+        .apply_op1_no_bwd(&crate::cpu_bf16::PackedLinear(p.clone()))
+        .map(Some)
 }
 
 /// x Wᵀ for x [rows, in], W [out, in], in `x`'s dtype. Few rows on the CPU (decoding steps) take
@@ -137,9 +197,13 @@ impl Loader<'_> {
         self.lin_named(&format!("{p}.weight"), &format!("{p}.bias"))
     }
     pub fn lin_named(&self, weight: &str, bias: &str) -> Result<Linear> {
+        let weight = self.t(weight, self.dtype)?;
+        let bias = self.t(bias, self.act_dtype)?;
+        let packed = pack_bf16(&weight, Some(&bias))?;
         Ok(Linear {
-            weight: self.t(weight, self.dtype)?,
-            bias: self.t(bias, self.act_dtype)?,
+            weight,
+            bias,
+            packed,
         })
     }
 }
@@ -159,6 +223,8 @@ pub(crate) struct Backbone {
     pub final_layernorm: LayerNorm,
     /// Rows `0..image_vocab_size` of the word embedding in f32: the image head.
     pub image_head: Tensor,
+    /// The same rows packed for the CPU bf16 kernels (bf16 weights on the CPU).
+    pub image_head_packed: Option<Arc<PackedBf16>>,
 }
 
 impl Backbone {
@@ -211,7 +277,12 @@ impl Backbone {
                 .and_then(|x| x.to_dtype(CDType::F32))
                 .be()?
         };
+        let image_head_packed = pack_bf16(
+            &word_embeddings.narrow(0, 0, config.image_vocab_size).be()?,
+            None,
+        )?;
         Ok(Backbone {
+            image_head_packed,
             word_embeddings,
             position_embeddings: l.t("transformer.position_embeddings.weight", l.dtype)?,
             final_layernorm: l.ln("transformer.final_layernorm")?,
@@ -238,6 +309,17 @@ impl Backbone {
     /// Image-vocabulary logits (f32) of rows `x` [n, h] after the final LayerNorm.
     pub fn image_logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = self.final_layernorm.forward(x)?.to_dtype(CDType::F32)?;
-        matmul_wt(&x, &self.image_head)
+        self.image_head_product(&x)
+    }
+
+    /// `x · headᵀ` over the image vocabulary for f32 rows `x` [n, h] (already normalised): the
+    /// packed bf16 kernels where they apply, otherwise the f32 head.
+    pub fn image_head_product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(p) = &self.image_head_packed {
+            if let Some(y) = packed_product(x, p)? {
+                return Ok(y);
+            }
+        }
+        matmul_wt(x, &self.image_head)
     }
 }

@@ -265,6 +265,9 @@ impl CoglmSession<'_> {
             m.b.final_layernorm
                 .forward(&x.reshape((rows, h))?)?
                 .to_dtype(CDType::F32)?;
+        if input.logits.vocab() == m.b.config.image_vocab_size {
+            return m.b.image_head_product(&x);
+        }
         matmul_wt(&x, &m.head(input.logits.vocab())?)
     }
 }

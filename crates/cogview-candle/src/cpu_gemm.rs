@@ -121,11 +121,14 @@ impl BSource for ConvCols<'_> {
     }
 }
 
-/// Whether the fast path can run on this CPU.
+/// Whether the fast path can run on this CPU (and the process did not force the portable
+/// kernels with `COGVIEW_CPU_KERNELS=portable`).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+            && crate::cpu_kernels::CpuKernels::selected()
+                != crate::cpu_kernels::CpuKernels::Portable
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

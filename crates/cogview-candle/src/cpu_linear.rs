@@ -199,7 +199,9 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 fn run<W: avx512::Load>(x: &[f32], m: usize, k: usize, w: &[W], n: usize) -> Vec<f32> {
-    let fast = std::arch::is_x86_feature_detected!("avx512f");
+    // AVX-512 unless the process forced the portable kernels (COGVIEW_CPU_KERNELS=portable).
+    let fast = std::arch::is_x86_feature_detected!("avx512f")
+        && crate::cpu_kernels::CpuKernels::selected() != crate::cpu_kernels::CpuKernels::Portable;
     run_with(x, m, k, w, n, |x, m, k, w, j0, out| {
         if fast {
             // SAFETY: the CPU supports AVX-512F (checked above); `block` reads rows j0.. of `w`

@@ -10,10 +10,14 @@
 
 mod backbone;
 mod backend;
+mod bf16_pack;
 mod coglm;
 mod conv_train;
+mod cpu_amx;
+mod cpu_bf16;
 mod cpu_conv;
 mod cpu_gemm;
+pub mod cpu_kernels;
 mod cpu_linear;
 pub mod inspect;
 mod local_attention;
@@ -27,6 +31,7 @@ mod vqvae;
 pub use backend::{CandleBackend, HAS_CUDA};
 pub use coglm::{CoglmModel, CoglmSession};
 pub use cogview_model::CoglmConfig;
+pub use cpu_bf16::{time_gemm, GemmKind};
 pub use sr::{SrConfig, SrKind, SrModel};
 pub use util::{device, LoadOptions, TensorSource, VarStore};
 pub use vqvae::{VqConfig, VqTokenizer};

@@ -25,6 +25,51 @@ enum What {
     Vq(VqArgs),
     /// One forward pass of DSR or ItersR (a folder holding `dsr/` and `itersr/`).
     Sr(SrArgs),
+    /// The CPU matrix-product kernels alone: `C [m, n] = A [m, k] · Wᵀ` in f32 (AVX-512) and bf16
+    /// on every kernel path this CPU has (COGVIEW_CPU_KERNELS names them), in GFLOP/s.
+    Gemm(GemmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GemmArgs {
+    /// Rows of A (tokens).
+    #[arg(long, default_value_t = 4096)]
+    m: usize,
+    /// Inner dimension (input features).
+    #[arg(long, default_value_t = 768)]
+    k: usize,
+    /// Columns of C (output features).
+    #[arg(long, default_value_t = 3072)]
+    n: usize,
+    /// Timed repetitions after one warm-up; the best is reported.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+fn gemm(args: GemmArgs) -> Result<()> {
+    use cogview::candle::cpu_kernels::CpuKernels;
+    use cogview::candle::{time_gemm, GemmKind};
+    let mut kinds = vec![("f32", "avx512", GemmKind::F32)];
+    kinds.extend(
+        CpuKernels::available_paths()
+            .into_iter()
+            .map(|k| ("bf16", k.name(), GemmKind::Bf16(k))),
+    );
+    for (dtype, kernels, kind) in kinds {
+        match time_gemm(kind, args.m, args.k, args.n, args.repeats) {
+            Ok(seconds) => {
+                let flop = 2.0 * (args.m * args.n * args.k) as f64;
+                let out = serde_json::json!({
+                    "impl": "candle", "op": "gemm", "dtype": dtype, "kernels": kernels,
+                    "m": args.m, "k": args.k, "n": args.n, "seconds": seconds,
+                    "gflops": flop / seconds / 1e9, "threads": threads(),
+                });
+                println!("{out}");
+            }
+            Err(e) => eprintln!("{dtype} {kernels}: {e}"),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +136,7 @@ pub fn run(args: Args) -> Result<()> {
         What::Coglm(a) => coglm(a),
         What::Vq(a) => vq(a),
         What::Sr(a) => sr(a),
+        What::Gemm(a) => gemm(a),
     }
 }
 
@@ -167,8 +213,58 @@ pub struct CoglmArgs {
     /// Text tokens in the context.
     #[arg(long, default_value_t = 16)]
     text_len: usize,
+    /// Instead of decoding, time the prefill: one forward over the text, <start_of_image> and
+    /// image tokens up to this many positions in all (421 = 20 text + 1 + 400 image tokens, a
+    /// whole stage-1 sequence), with the image logits of every position.
+    #[arg(long)]
+    prefill: Option<usize>,
+    /// Timed prefills (with --prefill) after one warm-up; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     #[command(flatten)]
     backend: BackendArgs,
+}
+
+/// Times one prefill of `total` positions (see `CoglmArgs::prefill`).
+fn coglm_prefill(args: &CoglmArgs, model: &CoglmModel, total: usize) -> Result<()> {
+    let spec = model.spec();
+    let image_vocab = spec.image_vocab_size;
+    if total <= args.text_len + 1 {
+        return Err(Error::invalid_input(
+            "--prefill",
+            "must exceed --text-len + 1 (the text and <start_of_image>)",
+        ));
+    }
+    let text_vocab_start = image_vocab as u32;
+    let mut tokens: Vec<u32> = (0..args.text_len as u32)
+        .map(|i| text_vocab_start + (i * 7919) % (spec.start_of_image_id - text_vocab_start))
+        .collect();
+    tokens.push(spec.start_of_image_id);
+    let images = total - tokens.len();
+    tokens.extend((0..images as u32).map(|i| (i * 53) % image_vocab as u32));
+    let mut positions: Vec<u32> = (0..args.text_len as u32).collect();
+    positions.extend((0..=images as u32).map(|j| 512 + j));
+    let mask = CoglmMask {
+        text_len: args.text_len,
+        text_bias: 1.4,
+    };
+    let bias = mask.bias_rows(0, total, total);
+    let (_, seconds) = best_of(args.repeats, || {
+        let mut s = model.session(1, total)?;
+        s.forward(&LmInput {
+            tokens: &tokens,
+            positions: &positions,
+            bias: &bias,
+            logits: LogitsRequest::All { vocab: image_vocab },
+        })
+        .map(|l| l.row(0)[0])
+    })?;
+    let out = serde_json::json!({
+        "impl": "candle", "op": "prefill", "tokens": total, "dtype": args.backend.dtype.to_string(),
+        "seconds": seconds, "threads": threads(),
+    });
+    println!("{out}");
+    Ok(())
 }
 
 fn coglm(args: CoglmArgs) -> Result<()> {
@@ -179,6 +275,9 @@ fn coglm(args: CoglmArgs) -> Result<()> {
         ));
     }
     let model = CoglmModel::load(&args.model, args.backend.load_options())?;
+    if let Some(total) = args.prefill {
+        return coglm_prefill(&args, &model, total);
+    }
     let spec = model.spec();
     let image_vocab = spec.image_vocab_size;
     let text_vocab_start = image_vocab as u32;
