@@ -307,18 +307,7 @@ fn gemm_vector(path: CpuKernels, a: &[u32], m: usize, w: &PackedBf16) -> Vec<f32
     let mut c = vec![0f32; m * n];
     let c_ptr = c.as_mut_ptr() as usize;
     let c_len = c.len();
-    let n_blocks: Vec<usize> = (0..n).step_by(NC).collect();
-    let want = 4 * rayon::current_num_threads();
-    let m_chunks = want.div_ceil(n_blocks.len()).clamp(1, m_panels);
-    let per_chunk = m_panels.div_ceil(m_chunks);
-    let tasks: Vec<(usize, std::ops::Range<usize>)> = n_blocks
-        .iter()
-        .flat_map(|&n0| {
-            (0..m_panels)
-                .step_by(per_chunk)
-                .map(move |p0| (n0, p0..(p0 + per_chunk).min(m_panels)))
-        })
-        .collect();
+    let tasks = crate::cpu_gemm::parallel_tasks(n, NC, m_panels);
     let zeros = [0f32; NR];
     tasks.into_par_iter().for_each(|(n0, panels)| {
         let nc = NC.min(n - n0);
@@ -372,17 +361,7 @@ pub fn time_gemm(
     n: usize,
     repeats: usize,
 ) -> Result<f64, crate::cpu_kernels::KernelChoiceError> {
-    let values = |seed: u64, len: usize| -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    };
+    let values = crate::cpu_gemm::lcg_values;
     let (a, w) = (values(1, m * k), values(2, n * k));
     let mut run: Box<dyn FnMut()> = match kind {
         GemmKind::F32 => {

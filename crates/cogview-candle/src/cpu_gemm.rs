@@ -283,20 +283,7 @@ pub(crate) fn gemm_bias(a: View, b: &impl BSource, bias: Option<&[f32]>) -> Vec<
         .collect();
     // Column blocks of C are independent: split C by columns via raw pointer ranges.
     let c_ptr = c.as_mut_ptr() as usize;
-    // Tasks: column blocks × ranges of row panels, enough of them to keep every thread busy even
-    // when C has few columns (e.g. attention outputs with 512 channels).
-    let n_blocks: Vec<usize> = (0..n).step_by(NC).collect();
-    let want = 4 * rayon::current_num_threads();
-    let m_chunks = want.div_ceil(n_blocks.len()).clamp(1, m_panels);
-    let per_chunk = m_panels.div_ceil(m_chunks);
-    let tasks: Vec<(usize, std::ops::Range<usize>)> = n_blocks
-        .iter()
-        .flat_map(|&n0| {
-            (0..m_panels)
-                .step_by(per_chunk)
-                .map(move |p0| (n0, p0..(p0 + per_chunk).min(m_panels)))
-        })
-        .collect();
+    let tasks = parallel_tasks(n, NC, m_panels);
     tasks.into_par_iter().for_each(|(n0, panels)| {
         let nc = NC.min(n - n0);
         let n_panels = nc.div_ceil(NR);
@@ -402,6 +389,44 @@ pub fn matmul(
     } else {
         a.contiguous()?.matmul(&b.contiguous()?)
     }
+}
+
+/// The parallel tasks of a blocked GEMM: column blocks of `nc` columns × ranges of row panels,
+/// enough of them (about four per thread) to keep every thread busy even when C has few columns
+/// (e.g. attention outputs with 512 channels). Each is (first column, row-panel range).
+pub(crate) fn parallel_tasks(
+    n: usize,
+    nc: usize,
+    m_panels: usize,
+) -> Vec<(usize, std::ops::Range<usize>)> {
+    let n_blocks: Vec<usize> = (0..n).step_by(nc).collect();
+    let want = 4 * rayon::current_num_threads();
+    let m_chunks = want
+        .div_ceil(n_blocks.len().max(1))
+        .clamp(1, m_panels.max(1));
+    let per_chunk = m_panels.div_ceil(m_chunks).max(1);
+    n_blocks
+        .iter()
+        .flat_map(|&n0| {
+            (0..m_panels)
+                .step_by(per_chunk)
+                .map(move |p0| (n0, p0..(p0 + per_chunk).min(m_panels)))
+        })
+        .collect()
+}
+
+/// A deterministic stream of values in [−0.5, 0.5) (an LCG; quality is irrelevant): the inputs of
+/// the kernels' tests and of `cogview bench gemm`.
+pub(crate) fn lcg_values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
 }
 
 #[cfg(test)]

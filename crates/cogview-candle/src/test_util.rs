@@ -1,17 +1,6 @@
 //! Helpers for the kernels' unit tests.
 
-/// A deterministic stream of values in [−0.5, 0.5) (an LCG; quality is irrelevant here).
-pub fn random_values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
-}
+pub(crate) use crate::cpu_gemm::lcg_values as random_values;
 
 /// x [m, k] · w [n, k]ᵀ in f64.
 pub fn reference_product_wt(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f64> {
