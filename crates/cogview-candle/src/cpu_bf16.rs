@@ -361,7 +361,7 @@ pub fn time_gemm(
     n: usize,
     repeats: usize,
 ) -> Result<f64, crate::cpu_kernels::KernelChoiceError> {
-    let values = crate::cpu_gemm::lcg_values;
+    let values = crate::pseudo_random::lcg_values;
     let (a, w) = (values(1, m * k), values(2, n * k));
     let mut run: Box<dyn FnMut()> = match kind {
         GemmKind::F32 => {

@@ -21,6 +21,7 @@ pub mod cpu_kernels;
 mod cpu_linear;
 pub mod inspect;
 mod local_attention;
+mod pseudo_random;
 mod sr;
 #[cfg(test)]
 mod test_util;

@@ -1,6 +1,6 @@
 //! Helpers for the kernels' unit tests.
 
-pub(crate) use crate::cpu_gemm::lcg_values as random_values;
+pub(crate) use crate::pseudo_random::lcg_values as random_values;
 
 /// x [m, k] · w [n, k]ᵀ in f64.
 pub fn reference_product_wt(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f64> {
