@@ -379,24 +379,35 @@ pub fn save_png(img: &Image, path: impl AsRef<Path>, text: &[(String, String)]) 
     cogview_core::output::write_with(path, |tmp| {
         let io = |e: std::io::Error| cogview_core::output::write_error(path, e);
         let file = std::fs::File::create(tmp).map_err(io)?;
-        let mut enc = png::Encoder::new(
-            std::io::BufWriter::new(file),
-            img.width as u32,
-            img.height as u32,
-        );
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let enc_err = |e: png::EncodingError| match e {
+        encode_png(img, text, std::io::BufWriter::new(file)).map_err(|e| match e {
             png::EncodingError::IoError(e) => io(e),
             e => Error::io(path, std::io::Error::other(e.to_string())),
-        };
-        for (k, v) in text {
-            enc.add_itxt_chunk(k.clone(), v.clone()).map_err(enc_err)?;
-        }
-        let mut writer = enc.write_header().map_err(enc_err)?;
-        writer.write_image_data(&img.pixels).map_err(enc_err)?;
-        writer.finish().map_err(enc_err)
+        })
     })
+}
+
+/// The bytes of an 8-bit RGB PNG with `tEXt` chunks (what [`save_png`] writes), for results that
+/// go to a store instead of a file.
+pub fn png_bytes(img: &Image, text: &[(String, String)]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_png(img, text, &mut out).map_err(|e| Error::invalid_input("image", e.to_string()))?;
+    Ok(out)
+}
+
+fn encode_png<W: std::io::Write>(
+    img: &Image,
+    text: &[(String, String)],
+    out: W,
+) -> std::result::Result<(), png::EncodingError> {
+    let mut enc = png::Encoder::new(out, img.width as u32, img.height as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    for (k, v) in text {
+        enc.add_itxt_chunk(k.clone(), v.clone())?;
+    }
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(&img.pixels)?;
+    writer.finish()
 }
 
 /// Scales an image up by an integer factor per side, repeating pixels (nearest neighbour), as

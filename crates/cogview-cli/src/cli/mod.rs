@@ -2,6 +2,7 @@
 
 mod backend_args;
 mod backends;
+mod batch;
 mod bench;
 mod caption;
 mod convert;
@@ -12,11 +13,13 @@ mod info;
 mod logits;
 mod pipeline_args;
 mod progress;
+mod queue_args;
 mod regenerate;
 mod serve;
 mod super_resolve;
 mod tokenize;
 mod train;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use cogview::Result;
@@ -36,6 +39,8 @@ enum Command {
     Caption(caption::Args),
     Regenerate(regenerate::Args),
     Serve(serve::Args),
+    Worker(worker::Args),
+    Batch(batch::Args),
     SuperResolve(super_resolve::Args),
     Info(info::Args),
     Backends(backends::Args),
@@ -56,6 +61,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Caption(a) => caption::run(a),
         Command::Regenerate(a) => regenerate::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Worker(a) => worker::run(a),
+        Command::Batch(a) => batch::run(a),
         Command::SuperResolve(a) => super_resolve::run(a),
         Command::Info(a) => info::run(a),
         Command::Backends(a) => backends::run(a),
