@@ -12,6 +12,7 @@
 #   bash tools/train/train_default_whole_domain.sh coglm      # CogLM (session of issue 17: this)
 #   bash tools/train/train_default_whole_domain.sh coglm-more # CogLM, 1500 more steps
 #   bash tools/train/train_default_whole_domain.sh coglm-third # CogLM, 1800 more after that
+#   bash tools/train/train_default_whole_domain.sh coglm-fourth # CogLM, 2500 more after that
 #   bash tools/train/train_default_whole_domain.sh dsr        # DSR
 #   bash tools/train/train_default_whole_domain.sh itersr     # ItersR (independent of dsr)
 #   bash tools/train/train_default_whole_domain.sh assemble   # the model folder and its eval
@@ -59,6 +60,11 @@ coglm-third)
     $bin train coglm "${common[@]}" --out "$out/coglm-third" --steps 1800 --lr 1e-4 --batch 16 \
         --seed 9 --scene-fraction 0.8 --init-from "$out/coglm-more/coglm.safetensors"
     ;;
+coglm-fourth)
+    # A fourth leg (session 9), run while coglm-third was evaluated: 2500 more steps, seed 10.
+    $bin train coglm "${common[@]}" --out "$out/coglm-fourth" --steps 2500 --lr 1e-4 --batch 16 \
+        --seed 10 --scene-fraction 0.8 --init-from "$out/coglm-third/coglm.safetensors"
+    ;;
 dsr)
     # DSR and ItersR see the caption and local token context, so a short warm-started schedule on
     # the new split; measured with `eval` (stage 1 vs final rows).
@@ -78,7 +84,8 @@ assemble)
     cp "$out/init/pipeline.toml" "$out/init/ice_image.safetensors" "$out/init/ice_text.model" \
        "$out/init/cluster_label.npy" "$m/"
     # The latest continued CogLM that has finished (COGLM=coglm or coglm-more picks an earlier one).
-    coglm_dir=${COGLM:-coglm-third}
+    coglm_dir=${COGLM:-coglm-fourth}
+    [ -f "$out/$coglm_dir/coglm.safetensors" ] || coglm_dir=coglm-third
     [ -f "$out/$coglm_dir/coglm.safetensors" ] || coglm_dir=coglm-more
     [ -f "$out/$coglm_dir/coglm.safetensors" ] || coglm_dir=coglm
     cp "$out/$coglm_dir/coglm.safetensors" "$m/"
@@ -98,7 +105,7 @@ assemble)
         --count 50 --emoji 0
     ;;
 *)
-    echo "usage: $0 coglm|coglm-more|coglm-third|dsr|itersr|assemble" >&2
+    echo "usage: $0 coglm|coglm-more|coglm-third|coglm-fourth|dsr|itersr|assemble" >&2
     exit 2
     ;;
 esac

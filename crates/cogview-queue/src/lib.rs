@@ -512,18 +512,18 @@ impl Queue {
         }))
     }
 
-    /// Jobs in the stream that no worker has acknowledged yet (waiting or running).
+    /// Jobs the workers' consumer has yet to deliver or to see acknowledged (waiting or
+    /// running). Read from the consumer, not from the stream's message count: after a broker is
+    /// killed (SIGKILL), nats-server 2.9 can bring back the stream copy of a message whose
+    /// acknowledgement it had already recorded in the consumer, below the consumer's ack floor,
+    /// where it is never delivered again.
     pub async fn pending_jobs(&self) -> Result<u64, QueueError> {
-        let mut s = self
-            .js
-            .get_stream(&self.names.stream)
-            .await
-            .map_err(|e| QueueError::broker("reading the job stream", e))?;
-        let info = s
+        let mut c = self.consumer().await?;
+        let info = c
             .info()
             .await
-            .map_err(|e| QueueError::broker("reading the job stream", e))?;
-        Ok(info.state.messages)
+            .map_err(|e| QueueError::broker("reading the workers' consumer", e))?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
     }
 }
 

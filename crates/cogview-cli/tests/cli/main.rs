@@ -5,5 +5,6 @@ mod flags;
 mod full_disk;
 mod generate;
 mod output_and_config;
+mod scale_out;
 mod serve;
 mod vocabulary;
