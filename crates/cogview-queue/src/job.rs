@@ -21,6 +21,10 @@ pub struct JobSpec {
     /// Stop after stage 1 (generation only).
     #[serde(default)]
     pub only_first_stage: bool,
+    /// Inverse prompting (generation only): draw this many stage-1 candidates and keep the `n`
+    /// best by the prompt's likelihood, as `cogview generate --rerank`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<usize>,
 }
 
 /// A job's kind.
@@ -237,6 +241,7 @@ mod tests {
             n: 2,
             seed: 3,
             only_first_stage: false,
+            rerank: None,
         };
         let mut r = JobRecord::queued(spec);
         r.status = JobStatus::Running;

@@ -68,9 +68,10 @@ impl QueueConfig {
     fn check(&self) -> Result<(), QueueError> {
         if self.prefix.is_empty()
             || self.prefix.len() > 32
-            || !self.prefix.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
-            })
+            || !self
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
             return Err(QueueError::Setting {
                 setting: "--queue-prefix",
@@ -232,7 +233,9 @@ impl Queue {
                 },
             )
             .await
-            .map_err(|e| QueueError::broker(format!("creating the consumer {}", names.consumer), e))?;
+            .map_err(|e| {
+                QueueError::broker(format!("creating the consumer {}", names.consumer), e)
+            })?;
         let states = match js.get_key_value(&names.states).await {
             Ok(s) => s,
             Err(_) => {
@@ -303,7 +306,9 @@ impl Queue {
         self.js
             .get_consumer_from_stream(&self.names.consumer, &self.names.stream)
             .await
-            .map_err(|e| QueueError::broker(format!("opening the consumer {}", self.names.consumer), e))
+            .map_err(|e| {
+                QueueError::broker(format!("opening the consumer {}", self.names.consumer), e)
+            })
     }
 
     /// Submits a job: stores an edit's inputs (image and mask PNG bytes), records it queued and
@@ -341,8 +346,9 @@ impl Queue {
             )
             .await
             .map_err(|e| QueueError::broker(format!("submitting job {}", spec.id), e))?;
-        ack.await
-            .map_err(|e| QueueError::broker(format!("the broker's receipt of job {}", spec.id), e))?;
+        ack.await.map_err(|e| {
+            QueueError::broker(format!("the broker's receipt of job {}", spec.id), e)
+        })?;
         Ok(record)
     }
 
@@ -380,7 +386,11 @@ impl Queue {
             what: format!("the record of job {}", record.id()),
             reason: e.to_string(),
         })?;
-        match self.states.create(done_key(record.id()), bytes.into()).await {
+        match self
+            .states
+            .create(done_key(record.id()), bytes.into())
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(QueueError::broker(
@@ -392,11 +402,10 @@ impl Queue {
 
     /// The final record of a completed job (from its marker), `None` while it is not done.
     pub async fn completion(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
-        let value = self
-            .states
-            .get(done_key(id))
-            .await
-            .map_err(|e| QueueError::broker(format!("reading the completion of job {id}"), e))?;
+        let value =
+            self.states.get(done_key(id)).await.map_err(|e| {
+                QueueError::broker(format!("reading the completion of job {id}"), e)
+            })?;
         value
             .map(|v| parse_record(&v, &format!("the completion of job {id}")))
             .transpose()
@@ -410,7 +419,11 @@ impl Queue {
                 return Ok(false);
             }
         }
-        match self.states.create(cancel_key(id), Bytes::from_static(b"1")).await {
+        match self
+            .states
+            .create(cancel_key(id), Bytes::from_static(b"1"))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(true),
             Err(e) => Err(QueueError::broker(format!("cancelling job {id}"), e)),
@@ -488,7 +501,11 @@ impl Queue {
             .subscribe(format!("{}.{id}", self.names.progress))
             .await
             .map_err(|e| QueueError::broker(format!("subscribing to job {id}'s progress"), e))?;
-        Ok(sub.filter_map(|m| futures_util::future::ready(serde_json::from_slice(&m.payload).ok())))
+        Ok(
+            sub.filter_map(|m| {
+                futures_util::future::ready(serde_json::from_slice(&m.payload).ok())
+            }),
+        )
     }
 
     /// Every job state as it changes, beginning with the current ones (a watch on `job.*`).
@@ -549,6 +566,12 @@ fn check_spec(spec: &JobSpec) -> Result<(), QueueError> {
         return Err(QueueError::Message {
             what: format!("job id {:?}", spec.id),
             reason: "ids are 1-64 characters of a-z, 0-9 and '_'".into(),
+        });
+    }
+    if spec.rerank.is_some_and(|k| k < spec.n) {
+        return Err(QueueError::Message {
+            what: format!("job {}", spec.id),
+            reason: "rerank (the candidates) must be at least n".into(),
         });
     }
     if spec.n == 0 {

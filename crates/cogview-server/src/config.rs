@@ -59,6 +59,9 @@ pub struct ServerConfig {
     /// Where job images are written (a folder the server creates and removes; default: a fresh
     /// folder in the system's temporary folder).
     pub image_dir: Option<PathBuf>,
+    /// `serve --queue`: submit jobs to this NATS JetStream queue (run by `cogview worker`s)
+    /// instead of running them in this process.
+    pub queue: Option<cogview_queue::QueueConfig>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             model_id: "cogview".into(),
             image_dir: None,
+            queue: None,
         }
     }
 }

@@ -168,6 +168,19 @@ impl ApiError {
         }
     }
 
+    /// The NATS queue failed (`serve --queue`): 503, the details in the server's log only.
+    pub fn from_queue(e: &cogview_queue::QueueError) -> Self {
+        tracing::error!("queue error: {e}");
+        ApiError {
+            code: Some("queue_unavailable"),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "the job queue is unavailable; try again later (the server's log has the details)",
+            )
+        }
+    }
+
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({
@@ -231,6 +244,9 @@ pub enum ServeError {
     /// The pipeline could not be built or its weights hashed.
     #[error(transparent)]
     Pipeline(#[from] cogview::Error),
+    /// The NATS queue of `--queue` could not be used.
+    #[error("{0}")]
+    Queue(String),
     /// Another I/O failure (the image folder, the worker thread).
     #[error("{what}: {source}")]
     Io {

@@ -25,6 +25,9 @@ pub enum JobRequest {
     Generate(GenerateSpec),
     /// Text-guided editing of an uploaded image.
     Edit(EditSpec),
+    /// A job of the NATS queue submitted through another server, followed here
+    /// (`serve --queue`).
+    Queued(cogview_queue::JobSpec),
 }
 
 /// A generation job.
@@ -68,18 +71,21 @@ impl JobRequest {
         match self {
             JobRequest::Generate(g) => &g.prompt,
             JobRequest::Edit(e) => &e.prompt,
+            JobRequest::Queued(q) => &q.prompt,
         }
     }
     fn n(&self) -> usize {
         match self {
             JobRequest::Generate(g) => g.n,
             JobRequest::Edit(e) => e.n,
+            JobRequest::Queued(q) => q.n,
         }
     }
     fn seed(&self) -> u64 {
         match self {
             JobRequest::Generate(g) => g.seed,
             JobRequest::Edit(e) => e.seed,
+            JobRequest::Queued(q) => q.seed,
         }
     }
     /// A plain generation, whose stage 1 can share a batch with others.
@@ -313,7 +319,14 @@ impl Job {
         let mut v = serde_json::json!({
             "id": self.id,
             "object": "cogview.job",
-            "kind": match self.request { JobRequest::Generate(_) => "generate", JobRequest::Edit(_) => "edit" },
+            "kind": match &self.request {
+                JobRequest::Generate(_) => "generate",
+                JobRequest::Edit(_) => "edit",
+                JobRequest::Queued(q) => match q.kind {
+                    cogview_queue::JobKind::Generate => "generate",
+                    cogview_queue::JobKind::Edit { .. } => "edit",
+                },
+            },
             "status": s.status.name(),
             "created": self.created,
             "prompt": self.request.prompt(),
@@ -345,11 +358,18 @@ impl Job {
             }
             Status::Cancelled => {}
         }
-        if let JobRequest::Generate(g) = &self.request {
-            o.insert("only_first_stage".into(), g.only_first_stage.into());
-            if let Some(r) = g.rerank {
-                o.insert("rerank".into(), r.into());
+        let (only_first_stage, rerank) = match &self.request {
+            JobRequest::Generate(g) => (Some(g.only_first_stage), g.rerank),
+            JobRequest::Queued(q) if q.kind == cogview_queue::JobKind::Generate => {
+                (Some(q.only_first_stage), q.rerank)
             }
+            _ => (None, None),
+        };
+        if let Some(f) = only_first_stage {
+            o.insert("only_first_stage".into(), f.into());
+        }
+        if let Some(r) = rerank {
+            o.insert("rerank".into(), r.into());
         }
         if s.preview.is_some() {
             o.insert("has_preview".into(), true.into());
@@ -411,6 +431,10 @@ pub struct Scheduler {
     /// The counters.
     pub stats: Stats,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// `serve --queue`: jobs go to the NATS queue and are followed there.
+    remote: Option<cogview_queue::Queue>,
+    /// Queue mode: jobs submitted or followed and not yet ended.
+    relaying: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -482,6 +506,8 @@ impl Scheduler {
             mean_job_seconds: Mutex::new(1.0),
             stats: Stats::default(),
             worker: Mutex::new(None),
+            remote: None,
+            relaying: std::sync::atomic::AtomicUsize::new(0),
         });
         let worker = s.clone();
         let handle = std::thread::Builder::new()
@@ -489,6 +515,39 @@ impl Scheduler {
             .spawn(move || worker.work())?;
         *s.worker.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(s)
+    }
+
+    /// A scheduler for `serve --queue`: jobs are submitted to `queue` and followed there (their
+    /// state, progress and images come from the workers through NATS); `pipeline` only checks
+    /// requests (its stages load lazily and never run here).
+    pub fn start_remote(
+        pipeline: Arc<Pipeline>,
+        queue: cogview_queue::Queue,
+        config: SchedulerConfig,
+    ) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.image_dir)?;
+        Ok(Arc::new(Scheduler {
+            pipeline,
+            weights: Vec::new(),
+            config,
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            jobs: Mutex::new(HashMap::new()),
+            running: Mutex::new(Vec::new()),
+            mean_job_seconds: Mutex::new(1.0),
+            stats: Stats::default(),
+            worker: Mutex::new(None),
+            remote: Some(queue),
+            relaying: std::sync::atomic::AtomicUsize::new(0),
+        }))
+    }
+
+    /// The NATS queue, in `serve --queue` mode.
+    pub fn remote(&self) -> Option<&cogview_queue::Queue> {
+        self.remote.as_ref()
     }
 
     /// The pipeline.
@@ -507,6 +566,10 @@ impl Scheduler {
 
     /// Jobs waiting and jobs running.
     pub fn load(&self) -> (usize, usize) {
+        if self.remote.is_some() {
+            // This server's jobs in the NATS queue, waiting or running (not told apart here).
+            return (self.relaying.load(Ordering::Relaxed), 0);
+        }
         let queued = self.queue().jobs.len();
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).len();
         (queued, running)
@@ -519,14 +582,18 @@ impl Scheduler {
 
     /// Queues a job: its id and position (0: next to run), or 429 when the queue is full and
     /// 503 when the server is shutting down.
-    pub fn submit(&self, request: JobRequest) -> Result<(Arc<Job>, usize), ApiError> {
+    pub fn submit(self: &Arc<Self>, request: JobRequest) -> Result<(Arc<Job>, usize), ApiError> {
         let job = Arc::new(Job::new(new_id(), request));
         let mut q = self.queue();
         if q.shutdown {
             return Err(ApiError::shutting_down());
         }
-        if q.jobs.len() >= self.config.queue_size {
-            let waiting = q.jobs.len();
+        let waiting = if self.remote.is_some() {
+            self.relaying.load(Ordering::Relaxed)
+        } else {
+            q.jobs.len()
+        };
+        if waiting >= self.config.queue_size {
             drop(q);
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             let mean = *self
@@ -537,16 +604,187 @@ impl Scheduler {
             let retry = (mean * rounds as f64).ceil().max(1.0) as u64;
             return Err(ApiError::queue_full(self.config.queue_size, retry));
         }
-        q.jobs.push_back(job.clone());
-        let position = q.jobs.len() - 1;
+        let position = if self.remote.is_some() {
+            0
+        } else {
+            q.jobs.push_back(job.clone());
+            q.jobs.len() - 1
+        };
         self.jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.id.clone(), job.clone());
         drop(q);
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        self.wake.notify_all();
+        if self.remote.is_some() {
+            self.relaying.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(self.clone().relay(job.clone(), true));
+        } else {
+            self.wake.notify_all();
+        }
         Ok((job, position))
+    }
+
+    /// Queue mode: submits the job to NATS (when `submit`) and follows it there until it ends,
+    /// mirroring its state and progress into the local job and fetching its images.
+    async fn relay(self: Arc<Self>, job: Arc<Job>, submit: bool) {
+        let Some(q) = self.remote.clone() else {
+            return;
+        };
+        let id = job.id.clone();
+        let started = Instant::now();
+        if submit {
+            let submitted = match remote_spec(&job) {
+                Ok((spec, inputs)) => q.submit(&spec, inputs).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = submitted {
+                self.fail(&job, ApiError::from_queue(&e));
+                self.relaying.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut events = q.subscribe_progress(&id).await.ok();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                ev = next_event(&mut events) => {
+                    if ev.event == "progress" {
+                        job.set_running();
+                        job.progress(Progress {
+                            stage: stage_name(ev.stage.as_deref()),
+                            step: ev.step,
+                            total: ev.of,
+                        });
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.queue().shutdown {
+                        break;
+                    }
+                    if job.status().is_terminal() {
+                        // Cancelled here: ask the workers to drop it.
+                        if let Err(e) = q.cancel(&id).await {
+                            tracing::warn!("job {id}: could not pass on the cancellation: {e}");
+                        }
+                        break;
+                    }
+                    match q.record(&id).await {
+                        Ok(Some(r)) => {
+                            if self.apply_record(&job, &r).await {
+                                break;
+                            }
+                        }
+                        Ok(None) => {}
+                        // The broker restarting: keep following.
+                        Err(e) => tracing::warn!("job {id}: {e}"),
+                    }
+                }
+            }
+        }
+        let mut mean = self
+            .mean_job_seconds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *mean = 0.8 * *mean + 0.2 * started.elapsed().as_secs_f64();
+        drop(mean);
+        if submit {
+            self.relaying.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Mirrors a NATS job state into the local job; true when the job has ended.
+    async fn apply_record(&self, job: &Arc<Job>, r: &cogview_queue::JobRecord) -> bool {
+        use cogview_queue::JobStatus as S;
+        match r.status {
+            S::Queued => false,
+            S::Running => {
+                job.set_running();
+                if let Some(stage) = r.stage.as_deref() {
+                    job.progress(Progress {
+                        stage: stage_name(Some(stage)),
+                        step: r.step,
+                        total: r.of,
+                    });
+                }
+                false
+            }
+            S::Done => {
+                self.collect(job, r).await;
+                true
+            }
+            S::Failed => {
+                let message = r
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the worker failed".into());
+                self.fail(
+                    job,
+                    ApiError::from_pipeline(&cogview::Error::backend(message)),
+                );
+                true
+            }
+            S::Cancelled => {
+                if job.finish(Status::Cancelled, Vec::new(), None) {
+                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            }
+        }
+    }
+
+    /// Fetches a finished NATS job's images into the image folder and ends the local job.
+    async fn collect(&self, job: &Arc<Job>, r: &cogview_queue::JobRecord) {
+        let Some(q) = self.remote.as_ref() else {
+            return;
+        };
+        let dir = self.config.image_dir.join(&job.id);
+        let mut paths = Vec::with_capacity(r.images.len());
+        for (k, name) in r.images.iter().enumerate() {
+            let bytes = match q.object(name).await {
+                Ok(b) => b,
+                Err(e) => return self.fail(job, ApiError::from_queue(&e)),
+            };
+            let path = dir.join(format!("{k}.png"));
+            let written = std::fs::create_dir_all(&dir)
+                .map_err(|e| cogview::Error::io(&dir, e))
+                .and_then(|()| cogview::core::output::write_file(&path, &bytes));
+            if let Err(e) = written {
+                let _ = std::fs::remove_dir_all(&dir);
+                return self.fail(job, ApiError::from_pipeline(&e));
+            }
+            paths.push(path);
+        }
+        job.set_running();
+        if job.finish(Status::Done, paths, None) {
+            self.stats.done.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// Queue mode: a job this server does not know (submitted through another server) looked
+    /// up in NATS and followed from now on. `None` when NATS has no such job either.
+    pub async fn adopt(self: &Arc<Self>, id: &str) -> Option<Arc<Job>> {
+        let q = self.remote.as_ref()?;
+        if !cogview_queue::valid_job_id(id) {
+            return None;
+        }
+        let r = q.record(id).await.ok()??;
+        let mut job = Job::new(id.to_string(), JobRequest::Queued(r.spec.clone()));
+        job.created = r.created;
+        let job = Arc::new(job);
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(existing) = jobs.get(id) {
+                return Some(existing.clone());
+            }
+            jobs.insert(id.to_string(), job.clone());
+        }
+        if !self.apply_record(&job, &r).await {
+            tokio::spawn(self.clone().relay(job.clone(), false));
+        }
+        Some(job)
     }
 
     /// A job by id.
@@ -594,6 +832,13 @@ impl Scheduler {
     /// Stops: no new jobs, queued jobs cancelled, running jobs given `grace` to finish and then
     /// cancelled; waits for the worker and removes the image folder. Blocking.
     pub fn shutdown(&self, grace: Duration) {
+        if self.remote.is_some() {
+            // The jobs live on in the NATS queue (the workers finish them; another server can
+            // follow them): only this server's mirrors stop.
+            self.queue().shutdown = true;
+            let _ = std::fs::remove_dir_all(&self.config.image_dir);
+            return;
+        }
         let queued: Vec<Arc<Job>> = {
             let mut q = self.queue();
             q.shutdown = true;
@@ -714,7 +959,9 @@ impl Scheduler {
             .iter()
             .map(|j| match &j.request {
                 JobRequest::Generate(g) => g,
-                JobRequest::Edit(_) => unreachable!("edits run alone"),
+                JobRequest::Edit(_) | JobRequest::Queued(_) => {
+                    unreachable!("only plain generations are batched")
+                }
             })
             .collect();
         let ctxs: Vec<RunContext> = jobs.iter().map(|j| self.context(j)).collect();
@@ -775,6 +1022,12 @@ impl Scheduler {
                     Err(e) => self.complete(job, Err(e), |_| unreachable!()),
                 }
             }
+            JobRequest::Queued(_) => self.fail(
+                job,
+                ApiError::from_pipeline(&cogview::Error::backend(
+                    "a job of the NATS queue runs on a worker, not in this server",
+                )),
+            ),
             JobRequest::Edit(e) => {
                 let result = self
                     .pipeline
@@ -892,4 +1145,87 @@ fn preview(pipeline: &Pipeline, grids: &[TokenGrid]) -> Option<String> {
         .ok()?;
     let tiled = cogview::image::tile(&images, 3).ok()?;
     Some(base64::engine::general_purpose::STANDARD.encode(png_bytes(&tiled)))
+}
+
+/// A job as the NATS queue carries it, with an edit's inputs as PNG bytes.
+type RemoteJob = (cogview_queue::JobSpec, Option<(Vec<u8>, Vec<u8>)>);
+
+fn remote_spec(job: &Job) -> Result<RemoteJob, cogview_queue::QueueError> {
+    use cogview_queue::{JobKind, JobSpec};
+    Ok(match &job.request {
+        JobRequest::Generate(g) => (
+            JobSpec {
+                id: job.id.clone(),
+                kind: JobKind::Generate,
+                prompt: g.prompt.clone(),
+                n: g.n,
+                seed: g.seed,
+                only_first_stage: g.only_first_stage,
+                rerank: g.rerank,
+            },
+            None,
+        ),
+        JobRequest::Edit(e) => {
+            // The mask as a picture: white is redrawn (what EditMask::from_image reads back).
+            let cells: Vec<u8> = e
+                .mask
+                .cells()
+                .iter()
+                .flat_map(|&c| [if c { 255 } else { 0 }; 3])
+                .collect();
+            let mask = Image::new(e.mask.width(), e.mask.height(), cells).map_err(|err| {
+                cogview_queue::QueueError::Message {
+                    what: format!("the mask of job {}", job.id),
+                    reason: err.to_string(),
+                }
+            })?;
+            (
+                JobSpec {
+                    id: job.id.clone(),
+                    kind: JobKind::Edit {
+                        image_sha256: e.image_sha256.clone(),
+                        mask_description: e.mask_description.clone(),
+                    },
+                    prompt: e.prompt.clone(),
+                    n: e.n,
+                    seed: e.seed,
+                    only_first_stage: false,
+                    rerank: None,
+                },
+                Some((png_bytes(&e.image), png_bytes(&mask))),
+            )
+        }
+        JobRequest::Queued(spec) => (spec.clone(), None),
+    })
+}
+
+/// The next progress event, or never when there is no subscription.
+async fn next_event(
+    events: &mut Option<impl futures_util::Stream<Item = cogview_queue::ProgressEvent> + Unpin>,
+) -> cogview_queue::ProgressEvent {
+    use futures_util::StreamExt;
+    match events {
+        Some(s) => match s.next().await {
+            Some(e) => e,
+            None => {
+                *events = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The stage names the API reports (`Progress` carries static names).
+fn stage_name(stage: Option<&str>) -> &'static str {
+    match stage {
+        Some("coglm") => "coglm",
+        Some("dsr") => "dsr",
+        Some("itersr") => "itersr",
+        Some("decode") => "decode",
+        Some("rerank") => "rerank",
+        Some("store") => "store",
+        Some("load") => "load",
+        _ => "starting",
+    }
 }

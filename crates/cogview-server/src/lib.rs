@@ -54,15 +54,6 @@ impl Server {
     pub async fn bind(config: ServerConfig, pipeline: Pipeline) -> Result<Server, ServeError> {
         config.check()?;
         let pipeline = Arc::new(pipeline);
-        let weights = {
-            let p = pipeline.clone();
-            tokio::task::spawn_blocking(move || weight_records(&p.weight_files()?))
-                .await
-                .map_err(|e| ServeError::Io {
-                    what: "hashing the weights".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })??
-        };
         let image_dir = config.image_dir.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!(
                 "cogview-serve-{}-{}",
@@ -70,17 +61,31 @@ impl Server {
                 config.bind.port()
             ))
         });
-        let scheduler = Scheduler::start(
-            pipeline,
-            weights,
-            SchedulerConfig {
-                queue_size: config.queue_size,
-                batch_size: config.batch_size,
-                job_ttl: config.job_ttl,
-                image_dir: image_dir.clone(),
-            },
-        )
-        .map_err(|source| ServeError::Io {
+        let scheduler_config = SchedulerConfig {
+            queue_size: config.queue_size,
+            batch_size: config.batch_size,
+            job_ttl: config.job_ttl,
+            image_dir: image_dir.clone(),
+        };
+        let started = if let Some(queue_config) = config.queue.clone() {
+            // The workers write the records; this server only submits and follows.
+            let queue = cogview_queue::Queue::connect(queue_config)
+                .await
+                .map_err(|e| ServeError::Queue(e.to_string()))?;
+            Scheduler::start_remote(pipeline, queue, scheduler_config)
+        } else {
+            let weights = {
+                let p = pipeline.clone();
+                tokio::task::spawn_blocking(move || weight_records(&p.weight_files()?))
+                    .await
+                    .map_err(|e| ServeError::Io {
+                        what: "hashing the weights".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    })??
+            };
+            Scheduler::start(pipeline, weights, scheduler_config)
+        };
+        let scheduler = started.map_err(|source| ServeError::Io {
             what: format!("starting the worker (image folder {})", image_dir.display()),
             source,
         })?;

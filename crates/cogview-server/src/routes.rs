@@ -115,7 +115,16 @@ async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
     use std::sync::atomic::Ordering::Relaxed;
     let (queued, running) = s.scheduler.load();
     let st = &s.scheduler.stats;
+    // `--queue`: the jobs every server submitted that the workers have yet to finish.
+    let queue = match s.scheduler.remote() {
+        Some(q) => serde_json::json!({
+            "prefix": q.config().prefix,
+            "pending": q.pending_jobs().await.ok(),
+        }),
+        None => serde_json::Value::Null,
+    };
     Json(serde_json::json!({
+        "queue": queue,
         "status": "ok",
         "queued": queued,
         "running": running,
@@ -512,20 +521,25 @@ async fn submit_job(
     }
 }
 
-fn find(s: &AppState, id: &str) -> Result<Arc<Job>, ApiError> {
-    s.scheduler.get(id).ok_or_else(|| {
-        ApiError::not_found(
-            "job_not_found",
-            format!(
-                "no job '{id}' (finished jobs expire after {} s)",
-                s.config.job_ttl.as_secs()
-            ),
-        )
-    })
+async fn find(s: &AppState, id: &str) -> Result<Arc<Job>, ApiError> {
+    if let Some(job) = s.scheduler.get(id) {
+        return Ok(job);
+    }
+    // `--queue`: a job submitted through another server is followed from NATS.
+    if let Some(job) = s.scheduler.adopt(id).await {
+        return Ok(job);
+    }
+    Err(ApiError::not_found(
+        "job_not_found",
+        format!(
+            "no job '{id}' (finished jobs expire after {} s)",
+            s.config.job_ttl.as_secs()
+        ),
+    ))
 }
 
 async fn job_state(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    match find(&s, &id) {
+    match find(&s, &id).await {
         Ok(job) => {
             let mut v = job.to_json(s.scheduler.position(&id));
             v["urls"] = job_urls(&id);
@@ -536,7 +550,7 @@ async fn job_state(State(s): State<AppState>, Path(id): Path<String>) -> Respons
 }
 
 async fn cancel_job(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let job = match find(&s, &id) {
+    let job = match find(&s, &id).await {
         Ok(j) => j,
         Err(e) => return e.into_response(),
     };
@@ -556,7 +570,7 @@ async fn cancel_job(State(s): State<AppState>, Path(id): Path<String>) -> Respon
 }
 
 async fn job_events(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let job = match find(&s, &id) {
+    let job = match find(&s, &id).await {
         Ok(j) => j,
         Err(e) => return e.into_response(),
     };
@@ -620,7 +634,7 @@ async fn job_image(
     State(s): State<AppState>,
     Path((id, file)): Path<(String, String)>,
 ) -> Response {
-    let job = match find(&s, &id) {
+    let job = match find(&s, &id).await {
         Ok(j) => j,
         Err(e) => return e.into_response(),
     };

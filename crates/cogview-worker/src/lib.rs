@@ -24,7 +24,7 @@
 use async_nats::jetstream::{self, AckKind};
 use cogview::core::edit::EditMask;
 use cogview::core::{CancelToken, Progress, RunContext};
-use cogview::pipeline::record::{ImageRecord, Origin, WeightFile};
+use cogview::pipeline::record::{ImageRecord, Origin, RerankRecord, WeightFile};
 use cogview::Pipeline;
 use cogview_queue::{
     input_names, parse_spec, result_name, JobKind, JobRecord, JobSpec, JobStatus, ProgressEvent,
@@ -454,7 +454,10 @@ impl Worker {
                 let mut names = Vec::with_capacity(pngs.len());
                 for (k, png) in pngs.into_iter().enumerate() {
                     let name = result_name(&id, k);
-                    retry("storing a result", within, || q.put_object(&name, png.clone())).await?;
+                    retry("storing a result", within, || {
+                        q.put_object(&name, png.clone())
+                    })
+                    .await?;
                     names.push(name);
                 }
                 record.status = JobStatus::Done;
@@ -521,21 +524,44 @@ pub fn run_job(
     ctx: &RunContext,
 ) -> cogview::Result<Vec<Vec<u8>>> {
     let images: Vec<(usize, u64, cogview::core::Image, Origin)> = match &spec.kind {
-        JobKind::Generate => pipeline
-            .generate(&spec.prompt, spec.n, spec.only_first_stage, ctx)?
-            .into_iter()
-            .map(|g| {
-                (
-                    g.index,
-                    g.seed,
-                    g.image,
-                    Origin::Generate {
-                        only_first_stage: spec.only_first_stage,
-                        rerank: None,
-                    },
-                )
-            })
-            .collect(),
+        JobKind::Generate => {
+            let (images, ranked) = match spec.rerank {
+                Some(k) => {
+                    let (images, ranked) = pipeline.generate_reranked(
+                        &spec.prompt,
+                        k,
+                        spec.n,
+                        spec.only_first_stage,
+                        ctx,
+                    )?;
+                    (images, Some(ranked))
+                }
+                None => (
+                    pipeline.generate(&spec.prompt, spec.n, spec.only_first_stage, ctx)?,
+                    None,
+                ),
+            };
+            images
+                .into_iter()
+                .map(|g| {
+                    let rerank = ranked.as_ref().and_then(|r| {
+                        r.iter().find(|c| c.seed == g.seed).map(|c| RerankRecord {
+                            candidates: r.len(),
+                            score: c.score,
+                        })
+                    });
+                    (
+                        g.index,
+                        g.seed,
+                        g.image,
+                        Origin::Generate {
+                            only_first_stage: spec.only_first_stage,
+                            rerank,
+                        },
+                    )
+                })
+                .collect()
+        }
         JobKind::Edit {
             image_sha256,
             mask_description,
@@ -567,7 +593,8 @@ pub fn run_job(
     images
         .into_iter()
         .map(|(index, seed, image, origin)| {
-            let rec = ImageRecord::for_image(pipeline, &spec.prompt, (seed, index, n), origin, weights)?;
+            let rec =
+                ImageRecord::for_image(pipeline, &spec.prompt, (seed, index, n), origin, weights)?;
             cogview::image::png_bytes(&image, &rec.png_text())
         })
         .collect()

@@ -70,11 +70,15 @@ pub fn run(args: Args) -> Result<()> {
         return Err(Error::invalid_input("--num-images", "must be at least 1"));
     }
     let idle_timeout = Duration::try_from_secs_f64(args.idle_timeout).map_err(|_| {
-        Error::invalid_input("--idle-timeout", format!("{} is not a number of seconds ≥ 0", args.idle_timeout))
+        Error::invalid_input(
+            "--idle-timeout",
+            format!("{} is not a number of seconds ≥ 0", args.idle_timeout),
+        )
     })?;
     let prompts = read_prompts(&args.prompts)?;
     for (n, p) in &prompts {
-        cogview::core::limits::PROMPT_BYTES.check(p.len() as u64, &format!("line {n} of PROMPTS"))?;
+        cogview::core::limits::PROMPT_BYTES
+            .check(p.len() as u64, &format!("line {n} of PROMPTS"))?;
     }
     prepare_output_dir(&args.out)?;
     let lines: Vec<Line> = prompts
@@ -82,7 +86,10 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(number, prompt)| {
             let stem = format!("{number:04}-{}", slug(&prompt));
             let files = (0..args.num_images)
-                .map(|k| args.out.join(format!("{stem}-{}.png", args.seed + k as u64)))
+                .map(|k| {
+                    args.out
+                        .join(format!("{stem}-{}.png", args.seed + k as u64))
+                })
                 .collect();
             Line {
                 number,
@@ -93,6 +100,7 @@ pub fn run(args: Args) -> Result<()> {
                     n: args.num_images,
                     seed: args.seed,
                     only_first_stage: args.only_first_stage,
+                    rerank: None,
                 },
                 files,
             }
@@ -154,7 +162,9 @@ async fn run_batch(
         }
         waiting.insert(id, line);
     }
-    bar.set_message(format!("{submitted} submitted, {collected} collected from earlier runs"));
+    bar.set_message(format!(
+        "{submitted} submitted, {collected} collected from earlier runs"
+    ));
     let mut last_finish = Instant::now();
     while !waiting.is_empty() {
         // A watch of every job's state; made again if the broker drops it (a restart).

@@ -26,7 +26,10 @@ impl QueueArgs {
         let mut c = QueueConfig::new(self.nats.clone());
         c.prefix = self.queue_prefix.clone();
         c.ack_wait = Duration::try_from_secs_f64(self.ack_wait).map_err(|_| {
-            Error::invalid_input("--ack-wait", format!("{} is not a number of seconds ≥ 0", self.ack_wait))
+            Error::invalid_input(
+                "--ack-wait",
+                format!("{} is not a number of seconds ≥ 0", self.ack_wait),
+            )
         })?;
         Ok(c)
     }

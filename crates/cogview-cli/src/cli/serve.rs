@@ -51,6 +51,14 @@ pub struct Args {
     /// the system's temporary folder).
     #[arg(long)]
     image_dir: Option<PathBuf>,
+    /// Submit jobs to this NATS JetStream queue (nats://HOST:PORT) for `cogview worker`s to run,
+    /// instead of running them here: any number of servers and workers can share it. The
+    /// pipeline flags must match the workers' (they check requests; no stage runs here).
+    #[arg(long, value_name = "URL")]
+    queue: Option<String>,
+    /// Prefix of the queue's stream, buckets and subjects (with --queue).
+    #[arg(long, default_value = "cogview")]
+    queue_prefix: String,
     /// The model's name in /v1/models and in requests' `model` field.
     #[arg(long, default_value = "cogview")]
     model_name: String,
@@ -86,12 +94,21 @@ pub fn run(args: Args) -> Result<()> {
         },
         model_id: args.model_name,
         image_dir: args.image_dir,
+        queue: args.queue.map(|url| {
+            let mut q = cogview_queue::QueueConfig::new(url);
+            q.prefix = args.queue_prefix.clone();
+            q
+        }),
     };
     // Refuse a bad address or setting before the models load.
     config.check().map_err(serve_error)?;
     eprintln!("loading the pipeline…");
     let pipeline = Pipeline::from_settings(settings)?;
+    let queue = config.queue.as_ref().map(|q| q.url.clone());
     cogview_server::serve_blocking(config, pipeline, |addr| {
+        if let Some(url) = &queue {
+            eprintln!("cogview serve: jobs go to the NATS queue at {url}");
+        }
         eprintln!("cogview serve: listening on http://{addr}/ (ctrl-c or SIGTERM stops it)");
     })
     .map_err(serve_error)?;

@@ -33,7 +33,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let queue_config = args.queue.config()?;
     let retry_for = Duration::try_from_secs_f64(args.retry_for).map_err(|_| {
-        Error::invalid_input("--retry-for", format!("{} is not a number of seconds ≥ 0", args.retry_for))
+        Error::invalid_input(
+            "--retry-for",
+            format!("{} is not a number of seconds ≥ 0", args.retry_for),
+        )
     })?;
     let cfg = args.pipeline.config()?;
     let settings = Settings::resolve(&cfg, true)?;

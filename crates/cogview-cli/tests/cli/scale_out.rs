@@ -7,9 +7,7 @@
 
 use cogview::pipeline::Settings;
 use cogview::{Pipeline, RunContext};
-use cogview_queue::{
-    result_name, JobKind, JobRecord, JobSpec, JobStatus, Queue, QueueConfig,
-};
+use cogview_queue::{result_name, JobKind, JobRecord, JobSpec, JobStatus, Queue, QueueConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -30,7 +28,11 @@ fn nats_server_binary() -> PathBuf {
     if let Ok(p) = std::env::var("COGVIEW_NATS_SERVER") {
         return p.into();
     }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/bin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin"])
+    {
         let p = Path::new(dir).join("nats-server");
         if p.is_file() {
             return p;
@@ -52,7 +54,11 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path) -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut b = Broker {
             child: None,
             port,
@@ -70,7 +76,14 @@ impl Broker {
             .open(&self.log)
             .unwrap();
         let child = Command::new(nats_server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(&self.store)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -79,7 +92,11 @@ impl Broker {
         self.child = Some(child);
         let t = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "nats-server did not start: {}", self.log_text());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "nats-server did not start: {}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -168,6 +185,7 @@ fn spec(i: usize) -> JobSpec {
         n: 1,
         seed: 100 + i as u64,
         only_first_stage: false,
+        rerank: None,
     }
 }
 
@@ -190,7 +208,13 @@ async fn wait_done(q: &Queue, ids: &[String], within: Duration, logs: &dyn Fn() 
             if q.completion(id).await.ok().flatten().is_some() {
                 done += 1;
             } else if let Ok(Some(r)) = q.record(id).await {
-                assert_ne!(r.status, JobStatus::Failed, "job {id} failed: {:?}\n{}", r.error, logs());
+                assert_ne!(
+                    r.status,
+                    JobStatus::Failed,
+                    "job {id} failed: {:?}\n{}",
+                    r.error,
+                    logs()
+                );
             }
         }
         if done == ids.len() {
@@ -227,7 +251,9 @@ async fn wait_all_acknowledged(q: &Queue, logs: &dyn Fn() -> String) {
 
 /// The pixels of a PNG.
 fn pixels(png: &[u8]) -> Vec<u8> {
-    cogview::image::decode_image(png, "a result").unwrap().pixels
+    cogview::image::decode_image(png, "a result")
+        .unwrap()
+        .pixels
 }
 
 /// The same jobs run in this process on the embedded default model, one at a time.
@@ -238,7 +264,9 @@ fn single_process_pixels(specs: &[JobSpec]) -> Vec<Vec<u8>> {
         .iter()
         .map(|s| {
             let ctx = RunContext::with_seed(s.seed);
-            let images = pipeline.generate(&s.prompt, s.n, s.only_first_stage, &ctx).unwrap();
+            let images = pipeline
+                .generate(&s.prompt, s.n, s.only_first_stage, &ctx)
+                .unwrap();
             images[0].image.pixels.clone()
         })
         .collect()
@@ -248,10 +276,17 @@ fn single_process_pixels(specs: &[JobSpec]) -> Vec<Vec<u8>> {
 async fn assert_results_exactly_once(q: &Queue, ids: &[String]) {
     let names = q.object_names().await.unwrap();
     let unique: BTreeSet<&String> = names.iter().collect();
-    assert_eq!(unique.len(), names.len(), "an object listed twice: {names:?}");
+    assert_eq!(
+        unique.len(),
+        names.len(),
+        "an object listed twice: {names:?}"
+    );
     let expected: BTreeSet<String> = ids.iter().map(|id| result_name(id, 0)).collect();
     let got: BTreeSet<String> = names.into_iter().collect();
-    assert_eq!(got, expected, "the result store holds exactly one PNG per job");
+    assert_eq!(
+        got, expected,
+        "the result store holds exactly one PNG per job"
+    );
 }
 
 #[test]
@@ -263,7 +298,13 @@ fn thirty_jobs_on_three_workers_survive_a_worker_killed_mid_job() {
     let specs: Vec<JobSpec> = (0..30).map(spec).collect();
     let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
     let mut workers: Vec<Option<WorkerProcess>> = (1..=3)
-        .map(|k| Some(WorkerProcess::start(&broker.url(), &format!("w{k}"), dir.path())))
+        .map(|k| {
+            Some(WorkerProcess::start(
+                &broker.url(),
+                &format!("w{k}"),
+                dir.path(),
+            ))
+        })
         .collect();
     rt.block_on(async {
         for s in &specs {
@@ -282,8 +323,11 @@ fn thirty_jobs_on_three_workers_survive_a_worker_killed_mid_job() {
             }) {
                 break r.spec.id.clone();
             }
-            assert!(t.elapsed() < Duration::from_secs(120), "w1 never ran a job: {}",
-                workers[0].as_ref().unwrap().log_text());
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "w1 never ran a job: {}",
+                workers[0].as_ref().unwrap().log_text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
@@ -311,7 +355,10 @@ fn thirty_jobs_on_three_workers_survive_a_worker_killed_mid_job() {
             assert_eq!(r.images, vec![result_name(id, 0)]);
         }
         let v = &rs[&victim_job];
-        assert!(v.attempt >= 2, "the killed worker's job was delivered again: {v:?}");
+        assert!(
+            v.attempt >= 2,
+            "the killed worker's job was delivered again: {v:?}"
+        );
         assert_ne!(v.worker.as_deref(), Some("w1"), "{v:?}");
         wait_all_acknowledged(&q, &logs).await;
     });
@@ -325,19 +372,27 @@ fn thirty_jobs_on_three_workers_survive_a_worker_killed_mid_job() {
     });
     let reference = single_process_pixels(&specs);
     for (i, (got, want)) in stored.iter().zip(&reference).enumerate() {
-        assert!(got == want, "job {i} ({}) differs from the single-process image", ids[i]);
+        assert!(
+            got == want,
+            "job {i} ({}) differs from the single-process image",
+            ids[i]
+        );
     }
     // The records name the prompt and seed (cogview regenerate can reproduce them).
     let png = rt.block_on(q.object(&result_name(&victim_job, 0))).unwrap();
     let text = cogview::image::png_text_from_bytes(&png, "result").unwrap();
     let all: String = text.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     let victim = specs.iter().find(|s| s.id == victim_job).unwrap();
-    assert!(all.contains(&victim.prompt) && all.contains(&victim.seed.to_string()), "{all}");
+    assert!(
+        all.contains(&victim.prompt) && all.contains(&victim.seed.to_string()),
+        "{all}"
+    );
     drop(broker);
 }
 
 #[test]
-fn a_batch_waits_for_a_late_worker_resumes_when_run_again_and_a_redelivered_job_is_not_stored_twice() {
+fn a_batch_waits_for_a_late_worker_resumes_when_run_again_and_a_redelivered_job_is_not_stored_twice(
+) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let rt = runtime();
@@ -345,7 +400,10 @@ fn a_batch_waits_for_a_late_worker_resumes_when_run_again_and_a_redelivered_job_
     let prompts = dir.path().join("prompts.txt");
     std::fs::write(
         &prompts,
-        format!("# four prompts\n{}\n\n{}\n{}\n{}\n", PROMPTS[0], PROMPTS[1], PROMPTS[2], PROMPTS[3]),
+        format!(
+            "# four prompts\n{}\n\n{}\n{}\n{}\n",
+            PROMPTS[0], PROMPTS[1], PROMPTS[2], PROMPTS[3]
+        ),
     )
     .unwrap();
     let out = dir.path().join("out");
@@ -353,7 +411,16 @@ fn a_batch_waits_for_a_late_worker_resumes_when_run_again_and_a_redelivered_job_
         Command::new(env!("CARGO_BIN_EXE_cogview"))
             .arg("batch")
             .arg(&prompts)
-            .args(["--nats", &broker.url(), "--seed", "7", "-q", "--idle-timeout", "120", "--out"])
+            .args([
+                "--nats",
+                &broker.url(),
+                "--seed",
+                "7",
+                "-q",
+                "--idle-timeout",
+                "120",
+                "--out",
+            ])
             .arg(out)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -364,15 +431,27 @@ fn a_batch_waits_for_a_late_worker_resumes_when_run_again_and_a_redelivered_job_
     let first = batch(&out);
     let t = Instant::now();
     while rt.block_on(q.pending_jobs()).unwrap() < 4 {
-        assert!(t.elapsed() < Duration::from_secs(30), "the batch did not submit its 4 prompts");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the batch did not submit its 4 prompts"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(rt.block_on(q.pending_jobs()).unwrap(), 4, "nothing ran without a worker");
+    assert_eq!(
+        rt.block_on(q.pending_jobs()).unwrap(),
+        4,
+        "nothing ran without a worker"
+    );
     // A worker started late takes the waiting jobs.
     let worker = WorkerProcess::start(&broker.url(), "late", dir.path());
     let done = first.wait_with_output().unwrap();
-    assert!(done.status.success(), "{}\n{}", String::from_utf8_lossy(&done.stderr), worker.log_text());
+    assert!(
+        done.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&done.stderr),
+        worker.log_text()
+    );
     let mut files: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -402,8 +481,15 @@ fn a_batch_waits_for_a_late_worker_resumes_when_run_again_and_a_redelivered_job_
     assert!(String::from_utf8_lossy(&again.stderr).contains("already have their images"));
     std::fs::remove_file(out.join(&files[1])).unwrap();
     let resumed = batch(&out).wait_with_output().unwrap();
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-    assert!(out.join(&files[1]).is_file(), "the missing PNG is collected again");
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(
+        out.join(&files[1]).is_file(),
+        "the missing PNG is collected again"
+    );
     let ids: Vec<String> = rt.block_on(async {
         let mut ids = Vec::new();
         for n in q.object_names().await.unwrap() {
@@ -420,14 +506,20 @@ fn a_batch_waits_for_a_late_worker_resumes_when_run_again_and_a_redelivered_job_
     let record = rt.block_on(q.record(&ids[0])).unwrap().unwrap();
     rt.block_on(async {
         let js = async_nats::jetstream::new(q.client().clone());
-        js.publish(q.names().subject.clone(), serde_json::to_vec(&record.spec).unwrap().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.publish(
+            q.names().subject.clone(),
+            serde_json::to_vec(&record.spec).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
         let t = Instant::now();
         while q.pending_jobs().await.unwrap() > 0 {
-            assert!(t.elapsed() < Duration::from_secs(30), "the redelivered job was not acknowledged");
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the redelivered job was not acknowledged"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
@@ -437,7 +529,10 @@ fn a_batch_waits_for_a_late_worker_resumes_when_run_again_and_a_redelivered_job_
         log.contains(&format!("job {}: delivery", ids[0])) && log.contains("already completed"),
         "{log}"
     );
-    assert_eq!(rt.block_on(q.record(&ids[0])).unwrap().unwrap().status, JobStatus::Done);
+    assert_eq!(
+        rt.block_on(q.record(&ids[0])).unwrap().unwrap().status,
+        JobStatus::Done
+    );
 }
 
 #[test]
@@ -445,7 +540,12 @@ fn a_broker_killed_and_restarted_mid_run_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(dir.path());
     let rt = runtime();
-    let specs: Vec<JobSpec> = (0..10).map(|i| JobSpec { id: format!("restart_{i:02}"), ..spec(i) }).collect();
+    let specs: Vec<JobSpec> = (0..10)
+        .map(|i| JobSpec {
+            id: format!("restart_{i:02}"),
+            ..spec(i)
+        })
+        .collect();
     let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
     let q = rt.block_on(connect(&broker.url()));
     rt.block_on(async {
@@ -472,7 +572,11 @@ fn a_broker_killed_and_restarted_mid_run_loses_nothing_acknowledged() {
                 }
                 return out;
             }
-            assert!(t.elapsed() < Duration::from_secs(120), "{}", worker.log_text());
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "{}",
+                worker.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -486,7 +590,11 @@ fn a_broker_killed_and_restarted_mid_run_loses_nothing_acknowledged() {
     }));
     rt.block_on(async {
         for (id, png) in &finished_before {
-            assert_eq!(&q.object(&result_name(id, 0)).await.unwrap(), png, "{id} kept as stored");
+            assert_eq!(
+                &q.object(&result_name(id, 0)).await.unwrap(),
+                png,
+                "{id} kept as stored"
+            );
         }
         assert_results_exactly_once(&q, &ids).await;
         wait_all_acknowledged(&q, &|| worker.log_text()).await;
@@ -495,5 +603,151 @@ fn a_broker_killed_and_restarted_mid_run_loses_nothing_acknowledged() {
     for (id, want) in ids.iter().zip(&reference) {
         let got = pixels(&rt.block_on(q.object(&result_name(id, 0))).unwrap());
         assert!(got == *want, "{id}");
+    }
+}
+
+#[test]
+fn servers_with_queue_submit_to_the_workers_and_follow_each_others_jobs() {
+    use cogview_server::client;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let rt = runtime();
+    let q = rt.block_on(connect(&broker.url()));
+    let worker = WorkerProcess::start(&broker.url(), "behind-servers", dir.path());
+    let url = broker.url();
+    let images_a = dir.path().join("images-a");
+    let images_b = dir.path().join("images-b");
+    let (mut a, addr_a) = super::serve::serve(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        "0",
+        "--queue",
+        &url,
+        "--image-dir",
+        images_a.to_str().unwrap(),
+    ]);
+    let (mut b, addr_b) = super::serve::serve(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        "0",
+        "--queue",
+        &url,
+        "--image-dir",
+        images_b.to_str().unwrap(),
+    ]);
+
+    // The OpenAI route on server A: the image comes from the worker, as one process makes it.
+    let r = client::json(
+        addr_a,
+        "POST",
+        "/v1/images/generations",
+        None,
+        Some(&json!({"prompt": PROMPTS[0], "seed": 11})),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), worker.log_text());
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(r.json()["data"][0]["b64_json"].as_str().unwrap())
+        .unwrap();
+    let reference = single_process_pixels(&[JobSpec {
+        seed: 11,
+        ..spec(0)
+    }]);
+    assert!(
+        pixels(&png) == reference[0],
+        "the served image is the single-process one"
+    );
+
+    // An asynchronous job submitted to A, followed on B (which never saw it submitted).
+    let r = client::json(
+        addr_a,
+        "POST",
+        "/v1/jobs",
+        None,
+        Some(&json!({"prompt": PROMPTS[1], "seed": 12})),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let mut events =
+        client::EventStream::open(addr_a, &format!("/v1/jobs/{id}/events"), None).unwrap();
+    let mut names = Vec::new();
+    while let Some((name, _)) = events.next_event().unwrap() {
+        names.push(name);
+    }
+    assert_eq!(names.last().map(String::as_str), Some("done"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "progress"),
+        "progress relayed from the worker: {names:?}"
+    );
+    let on_b = client::json(addr_b, "GET", &format!("/v1/jobs/{id}"), None, None).unwrap();
+    assert_eq!(on_b.status, 200, "{}", on_b.text());
+    assert_eq!(on_b.json()["status"], "done", "{}", on_b.text());
+    assert_eq!(on_b.json()["prompt"], PROMPTS[1]);
+    let img = client::request(
+        addr_b,
+        "GET",
+        &format!("/v1/jobs/{id}/images/0.png"),
+        &[],
+        &[],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(img.status, 200);
+    assert_eq!(
+        img.body,
+        rt.block_on(q.object(&result_name(&id, 0))).unwrap()
+    );
+    let health = client::json(addr_b, "GET", "/health", None, None)
+        .unwrap()
+        .json();
+    assert_eq!(health["queue"]["prefix"], "cogview", "{health}");
+
+    // Cancelled on A while queued behind a long job: the worker skips it.
+    let long = client::json(
+        addr_a,
+        "POST",
+        "/v1/jobs",
+        None,
+        Some(&json!({"prompt": PROMPTS[2], "n": 6, "seed": 1})),
+    )
+    .unwrap();
+    assert_eq!(long.status, 202);
+    let r = client::json(
+        addr_a,
+        "POST",
+        "/v1/jobs",
+        None,
+        Some(&json!({"prompt": PROMPTS[3], "seed": 13})),
+    )
+    .unwrap();
+    let cancelled = r.json()["id"].as_str().unwrap().to_string();
+    let c = client::json(
+        addr_a,
+        "DELETE",
+        &format!("/v1/jobs/{cancelled}"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.status, 200, "{}", c.text());
+    let t = Instant::now();
+    loop {
+        let r = rt.block_on(q.record(&cancelled)).unwrap().unwrap();
+        if r.status == JobStatus::Cancelled {
+            break;
+        }
+        assert_ne!(r.status, JobStatus::Done, "the cancelled job ran");
+        assert!(t.elapsed() < Duration::from_secs(120), "{r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(rt.block_on(q.object(&result_name(&cancelled, 0))).is_err());
+    for c in [&mut a, &mut b] {
+        c.kill().unwrap();
+        c.wait().unwrap();
     }
 }

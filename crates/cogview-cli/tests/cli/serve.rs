@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn serve(args: &[&str]) -> (Child, SocketAddr) {
+pub(crate) fn serve(args: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cogview"))
         .arg("serve")
         .args(args)
