@@ -25,8 +25,15 @@ cd "$(dirname "$0")/../.."
 out=${OUT:-target/train/whole-domain}
 stage=${1:-coglm}
 mkdir -p "$out/bin" "$out/init"
-cargo build --release --quiet
-cp target/release/cogview "$out/bin/cogview.partial" && mv "$out/bin/cogview.partial" "$out/bin/cogview"
+# BIN=path/to/cogview uses that binary as it is (a tree being edited meanwhile cannot break the
+# build of a long chain of stages).
+if [ -n "${BIN:-}" ]; then
+    cp "$BIN" "$out/bin/cogview.partial"
+else
+    cargo build --release --quiet
+    cp target/release/cogview "$out/bin/cogview.partial"
+fi
+mv "$out/bin/cogview.partial" "$out/bin/cogview"
 bin=$out/bin/cogview
 
 # The starting point, pinned on the first run: the shipped 9×9 model's weights, tokenizers and
