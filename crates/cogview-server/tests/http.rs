@@ -128,8 +128,23 @@ fn a_job_streams_its_stages_in_order_then_its_images() {
     };
     assert!(pos("coglm:162/162") < pos("preview"));
     assert!(pos("preview") < pos("dsr:1/2"));
-    assert!(pos("dsr:2/2") < pos("itersr:1/12"));
-    assert!(pos("itersr:12/12") < pos("decode:1/2"));
+    // ItersR reports each pass of each image: n × the pipeline's LoPAR passes.
+    let passes = s
+        .scheduler
+        .pipeline()
+        .super_resolution_stages()
+        .expect("the default model has super-resolution")
+        .lopar
+        .iterations();
+    let itersr_steps = 2 * passes;
+    assert!(pos("dsr:2/2") < pos(&format!("itersr:1/{itersr_steps}")));
+    for k in 2..=itersr_steps {
+        assert!(
+            pos(&format!("itersr:{}/{itersr_steps}", k - 1))
+                < pos(&format!("itersr:{k}/{itersr_steps}"))
+        );
+    }
+    assert!(pos(&format!("itersr:{itersr_steps}/{itersr_steps}")) < pos("decode:1/2"));
     assert!(pos("decode:2/2") == stages.len() - 1);
     let coglm: Vec<u64> = seen
         .iter()
