@@ -15,6 +15,7 @@ type Run = Box<dyn Fn(&[u8])>;
 /// Every target and the function it runs.
 fn targets() -> Vec<(&'static str, Run)> {
     let tokenizer = cogview_fuzz::default_tokenizer();
+    let server = cogview_fuzz::ServerHarness::new();
     vec![
         ("torch_zip", Box::new(cogview_fuzz::torch_or_safetensors)),
         ("pickle", Box::new(cogview_fuzz::pickle)),
@@ -30,6 +31,10 @@ fn targets() -> Vec<(&'static str, Run)> {
         ("png_record", Box::new(cogview_fuzz::png_record)),
         ("image", Box::new(cogview_fuzz::image)),
         ("npy", Box::new(cogview_fuzz::npy)),
+        (
+            "server_request",
+            Box::new(move |d| cogview_fuzz::server_request(&server, d)),
+        ),
     ]
 }
 

@@ -169,3 +169,98 @@ pub fn npy(data: &[u8]) {
         }
     }
 }
+
+/// `cogview serve`'s routes on the embedded default model, with its scheduler shut down: every
+/// request is parsed and checked as the server does, and one that passes is refused with 503
+/// instead of running (so the fuzzer exercises parsing, not generation).
+#[cfg(feature = "server")]
+pub struct ServerHarness {
+    rt: tokio::runtime::Runtime,
+    router: cogview_server::ServerRouter,
+}
+
+#[cfg(feature = "server")]
+impl ServerHarness {
+    /// Starts it (binds a loopback port it never serves on).
+    pub fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let cfg = cogview::OpenOptions::default().config().expect("the default model");
+        let settings = cogview::Settings::resolve(&cfg, true).expect("its settings");
+        let pipeline = cogview::Pipeline::from_settings(settings).expect("the pipeline");
+        let config = cogview_server::ServerConfig {
+            bind: "127.0.0.1:0".parse().expect("an address"),
+            shutdown_grace: std::time::Duration::ZERO,
+            ..Default::default()
+        };
+        let server = rt
+            .block_on(cogview_server::Server::bind(config, pipeline))
+            .expect("the server binds");
+        server.scheduler().shutdown(std::time::Duration::ZERO);
+        let router = server.router();
+        ServerHarness { rt, router }
+    }
+}
+
+#[cfg(feature = "server")]
+impl Default for ServerHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One HTTP request: the first byte picks the route, the rest is the body (or, for the job
+/// routes, the id in the path). A handler must not panic, and no request may get a 500 (the
+/// server's fault): with nothing running, every answer is the client's (4xx) or "shutting
+/// down" (503).
+#[cfg(feature = "server")]
+pub fn server_request(h: &ServerHarness, data: &[u8]) {
+    use tower::ServiceExt;
+    let Some((&route, body)) = data.split_first() else {
+        return;
+    };
+    const BOUNDARY: &str = "fuzzboundary";
+    let (method, path, content_type) = match route % 6 {
+        0 => ("POST", "/v1/images/generations".to_string(), "application/json".to_string()),
+        1 => ("POST", "/v1/jobs".to_string(), "application/json".to_string()),
+        2 => (
+            "POST",
+            "/v1/images/edits".to_string(),
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ),
+        3 => (
+            "GET",
+            format!("/v1/jobs/{}", String::from_utf8_lossy(body).replace(['/', '?', '#', ' '], "_")),
+            String::new(),
+        ),
+        4 => ("POST", "/v1/images/generations".to_string(), "text/plain".to_string()),
+        _ => (
+            "POST",
+            "/v1/jobs".to_string(),
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ),
+    };
+    let mut req = cogview_server::http::Request::builder().method(method);
+    let Ok(uri) = path.parse::<cogview_server::http::Uri>() else {
+        return;
+    };
+    req = req.uri(uri);
+    if !content_type.is_empty() {
+        req = req.header("content-type", content_type);
+    }
+    let body = if method == "GET" { Vec::new() } else { body.to_vec() };
+    let Ok(req) = req.body(cogview_server::Body::from(body)) else {
+        return;
+    };
+    let response = h
+        .rt
+        .block_on(h.router.clone().oneshot(req))
+        .expect("the router's service is infallible");
+    let status = response.status().as_u16();
+    assert!(
+        status < 500 || status == 503,
+        "{method} {path}: status {status}"
+    );
+}

@@ -21,6 +21,11 @@ pub mod error;
 pub mod jobs;
 mod routes;
 
+pub use axum::body::Body;
+/// The HTTP types of [`Server::router`]'s requests and responses.
+pub use axum::http;
+/// The routes as a service ([`Server::router`]).
+pub use axum::Router as ServerRouter;
 pub use config::{Limits, ServerConfig};
 pub use error::{ApiError, ServeError};
 use jobs::{Scheduler, SchedulerConfig};
@@ -112,6 +117,11 @@ impl Server {
     /// The address it listens on (with the port picked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.bind)
+    }
+
+    /// The routes, for driving the server without a socket (the request-parsing fuzz target).
+    pub fn router(&self) -> axum::Router {
+        self.app.clone()
     }
 
     /// The scheduler (its counters, for tests and the load test).
