@@ -187,7 +187,9 @@ impl ServerHarness {
             .enable_all()
             .build()
             .expect("a runtime");
-        let cfg = cogview::OpenOptions::default().config().expect("the default model");
+        let cfg = cogview::OpenOptions::default()
+            .config()
+            .expect("the default model");
         let settings = cogview::Settings::resolve(&cfg, true).expect("its settings");
         let pipeline = cogview::Pipeline::from_settings(settings).expect("the pipeline");
         let config = cogview_server::ServerConfig {
@@ -223,8 +225,16 @@ pub fn server_request(h: &ServerHarness, data: &[u8]) {
     };
     const BOUNDARY: &str = "fuzzboundary";
     let (method, path, content_type) = match route % 6 {
-        0 => ("POST", "/v1/images/generations".to_string(), "application/json".to_string()),
-        1 => ("POST", "/v1/jobs".to_string(), "application/json".to_string()),
+        0 => (
+            "POST",
+            "/v1/images/generations".to_string(),
+            "application/json".to_string(),
+        ),
+        1 => (
+            "POST",
+            "/v1/jobs".to_string(),
+            "application/json".to_string(),
+        ),
         2 => (
             "POST",
             "/v1/images/edits".to_string(),
@@ -232,10 +242,17 @@ pub fn server_request(h: &ServerHarness, data: &[u8]) {
         ),
         3 => (
             "GET",
-            format!("/v1/jobs/{}", String::from_utf8_lossy(body).replace(['/', '?', '#', ' '], "_")),
+            format!(
+                "/v1/jobs/{}",
+                String::from_utf8_lossy(body).replace(['/', '?', '#', ' '], "_")
+            ),
             String::new(),
         ),
-        4 => ("POST", "/v1/images/generations".to_string(), "text/plain".to_string()),
+        4 => (
+            "POST",
+            "/v1/images/generations".to_string(),
+            "text/plain".to_string(),
+        ),
         _ => (
             "POST",
             "/v1/jobs".to_string(),
@@ -250,14 +267,17 @@ pub fn server_request(h: &ServerHarness, data: &[u8]) {
     if !content_type.is_empty() {
         req = req.header("content-type", content_type);
     }
-    let body = if method == "GET" { Vec::new() } else { body.to_vec() };
+    let body = if method == "GET" {
+        Vec::new()
+    } else {
+        body.to_vec()
+    };
     let Ok(req) = req.body(cogview_server::Body::from(body)) else {
         return;
     };
-    let response = h
-        .rt
-        .block_on(h.router.clone().oneshot(req))
-        .expect("the router's service is infallible");
+    let response =
+        h.rt.block_on(h.router.clone().oneshot(req))
+            .expect("the router's service is infallible");
     let status = response.status().as_u16();
     assert!(
         status < 500 || status == 503,

@@ -633,6 +633,11 @@ impl Scheduler {
         };
         let id = job.id.clone();
         let started = Instant::now();
+        if submit && job.status().is_terminal() {
+            // Cancelled before it reached the queue: nothing to submit.
+            self.relaying.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
         if submit {
             let submitted = match remote_spec(&job) {
                 Ok((spec, inputs)) => q.submit(&spec, inputs).await.map(|_| ()),

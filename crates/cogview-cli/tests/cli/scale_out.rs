@@ -748,6 +748,22 @@ fn servers_with_queue_submit_to_the_workers_and_follow_each_others_jobs() {
     )
     .unwrap();
     assert_eq!(long.status, 202);
+    // The worker busy with it (submissions are asynchronous, so the next job could otherwise
+    // reach the stream first).
+    let long_id = long.json()["id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    while !rt
+        .block_on(q.record(&long_id))
+        .unwrap()
+        .is_some_and(|r| r.status == JobStatus::Running)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{}",
+            worker.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let r = client::json(
         addr_a,
         "POST",
@@ -757,6 +773,15 @@ fn servers_with_queue_submit_to_the_workers_and_follow_each_others_jobs() {
     )
     .unwrap();
     let cancelled = r.json()["id"].as_str().unwrap().to_string();
+    // Queued in NATS behind the running job.
+    let t = Instant::now();
+    while rt.block_on(q.record(&cancelled)).unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the job never reached the queue"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let c = client::json(
         addr_a,
         "DELETE",
