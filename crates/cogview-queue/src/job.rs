@@ -172,15 +172,19 @@ pub fn valid_job_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// A fresh random job id (`job_` and 32 hex digits), for servers.
+/// A fresh random job id (`job_` and 32 hex digits), for servers (local and queued jobs).
 pub fn new_job_id() -> String {
     use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let mut parts = [0u64; 2];
     for (i, p) in parts.iter_mut().enumerate() {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
         h.write_u128(nanos);
         h.write_usize(i);
         h.write_u32(std::process::id());

@@ -445,24 +445,6 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
-fn new_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut parts = [0u64; 2];
-    for (i, p) in parts.iter_mut().enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(n);
-        h.write_u128(nanos);
-        h.write_usize(i);
-        *p = h.finish();
-    }
-    format!("job_{:016x}{:016x}", parts[0], parts[1])
-}
-
 /// PNG bytes of an image without text chunks (previews).
 pub fn png_bytes(img: &Image) -> Vec<u8> {
     use image::ImageEncoder;
@@ -485,14 +467,15 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Scheduler {
-    /// A scheduler for `pipeline`; `weights` go into every image's record. Starts the worker.
-    pub fn start(
+    /// The state both kinds of scheduler start from (the image folder created).
+    fn new(
         pipeline: Arc<Pipeline>,
         weights: Vec<WeightFile>,
         config: SchedulerConfig,
-    ) -> std::io::Result<Arc<Self>> {
+        remote: Option<cogview_queue::Queue>,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.image_dir)?;
-        let s = Arc::new(Scheduler {
+        Ok(Scheduler {
             pipeline,
             weights,
             config,
@@ -506,9 +489,18 @@ impl Scheduler {
             mean_job_seconds: Mutex::new(1.0),
             stats: Stats::default(),
             worker: Mutex::new(None),
-            remote: None,
+            remote,
             relaying: std::sync::atomic::AtomicUsize::new(0),
-        });
+        })
+    }
+
+    /// A scheduler for `pipeline`; `weights` go into every image's record. Starts the worker.
+    pub fn start(
+        pipeline: Arc<Pipeline>,
+        weights: Vec<WeightFile>,
+        config: SchedulerConfig,
+    ) -> std::io::Result<Arc<Self>> {
+        let s = Arc::new(Scheduler::new(pipeline, weights, config, None)?);
         let worker = s.clone();
         let handle = std::thread::Builder::new()
             .name("cogview-worker".into())
@@ -525,24 +517,12 @@ impl Scheduler {
         queue: cogview_queue::Queue,
         config: SchedulerConfig,
     ) -> std::io::Result<Arc<Self>> {
-        std::fs::create_dir_all(&config.image_dir)?;
-        Ok(Arc::new(Scheduler {
+        Ok(Arc::new(Scheduler::new(
             pipeline,
-            weights: Vec::new(),
+            Vec::new(),
             config,
-            queue: Mutex::new(Queue {
-                jobs: VecDeque::new(),
-                shutdown: false,
-            }),
-            wake: Condvar::new(),
-            jobs: Mutex::new(HashMap::new()),
-            running: Mutex::new(Vec::new()),
-            mean_job_seconds: Mutex::new(1.0),
-            stats: Stats::default(),
-            worker: Mutex::new(None),
-            remote: Some(queue),
-            relaying: std::sync::atomic::AtomicUsize::new(0),
-        }))
+            Some(queue),
+        )?))
     }
 
     /// The NATS queue, in `serve --queue` mode.
@@ -583,7 +563,7 @@ impl Scheduler {
     /// Queues a job: its id and position (0: next to run), or 429 when the queue is full and
     /// 503 when the server is shutting down.
     pub fn submit(self: &Arc<Self>, request: JobRequest) -> Result<(Arc<Job>, usize), ApiError> {
-        let job = Arc::new(Job::new(new_id(), request));
+        let job = Arc::new(Job::new(cogview_queue::new_job_id(), request));
         let mut q = self.queue();
         if q.shutdown {
             return Err(ApiError::shutting_down());

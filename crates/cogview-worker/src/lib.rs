@@ -157,6 +157,14 @@ fn ack_error(e: impl std::fmt::Display) -> QueueError {
     QueueError::broker("acknowledging", e)
 }
 
+/// Acknowledges a delivery and waits for the broker to confirm it, retrying for `within`.
+async fn acknowledge(msg: &jetstream::Message, within: Duration) -> Result<(), QueueError> {
+    retry("acknowledging", within, || async {
+        msg.double_ack().await.map_err(ack_error)
+    })
+    .await
+}
+
 impl Worker {
     /// A worker for `queue` running `pipeline`; `weights` go into every image's record.
     pub fn new(
@@ -267,10 +275,7 @@ impl Worker {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             // The state may not say so if the completing worker died in between.
             retry("recording the state", within, || q.set_record(&done)).await?;
-            retry("acknowledging", within, || async {
-                msg.double_ack().await.map_err(ack_error)
-            })
-            .await?;
+            acknowledge(msg, within).await?;
             return Ok(Handled::Settled);
         }
         let mut record = retry("reading the state", within, || q.record(id))
@@ -278,15 +283,7 @@ impl Worker {
             .unwrap_or_else(|| JobRecord::queued(spec.clone()));
         record.spec = spec.clone();
         if retry("reading a cancellation", within, || q.cancel_requested(id)).await? {
-            record.status = JobStatus::Cancelled;
-            retry("recording the state", within, || q.set_record(&record)).await?;
-            self.publish(id, "cancelled", None).await;
-            retry("acknowledging", within, || async {
-                msg.double_ack().await.map_err(ack_error)
-            })
-            .await?;
-            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-            return Ok(Handled::Settled);
+            return self.settle_cancelled(msg, record).await;
         }
         record.status = JobStatus::Running;
         record.worker = Some(self.config.name.clone());
@@ -391,18 +388,7 @@ impl Worker {
                 tracing::info!("job {id}: handed back (shutting down)");
                 Ok(Handled::HandedBack)
             }
-            Err(cogview::Error::Cancelled) => {
-                record.status = JobStatus::Cancelled;
-                record.stage = None;
-                retry("recording the state", within, || q.set_record(&record)).await?;
-                self.publish(id, "cancelled", None).await;
-                retry("acknowledging", within, || async {
-                    msg.double_ack().await.map_err(ack_error)
-                })
-                .await?;
-                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                Ok(Handled::Settled)
-            }
+            Err(cogview::Error::Cancelled) => self.settle_cancelled(msg, record).await,
             Err(e) => {
                 tracing::warn!("job {id} failed: {e}");
                 record.status = JobStatus::Failed;
@@ -477,16 +463,32 @@ impl Worker {
                 }
                 self.publish(&id, "done", None).await;
             }
-            retry("acknowledging", within, || async {
-                msg.double_ack().await.map_err(ack_error)
-            })
-            .await?;
+            acknowledge(msg, within).await?;
             Ok(Handled::Settled)
         }
         .await;
         keep_alive.abort();
         let _ = (&mut keep_alive).await;
         result
+    }
+
+    /// Records a job cancelled (asked for before or while it ran) and acknowledges it.
+    async fn settle_cancelled(
+        &self,
+        msg: &jetstream::Message,
+        mut record: JobRecord,
+    ) -> Result<Handled, QueueError> {
+        let within = self.config.retry_for;
+        record.status = JobStatus::Cancelled;
+        record.stage = None;
+        retry("recording the state", within, || {
+            self.queue.set_record(&record)
+        })
+        .await?;
+        self.publish(&record.spec.id, "cancelled", None).await;
+        acknowledge(msg, within).await?;
+        self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        Ok(Handled::Settled)
     }
 
     async fn publish(&self, id: &str, event: &str, stage: Option<&str>) {
