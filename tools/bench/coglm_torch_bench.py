@@ -104,6 +104,12 @@ def coglm_context(text_len, n_total, vocab_lo, vocab_hi, soi_id, gen):
     return ctx, mask.view(1, 1, n_total, n_total), pos.unsqueeze(0), law
 
 
+def sync(device):
+    """Wait for the GPU's queued kernels (timings on CUDA measure the work, not its launch)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def decode(model, ctx, mask, pos, law, batch, steps):
     """Context forward at batch 1, then `steps` cached steps at batch `batch`.
 
@@ -120,6 +126,7 @@ def decode(model, ctx, mask, pos, law, batch, steps):
     mems = update_mems([o["mem_kv"] for o in layers], None, max_memory_length=100000)
     nxt = logits[:, -1].argmax(-1, keepdim=True).expand(batch, 1)
     out = [nxt]
+    sync(ctx.device)
     t0 = time.perf_counter()
     for i in range(steps):
         q = n_ctx + i  # index of the token being fed
@@ -129,6 +136,7 @@ def decode(model, ctx, mask, pos, law, batch, steps):
         mems = update_mems([o["mem_kv"] for o in layers], mems, max_memory_length=100000)
         nxt = logits[:, -1].argmax(-1, keepdim=True)
         out.append(nxt)
+    sync(ctx.device)
     seconds = time.perf_counter() - t0
     return seconds, torch.cat(out, 1)
 
@@ -137,14 +145,15 @@ def run(opts):
     torch.set_num_threads(opts.threads)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[opts.dtype]
     model, args = CogLMBench.from_pretrained(opts.model, args=None)
-    model = model.to(dtype).eval()
+    device = torch.device(opts.device)
+    model = model.to(device=device, dtype=dtype).eval()
     soi = int(getattr(args, "start_of_image_id", 150000))
     image_vocab = int(getattr(args, "image_vocab_size", 20000))
     n_total = opts.text_len + 1 + max(opts.steps, opts.warmup_steps)  # context + fed tokens
     if opts.text_len > SOI_POSITION or SOI_POSITION + max(opts.steps, opts.warmup_steps) >= args.max_sequence_length:
         sys.exit(f"--steps {opts.steps} does not fit max_sequence_length {args.max_sequence_length}")
     gen = torch.Generator().manual_seed(opts.seed)
-    ctx, mask, pos, law = coglm_context(opts.text_len, n_total, image_vocab, soi, soi, gen)
+    ctx, mask, pos, law = (t.to(device) for t in coglm_context(opts.text_len, n_total, image_vocab, soi, soi, gen))
 
     with torch.inference_mode():
         decode(model, ctx, mask, pos, law, opts.batch, opts.warmup_steps)  # warm-up
@@ -153,7 +162,8 @@ def run(opts):
     print(json.dumps({
         "impl": "pytorch", "batch": opts.batch, "dtype": opts.dtype, "steps": opts.steps,
         "tokens_per_s": opts.batch * opts.steps / seconds, "seconds": seconds,
-        "threads": opts.threads, "torch": torch.__version__,
+        "threads": opts.threads, "torch": torch.__version__, "device": opts.device,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "text_len": opts.text_len, "warmup_steps": opts.warmup_steps,
         "model": os.path.abspath(opts.model),
     }), flush=True)
@@ -167,6 +177,7 @@ def main():
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--steps", type=int, default=32, help="timed incremental steps")
     ap.add_argument("--text-len", type=int, default=16)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     ap.add_argument("--warmup-steps", type=int, default=1,
                     help="incremental steps of the untimed warm-up pass (after its context forward)")

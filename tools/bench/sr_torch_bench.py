@@ -86,14 +86,18 @@ def bench_one(opts):
     torch.set_num_threads(opts.threads)
     path = os.path.join(opts.model, opts.which)
     t0 = time.perf_counter()
-    model = srf.load_ours(path, opts.attention)
+    device = torch.device(opts.device)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[opts.dtype]
+    model = srf.load_ours(path, opts.attention).to(device=device, dtype=dtype)
     load_s = time.perf_counter() - t0
-    tokens, pos, mask = inputs(opts.which, opts.text_len, opts.seed)
+    tokens, pos, mask = (t.to(device) for t in inputs(opts.which, opts.text_len, opts.seed))
     rss_loaded = rss_mb()
     times = []
     for i in range(opts.warmup + opts.repeats):
         t = time.perf_counter()
         logits, *_ = model(tokens, pos, mask)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         dt = time.perf_counter() - t
         if i >= opts.warmup:
             times.append(dt)
@@ -102,11 +106,12 @@ def bench_one(opts):
     extra = {}
     if opts.compare_local:   # equivalence check (after the peak-RSS reading)
         other = "local" if opts.attention == "dense" else "dense"
-        model = srf.load_ours(path, other)
+        model = srf.load_ours(path, other).to(device=device, dtype=dtype)
         logits2, *_ = model(tokens, pos, mask)
         extra["max_abs_diff_vs_" + other] = float((logits - logits2).abs().max())
     print(json.dumps({
-        "impl": "torch", "model": opts.which, "attention": opts.attention, "batch": 1, "dtype": "f32",
+        "impl": "torch", "model": opts.which, "attention": opts.attention, "batch": 1, "dtype": opts.dtype, "device": opts.device,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "seq_len": int(tokens.shape[1]), "text_len": opts.text_len, "threads": opts.threads,
         "seconds": min(times), "seconds_all": [round(x, 4) for x in times],
         "warmup": opts.warmup, "load_seconds": round(load_s, 3),
@@ -123,6 +128,9 @@ def main():
     ap.add_argument("--which", choices=["dsr", "itersr", "both"], default="both",
                     help="'both' runs each model in its own child process")
     ap.add_argument("--attention", choices=["dense", "local"], default="dense")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                    help="weights and activations (the 20000-code head stays float32, as in CogView2)")
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     ap.add_argument("--text-len", type=int, default=16)
     ap.add_argument("--warmup", type=int, default=1, help="untimed forwards before the timed ones")
@@ -143,7 +151,7 @@ def main():
     for kind in KINDS:
         cmd = [sys.executable, os.path.abspath(__file__), "--model", opts.model, "--which", kind,
                "--attention", opts.attention, "--threads", str(opts.threads), "--text-len", str(opts.text_len),
-               "--warmup", str(opts.warmup), "--repeats", str(opts.repeats), "--seed", str(opts.seed)]
+               "--device", opts.device, "--dtype", opts.dtype, "--warmup", str(opts.warmup), "--repeats", str(opts.repeats), "--seed", str(opts.seed)]
         if opts.compare_local:
             cmd.append("--compare-local")
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout

@@ -255,7 +255,9 @@ class SrReference(BaseModel):
         """Dense [L, L] bool mask, built once per forward (every layer gets the same mask object)."""
         cached = getattr(self, "_mask_cache", None)
         if cached is None or cached[0] is not mask:
-            full = dsr_full_mask(mask) if self.kind == "dsr" else itersr_full_mask(mask)
+            # the window masks are built on the CPU; the dense mask goes where the input is
+            host = mask.cpu()
+            full = (dsr_full_mask(host) if self.kind == "dsr" else itersr_full_mask(host)).to(mask.device)
             cached = (mask, full)
             self._mask_cache = cached
         return cached[1]

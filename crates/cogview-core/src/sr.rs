@@ -54,7 +54,8 @@ pub const DSR_STAGE: u64 = 2;
 /// See [`DSR_STAGE`].
 pub const ITERSR_STAGE: u64 = 3;
 
-/// DSR + ItersR with the official recipe.
+/// DSR + ItersR with the official recipe. Cloning shares the models.
+#[derive(Clone)]
 pub struct SuperResolution {
     /// Stage 2: 20×20 → 60×60 in one pass.
     pub dsr: Arc<dyn GridPredictor>,

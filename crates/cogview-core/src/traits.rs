@@ -81,6 +81,17 @@ pub trait GlobalGenerator: Send + Sync {
             .collect()
     }
 
+    /// The same generator, sharing its weights, drawing with `sampler` instead of its own (a
+    /// request in another style: each style has its own stage-1 temperature). The default
+    /// refuses: only generators whose sampling is separate from their model can.
+    fn with_sampler(
+        &self,
+        sampler: std::sync::Arc<dyn Sampler>,
+    ) -> Result<std::sync::Arc<dyn GlobalGenerator>> {
+        let _ = sampler;
+        Err(unsupported("change its sampling (another style)"))
+    }
+
     /// Text-guided completion: regenerates the cells of `mask` (row-major, `true` = regenerate)
     /// of the stage-1 grid `image` given `text` (as for [`GlobalGenerator::generate`]), one grid
     /// per seed. The default refuses: only generators that are language models can edit.

@@ -190,7 +190,7 @@ impl Pipeline {
             self.image_tokenizer.release();
         }
         let completed = {
-            let generator = self.generator.get()?;
+            let generator = self.stage1()?;
             let out = generator.complete(&text, &low_input, &low_mask, &seeds, ctx)?;
             drop(generator);
             if self.low_memory {
@@ -281,8 +281,7 @@ impl Pipeline {
     /// The inverse-prompt score of caption token ids (see [`Pipeline::caption_score`]).
     pub fn caption_log_likelihood(&self, low_res: &TokenGrid, caption: &[u32]) -> Result<f64> {
         let start = self.caption_tokens()?.start;
-        self.generator
-            .get()?
+        self.stage1()?
             .caption_log_likelihood(low_res, start, caption)
     }
 
@@ -303,10 +302,7 @@ impl Pipeline {
             max_tokens: options.max_tokens,
             sampling: options.sampling.clone(),
         };
-        let caption = self
-            .generator
-            .get()?
-            .caption(&grid, &request, options.seed, ctx)?;
+        let caption = self.stage1()?.caption(&grid, &request, options.seed, ctx)?;
         let text = self.text_tokenizer().decode(&caption.ids)?;
         Ok(WrittenCaption { text, caption })
     }
@@ -334,7 +330,7 @@ impl Pipeline {
         let text = self.encode_prompt(prompt)?;
         self.warn_unknown_words(prompt);
         let seeds = ctx.image_seeds(candidates);
-        let generator = self.generator.get()?;
+        let generator = self.stage1()?;
         let low = generator.generate(&text, &seeds, ctx)?;
         let tokens = self.caption_tokens()?;
         let raw = self.text_tokenizer().encode(prompt)?;

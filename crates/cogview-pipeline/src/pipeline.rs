@@ -197,21 +197,28 @@ impl std::fmt::Debug for GenerationRequest<'_> {
     }
 }
 
-/// Text-to-image generation, stage by stage.
+/// Text-to-image generation, stage by stage. A clone shares the components (and their loaded
+/// weights) with the original; [`Pipeline::with_style`] makes one in another style.
+#[derive(Clone)]
 pub struct Pipeline {
     settings: Option<Settings>,
     style: Style,
     pub(crate) geometry: Geometry,
     pub(crate) low_memory: bool,
     text: Arc<dyn TextTokenizer>,
-    pub(crate) generator: Stage<dyn GlobalGenerator>,
-    pub(crate) super_resolver: Option<Stage<dyn LocalSuperResolver>>,
+    pub(crate) generator: Arc<Stage<dyn GlobalGenerator>>,
+    /// Stage 1 draws with this sampler instead of the generator's own (another style's
+    /// temperature, see [`Pipeline::with_style`]).
+    stage1_sampler: Option<Arc<dyn Sampler>>,
+    /// The cluster table the samplers use (config-built pipelines), for restyled samplers.
+    labels: Option<Arc<ClusterLabels>>,
+    pub(crate) super_resolver: Option<Arc<Stage<dyn LocalSuperResolver>>>,
     /// The caption tokens (`None`: this pipeline cannot score or write captions).
     pub(crate) captions: Option<CaptionTokens>,
     /// The same super-resolution as `super_resolver`, typed, for stage-by-stage use (config-built
     /// pipelines only).
     sr_stages: Option<Arc<SuperResolution>>,
-    pub(crate) image_tokenizer: Stage<dyn ImageTokenizer>,
+    pub(crate) image_tokenizer: Arc<Stage<dyn ImageTokenizer>>,
     /// The lazily loaded super-resolution models inside `super_resolver` (config-built pipelines).
     predictors: Vec<Arc<StagePredictor>>,
     /// The model's closed vocabulary, if it declares one.
@@ -343,13 +350,16 @@ impl PipelineBuilder {
             geometry: self.geometry,
             low_memory: self.low_memory,
             text: self.text.ok_or_else(|| need("text tokenizer"))?,
-            generator: self.generator.ok_or_else(|| need("generator"))?,
-            super_resolver: self.super_resolver,
+            generator: Arc::new(self.generator.ok_or_else(|| need("generator"))?),
+            stage1_sampler: None,
+            labels: None,
+            super_resolver: self.super_resolver.map(Arc::new),
             captions: self.captions,
             sr_stages: None,
-            image_tokenizer: self
-                .image_tokenizer
-                .ok_or_else(|| need("image tokenizer"))?,
+            image_tokenizer: Arc::new(
+                self.image_tokenizer
+                    .ok_or_else(|| need("image tokenizer"))?,
+            ),
             predictors: Vec::new(),
             vocabulary: self.vocabulary,
         })
@@ -566,18 +576,7 @@ impl Pipeline {
         let low_memory = s.low_memory;
         // Stage 1.
         let c = s.coglm.clone();
-        let sampler: Arc<dyn Sampler> = match c.sampler {
-            crate::config::SamplerKind::Cluster => Arc::new(ClusterSampler {
-                labels: labels.clone(),
-                temperature: c.temperature,
-                top_k_clusters: c.top_k_clusters,
-                inner_temperature: c.inner_temperature,
-            }),
-            crate::config::SamplerKind::TopK => Arc::new(TopKSampler {
-                temperature: c.temperature,
-                top_k: c.top_k,
-            }),
-        };
+        let sampler = stage1_sampler(&c, &labels);
         let stage1 = Stage1Settings {
             layout,
             text_bias: c.text_bias,
@@ -619,12 +618,7 @@ impl Pipeline {
             let itersr = predictor(i.placement.clone(), itersr_backend, "itersr");
             let mut sr =
                 SuperResolution::official(dsr, itersr, labels.clone(), coglm_cfg.start_of_image_id);
-            sr.dsr_sampler = Arc::new(ClusterSampler {
-                labels: labels.clone(),
-                temperature: d.temperature,
-                top_k_clusters: d.top_k_clusters,
-                inner_temperature: d.inner_temperature,
-            });
+            sr.dsr_sampler = dsr_sampler(&d, &labels);
             sr.itersr_temperature = i.temperature;
             sr.lopar = Lopar {
                 top_k: i.top_k.clone(),
@@ -633,14 +627,17 @@ impl Pipeline {
             sr.high_side = geometry.high;
             let sr = Arc::new(sr);
             sr_stages = Some(sr.clone());
-            Stage::loaded("super-resolution", sr as Arc<dyn LocalSuperResolver>)
+            Arc::new(Stage::loaded(
+                "super-resolution",
+                sr as Arc<dyn LocalSuperResolver>,
+            ))
         });
 
         let vq = s.image_tokenizer.clone();
         let vq_backend = stage_backend(&vq, "image_tokenizer")?;
-        let image_tokenizer = Stage::lazy("image tokenizer", move || {
+        let image_tokenizer = Arc::new(Stage::lazy("image tokenizer", move || {
             vq_backend.load_image_tokenizer(&vq.path, &load_request(&vq))
-        });
+        }));
 
         let captions = {
             let id = |name: &str, key: &str| {
@@ -676,7 +673,9 @@ impl Pipeline {
             geometry,
             low_memory,
             text: Arc::new(text),
-            generator,
+            generator: Arc::new(generator),
+            stage1_sampler: None,
+            labels: Some(labels),
             super_resolver,
             sr_stages,
             image_tokenizer,
@@ -728,6 +727,48 @@ impl Pipeline {
     /// The style of its prompt template.
     pub fn style(&self) -> Style {
         self.style
+    }
+
+    /// The same pipeline in another style, sharing every component and its loaded weights (a
+    /// server serves every style from one set of models). The prompt template changes, and for
+    /// a pipeline built from settings so does the sampling its settings took from the style's
+    /// official recipe (see [`Settings::with_style`]; values set in the pipeline file stay), so
+    /// it makes what a pipeline built in that style makes, image for image, and its images'
+    /// records name the style and the sampling used. A pipeline composed in Rust has no recipe:
+    /// only its template changes.
+    pub fn with_style(&self, style: Style) -> Pipeline {
+        let mut p = self.clone();
+        p.style = style;
+        let (Some(settings), Some(labels)) = (&self.settings, &self.labels) else {
+            return p;
+        };
+        let restyled = settings.with_style(style);
+        if restyled.coglm != settings.coglm {
+            p.stage1_sampler = Some(stage1_sampler(&restyled.coglm, labels));
+        }
+        if let (Some(sr), Some(d)) = (&self.sr_stages, &restyled.dsr) {
+            if restyled.dsr != settings.dsr {
+                let mut sr = SuperResolution::clone(sr);
+                sr.dsr_sampler = dsr_sampler(d, labels);
+                let sr = Arc::new(sr);
+                p.super_resolver = Some(Arc::new(Stage::loaded(
+                    "super-resolution",
+                    sr.clone() as Arc<dyn LocalSuperResolver>,
+                )));
+                p.sr_stages = Some(sr);
+            }
+        }
+        p.settings = Some(restyled);
+        p
+    }
+
+    /// The stage-1 generator (loaded if needed), drawing with this pipeline's sampler.
+    pub(crate) fn stage1(&self) -> Result<Arc<dyn GlobalGenerator>> {
+        let g = self.generator.get()?;
+        match &self.stage1_sampler {
+            Some(sampler) => g.with_sampler(sampler.clone()),
+            None => Ok(g),
+        }
     }
     /// Its grid sizes.
     pub fn geometry(&self) -> Geometry {
@@ -829,7 +870,7 @@ impl Pipeline {
         let seeds = ctx.image_seeds(num_images);
         let low = {
             let _span = tracing::info_span!("stage1", images = num_images).entered();
-            let generator = self.generator.get()?;
+            let generator = self.stage1()?;
             let low = generator.generate(&text, &seeds, ctx)?;
             drop(generator);
             if self.low_memory {
@@ -878,7 +919,7 @@ impl Pipeline {
         let lows = {
             let images: usize = prepared.iter().map(|p| p.2.len()).sum();
             let _span = tracing::info_span!("stage1", images, requests = prepared.len()).entered();
-            let generator = match self.generator.get() {
+            let generator = match self.stage1() {
                 Ok(g) => g,
                 Err(e) => {
                     let message = cogview_core::error::with_causes(&e);
@@ -1066,4 +1107,33 @@ impl Pipeline {
         }
         Ok(out)
     }
+}
+
+/// Stage 1's sampler as the settings describe it.
+fn stage1_sampler(
+    c: &crate::settings::CoglmSettings,
+    labels: &Arc<ClusterLabels>,
+) -> Arc<dyn Sampler> {
+    match c.sampler {
+        crate::config::SamplerKind::Cluster => Arc::new(ClusterSampler {
+            labels: labels.clone(),
+            temperature: c.temperature,
+            top_k_clusters: c.top_k_clusters,
+            inner_temperature: c.inner_temperature,
+        }),
+        crate::config::SamplerKind::TopK => Arc::new(TopKSampler {
+            temperature: c.temperature,
+            top_k: c.top_k,
+        }),
+    }
+}
+
+/// DSR's sampler as the settings describe it.
+fn dsr_sampler(d: &crate::settings::DsrSettings, labels: &Arc<ClusterLabels>) -> Arc<dyn Sampler> {
+    Arc::new(ClusterSampler {
+        labels: labels.clone(),
+        temperature: d.temperature,
+        top_k_clusters: d.top_k_clusters,
+        inner_temperature: d.inner_temperature,
+    })
 }

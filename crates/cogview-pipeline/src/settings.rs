@@ -156,6 +156,31 @@ pub struct Settings {
     pub itersr: Option<ItersrSettings>,
 }
 
+impl Settings {
+    /// The same settings in another style: the prompt template changes, and so do the sampling
+    /// values these settings took from their style's official recipe (stage 1's temperature,
+    /// DSR's top clusters and inner temperature). A value that differs from its style's recipe
+    /// was set in the pipeline file and is kept.
+    pub fn with_style(&self, style: Style) -> Settings {
+        let mut s = self.clone();
+        s.style = style;
+        if self.coglm.temperature == self.style.stage1_temperature() {
+            s.coglm.temperature = style.stage1_temperature();
+        }
+        if let Some(d) = &mut s.dsr {
+            let (k, inner) = dsr_recipe(self.style);
+            let (new_k, new_inner) = dsr_recipe(style);
+            if d.top_k_clusters == k {
+                d.top_k_clusters = new_k;
+            }
+            if d.inner_temperature == inner {
+                d.inner_temperature = new_inner;
+            }
+        }
+        s
+    }
+}
+
 /// The official DSR cluster sampling of a style: (top clusters, inner temperature).
 pub fn dsr_recipe(style: Style) -> (usize, f32) {
     match style {

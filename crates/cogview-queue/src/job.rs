@@ -25,6 +25,10 @@ pub struct JobSpec {
     /// best by the prompt's likelihood, as `cogview generate --rerank`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerank: Option<usize>,
+    /// The prompt style by name (`cogview generate --style`: `none`, `mainbody`, `photo`, ...);
+    /// `None`: the worker's pipeline's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
 }
 
 /// A job's kind.
@@ -246,6 +250,7 @@ mod tests {
             seed: 3,
             only_first_stage: false,
             rerank: None,
+            style: Some("flat".into()),
         };
         let mut r = JobRecord::queued(spec);
         r.status = JobStatus::Running;

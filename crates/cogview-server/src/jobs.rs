@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use cogview::core::edit::EditMask;
+use cogview::core::stage1::Style;
 use cogview::core::Image;
 use cogview::core::{CancelToken, Progress, RunContext, TokenGrid};
 use cogview::pipeline::record::{ImageRecord, Origin, RerankRecord, WeightFile};
@@ -45,6 +46,8 @@ pub struct GenerateSpec {
     pub rerank: Option<usize>,
     /// Send the stage-1 images as a preview event.
     pub preview: bool,
+    /// The prompt style (the server's unless the request names one).
+    pub style: Style,
 }
 
 /// An edit job.
@@ -62,6 +65,8 @@ pub struct EditSpec {
     pub image_sha256: String,
     /// Where to redraw.
     pub mask: EditMask,
+    /// The prompt style (the server's unless the request names one).
+    pub style: Style,
     /// The mask as recorded: `file <sha256>` and/or the rectangles.
     pub mask_description: String,
 }
@@ -89,6 +94,15 @@ impl JobRequest {
         }
     }
     /// A plain generation, whose stage 1 can share a batch with others.
+    /// The style a local job runs in (`None` for a job of the NATS queue: its worker decides).
+    fn style(&self) -> Option<Style> {
+        match self {
+            JobRequest::Generate(g) => Some(g.style),
+            JobRequest::Edit(e) => Some(e.style),
+            JobRequest::Queued(_) => None,
+        }
+    }
+
     fn batchable(&self) -> bool {
         matches!(self, JobRequest::Generate(g) if g.rerank.is_none())
     }
@@ -370,6 +384,13 @@ impl Job {
         }
         if let Some(r) = rerank {
             o.insert("rerank".into(), r.into());
+        }
+        let style = match &self.request {
+            JobRequest::Queued(q) => q.style.clone(),
+            r => r.style().map(|st| st.name().to_string()),
+        };
+        if let Some(st) = style {
+            o.insert("style".into(), st.into());
         }
         if s.preview.is_some() {
             o.insert("has_preview".into(), true.into());
@@ -855,7 +876,8 @@ impl Scheduler {
     }
 
     /// The next jobs to run: the first waiting job and, when it is a plain generation, other
-    /// waiting plain generations while their images fit the batch size. `None` at shutdown.
+    /// waiting plain generations in its style while their images fit the batch size. `None` at
+    /// shutdown.
     fn next_jobs(&self) -> Option<Vec<Arc<Job>>> {
         let mut q = self.queue();
         loop {
@@ -866,7 +888,10 @@ impl Scheduler {
                     let mut i = 0;
                     while i < q.jobs.len() {
                         let r = &q.jobs[i].request;
-                        if r.batchable() && images + r.n() <= self.config.batch_size {
+                        if r.batchable()
+                            && r.style() == taken[0].request.style()
+                            && images + r.n() <= self.config.batch_size
+                        {
                             images += r.n();
                             taken.push(q.jobs.remove(i).expect("in range"));
                         } else {
@@ -974,7 +999,9 @@ impl Scheduler {
                 on_stage1: g.preview.then_some(hook.as_ref()),
             })
             .collect();
-        self.pipeline.generate_many(&requests, |i, result| {
+        // next_jobs batches jobs of one style.
+        let pipeline = self.styled(&jobs[0]);
+        pipeline.generate_many(&requests, |i, result| {
             let only_first_stage = specs[i].only_first_stage;
             self.complete(&jobs[i], result, |_| Origin::Generate {
                 only_first_stage,
@@ -983,14 +1010,20 @@ impl Scheduler {
         });
     }
 
+    /// The pipeline in the job's style (sharing the loaded models).
+    fn styled(&self, job: &Job) -> Pipeline {
+        let style = job.request.style().unwrap_or(self.pipeline.style());
+        self.pipeline.with_style(style)
+    }
+
     fn run_alone(&self, job: &Arc<Job>) {
         let ctx = self.context(job);
+        let pipeline = self.styled(job);
         match &job.request {
             JobRequest::Generate(g) => {
                 let k = g.rerank.unwrap_or(g.n);
                 let result =
-                    self.pipeline
-                        .generate_reranked(&g.prompt, k, g.n, g.only_first_stage, &ctx);
+                    pipeline.generate_reranked(&g.prompt, k, g.n, g.only_first_stage, &ctx);
                 match result {
                     Ok((images, ranked)) => {
                         let only_first_stage = g.only_first_stage;
@@ -1014,8 +1047,7 @@ impl Scheduler {
                 )),
             ),
             JobRequest::Edit(e) => {
-                let result = self
-                    .pipeline
+                let result = pipeline
                     .edit(&e.image, &e.mask, &e.prompt, e.n, &ctx)
                     .map(|edited| {
                         edited
@@ -1078,13 +1110,14 @@ impl Scheduler {
             return; // cancelled meanwhile
         }
         let dir = self.config.image_dir.join(&job.id);
+        let pipeline = self.styled(job);
         let write = || -> cogview::Result<Vec<PathBuf>> {
             std::fs::create_dir_all(&dir).map_err(|e| cogview::Error::io(&dir, e))?;
             let n = images.len();
             let mut paths = Vec::with_capacity(n);
             for (k, (index, seed, image)) in images.iter().enumerate() {
                 let rec = ImageRecord::for_image(
-                    &self.pipeline,
+                    &pipeline,
                     job.request.prompt(),
                     (*seed, *index, n),
                     origin(k),
@@ -1147,6 +1180,7 @@ fn remote_spec(job: &Job) -> Result<RemoteJob, cogview_queue::QueueError> {
                 seed: g.seed,
                 only_first_stage: g.only_first_stage,
                 rerank: g.rerank,
+                style: Some(g.style.name().to_string()),
             },
             None,
         ),
@@ -1176,6 +1210,7 @@ fn remote_spec(job: &Job) -> Result<RemoteJob, cogview_queue::QueueError> {
                     seed: e.seed,
                     only_first_stage: false,
                     rerank: None,
+                    style: Some(e.style.name().to_string()),
                 },
                 Some((png_bytes(&e.image), png_bytes(&mask))),
             )

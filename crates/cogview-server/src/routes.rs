@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use cogview::core::edit::{EditMask, Region};
+use cogview::core::stage1::Style;
 use serde::Deserialize;
 use sha2::Digest;
 use std::collections::HashMap;
@@ -177,7 +178,7 @@ async fn capabilities(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "model": s.config.model_id,
         "style": p.style().name(),
-        "styles": [p.style().name()],
+        "styles": Style::ALL.map(Style::name),
         "sizes": [format!("{side}x{side}")],
         "super_resolution": p.has_super_resolution(),
         "geometry": {
@@ -236,7 +237,7 @@ fn random_seed() -> u64 {
     h.finish() & ((1 << 53) - 1)
 }
 
-/// Checks the fields every route shares; returns the response format.
+/// Checks the fields every route shares; returns whether to answer with URLs, and the style.
 fn check_common(
     s: &AppState,
     prompt: Option<&str>,
@@ -245,7 +246,7 @@ fn check_common(
     size: Option<&str>,
     response_format: Option<&str>,
     style: Option<&str>,
-) -> Result<bool, ApiError> {
+) -> Result<(bool, Style), ApiError> {
     let l = &s.config.limits;
     let prompt = prompt.ok_or_else(|| ApiError::invalid("prompt", "`prompt` is required"))?;
     if prompt.trim().is_empty() {
@@ -302,29 +303,30 @@ fn check_common(
             ))
         }
     };
-    let served = s.scheduler.pipeline().style();
-    if let Some(st) = style {
-        if st != served.name() {
-            return Err(ApiError::invalid(
+    let pipeline = s.scheduler.pipeline();
+    let style = match style {
+        None => pipeline.style(),
+        Some(name) => name.parse::<Style>().map_err(|_| {
+            ApiError::invalid(
                 "style",
                 format!(
-                    "this server's pipeline uses the style '{}' (its prompt template and sampling are loaded with the model); start another server with --style {st} for '{st}'",
-                    served.name()
+                    "unknown style '{name}'; this server has {} (GET /v1/capabilities lists them)",
+                    Style::ALL.map(Style::name).join(", ")
                 ),
-            ));
-        }
-    }
-    // The model's own text limit, before the job is queued.
-    s.scheduler
-        .pipeline()
+            )
+        })?,
+    };
+    // The model's own text limit (the style's template included), before the job is queued.
+    pipeline
+        .with_style(style)
         .encode_prompt(prompt)
         .map_err(|e| ApiError::from_pipeline(&e))?;
-    Ok(url)
+    Ok((url, style))
 }
 
 fn generate_spec(s: &AppState, b: GenerationBody) -> Result<(GenerateSpec, bool), ApiError> {
     let n = b.n.unwrap_or(1);
-    let url = check_common(
+    let (url, style) = check_common(
         s,
         b.prompt.as_deref(),
         b.model.as_deref(),
@@ -375,6 +377,7 @@ fn generate_spec(s: &AppState, b: GenerationBody) -> Result<(GenerateSpec, bool)
             only_first_stage,
             rerank: b.rerank,
             preview: b.preview.unwrap_or(false),
+            style,
         },
         url,
     ))
@@ -842,7 +845,7 @@ async fn edit_job(
             other => {
                 return Err(ApiError::invalid(
                     other,
-                    format!("unknown field `{other}`; an edit takes image, mask, prompt, n, size, response_format, model, seed, rect, rect_frac"),
+                    format!("unknown field `{other}`; an edit takes image, mask, prompt, n, size, response_format, model, seed, style, rect, rect_frac"),
                 ))
             }
         }
@@ -854,7 +857,7 @@ async fn edit_job(
             .map_err(|_| ApiError::invalid("n", format!("`n` is a whole number, not '{t}'")))?,
         None => 1,
     };
-    let url = check_common(
+    let (url, style) = check_common(
         s,
         text.get("prompt").map(String::as_str),
         text.get("model").map(String::as_str),
@@ -940,6 +943,7 @@ async fn edit_job(
         image,
         image_sha256,
         mask,
+        style,
         mask_description: described.join("; "),
     }))?;
     Ok((job.0, url))

@@ -72,7 +72,17 @@ fn models_capabilities_and_health() {
     assert_eq!(c["queue_size"], 64);
     assert_eq!(c["batch_size"], 8);
     assert_eq!(c["limits"]["max_images"], 8);
-    assert_eq!(c["styles"][0], "none");
+    assert_eq!(c["style"], "none", "the default model's own style");
+    let styles: Vec<&str> = c["styles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(styles.len(), 10, "{styles:?}");
+    assert!(
+        styles.contains(&"none") && styles.contains(&"photo") && styles.contains(&"watercolor")
+    );
     let h = s.get("/health").json();
     assert_eq!(h["status"], "ok");
     let r = s.get("/no/such/route");
@@ -310,10 +320,10 @@ fn bad_input_gets_a_4xx_naming_the_field_and_the_limit() {
         "at least n",
     );
     bad(
-        json!({"prompt": PROMPT, "style": "photo"}),
+        json!({"prompt": PROMPT, "style": "cubist"}),
         400,
         "style",
-        "'none'",
+        "unknown style 'cubist'; this server has none, mainbody, photo",
     );
     bad(
         json!({"prompt": PROMPT, "model": "dall-e-2"}),
@@ -722,4 +732,71 @@ fn shutdown_cancels_queued_jobs_and_leaves_no_files() {
         );
     }
     assert!(!dir.exists(), "the image folder is removed");
+}
+
+/// The pixels of a PNG.
+fn pixels(png: &[u8]) -> Vec<u8> {
+    image::load_from_memory(png).unwrap().to_rgb8().into_raw()
+}
+
+#[test]
+fn a_request_in_another_style_gets_what_a_pipeline_in_that_style_makes() {
+    let s = TestServer::start(config());
+    // Independent expectation: the default model's pipeline built in each style.
+    let expected = |style: &str, seed: u64| {
+        let cfg = cogview::OpenOptions::default().config().unwrap();
+        let cfg = cogview::PipelineConfig {
+            style: Some(style.parse().unwrap()),
+            ..cfg
+        };
+        let p = cogview::Pipeline::from_settings(cogview::Settings::resolve(&cfg, true).unwrap())
+            .unwrap();
+        let out = p
+            .generate(PROMPT, 1, false, &cogview::RunContext::with_seed(seed))
+            .unwrap();
+        (out[0].image.pixels.clone(), p.settings().unwrap().clone())
+    };
+    // One long job holds the worker; two styles queue behind it, two jobs each.
+    let blocker = s.submit(json!({"prompt": PROMPT, "n": 4, "seed": 98}));
+    s.wait_until_running(&blocker);
+    let requests = [("flat", 41), ("none", 42), ("flat", 43), ("oil", 44)];
+    let ids: Vec<String> = requests
+        .iter()
+        .map(|&(style, seed)| s.submit(json!({"prompt": PROMPT, "seed": seed, "style": style})))
+        .collect();
+    for (&(style, seed), id) in requests.iter().zip(&ids) {
+        let state = s.wait(id);
+        assert_eq!(state["style"], style, "{state}");
+        let png = &s.images(id)[0];
+        let rec = record(png);
+        let (want, settings) = expected(style, seed);
+        assert!(
+            pixels(png) == want,
+            "style {style}, seed {seed}: not what a {style} pipeline draws"
+        );
+        // The record holds the style's settings (file names, not paths).
+        let mut named = rec.clone();
+        named.settings = settings;
+        assert_eq!(rec, named.without_paths());
+        assert_eq!(rec.settings.style.name(), style);
+        assert!(rec.query.starts_with(PROMPT));
+        if style != "none" {
+            let (plain, _) = expected("none", seed);
+            assert!(plain != want, "style {style} draws what style none draws");
+        }
+    }
+    let h = s.get("/health").json();
+    assert!(
+        h["largest_batch"].as_u64().unwrap() >= 2,
+        "the two flat jobs ran in one batch: {h}"
+    );
+    // The OpenAI route takes the style too; an edit as well.
+    let r = s.post(
+        "/v1/images/generations",
+        json!({"prompt": PROMPT, "seed": 41, "style": "flat"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let png = b64(r.json()["data"][0]["b64_json"].as_str().unwrap());
+    assert!(pixels(&png) == expected("flat", 41).0);
+    s.delete(&format!("/v1/jobs/{blocker}"));
 }

@@ -525,6 +525,12 @@ pub fn run_job(
     inputs: Option<(Vec<u8>, Vec<u8>)>,
     ctx: &RunContext,
 ) -> cogview::Result<Vec<Vec<u8>>> {
+    // The job's style (the same models; another template and the style's sampling).
+    let styled = match &spec.style {
+        Some(name) => Some(pipeline.with_style(name.parse()?)),
+        None => None,
+    };
+    let pipeline = styled.as_ref().unwrap_or(pipeline);
     let images: Vec<(usize, u64, cogview::core::Image, Origin)> = match &spec.kind {
         JobKind::Generate => {
             let (images, ranked) = match spec.rerank {
@@ -600,4 +606,48 @@ pub fn run_job(
             cogview::image::png_bytes(&image, &rec.png_text())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cogview::core::stage1::Style;
+    use cogview_queue::JobKind;
+
+    fn default_pipeline(style: Option<Style>) -> Pipeline {
+        let mut cfg = cogview::OpenOptions::default()
+            .config()
+            .expect("the embedded default model");
+        cfg.style = style.or(cfg.style);
+        Pipeline::from_settings(cogview::Settings::resolve(&cfg, true).unwrap()).unwrap()
+    }
+
+    fn spec(style: Option<&str>) -> JobSpec {
+        JobSpec {
+            id: "style_test".into(),
+            kind: JobKind::Generate,
+            prompt: "a large blue circle in the center".into(),
+            n: 1,
+            seed: 5,
+            only_first_stage: false,
+            rerank: None,
+            style: style.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_job_in_another_style_draws_what_a_pipeline_in_that_style_draws() {
+        let worker = default_pipeline(None);
+        let ctx = RunContext::with_seed(5);
+        let png = run_job(&worker, &[], &spec(Some("flat")), None, &ctx).unwrap();
+        let got = cogview::image::decode_image(&png[0], "the job's image").unwrap();
+        let want = default_pipeline(Some(Style::Flat))
+            .generate("a large blue circle in the center", 1, false, &ctx)
+            .unwrap();
+        assert!(got.pixels == want[0].image.pixels);
+        let rec = cogview::pipeline::ImageRecord::from_png_bytes(&png[0], "job".as_ref()).unwrap();
+        assert_eq!(rec.settings.style, Style::Flat);
+        let e = run_job(&worker, &[], &spec(Some("cubist")), None, &ctx).unwrap_err();
+        assert!(e.to_string().contains("unknown style 'cubist'"), "{e}");
+    }
 }

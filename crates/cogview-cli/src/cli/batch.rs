@@ -101,6 +101,7 @@ pub fn run(args: Args) -> Result<()> {
                     seed: args.seed,
                     only_first_stage: args.only_first_stage,
                     rerank: None,
+                    style: None,
                 },
                 files,
             }

@@ -4,6 +4,7 @@
 
 use cogview_backend_tests as common;
 
+use cogview::core::stage1::Style;
 use cogview::pipeline::record::{ImageRecord, Origin};
 use cogview::pipeline::CaptionOptions;
 use cogview::{Pipeline, PipelineConfig, RunContext, Settings};
@@ -292,4 +293,61 @@ fn a_greedy_caption_scores_as_written_and_stays_in_the_text_vocabulary() {
         "{full} vs {}",
         w.caption.mean_log_prob
     );
+}
+
+/// The fixture folder's pipeline (all three stages) built from `cfg` in `style`.
+fn built_in_style(cfg: &PipelineConfig, style: Style) -> Pipeline {
+    let cfg = PipelineConfig {
+        style: Some(style),
+        ..cfg.clone()
+    };
+    Pipeline::from_settings(Settings::resolve(&cfg, true).unwrap()).unwrap()
+}
+
+#[test]
+fn a_restyled_pipeline_makes_what_a_pipeline_built_in_that_style_makes() {
+    let cfg = PipelineConfig {
+        model_dir: Some(common::fixtures().join("model-dir")),
+        ..Default::default()
+    };
+    let mut explicit = cfg.clone();
+    explicit.coglm.temperature = Some(0.9);
+    let base = built_in_style(&cfg, Style::Mainbody);
+    let images = |p: &Pipeline| {
+        let out = p
+            .generate("a red circle", 1, false, &RunContext::with_seed(31))
+            .unwrap();
+        out.into_iter()
+            .map(|g| (g.low_res, g.high_res, g.image))
+            .collect::<Vec<_>>()
+    };
+    let mainbody = images(&base);
+    // Flat changes stage 1's temperature (1.1) and DSR's cluster sampling (5 clusters, 0.4);
+    // Chinese the temperature alone (1.12); None only the template.
+    for style in [Style::Flat, Style::Chinese, Style::None] {
+        let restyled = base.with_style(style);
+        let built = built_in_style(&cfg, style);
+        assert_eq!(restyled.style(), style);
+        assert_eq!(restyled.settings(), built.settings(), "{style:?}");
+        let got = images(&restyled);
+        assert!(
+            got == images(&built),
+            "{style:?}: the restyled pipeline's images differ"
+        );
+        assert!(got != mainbody, "{style:?} draws what mainbody draws");
+        // A value the pipeline file sets stays.
+        let restyled = built_in_style(&explicit, Style::Mainbody).with_style(style);
+        assert_eq!(
+            restyled.settings(),
+            built_in_style(&explicit, style).settings()
+        );
+        assert_eq!(restyled.settings().unwrap().coglm.temperature, 0.9);
+    }
+    // The restyled pipeline shares the loaded models (none loads twice).
+    assert_eq!(
+        base.with_style(Style::Flat).loaded_components(),
+        base.loaded_components()
+    );
+    // Back to its own style: the same images.
+    assert!(images(&base.with_style(Style::Flat).with_style(Style::Mainbody)) == mainbody);
 }

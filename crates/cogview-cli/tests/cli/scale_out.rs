@@ -186,6 +186,7 @@ fn spec(i: usize) -> JobSpec {
         seed: 100 + i as u64,
         only_first_stage: false,
         rerank: None,
+        style: None,
     }
 }
 

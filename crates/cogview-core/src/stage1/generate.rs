@@ -271,6 +271,14 @@ impl GlobalGenerator for CoglmGenerator {
             .collect()
     }
 
+    fn with_sampler(&self, sampler: Arc<dyn Sampler>) -> Result<Arc<dyn GlobalGenerator>> {
+        Ok(Arc::new(CoglmGenerator {
+            model: self.model.clone(),
+            sampler,
+            settings: self.settings,
+        }))
+    }
+
     fn complete(
         &self,
         text: &TextTokens,
