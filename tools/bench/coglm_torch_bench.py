@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch-eager reference for CogLM stage-1 decoding speed (SwissArmyTransformer 0.4.12, CPU).
+"""PyTorch-eager reference for CogLM stage-1 decoding speed (SwissArmyTransformer 0.4.12; CPU by
+default, `--device cuda` for a GPU: tools/bench/gpu_bench.sh).
 
 Run with the reference venv (tools/reference/setup_venv.sh):
 

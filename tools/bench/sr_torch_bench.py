@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch-eager reference timing of one DSR forward and one ItersR forward (SwissArmyTransformer
-0.4.12, CPU, float32, batch 1).
+0.4.12, batch 1; CPU and float32 by default, `--device cuda` and `--dtype bf16` for a GPU:
+tools/bench/gpu_bench.sh).
 
 Run with the reference venv (tools/reference/setup_venv.sh):
 
