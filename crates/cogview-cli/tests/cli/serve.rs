@@ -82,6 +82,34 @@ fn a_served_image_is_reproduced_by_regenerate_and_sigterm_stops_the_server() {
         stderr.contains("identical: every pixel matches"),
         "{stderr}"
     );
+    // A request in another style than the server's (the default model's is `none`): regenerate
+    // rebuilds the pipeline in that style from the record.
+    let r = client::json(
+        addr,
+        "POST",
+        "/v1/images/generations",
+        None,
+        Some(&json!({"prompt": "a small red square at the top", "seed": 22, "style": "flat"})),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(r.json()["data"][0]["b64_json"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(&served, &png).unwrap();
+    let regen = Command::new(env!("CARGO_BIN_EXE_cogview"))
+        .args(["regenerate", "-q"])
+        .arg(&served)
+        .arg("-o")
+        .arg(dir.path().join("again-flat.png"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&regen.stderr);
+    assert!(regen.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("identical: every pixel matches"),
+        "{stderr}"
+    );
 
     // SIGTERM while a job runs: it is cancelled, the server exits cleanly, no files are left.
     let r = client::json(
