@@ -565,3 +565,45 @@ fn image_likelihood_equals_the_cached_step_by_step_score() {
     assert!((got - want).abs() < 1e-4, "{got} vs {want}");
     assert!(got < 0.0);
 }
+
+/// `options = { weights = "int8" }` on CogLM: the built-in default model draws nearly the same
+/// stage-1 tokens as with f32 weights (int8 weights with per-row scales; on CPUs with
+/// AVX512-VNNI the activations of the decoding steps are quantized per row too).
+#[test]
+fn int8_weights_keep_the_default_models_stage1_tokens() {
+    let f32_cfg = cogview::OpenOptions::default().config().unwrap();
+    let mut int8_cfg = f32_cfg.clone();
+    int8_cfg.coglm.options = Some(toml::toml! { weights = "int8" });
+    let f32_p = pipeline(&f32_cfg, false);
+    let int8_p = pipeline(&int8_cfg, false);
+    let (mut same, mut total) = (0, 0);
+    for (prompt, seed) in [
+        ("a large blue circle in the center", 100),
+        ("two small red triangles at the top", 200),
+    ] {
+        let ctx = RunContext::with_seed(seed);
+        let a = f32_p.generate(prompt, 8, true, &ctx).unwrap();
+        let b = int8_p.generate(prompt, 8, true, &ctx).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            total += x.low_res.ids.len();
+            same += x
+                .low_res
+                .ids
+                .iter()
+                .zip(&y.low_res.ids)
+                .filter(|(p, q)| p == q)
+                .count();
+        }
+    }
+    let agreement = same as f64 / total as f64;
+    eprintln!("int8 / f32 stage-1 token agreement: {same}/{total} = {agreement:.4}");
+    assert!(agreement >= 0.97, "token agreement {agreement:.4} < 0.97");
+    // The option reaches the backend: a wrong value is refused by name.
+    let mut bad = f32_cfg.clone();
+    bad.coglm.options = Some(toml::toml! { weights = "int4" });
+    let e = Pipeline::from_settings(Settings::resolve(&bad, false).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("\"int8\" or \"dtype\""), "{e}");
+}

@@ -3,6 +3,7 @@
 //! output head.
 
 use crate::bf16_pack::PackedBf16;
+use crate::cpu_int8::Int8Weights;
 use crate::util::{cdtype, device, BackendResult, LoadOptions, TensorSource};
 use candle_core::{DType as CDType, Device as CDevice, Tensor};
 use cogview_core::Result;
@@ -40,16 +41,22 @@ impl LayerNorm {
 }
 
 pub(crate) struct Linear {
+    /// W (empty when the layer holds `int8` instead).
     weight: Tensor,
     bias: Tensor,
     /// W and b packed for the bf16 kernels ([`crate::cpu_bf16`]): bf16 weights on the CPU, for
     /// inference (not when W is a variable being trained).
     packed: Option<Arc<PackedBf16>>,
+    /// W and b in int8 with per-row scales ([`crate::cpu_int8`], the `weights = "int8"` option).
+    int8: Option<Arc<Int8Weights>>,
 }
 
 impl Linear {
     /// y = x Wᵀ + b for x of shape [rows, in]; the result has `x`'s dtype.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(q) = &self.int8 {
+            return crate::cpu_int8::linear(x, q)?.to_dtype(x.dtype());
+        }
         if let Some(p) = &self.packed {
             if let Some(y) = packed_product(x, p)? {
                 return Ok(y);
@@ -179,6 +186,8 @@ pub(crate) struct Loader<'a> {
     pub act_dtype: CDType,
     pub device: CDevice,
     pub eps: f32,
+    /// Linear weights in int8 ([`LoadOptions::int8_weights`]).
+    pub int8: bool,
 }
 
 impl Loader<'_> {
@@ -197,6 +206,19 @@ impl Loader<'_> {
         self.lin_named(&format!("{p}.weight"), &format!("{p}.bias"))
     }
     pub fn lin_named(&self, weight: &str, bias: &str) -> Result<Linear> {
+        if self.int8 {
+            let w = self.t(weight, CDType::F32)?;
+            let (n, k) = w.dims2().be()?;
+            let values = w.flatten_all().and_then(|t| t.to_vec1::<f32>()).be()?;
+            let b = self.t(bias, CDType::F32)?;
+            let b_values = b.to_vec1::<f32>().be()?;
+            return Ok(Linear {
+                weight: Tensor::zeros(0, CDType::F32, &self.device).be()?,
+                bias: b.to_dtype(self.act_dtype).be()?,
+                packed: None,
+                int8: Some(Arc::new(Int8Weights::quantize(&values, n, k, b_values))),
+            });
+        }
         let weight = self.t(weight, self.dtype)?;
         let bias = self.t(bias, self.act_dtype)?;
         let packed = pack_bf16(&weight, Some(&bias))?;
@@ -204,6 +226,7 @@ impl Loader<'_> {
             weight,
             bias,
             packed,
+            int8: None,
         })
     }
 }
@@ -225,6 +248,9 @@ pub(crate) struct Backbone {
     pub image_head: Tensor,
     /// The same rows packed for the CPU bf16 kernels (bf16 weights on the CPU).
     pub image_head_packed: Option<Arc<PackedBf16>>,
+    /// The same rows in int8 (the `weights = "int8"` option; `image_head` is then a view of the
+    /// embedding in its own dtype, not an f32 copy).
+    pub image_head_int8: Option<Arc<Int8Weights>>,
 }
 
 impl Backbone {
@@ -242,6 +268,7 @@ impl Backbone {
             act_dtype,
             device,
             eps: config.layernorm_epsilon as f32,
+            int8: options.int8_weights,
         })
     }
 
@@ -267,9 +294,26 @@ impl Backbone {
             });
         }
         let word_embeddings = l.t("transformer.word_embeddings.weight", l.dtype)?;
+        let image_rows = word_embeddings.narrow(0, 0, config.image_vocab_size).be()?;
+        let image_head_int8 = if l.int8 {
+            let values = image_rows
+                .to_dtype(CDType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .be()?;
+            Some(Arc::new(Int8Weights::quantize(
+                &values,
+                config.image_vocab_size,
+                config.hidden_size,
+                vec![0.0; config.image_vocab_size],
+            )))
+        } else {
+            None
+        };
         // The image rows in f32: shared with the embedding when that is f32, otherwise a copy of
-        // those rows only (a narrowed view would keep the whole f32 embedding alive).
-        let image_head = if l.dtype == CDType::F32 {
+        // those rows only (a narrowed view would keep the whole f32 embedding alive). With int8
+        // weights, the view itself (the int8 copy is what the head reads).
+        let image_head = if l.dtype == CDType::F32 || l.int8 {
             word_embeddings.narrow(0, 0, config.image_vocab_size).be()?
         } else {
             word_embeddings
@@ -277,12 +321,14 @@ impl Backbone {
                 .and_then(|x| x.to_dtype(CDType::F32))
                 .be()?
         };
-        let image_head_packed = pack_bf16(
-            &word_embeddings.narrow(0, 0, config.image_vocab_size).be()?,
-            None,
-        )?;
+        let image_head_packed = if l.int8 {
+            None
+        } else {
+            pack_bf16(&image_rows, None)?
+        };
         Ok(Backbone {
             image_head_packed,
+            image_head_int8,
             word_embeddings,
             position_embeddings: l.t("transformer.position_embeddings.weight", l.dtype)?,
             final_layernorm: l.ln("transformer.final_layernorm")?,
@@ -315,6 +361,9 @@ impl Backbone {
     /// `x · headᵀ` over the image vocabulary for f32 rows `x` [n, h] (already normalised): the
     /// packed bf16 kernels where they apply, otherwise the f32 head.
     pub fn image_head_product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(q) = &self.image_head_int8 {
+            return crate::cpu_int8::linear(x, q);
+        }
         if let Some(p) = &self.image_head_packed {
             if let Some(y) = packed_product(x, p)? {
                 return Ok(y);

@@ -16,18 +16,45 @@ pub struct CandleBackend;
 /// Whether this build of the backend includes CUDA kernels.
 pub const HAS_CUDA: bool = cfg!(feature = "cuda");
 
+/// The stage's `options` table. The one option: `weights = "int8"` (the transformer layers'
+/// linear weights stored in int8 with per-output-row scales, for the memory-bound decoding steps
+/// on the CPU) or `weights = "dtype"` (the default: the stage's dtype).
 fn options(request: &LoadRequest) -> Result<LoadOptions> {
+    let bad = |reason: String| Error::config("candle backend options", "options", reason);
+    let mut int8_weights = false;
     if !request.options_toml.trim().is_empty() {
-        return Err(Error::config(
-            "candle backend options",
-            "options",
-            "the candle backend takes no options; remove the stage's `options` table",
-        ));
+        let table: toml::Table = request
+            .options_toml
+            .parse()
+            .map_err(|e| bad(format!("not a TOML table: {e}")))?;
+        for (key, value) in &table {
+            match (key.as_str(), value.as_str()) {
+                ("weights", Some("int8")) => int8_weights = true,
+                ("weights", Some("dtype")) => int8_weights = false,
+                ("weights", _) => {
+                    return Err(bad(format!(
+                        "`weights` is \"int8\" or \"dtype\", not {value}"
+                    )))
+                }
+                (other, _) => {
+                    return Err(bad(format!(
+                        "unknown option `{other}`; the candle backend takes `weights` (\"int8\" or \"dtype\")"
+                    )))
+                }
+            }
+        }
+    }
+    if int8_weights && request.device != Device::Cpu {
+        return Err(bad(format!(
+            "int8 weights run on the CPU kernels; {} needs `weights = \"dtype\"` (or no options)",
+            request.device
+        )));
     }
     request.check_cancelled()?;
     Ok(LoadOptions {
         device: request.device,
         dtype: request.dtype,
+        int8_weights,
     })
 }
 
@@ -97,9 +124,69 @@ impl Backend for CandleBackend {
         request: &LoadRequest,
     ) -> Result<Arc<dyn ImageTokenizer>> {
         let options = options(request)?;
+        if options.int8_weights {
+            return Err(Error::config(
+                "candle backend options",
+                "options",
+                "int8 weights apply to the transformers (coglm, dsr, itersr); the image tokenizer's convolutions take `weights = \"dtype\"`",
+            ));
+        }
         request.report(0, 1);
         let model = VqTokenizer::load(path, options)?;
         request.report(1, 1);
         Ok(Arc::new(model))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(device: Device, options: &str) -> LoadRequest {
+        let mut r = LoadRequest::new(device, cogview_core::DType::F32);
+        r.options_toml = options.into();
+        r
+    }
+
+    #[test]
+    fn the_weights_option_takes_int8_or_dtype_and_refuses_anything_else() {
+        assert!(!options(&request(Device::Cpu, "")).unwrap().int8_weights);
+        assert!(
+            options(&request(Device::Cpu, "weights = \"int8\""))
+                .unwrap()
+                .int8_weights
+        );
+        assert!(
+            !options(&request(Device::Cpu, "weights = \"dtype\""))
+                .unwrap()
+                .int8_weights
+        );
+        for (text, want) in [
+            (
+                "weights = \"int4\"",
+                "`weights` is \"int8\" or \"dtype\", not \"int4\"",
+            ),
+            ("weights = 8", "not 8"),
+            ("threads = 4", "unknown option `threads`"),
+            ("weights = ", "not a TOML table"),
+        ] {
+            let e = options(&request(Device::Cpu, text))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let e = options(&request(Device::Cuda(0), "weights = \"int8\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("int8 weights run on the CPU kernels"), "{e}");
+        let e = CandleBackend
+            .load_image_tokenizer(
+                Path::new("/nonexistent"),
+                &request(Device::Cpu, "weights = \"int8\""),
+            )
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("image tokenizer"), "{e}");
     }
 }

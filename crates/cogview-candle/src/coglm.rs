@@ -52,7 +52,8 @@ impl CoglmModel {
     /// The tied output head over ids `0..vocab`, in f32.
     fn head(&self, vocab: usize) -> candle_core::Result<Tensor> {
         if vocab == self.b.config.image_vocab_size {
-            Ok(self.b.image_head.clone())
+            // f32 except with int8 weights (a view of the embedding in its dtype).
+            self.b.image_head.to_dtype(CDType::F32)
         } else {
             self.b
                 .word_embeddings

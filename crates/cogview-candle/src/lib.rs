@@ -17,6 +17,7 @@ mod cpu_amx;
 mod cpu_bf16;
 mod cpu_conv;
 mod cpu_gemm;
+mod cpu_int8;
 pub mod cpu_kernels;
 mod cpu_linear;
 pub mod inspect;

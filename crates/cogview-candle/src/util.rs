@@ -9,6 +9,10 @@ pub struct LoadOptions {
     pub device: Device,
     /// The dtype the transformer computes in. LayerNorm, softmax and the output head run in f32.
     pub dtype: DType,
+    /// Store the transformer layers' linear weights in int8 with per-output-row scales (CPU
+    /// only; the backend option `weights = "int8"`, see [`crate::backend`]): a decoding step reads
+    /// a quarter of f32's bytes. Activations stay f32.
+    pub int8_weights: bool,
 }
 
 /// Converts candle's errors into [`Error::Backend`], keeping the candle error as its source.

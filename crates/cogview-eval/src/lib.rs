@@ -451,6 +451,7 @@ pub fn evaluate_emoji_retrieval(
         cogview_candle::LoadOptions {
             device: p.device,
             dtype: p.dtype,
+            ..Default::default()
         },
     )?;
     let g = pipeline.geometry();

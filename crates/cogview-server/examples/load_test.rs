@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo build --release -p cogview-cli -p cogview-server --example load_test
 //! target/release/examples/load_test --cogview target/release/cogview --requests 200 --concurrency 16
+//! # --styles none,flat: request i asks for style i mod 2 (the baseline runs `--style` alike)
 //! ```
 //!
 //! It starts the server as its own process, sends `--requests` OpenAI-route requests from
@@ -39,6 +40,8 @@ struct Args {
     queue_size: usize,
     batch_size: usize,
     only_first_stage: bool,
+    /// Request `i` asks for style `styles[i % len]` (empty: the server's own).
+    styles: Vec<String>,
 }
 
 fn parse() -> Args {
@@ -51,6 +54,7 @@ fn parse() -> Args {
         queue_size: 64,
         batch_size: 8,
         only_first_stage: false,
+        styles: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +68,7 @@ fn parse() -> Args {
             "--queue-size" => a.queue_size = value().parse().unwrap(),
             "--batch-size" => a.batch_size = value().parse().unwrap(),
             "--only-first-stage" => a.only_first_stage = true,
+            "--styles" => a.styles = value().split(',').map(str::to_string).collect(),
             f => panic!("unknown flag {f}"),
         }
     }
@@ -109,16 +114,20 @@ fn run_phase(addr: SocketAddr, requests: usize, concurrency: usize, a: &Args, se
             let next = next.clone();
             let results = results.clone();
             let only_first = a.only_first_stage;
+            let styles = a.styles.clone();
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= requests {
                     break;
                 }
-                let body = json!({
+                let mut body = json!({
                     "prompt": PROMPTS[i % PROMPTS.len()],
                     "seed": seed0 + i as u64,
                     "only_first_stage": only_first,
                 });
+                if !styles.is_empty() {
+                    body["style"] = styles[i % styles.len()].clone().into();
+                }
                 let t = Instant::now();
                 let r = client::json(addr, "POST", "/v1/images/generations", None, Some(&body));
                 let dt = t.elapsed().as_secs_f64();
@@ -252,6 +261,9 @@ fn main() {
         if a.only_first_stage {
             cmd.arg("--only-first-stage");
         }
+        if !a.styles.is_empty() {
+            cmd.args(["--style", &a.styles[i % a.styles.len()]]);
+        }
         let mut child = cmd.stdout(Stdio::null()).spawn().unwrap();
         let cpid = child.id();
         let mut peak: f64 = 0.0;
@@ -283,6 +295,9 @@ fn main() {
             "all stages"
         }
     );
+    if !a.styles.is_empty() {
+        println!("styles, request by request: {}", a.styles.join(", "));
+    }
     println!();
     println!(
         "| phase | requests | 200 | 429 | other | p50 s | p95 s | max s | wall s | images/s |"

@@ -9,6 +9,10 @@ pub struct BackendArgs {
     /// Device: cpu, cuda or cuda:N (CUDA needs the candle-cuda plugin for pipelines, see docs/cuda.md).
     #[arg(long, default_value = "cpu")]
     pub device: cogview::Device,
+    /// Store the transformer's linear weights as: `dtype` (the compute dtype) or `int8` (int8 with
+    /// per-output-row scales, CPU only; a pipeline file's stage says `options = { weights = "int8" }`)
+    #[arg(long, default_value = "dtype", value_parser = ["dtype", "int8"])]
+    pub weights: String,
 }
 
 impl BackendArgs {
@@ -16,6 +20,7 @@ impl BackendArgs {
         cogview::candle::LoadOptions {
             device: self.device,
             dtype: self.dtype,
+            int8_weights: self.weights == "int8",
         }
     }
 }

@@ -260,7 +260,7 @@ fn coglm_prefill(args: &CoglmArgs, model: &CoglmModel, total: usize) -> Result<(
         .map(|l| l.row(0)[0])
     })?;
     let out = serde_json::json!({
-        "impl": "candle", "op": "prefill", "tokens": total, "dtype": args.backend.dtype.to_string(),
+        "impl": "candle", "op": "prefill", "tokens": total, "dtype": args.backend.dtype.to_string(), "weights": args.backend.weights,
         "seconds": seconds, "threads": threads(),
     });
     println!("{out}");
@@ -324,7 +324,7 @@ fn coglm(args: CoglmArgs) -> Result<()> {
     }
     let seconds = start.elapsed().as_secs_f64();
     let out = serde_json::json!({
-        "impl": "candle", "batch": args.batch, "dtype": args.backend.dtype.to_string(), "steps": args.steps,
+        "impl": "candle", "batch": args.batch, "dtype": args.backend.dtype.to_string(), "weights": args.backend.weights, "steps": args.steps,
         "tokens_per_s": (args.batch * args.steps) as f64 / seconds, "seconds": seconds,
         "threads": threads(),
     });

@@ -1,0 +1,414 @@
+//! int8 weights for the memory-bound decoding steps (the `weights = "int8"` backend option).
+//!
+//! Each linear layer's weight W [out, in] is stored as int8 with one f32 scale per output row
+//! (symmetric, round to nearest: `W[j, c] ≈ q[j, c] · scale[j]`, `scale[j] = max_c |W[j, c]| /
+//! 127`), each row padded with zeros to a multiple of 64. A decoding step (≤
+//! [`crate::cpu_linear::MAX_ROWS`] rows) reads one byte per weight instead of two (bf16) or four
+//! (f32):
+//!
+//! - with AVX512-VNNI (Intel since Cascade Lake, AMD Zen 4), each row of x is quantized the same
+//!   way (one scale per row, stored as u8 = q + 128) and `vpdpbusd` multiplies 64 byte pairs per
+//!   instruction into i32 sums; `Σ (qx + 128)·qw − 128·Σ qw` is the exact integer dot product,
+//!   scaled by `scale_x · scale[j]`;
+//! - otherwise x stays f32 and the weights are widened to f32 in registers (the f32/bf16 decoding
+//!   kernel of [`crate::cpu_linear`]), the row's scale applied to the finished dot product.
+//!
+//! Products with more rows (prefill, DSR, ItersR) are compute-bound: they widen W to f32 once per
+//! call and run on the f32 GEMM.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, Shape, Tensor};
+
+/// A weight matrix in int8 with per-output-row scales, and its bias.
+pub(crate) struct Int8Weights {
+    /// Row-major [n, kp], each row zero-padded from k to kp.
+    pub q: Vec<i8>,
+    /// `Σ_c q[j, c]` per row (the u8 offset's correction).
+    pub row_sum: Vec<i32>,
+    /// One scale per output row.
+    pub scale: Vec<f32>,
+    /// Bias (f32), one per output row.
+    pub bias: Vec<f32>,
+    pub n: usize,
+    pub k: usize,
+    /// k rounded up to a multiple of 64 (the VNNI kernel's step).
+    pub kp: usize,
+}
+
+/// Columns per VNNI step.
+const STEP: usize = 64;
+
+impl Int8Weights {
+    /// Quantizes f32 W [n, k] (row-major) per output row.
+    pub fn quantize(w: &[f32], n: usize, k: usize, bias: Vec<f32>) -> Int8Weights {
+        assert_eq!(w.len(), n * k, "int8 weights: W is not [n, k]");
+        let kp = k.div_ceil(STEP) * STEP;
+        let mut q = vec![0i8; n * kp];
+        let mut scale = vec![0f32; n];
+        for j in 0..n {
+            let row = &w[j * k..(j + 1) * k];
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            // An all-zero row keeps scale 0 (its products are 0 whatever q holds).
+            let s = if max > 0.0 && max.is_finite() {
+                max / 127.0
+            } else {
+                0.0
+            };
+            scale[j] = s;
+            if s > 0.0 {
+                for (qc, &v) in q[j * kp..j * kp + k].iter_mut().zip(row) {
+                    *qc = (v / s).round().clamp(-127.0, 127.0) as i8;
+                }
+            }
+        }
+        let row_sum = q
+            .chunks_exact(kp)
+            .map(|r| r.iter().map(|&v| v as i32).sum())
+            .collect();
+        Int8Weights {
+            q,
+            row_sum,
+            scale,
+            bias,
+            n,
+            k,
+            kp,
+        }
+    }
+
+    /// W widened back to f32 [n, k] (`q · scale`).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut w = Vec::with_capacity(self.n * self.k);
+        for j in 0..self.n {
+            let s = self.scale[j];
+            w.extend(
+                self.q[j * self.kp..j * self.kp + self.k]
+                    .iter()
+                    .map(|&v| v as f32 * s),
+            );
+        }
+        w
+    }
+}
+
+/// `x · Wᵀ + b` for f32 x [m, k] on the CPU with int8 W: the decoding kernel for few rows, the
+/// f32 GEMM on the widened W otherwise.
+pub(crate) fn linear(x: &Tensor, w: &std::sync::Arc<Int8Weights>) -> candle_core::Result<Tensor> {
+    let x = x.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    if x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
+        return x.apply_op1_no_bwd(&SmallRowsInt8(w.clone()));
+    }
+    let wf = Tensor::from_vec(w.dequantize(), (w.n, w.k), x.device())?;
+    let b = Tensor::from_slice(&w.bias, w.n, x.device())?;
+    let y = if crate::cpu_gemm::available() {
+        crate::cpu_gemm::matmul(&x, &wf.t()?)?
+    } else {
+        x.matmul(&wf.t()?)?
+    };
+    y.broadcast_add(&b)
+}
+
+/// The decoding-step product with int8 weights (scale and bias applied).
+struct SmallRowsInt8(std::sync::Arc<Int8Weights>);
+
+impl candle_core::CustomOp1 for SmallRowsInt8 {
+    fn name(&self) -> &'static str {
+        "small-rows-linear-int8"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let w = &self.0;
+        let (m, k) = l.shape().dims2()?;
+        if k != w.k {
+            candle_core::bail!(
+                "small-rows-linear-int8: x has {k} columns but W has {}",
+                w.k
+            );
+        }
+        let x = match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(x), Some((a, b))) => &x[a..b],
+            (CpuStorage::F32(_), None) => {
+                candle_core::bail!("small-rows-linear-int8: x must be contiguous")
+            }
+            (other, _) => candle_core::bail!(
+                "small-rows-linear-int8: x must be f32, not {:?}",
+                other.dtype()
+            ),
+        };
+        let y = if vnni_available() {
+            vnni_product(x, m, w)
+        } else {
+            widened_product(x, m, w)
+        };
+        Ok((CpuStorage::F32(y), Shape::from((m, w.n))))
+    }
+}
+
+/// Whether the VNNI kernel runs: the CPU has AVX512-VNNI and `COGVIEW_CPU_KERNELS` does not
+/// force the f32 (`avx512`) or `portable` kernels.
+fn vnni_available() -> bool {
+    use crate::cpu_kernels::CpuKernels;
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && !matches!(
+                CpuKernels::selected(),
+                CpuKernels::Portable | CpuKernels::Avx512
+            )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// x f32 (weights widened in registers): `y = (x · qᵀ) · scale + b`.
+fn widened_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
+    // x padded to the weights' row stride (the padding columns of q are 0).
+    let padded: std::borrow::Cow<[f32]> = if w.kp == w.k {
+        std::borrow::Cow::Borrowed(x)
+    } else {
+        let mut p = vec![0f32; m * w.kp];
+        for (dst, src) in p.chunks_exact_mut(w.kp).zip(x.chunks_exact(w.k)) {
+            dst[..w.k].copy_from_slice(src);
+        }
+        std::borrow::Cow::Owned(p)
+    };
+    let mut y = crate::cpu_linear::run_weights(&padded, m, w.kp, &w.q, w.n);
+    for row in y.chunks_exact_mut(w.n) {
+        for ((v, &s), &b) in row.iter_mut().zip(&w.scale).zip(&w.bias) {
+            *v = *v * s + b;
+        }
+    }
+    y
+}
+
+/// One row of x quantized for the VNNI kernel: `(u8 values q + 128 padded to kp, scale)`.
+fn quantize_row(x: &[f32], kp: usize) -> (Vec<u8>, f32) {
+    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let s = if max > 0.0 && max.is_finite() {
+        max / 127.0
+    } else {
+        0.0
+    };
+    let mut q = vec![128u8; kp];
+    if s > 0.0 {
+        for (qc, &v) in q.iter_mut().zip(x) {
+            *qc = ((v / s).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+        }
+    }
+    (q, s)
+}
+
+/// x quantized per row, integer dot products with VNNI: `y = sx · scale · (Σ ux·q − 128·Σq) + b`.
+fn vnni_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
+    use rayon::prelude::*;
+    let rows: Vec<(Vec<u8>, f32)> = x.chunks_exact(w.k).map(|r| quantize_row(r, w.kp)).collect();
+    let xq: Vec<u8> = rows.iter().flat_map(|r| r.0.iter().copied()).collect();
+    // Integer sums, transposed [n, m], in parallel chunks of output rows.
+    const CHUNK: usize = 64;
+    let mut t = vec![0i32; w.n * m];
+    t.par_chunks_mut(CHUNK * m)
+        .enumerate()
+        .for_each(|(c, out)| {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `vnni_available` checked AVX512-F/BW/VNNI before this path was chosen; `block`
+            // reads rows c·CHUNK.. of `q` (n·kp bytes) and m rows of `xq` (m·kp bytes).
+            unsafe {
+                vnni::block(&xq, m, w.kp, &w.q, c * CHUNK, out)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (c, out);
+        });
+    let mut y = vec![0f32; m * w.n];
+    for i in 0..m {
+        let sx = rows[i].1;
+        for j in 0..w.n {
+            let dot = t[j * m + i] - 128 * w.row_sum[j];
+            y[i * w.n + j] = dot as f32 * (sx * w.scale[j]) + w.bias[j];
+        }
+    }
+    y
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::*;
+
+    /// Rows of W per tile (independent accumulators and load streams).
+    const JB: usize = 8;
+
+    /// i32 dot products of rows j0.. of q (out.len()/m of them) with every row of xq, written
+    /// transposed: `out[(j − j0)·m + i]`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn block(
+        xq: &[u8],
+        m: usize,
+        kp: usize,
+        q: &[i8],
+        j0: usize,
+        out: &mut [i32],
+    ) {
+        let nj = out.len() / m;
+        let mut jj = 0;
+        while jj < nj {
+            let jb = (nj - jj).min(JB);
+            // SAFETY: rows j0 + jj + b < n and columns < kp are inside q; rows i < m inside xq.
+            unsafe {
+                let wp: [*const i8; JB] =
+                    std::array::from_fn(|b| q.as_ptr().add((j0 + jj + b.min(jb - 1)) * kp));
+                for i in 0..m {
+                    let xp = xq.as_ptr().add(i * kp);
+                    let mut acc = [_mm512_setzero_si512(); JB];
+                    let mut c = 0;
+                    while c < kp {
+                        let xv = _mm512_loadu_si512(xp.add(c) as *const _);
+                        for b in 0..JB {
+                            let wv = _mm512_loadu_si512(wp[b].add(c) as *const _);
+                            acc[b] = _mm512_dpbusd_epi32(acc[b], xv, wv);
+                        }
+                        c += super::STEP;
+                    }
+                    for b in 0..jb {
+                        out[(jj + b) * m + i] = _mm512_reduce_add_epi32(acc[b]);
+                    }
+                }
+            }
+            jj += jb;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{max_abs_diff, random_values, reference_product_wt};
+    use std::sync::Arc;
+
+    #[test]
+    fn quantization_error_is_at_most_half_a_step_per_weight() {
+        let (n, k) = (37, 53);
+        let mut w = random_values(7, n * k);
+        w[5 * k..6 * k].iter_mut().for_each(|v| *v = 0.0); // an all-zero row
+        let q = Int8Weights::quantize(&w, n, k, vec![0.0; n]);
+        let back = q.dequantize();
+        for j in 0..n {
+            let max = w[j * k..(j + 1) * k]
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()));
+            assert!((q.scale[j] - max / 127.0).abs() <= f32::EPSILON * max);
+            for c in 0..k {
+                let err = (w[j * k + c] - back[j * k + c]).abs();
+                assert!(
+                    err <= q.scale[j] * 0.5 + 1e-7,
+                    "row {j} col {c}: error {err}"
+                );
+                assert!(q.q[j * k + c] >= -127);
+            }
+        }
+        assert!(back[5 * k..6 * k].iter().all(|&v| v == 0.0));
+    }
+
+    /// Shapes covering 1..=16 rows (and the GEMM fallback above), k with and without padding.
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 64, 70),
+        (3, 77, 9),
+        (8, 128, 64),
+        (16, 50, 33),
+        (17, 64, 20),
+        (40, 96, 65),
+    ];
+
+    fn case(m: usize, k: usize, n: usize) -> (Vec<f32>, Arc<Int8Weights>, Vec<f32>) {
+        let x = random_values(m as u64 * 31 + k as u64, m * k);
+        let w = random_values(n as u64 * 17 + 1, n * k);
+        let bias = random_values(3, n);
+        (
+            x,
+            Arc::new(Int8Weights::quantize(&w, n, k, bias.clone())),
+            bias,
+        )
+    }
+
+    fn plus_bias(y: Vec<f64>, bias: &[f32]) -> Vec<f64> {
+        let n = bias.len();
+        y.into_iter()
+            .enumerate()
+            .map(|(i, v)| v + bias[i % n] as f64)
+            .collect()
+    }
+
+    #[test]
+    fn the_widened_kernel_and_the_gemm_fallback_multiply_by_the_dequantized_weights() {
+        for (m, k, n) in SHAPES {
+            let (x, q, bias) = case(m, k, n);
+            let want = plus_bias(reference_product_wt(&x, m, k, &q.dequantize(), n), &bias);
+            let got = if m <= crate::cpu_linear::MAX_ROWS {
+                widened_product(&x, m, &q)
+            } else {
+                let xt = Tensor::from_vec(x, (m, k), &candle_core::Device::Cpu).unwrap();
+                linear(&xt, &q)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            let err = max_abs_diff(&got, &want);
+            assert!(
+                err < 1e-4 * (k as f64).sqrt(),
+                "m {m} k {k} n {n}: max error {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_vnni_kernel_is_the_exact_integer_product_of_the_quantized_values() {
+        if !vnni_available() {
+            eprintln!("skipped: this CPU has no AVX512-VNNI (the widened kernel is tested above)");
+            return;
+        }
+        for (m, k, n) in SHAPES
+            .into_iter()
+            .filter(|s| s.0 <= crate::cpu_linear::MAX_ROWS)
+        {
+            let (x, q, bias) = case(m, k, n);
+            // x as the kernel sees it: quantized per row, dequantized.
+            let xd: Vec<f32> = x
+                .chunks_exact(k)
+                .flat_map(|r| {
+                    let (u, s) = quantize_row(r, q.kp);
+                    u[..k]
+                        .iter()
+                        .map(move |&v| (v as i32 - 128) as f32 * s)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let want = plus_bias(reference_product_wt(&xd, m, k, &q.dequantize(), n), &bias);
+            let got = vnni_product(&x, m, &q);
+            let err = max_abs_diff(&got, &want);
+            assert!(
+                err < 1e-5 * (k as f64).sqrt(),
+                "m {m} k {k} n {n}: max error {err}"
+            );
+            // And close to the unquantized product: each term is off by at most half a step of
+            // x times |w| plus half a step of w times |x|.
+            let exact = plus_bias(reference_product_wt(&x, m, k, &q.dequantize(), n), &bias);
+            for i in 0..m {
+                let xr = &x[i * k..(i + 1) * k];
+                let sx = xr.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
+                for j in 0..n {
+                    let wr = &q.dequantize()[j * k..(j + 1) * k];
+                    let bound: f64 =
+                        wr.iter().map(|v| v.abs() as f64 * sx * 0.5).sum::<f64>() + 1e-5;
+                    let d = (got[i * n + j] as f64 - exact[i * n + j]).abs();
+                    assert!(
+                        d <= bound,
+                        "m {m} k {k} n {n} ({i}, {j}): off by {d} > {bound}"
+                    );
+                }
+            }
+        }
+    }
+}
