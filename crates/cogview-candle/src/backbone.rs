@@ -121,8 +121,12 @@ pub(crate) fn packed_product(
 /// else candle's matmul in W's dtype.
 pub(crate) fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if x.track_op() || w.track_op() {
-        // Training: candle's differentiable matmul (the CPU kernels below have no backward).
-        x.matmul(&w.t()?)
+        // Training: the bf16 products when `--precision bf16` is on, else candle's
+        // differentiable f32 matmul (the inference kernels below have no backward).
+        match crate::train_bf16::linear_product(x, w)? {
+            Some(y) => Ok(y),
+            None => x.matmul(&w.t()?),
+        }
     } else if x.device().is_cpu() && x.dim(0)? <= crate::cpu_linear::MAX_ROWS {
         x.contiguous()?
             .apply_op2_no_bwd(w, &crate::cpu_linear::SmallRowsLinear)

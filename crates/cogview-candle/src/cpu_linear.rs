@@ -275,6 +275,21 @@ fn run_with<W: Weight>(
     y
 }
 
+/// (m, k, n) of `x [m, k] · w [n, k]ᵀ` from the operands' layouts; an error names `op` when
+/// the inner sizes differ.
+pub(crate) fn product_dims(
+    x: &Layout,
+    w: &Layout,
+    op: &str,
+) -> candle_core::Result<(usize, usize, usize)> {
+    let (m, k) = x.shape().dims2()?;
+    let (n, k2) = w.shape().dims2()?;
+    if k != k2 {
+        candle_core::bail!("{op}: x has {k} columns but w has {k2}");
+    }
+    Ok((m, k, n))
+}
+
 fn contiguous<'a, T>(s: &'a [T], l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s[a..b]),
@@ -294,11 +309,7 @@ impl candle_core::CustomOp2 for SmallRowsLinear {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = l1.shape().dims2()?;
-        let (n, k2) = l2.shape().dims2()?;
-        if k != k2 {
-            candle_core::bail!("small-rows-linear: x has {k} columns but w has {k2}");
-        }
+        let (m, k, n) = product_dims(l1, l2, "small-rows-linear")?;
         // x is read as f32 whatever its dtype; the result has x's dtype; w is read in its own.
         let x32: std::borrow::Cow<[f32]> = match s1 {
             CpuStorage::F32(x) => std::borrow::Cow::Borrowed(contiguous(x, l1, "x")?),

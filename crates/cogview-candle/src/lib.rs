@@ -26,6 +26,7 @@ mod pseudo_random;
 mod sr;
 #[cfg(test)]
 mod test_util;
+mod train_bf16;
 mod train_ops;
 mod util;
 mod vqvae;
@@ -35,5 +36,6 @@ pub use coglm::{CoglmModel, CoglmSession};
 pub use cogview_model::CoglmConfig;
 pub use cpu_bf16::{time_gemm, GemmKind};
 pub use sr::{SrConfig, SrKind, SrModel};
+pub use train_bf16::{set_training_precision, training_precision, TrainingPrecision};
 pub use util::{device, LoadOptions, TensorSource, VarStore};
 pub use vqvae::{VqConfig, VqTokenizer};

@@ -99,6 +99,11 @@ struct CoglmArgs {
     /// Folder for state.safetensors (resumable) and coglm.safetensors.
     #[arg(long)]
     out: PathBuf,
+    /// Precision of the linear layers' products (forward and backward): `f32`, or `bf16`
+    /// (operands rounded to bf16, f32 sums, f32 master weights; the bf16 kernels of `cogview
+    /// bench gemm`). The saved weights are f32 either way.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    precision: String,
     /// The trained image tokenizer (ice_image.safetensors).
     #[arg(long)]
     vq: PathBuf,
@@ -236,6 +241,15 @@ fn vocabulary_description(emoji: usize) -> String {
     d
 }
 
+fn set_precision(a: &CoglmArgs) {
+    use cogview::candle::TrainingPrecision;
+    cogview::candle::set_training_precision(if a.precision == "bf16" {
+        TrainingPrecision::Bf16
+    } else {
+        TrainingPrecision::F32
+    });
+}
+
 pub fn run(args: Args) -> Result<()> {
     match args.part {
         Part::Vocabulary(a) => {
@@ -337,9 +351,16 @@ pub fn run(args: Args) -> Result<()> {
             println!("{}", a.out.display());
             Ok(())
         }
-        Part::Dsr(a) => train_sr(a, cogview::candle::SrKind::Dsr),
-        Part::Itersr(a) => train_sr(a, cogview::candle::SrKind::Itersr),
+        Part::Dsr(a) => {
+            set_precision(&a);
+            train_sr(a, cogview::candle::SrKind::Dsr)
+        }
+        Part::Itersr(a) => {
+            set_precision(&a);
+            train_sr(a, cogview::candle::SrKind::Itersr)
+        }
         Part::Coglm(a) => {
+            set_precision(&a);
             let (vq, text, vocab) = load_tokenizers(&a)?;
             let config = cogview_train::coglm::default_config(&vocab);
             let opts = cogview_train::coglm::CoglmTrainOptions {
