@@ -239,6 +239,22 @@ mod vnni {
     /// Rows of W per tile (independent accumulators and load streams).
     const JB: usize = 8;
 
+    /// `[Σ a[0], Σ a[1], Σ a[2], Σ a[3]]` of four 16-lane i32 vectors: halves added down to 128
+    /// bits, then two rounds of pairwise adds (fewer steps than four separate reductions).
+    #[inline(always)]
+    unsafe fn reduce4(a: &[__m512i]) -> __m128i {
+        // SAFETY: plain register arithmetic; the caller runs with AVX-512F enabled.
+        unsafe {
+            let to128 = |v: __m512i| {
+                let h =
+                    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+                _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+            };
+            let (p, q, r, s) = (to128(a[0]), to128(a[1]), to128(a[2]), to128(a[3]));
+            _mm_hadd_epi32(_mm_hadd_epi32(p, q), _mm_hadd_epi32(r, s))
+        }
+    }
+
     /// i32 dot products of rows j0.. of q (out.len()/m of them) with every row of xq, written
     /// transposed: `out[(j − j0)·m + i]`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -270,8 +286,14 @@ mod vnni {
                         }
                         c += super::STEP;
                     }
+                    // Horizontal sums four accumulators at a time (JB is a multiple of 4).
+                    let mut sums = [0i32; JB];
+                    for g in 0..JB / 4 {
+                        let s = reduce4(&acc[4 * g..4 * g + 4]);
+                        _mm_storeu_si128(sums.as_mut_ptr().add(4 * g) as *mut __m128i, s);
+                    }
                     for b in 0..jb {
-                        out[(jj + b) * m + i] = _mm512_reduce_add_epi32(acc[b]);
+                        out[(jj + b) * m + i] = sums[b];
                     }
                 }
             }
