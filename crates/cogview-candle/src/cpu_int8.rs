@@ -21,7 +21,9 @@ use candle_core::{CpuStorage, Layout, Shape, Tensor};
 
 /// A weight matrix in int8 with per-output-row scales, and its bias.
 pub(crate) struct Int8Weights {
-    /// Row-major [n, kp], each row zero-padded from k to kp.
+    /// Panels of [`PR`] output rows: `[n.div_ceil(PR)][kp / 4][PR][4]` — each 64-byte vector holds
+    /// four consecutive k values of 16 rows, so one `vpdpbusd` advances 16 dot products by four
+    /// terms and no horizontal sums are needed. Rows past n and columns past k are 0.
     pub q: Vec<i8>,
     /// `Σ_c q[j, c]` per row (the u8 offset's correction).
     pub row_sum: Vec<i32>,
@@ -31,19 +33,31 @@ pub(crate) struct Int8Weights {
     pub bias: Vec<f32>,
     pub n: usize,
     pub k: usize,
-    /// k rounded up to a multiple of 64 (the VNNI kernel's step).
+    /// k rounded up to a multiple of 4 (one k-group of a panel vector).
     pub kp: usize,
 }
 
-/// Columns per VNNI step.
-const STEP: usize = 64;
+/// Output rows per panel (one 512-bit vector of i32 sums).
+const PR: usize = 16;
+
+impl Int8Weights {
+    /// Index in `q` of row j, column c.
+    #[inline(always)]
+    fn at(&self, j: usize, c: usize) -> usize {
+        ((j / PR * (self.kp / 4) + c / 4) * PR + j % PR) * 4 + c % 4
+    }
+    /// Panels.
+    fn panels(&self) -> usize {
+        self.n.div_ceil(PR)
+    }
+}
 
 impl Int8Weights {
     /// Quantizes f32 W [n, k] (row-major) per output row.
     pub fn quantize(w: &[f32], n: usize, k: usize, bias: Vec<f32>) -> Int8Weights {
         assert_eq!(w.len(), n * k, "int8 weights: W is not [n, k]");
-        let kp = k.div_ceil(STEP) * STEP;
-        let mut q = vec![0i8; n * kp];
+        let kp = k.div_ceil(4) * 4;
+        let mut rows = vec![0i8; n * k];
         let mut scale = vec![0f32; n];
         for j in 0..n {
             let row = &w[j * k..(j + 1) * k];
@@ -56,24 +70,31 @@ impl Int8Weights {
             };
             scale[j] = s;
             if s > 0.0 {
-                for (qc, &v) in q[j * kp..j * kp + k].iter_mut().zip(row) {
+                for (qc, &v) in rows[j * k..(j + 1) * k].iter_mut().zip(row) {
                     *qc = (v / s).round().clamp(-127.0, 127.0) as i8;
                 }
             }
         }
-        let row_sum = q
-            .chunks_exact(kp)
+        let row_sum = rows
+            .chunks_exact(k.max(1))
             .map(|r| r.iter().map(|&v| v as i32).sum())
             .collect();
-        Int8Weights {
-            q,
+        let mut w = Int8Weights {
+            q: vec![0i8; n.div_ceil(PR) * PR * kp],
             row_sum,
             scale,
             bias,
             n,
             k,
             kp,
+        };
+        for j in 0..n {
+            for c in 0..k {
+                let at = w.at(j, c);
+                w.q[at] = rows[j * k + c];
+            }
         }
+        w
     }
 
     /// W widened back to f32 [n, k] (`q · scale`).
@@ -81,11 +102,7 @@ impl Int8Weights {
         let mut w = Vec::with_capacity(self.n * self.k);
         for j in 0..self.n {
             let s = self.scale[j];
-            w.extend(
-                self.q[j * self.kp..j * self.kp + self.k]
-                    .iter()
-                    .map(|&v| v as f32 * s),
-            );
+            w.extend((0..self.k).map(|c| self.q[self.at(j, c)] as f32 * s));
         }
         w
     }
@@ -163,22 +180,36 @@ fn vnni_available() -> bool {
     }
 }
 
-/// x f32 (weights widened in registers): `y = (x · qᵀ) · scale + b`.
+/// x f32 against the int8 panels widened to f32 (CPUs without AVX512-VNNI, or the f32/portable
+/// kernels forced): `y = (x · qᵀ) · scale + b`, the panel's 16 rows summed side by side.
 fn widened_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
-    // x padded to the weights' row stride (the padding columns of q are 0).
-    let padded: std::borrow::Cow<[f32]> = if w.kp == w.k {
-        std::borrow::Cow::Borrowed(x)
-    } else {
-        let mut p = vec![0f32; m * w.kp];
-        for (dst, src) in p.chunks_exact_mut(w.kp).zip(x.chunks_exact(w.k)) {
-            dst[..w.k].copy_from_slice(src);
+    use rayon::prelude::*;
+    let groups = w.kp / 4;
+    let mut t = vec![0f32; w.panels() * PR * m];
+    t.par_chunks_mut(PR * m).enumerate().for_each(|(p, out)| {
+        let panel = &w.q[p * groups * PR * 4..(p + 1) * groups * PR * 4];
+        for i in 0..m {
+            let xr = &x[i * w.k..(i + 1) * w.k];
+            let mut acc = [0f32; PR];
+            for (g, block) in panel.chunks_exact(PR * 4).enumerate() {
+                let xs: [f32; 4] =
+                    std::array::from_fn(|u| xr.get(4 * g + u).copied().unwrap_or(0.0));
+                for (a, q) in acc.iter_mut().zip(block.chunks_exact(4)) {
+                    *a += xs[0] * q[0] as f32
+                        + xs[1] * q[1] as f32
+                        + xs[2] * q[2] as f32
+                        + xs[3] * q[3] as f32;
+                }
+            }
+            for r in 0..PR {
+                out[r * m + i] = acc[r];
+            }
         }
-        std::borrow::Cow::Owned(p)
-    };
-    let mut y = crate::cpu_linear::run_weights(&padded, m, w.kp, &w.q, w.n);
-    for row in y.chunks_exact_mut(w.n) {
-        for ((v, &s), &b) in row.iter_mut().zip(&w.scale).zip(&w.bias) {
-            *v = *v * s + b;
+    });
+    let mut y = vec![0f32; m * w.n];
+    for i in 0..m {
+        for j in 0..w.n {
+            y[i * w.n + j] = t[j * m + i] * w.scale[j] + w.bias[j];
         }
     }
     y
@@ -206,20 +237,24 @@ fn vnni_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
     use rayon::prelude::*;
     let rows: Vec<(Vec<u8>, f32)> = x.chunks_exact(w.k).map(|r| quantize_row(r, w.kp)).collect();
     let xq: Vec<u8> = rows.iter().flat_map(|r| r.0.iter().copied()).collect();
-    // Integer sums, transposed [n, m], in parallel chunks of output rows.
-    const CHUNK: usize = 64;
-    let mut t = vec![0i32; w.n * m];
-    t.par_chunks_mut(CHUNK * m)
+    // Integer sums, transposed [panel rows, m], in parallel chunks of PANELS panels.
+    const PANELS: usize = 4;
+    let groups = w.kp / 4;
+    let mut t = vec![0i32; w.panels() * PR * m];
+    t.par_chunks_mut(PANELS * PR * m)
         .enumerate()
         .for_each(|(c, out)| {
+            let p0 = c * PANELS;
+            let np = out.len() / (PR * m);
+            let q = &w.q[p0 * groups * PR * 4..(p0 + np) * groups * PR * 4];
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `vnni_available` checked AVX512-F/BW/VNNI before this path was chosen; `block`
-            // reads rows c·CHUNK.. of `q` (n·kp bytes) and m rows of `xq` (m·kp bytes).
+            // SAFETY: `vnni_available` checked AVX512-F/BW/VNNI before this path was chosen;
+            // `panels` reads np panels of `q` (np·kp·16 bytes) and m rows of `xq` (m·kp bytes).
             unsafe {
-                vnni::block(&xq, m, w.kp, &w.q, c * CHUNK, out)
+                vnni::panels(&xq, m, w.kp, q, np, out)
             }
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = (c, out);
+            let _ = (q, out);
         });
     let mut y = vec![0f32; m * w.n];
     for i in 0..m {
@@ -234,70 +269,57 @@ fn vnni_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
+    use super::PR;
     use std::arch::x86_64::*;
 
-    /// Rows of W per tile (independent accumulators and load streams).
-    const JB: usize = 8;
-
-    /// `[Σ a[0], Σ a[1], Σ a[2], Σ a[3]]` of four 16-lane i32 vectors: halves added down to 128
-    /// bits, then two rounds of pairwise adds (fewer steps than four separate reductions).
-    #[inline(always)]
-    unsafe fn reduce4(a: &[__m512i]) -> __m128i {
-        // SAFETY: plain register arithmetic; the caller runs with AVX-512F enabled.
-        unsafe {
-            let to128 = |v: __m512i| {
-                let h =
-                    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
-                _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
-            };
-            let (p, q, r, s) = (to128(a[0]), to128(a[1]), to128(a[2]), to128(a[3]));
-            _mm_hadd_epi32(_mm_hadd_epi32(p, q), _mm_hadd_epi32(r, s))
-        }
-    }
-
-    /// i32 dot products of rows j0.. of q (out.len()/m of them) with every row of xq, written
-    /// transposed: `out[(j − j0)·m + i]`.
+    /// The i32 sums of `np` panels against every row of xq (m rows of kp u8), written transposed:
+    /// `out[(p·16 + r)·m + i]`. One 64-byte load of a panel serves all m rows of x; each row's four
+    /// bytes of a k-group are broadcast to every lane.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn block(
+    pub(super) unsafe fn panels(
         xq: &[u8],
         m: usize,
         kp: usize,
         q: &[i8],
-        j0: usize,
+        np: usize,
         out: &mut [i32],
     ) {
-        let nj = out.len() / m;
-        let mut jj = 0;
-        while jj < nj {
-            let jb = (nj - jj).min(JB);
-            // SAFETY: rows j0 + jj + b < n and columns < kp are inside q; rows i < m inside xq.
-            unsafe {
-                let wp: [*const i8; JB] =
-                    std::array::from_fn(|b| q.as_ptr().add((j0 + jj + b.min(jb - 1)) * kp));
-                for i in 0..m {
-                    let xp = xq.as_ptr().add(i * kp);
-                    let mut acc = [_mm512_setzero_si512(); JB];
-                    let mut c = 0;
-                    while c < kp {
-                        let xv = _mm512_loadu_si512(xp.add(c) as *const _);
-                        for b in 0..JB {
-                            let wv = _mm512_loadu_si512(wp[b].add(c) as *const _);
-                            acc[b] = _mm512_dpbusd_epi32(acc[b], xv, wv);
-                        }
-                        c += super::STEP;
-                    }
-                    // Horizontal sums four accumulators at a time (JB is a multiple of 4).
-                    let mut sums = [0i32; JB];
-                    for g in 0..JB / 4 {
-                        let s = reduce4(&acc[4 * g..4 * g + 4]);
-                        _mm_storeu_si128(sums.as_mut_ptr().add(4 * g) as *mut __m128i, s);
-                    }
-                    for b in 0..jb {
-                        out[(jj + b) * m + i] = sums[b];
-                    }
+        macro_rules! rows {
+            ($($mm:literal)*) => {
+                match m {
+                    $($mm => for p in 0..np {
+                        // SAFETY: panel p lies inside q, its rows' slots inside out.
+                        unsafe { panel::<$mm>(xq, kp, q, p, out) }
+                    },)*
+                    _ => unreachable!("at most 16 rows of x"),
+                }
+            };
+        }
+        rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    }
+
+    #[inline(always)]
+    unsafe fn panel<const M: usize>(xq: &[u8], kp: usize, q: &[i8], p: usize, out: &mut [i32]) {
+        let groups = kp / 4;
+        // SAFETY: reads groups·64 bytes of panel p and 4 bytes per group of each x row, all in
+        // bounds by construction (kp is a multiple of 4; q holds np whole panels).
+        unsafe {
+            let base = q.as_ptr().add(p * groups * PR * 4);
+            let mut acc = [_mm512_setzero_si512(); M];
+            for g in 0..groups {
+                let wv = _mm512_loadu_si512(base.add(g * PR * 4) as *const _);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xv = (xq.as_ptr().add(i * kp + 4 * g) as *const i32).read_unaligned();
+                    *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(xv), wv);
                 }
             }
-            jj += jb;
+            let mut lanes = [0i32; PR];
+            for (i, a) in acc.iter().enumerate() {
+                _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, *a);
+                for (r, v) in lanes.iter().enumerate() {
+                    out[(p * PR + r) * M + i] = *v;
+                }
+            }
         }
     }
 }

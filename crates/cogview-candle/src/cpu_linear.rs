@@ -34,12 +34,6 @@ impl Weight for bf16 {
         f32::from_bits((self.to_bits() as u32) << 16)
     }
 }
-impl Weight for i8 {
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self as f32
-    }
-}
 impl Weight for f16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
@@ -75,11 +69,11 @@ fn block_portable<W: Weight>(x: &[f32], m: usize, k: usize, w: &[W], j0: usize, 
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512 {
+mod avx512 {
     use super::Weight;
     use std::arch::x86_64::*;
 
-    pub(crate) trait Load: Weight {
+    pub(super) trait Load: Weight {
         /// Loads 16 weights starting at `p` as f32.
         unsafe fn load16(p: *const Self) -> __m512;
     }
@@ -99,16 +93,6 @@ pub(crate) mod avx512 {
             unsafe {
                 let h = _mm256_loadu_si256(p as *const __m256i);
                 _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
-            }
-        }
-    }
-    impl Load for i8 {
-        #[inline(always)]
-        unsafe fn load16(p: *const Self) -> __m512 {
-            // SAFETY: the caller upholds this function's contract (pointers valid for the
-            // lengths used, the CPU features checked by the dispatcher).
-            unsafe {
-                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
             }
         }
     }
@@ -227,25 +211,6 @@ fn run<W: avx512::Load>(x: &[f32], m: usize, k: usize, w: &[W], n: usize) -> Vec
             block_portable(x, m, k, w, j0, out)
         }
     })
-}
-
-/// `x [m, k] · w [n, k]ᵀ → [m, n]` for f32 x and weights of any supported element type (the int8
-/// weights of [`crate::cpu_int8`] among them), on the kernels above.
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn run_weights<W: avx512::Load>(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[W],
-    n: usize,
-) -> Vec<f32> {
-    run(x, m, k, w, n)
-}
-
-/// `x [m, k] · w [n, k]ᵀ → [m, n]` for f32 x and weights of any supported element type.
-#[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn run_weights<W: Weight>(x: &[f32], m: usize, k: usize, w: &[W], n: usize) -> Vec<f32> {
-    run(x, m, k, w, n)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
