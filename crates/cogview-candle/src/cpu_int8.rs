@@ -2,16 +2,17 @@
 //!
 //! Each linear layer's weight W [out, in] is stored as int8 with one f32 scale per output row
 //! (symmetric, round to nearest: `W[j, c] ≈ q[j, c] · scale[j]`, `scale[j] = max_c |W[j, c]| /
-//! 127`), each row padded with zeros to a multiple of 64. A decoding step (≤
-//! [`crate::cpu_linear::MAX_ROWS`] rows) reads one byte per weight instead of two (bf16) or four
-//! (f32):
+//! 127`), in panels of 16 output rows whose 64-byte vectors hold four consecutive k values of
+//! each of the 16 rows. A decoding step (≤ [`crate::cpu_linear::MAX_ROWS`] rows) reads one byte
+//! per weight instead of two (bf16) or four (f32):
 //!
 //! - with AVX512-VNNI (Intel since Cascade Lake, AMD Zen 4), each row of x is quantized the same
-//!   way (one scale per row, stored as u8 = q + 128) and `vpdpbusd` multiplies 64 byte pairs per
-//!   instruction into i32 sums; `Σ (qx + 128)·qw − 128·Σ qw` is the exact integer dot product,
-//!   scaled by `scale_x · scale[j]`;
-//! - otherwise x stays f32 and the weights are widened to f32 in registers (the f32/bf16 decoding
-//!   kernel of [`crate::cpu_linear`]), the row's scale applied to the finished dot product.
+//!   way (one scale per row, stored as u8 = q + 128); for each k-group, one load of a panel vector
+//!   and one `vpdpbusd` per row of x (its four bytes broadcast) advance 16 dot products by four
+//!   terms, so no horizontal sums are needed; `Σ (qx + 128)·qw − 128·Σ qw` is the exact integer
+//!   dot product, scaled by `scale_x · scale[j]`;
+//! - otherwise (or with `COGVIEW_CPU_KERNELS=avx512|portable`) a portable loop over the same
+//!   panels against f32 x, the row's scale applied to the finished sum.
 //!
 //! Products with more rows (prefill, DSR, ItersR) are compute-bound: they widen W to f32 once per
 //! call and run on the f32 GEMM.
@@ -163,7 +164,7 @@ impl candle_core::CustomOp1 for SmallRowsInt8 {
 
 /// Whether the VNNI kernel runs: the CPU has AVX512-VNNI and `COGVIEW_CPU_KERNELS` does not
 /// force the f32 (`avx512`) or `portable` kernels.
-fn vnni_available() -> bool {
+pub(crate) fn vnni_available() -> bool {
     use crate::cpu_kernels::CpuKernels;
     #[cfg(target_arch = "x86_64")]
     {
@@ -181,28 +182,26 @@ fn vnni_available() -> bool {
 }
 
 /// x f32 against the int8 panels widened to f32 (CPUs without AVX512-VNNI, or the f32/portable
-/// kernels forced): `y = (x · qᵀ) · scale + b`, the panel's 16 rows summed side by side.
+/// kernels forced): each panel's 16 rows are widened once into a row-major f32 block, then every
+/// row of x takes plain dot products with them; `y = (x · qᵀ) · scale + b`.
 fn widened_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
     use rayon::prelude::*;
-    let groups = w.kp / 4;
+    let (k, kp, groups) = (w.k, w.kp, w.kp / 4);
     let mut t = vec![0f32; w.panels() * PR * m];
     t.par_chunks_mut(PR * m).enumerate().for_each(|(p, out)| {
         let panel = &w.q[p * groups * PR * 4..(p + 1) * groups * PR * 4];
-        for i in 0..m {
-            let xr = &x[i * w.k..(i + 1) * w.k];
-            let mut acc = [0f32; PR];
-            for (g, block) in panel.chunks_exact(PR * 4).enumerate() {
-                let xs: [f32; 4] =
-                    std::array::from_fn(|u| xr.get(4 * g + u).copied().unwrap_or(0.0));
-                for (a, q) in acc.iter_mut().zip(block.chunks_exact(4)) {
-                    *a += xs[0] * q[0] as f32
-                        + xs[1] * q[1] as f32
-                        + xs[2] * q[2] as f32
-                        + xs[3] * q[3] as f32;
+        let mut rows = vec![0f32; PR * kp];
+        for (g, block) in panel.chunks_exact(PR * 4).enumerate() {
+            for (r, q) in block.chunks_exact(4).enumerate() {
+                for (u, &v) in q.iter().enumerate() {
+                    rows[r * kp + 4 * g + u] = v as f32;
                 }
             }
+        }
+        for i in 0..m {
+            let xr = &x[i * k..(i + 1) * k];
             for r in 0..PR {
-                out[r * m + i] = acc[r];
+                out[r * m + i] = dot(xr, &rows[r * kp..r * kp + k]);
             }
         }
     });
@@ -213,6 +212,24 @@ fn widened_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
         }
     }
     y
+}
+
+/// Σ a·b with eight independent sums (so that the compiler vectorises it).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// One row of x quantized for the VNNI kernel: `(u8 values q + 128 padded to kp, scale)`.
