@@ -232,6 +232,14 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// `v` rounded to the nearest integer (ties to even) for |v| < 2²², without a libm call: adding
+/// and subtracting 1.5·2²³ leaves no fraction bits in between (the compiler can vectorise it).
+#[inline(always)]
+fn round_small(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    (v + MAGIC) - MAGIC
+}
+
 /// One row of x quantized for the VNNI kernel: `(u8 values q + 128 padded to kp, scale)`.
 fn quantize_row(x: &[f32], kp: usize) -> (Vec<u8>, f32) {
     let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -242,8 +250,9 @@ fn quantize_row(x: &[f32], kp: usize) -> (Vec<u8>, f32) {
     };
     let mut q = vec![128u8; kp];
     if s > 0.0 {
+        let inv = 1.0 / s;
         for (qc, &v) in q.iter_mut().zip(x) {
-            *qc = ((v / s).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+            *qc = (round_small(v * inv).clamp(-127.0, 127.0) as i32 + 128) as u8;
         }
     }
     (q, s)
@@ -346,6 +355,19 @@ mod tests {
     use super::*;
     use crate::test_util::{max_abs_diff, random_values, reference_product_wt};
     use std::sync::Arc;
+
+    #[test]
+    fn round_small_rounds_to_nearest_even_like_the_standard_library() {
+        for i in -40_000..40_000 {
+            let v = i as f32 * 0.0137 - 3.5;
+            assert_eq!(round_small(v), v.round_ties_even(), "{v}");
+        }
+        for v in [
+            0.5f32, 1.5, 2.5, -0.5, -1.5, 126.5, -126.5, 127.0, -127.0, 0.0,
+        ] {
+            assert_eq!(round_small(v), v.round_ties_even(), "{v}");
+        }
+    }
 
     #[test]
     fn quantization_error_is_at_most_half_a_step_per_weight() {
