@@ -76,9 +76,8 @@ impl Int8Weights {
                 }
             }
         }
-        let row_sum = rows
-            .chunks_exact(k.max(1))
-            .map(|r| r.iter().map(|&v| v as i32).sum())
+        let row_sum = (0..n)
+            .map(|j| rows[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
             .collect();
         let mut w = Int8Weights {
             q: vec![0i8; n.div_ceil(PR) * PR * kp],

@@ -120,6 +120,7 @@ pub(crate) fn linear_product(x: &Tensor, w: &Tensor) -> candle_core::Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{max_abs_diff, reference_product_wt};
     use candle_core::{Device, Var};
 
     /// bf16 rounding of a value (the operands' precision).
@@ -153,29 +154,20 @@ mod tests {
         // Independent expectation: f64 products of the bf16-rounded operands.
         let r = |a: &[f32]| a.iter().map(|&v| bf16(v)).collect::<Vec<_>>();
         let (xb, wb, gb) = (r(&xs), r(&ws), r(&gs));
-        let mut worst = [0f64; 3];
-        for i in 0..m {
-            for j in 0..n {
-                let want: f64 = (0..k)
-                    .map(|c| xb[i * k + c] as f64 * wb[j * k + c] as f64)
-                    .sum();
-                worst[0] = worst[0].max((y[i * n + j] as f64 - want).abs());
-            }
-            for c in 0..k {
-                let want: f64 = (0..n)
-                    .map(|j| gb[i * n + j] as f64 * wb[j * k + c] as f64)
-                    .sum();
-                worst[1] = worst[1].max((dx[i * k + c] as f64 - want).abs());
-            }
-        }
-        for j in 0..n {
-            for c in 0..k {
-                let want: f64 = (0..m)
-                    .map(|i| gb[i * n + j] as f64 * xb[i * k + c] as f64)
-                    .sum();
-                worst[2] = worst[2].max((dw[j * k + c] as f64 - want).abs());
-            }
-        }
+        // The transposes written independently of the module's.
+        let t = |a: &[f32], rows: usize, cols: usize| -> Vec<f32> {
+            (0..cols)
+                .flat_map(|c| (0..rows).map(move |r| a[r * cols + c]))
+                .collect()
+        };
+        let worst = [
+            max_abs_diff(&y, &reference_product_wt(&xb, m, k, &wb, n)),
+            max_abs_diff(&dx, &reference_product_wt(&gb, m, n, &t(&wb, n, k), k)),
+            max_abs_diff(
+                &dw,
+                &reference_product_wt(&t(&gb, m, n), n, m, &t(&xb, m, k), k),
+            ),
+        ];
         assert!(
             worst.iter().all(|&e| e < 1e-4),
             "y, dx, dW errors {worst:?}"

@@ -42,6 +42,25 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// Writes a served PNG to `dir` and checks that `cogview regenerate` reproduces it pixel for pixel.
+fn regenerates_identically(dir: &std::path::Path, png: &[u8], name: &str) {
+    let served = dir.join(format!("served-{name}.png"));
+    std::fs::write(&served, png).unwrap();
+    let regen = Command::new(env!("CARGO_BIN_EXE_cogview"))
+        .args(["regenerate", "-q"])
+        .arg(&served)
+        .arg("-o")
+        .arg(dir.join(format!("again-{name}.png")))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&regen.stderr);
+    assert!(regen.status.success(), "{name}: {stderr}");
+    assert!(
+        stderr.contains("identical: every pixel matches"),
+        "{name}: {stderr}"
+    );
+}
+
 #[test]
 fn a_served_image_is_reproduced_by_regenerate_and_sigterm_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,21 +86,7 @@ fn a_served_image_is_reproduced_by_regenerate_and_sigterm_stops_the_server() {
     let png = base64::engine::general_purpose::STANDARD
         .decode(r.json()["data"][1]["b64_json"].as_str().unwrap())
         .unwrap();
-    let served = dir.path().join("served.png");
-    std::fs::write(&served, &png).unwrap();
-    let regen = Command::new(env!("CARGO_BIN_EXE_cogview"))
-        .args(["regenerate", "-q"])
-        .arg(&served)
-        .arg("-o")
-        .arg(dir.path().join("again.png"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&regen.stderr);
-    assert!(regen.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("identical: every pixel matches"),
-        "{stderr}"
-    );
+    regenerates_identically(dir.path(), &png, "first");
     // A request in another style than the server's (the default model's is `none`): regenerate
     // rebuilds the pipeline in that style from the record.
     let r = client::json(
@@ -96,20 +101,7 @@ fn a_served_image_is_reproduced_by_regenerate_and_sigterm_stops_the_server() {
     let png = base64::engine::general_purpose::STANDARD
         .decode(r.json()["data"][0]["b64_json"].as_str().unwrap())
         .unwrap();
-    std::fs::write(&served, &png).unwrap();
-    let regen = Command::new(env!("CARGO_BIN_EXE_cogview"))
-        .args(["regenerate", "-q"])
-        .arg(&served)
-        .arg("-o")
-        .arg(dir.path().join("again-flat.png"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&regen.stderr);
-    assert!(regen.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("identical: every pixel matches"),
-        "{stderr}"
-    );
+    regenerates_identically(dir.path(), &png, "flat");
 
     // SIGTERM while a job runs: it is cancelled, the server exits cleanly, no files are left.
     let r = client::json(
