@@ -13,6 +13,7 @@
 #   bash tools/train/train_default_whole_domain.sh coglm-more # CogLM, 1500 more steps
 #   bash tools/train/train_default_whole_domain.sh coglm-third # CogLM, 1800 more after that
 #   bash tools/train/train_default_whole_domain.sh coglm-fourth # CogLM, 2500 more after that
+#   bash tools/train/train_default_whole_domain.sh coglm-deep # CogLM grown to 10 layers (session 11)
 #   bash tools/train/train_default_whole_domain.sh dsr        # DSR
 #   bash tools/train/train_default_whole_domain.sh itersr     # ItersR (independent of dsr)
 #   bash tools/train/train_default_whole_domain.sh assemble   # the model folder and its eval
@@ -72,6 +73,13 @@ coglm-fourth)
     $bin train coglm "${common[@]}" --out "$out/coglm-fourth" --steps 2500 --lr 1e-4 --batch 16 \
         --seed 10 --scene-fraction 0.8 --init-from "$out/coglm-third/coglm.safetensors"
     ;;
+coglm-deep)
+    # Session 11: the 6-layer CogLM stopped improving (coglm-third, coglm-fourth), so more
+    # capacity: coglm-more's weights (the shipped CogLM) grown to 10 layers, the 4 added layers
+    # starting as the identity (`--layers`), 3500 steps at lr 3e-4, same data mix, seed 11.
+    $bin train coglm "${common[@]}" --out "$out/coglm-deep" --layers 10 --steps 3500 --lr 3e-4 \
+        --batch 16 --seed 11 --scene-fraction 0.8 --init-from "$out/coglm-more/coglm.safetensors"
+    ;;
 dsr)
     # DSR and ItersR see the caption and local token context, so a short warm-started schedule on
     # the new split; measured with `eval` (stage 1 vs final rows).
@@ -114,7 +122,7 @@ assemble)
         --count 50 --emoji 0
     ;;
 *)
-    echo "usage: $0 coglm|coglm-more|coglm-third|coglm-fourth|dsr|itersr|assemble" >&2
+    echo "usage: $0 coglm|coglm-more|coglm-third|coglm-fourth|coglm-deep|dsr|itersr|assemble" >&2
     exit 2
     ;;
 esac

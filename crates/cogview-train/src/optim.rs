@@ -147,6 +147,8 @@ pub struct InitReport {
     /// Variables left at their fresh initialisation: absent from the file, or of another shape
     /// (e.g. position tables of another grid), as `name: file shape → model shape`.
     pub kept_fresh: Vec<String>,
+    /// The names of the variables absent from the file (a subset of `kept_fresh`).
+    pub absent: Vec<String>,
 }
 
 /// Starts `vars` from trained weights: a model file as `cogview train` writes it (tensors by
@@ -159,6 +161,7 @@ pub fn init_from(vars: &VarStore, path: &Path) -> Result<InitReport> {
     let mut report = InitReport {
         copied: 0,
         kept_fresh: Vec::new(),
+        absent: Vec::new(),
     };
     for (n, v) in vars.vars() {
         let state_name = format!("param.{n}");
@@ -168,6 +171,7 @@ pub fn init_from(vars: &VarStore, path: &Path) -> Result<InitReport> {
             n
         } else {
             report.kept_fresh.push(format!("{n}: not in the file"));
+            report.absent.push(n.to_string());
             continue;
         };
         let t = {

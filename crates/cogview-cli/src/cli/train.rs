@@ -138,6 +138,12 @@ struct CoglmArgs {
     /// when --out already holds a state to resume.
     #[arg(long)]
     init_from: Option<PathBuf>,
+    /// Transformer layers (the default model's CogLM has 6). With --init-from weights of fewer
+    /// layers, the model grows: the file's layers are copied and each added layer starts as the
+    /// identity (its post-attention and post-MLP LayerNorm gains zero), so training starts from
+    /// exactly the file's model.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=48))]
+    layers: u64,
     /// Share of text-conditioned infilling samples (the sequence editing runs; cogview's
     /// addition to the official objective, which has none).
     #[arg(long, default_value_t = 0.0)]
@@ -362,7 +368,7 @@ pub fn run(args: Args) -> Result<()> {
         Part::Coglm(a) => {
             set_precision(&a);
             let (vq, text, vocab) = load_tokenizers(&a)?;
-            let config = cogview_train::coglm::default_config(&vocab);
+            let config = cogview_train::coglm::config_with_layers(&vocab, a.layers as usize);
             let opts = cogview_train::coglm::CoglmTrainOptions {
                 steps: a.steps,
                 batch: a.batch,

@@ -1,0 +1,92 @@
+//! `cogview train coglm --layers 8 --init-from models/default/coglm.safetensors`: a deeper CogLM
+//! grown from the shipped 6-layer one starts as exactly that model (the added layers are the
+//! identity), and the added layers can learn (their gains receive gradient).
+
+use candle_core::Device;
+use cogview_candle::{CoglmModel, LoadOptions};
+use cogview_checkpoint::Checkpoint;
+use cogview_train::coglm::{
+    added_layers_as_identity, batch_tensors, config_with_layers, masked_cross_entropy,
+    text_to_image, Vocab,
+};
+use cogview_train::optim::{init_from, init_store};
+use std::path::PathBuf;
+
+fn shipped() -> (PathBuf, Vocab) {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/default/coglm.safetensors");
+    let ckpt = Checkpoint::open(&path, None).unwrap();
+    let c: serde_json::Value = serde_json::from_str(&ckpt.metadata()["model_config"]).unwrap();
+    let vocab = Vocab {
+        image: c["image_vocab_size"].as_u64().unwrap() as usize,
+        start_of_image: c["start_of_image_id"].as_u64().unwrap() as u32,
+        start_of_english: 0,
+        total: c["vocab_size"].as_u64().unwrap() as usize,
+    };
+    (path, vocab)
+}
+
+#[test]
+fn a_coglm_grown_by_identity_layers_computes_what_the_shipped_one_computes() {
+    let (path, vocab) = shipped();
+    // A caption of a few text ids and a 9×9 image of varied codes.
+    let text: Vec<u32> = [3u32, 17, 40, 5, 99]
+        .iter()
+        .map(|i| vocab.image as u32 + i)
+        .collect();
+    let image: Vec<u32> = (0..81u32)
+        .map(|j| (j * 37 + 11) % vocab.image as u32)
+        .collect();
+    let seq = text_to_image(&text, &image, &vocab);
+    let (tokens, positions, bias, targets, weights) = batch_tensors(&[seq], &Device::Cpu).unwrap();
+
+    let run = |layers: usize| {
+        let config = config_with_layers(&vocab, layers);
+        let vars = init_store(&config.expected_tensors(), 7, 0.5).unwrap();
+        let report = init_from(&vars, &path).unwrap();
+        let grown = added_layers_as_identity(&vars, &report, layers).unwrap();
+        let model = CoglmModel::from_checkpoint(&vars, config, LoadOptions::default()).unwrap();
+        let logits = model
+            .forward_train(&tokens, &positions, &bias, vocab.total)
+            .unwrap();
+        (vars, grown, logits)
+    };
+    let (_, grown6, base) = run(6);
+    assert!(
+        grown6.is_empty(),
+        "the shipped model has 6 layers: {grown6:?}"
+    );
+    let (vars8, grown8, deeper) = run(8);
+    assert_eq!(grown8, vec![6, 7]);
+    let a = base.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = deeper.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    // Exactly: each added layer adds zero to the residual stream.
+    assert!(a.iter().zip(&b).all(|(x, y)| x == y), "grown logits differ");
+
+    // The added layers' output gains get gradient (training moves them off zero), while their
+    // inner weights get none until then.
+    let loss = masked_cross_entropy(&deeper, &targets, &weights).unwrap();
+    let grads = loss.backward().unwrap();
+    let grad_norm = |name: &str| {
+        let v = vars8.vars().find(|(n, _)| *n == name).unwrap().1;
+        grads
+            .get(v.as_tensor())
+            .map(|g| {
+                g.sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            })
+            .unwrap_or(0.0)
+    };
+    assert!(grad_norm("transformer.layers.7.third_layernorm.weight") > 0.0);
+    assert!(grad_norm("transformer.layers.7.fourth_layernorm.weight") > 0.0);
+    assert_eq!(
+        grad_norm("transformer.layers.7.mlp.dense_h_to_4h.weight"),
+        0.0
+    );
+    assert!(grad_norm("transformer.layers.5.mlp.dense_h_to_4h.weight") > 0.0);
+}
