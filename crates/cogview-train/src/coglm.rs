@@ -274,64 +274,6 @@ pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor)
     })
 }
 
-/// A resumed state must have as many layers as the model being trained (`--layers`).
-fn check_resumed_layers(state: &Path, layers: usize) -> Result<()> {
-    let ckpt = cogview_checkpoint::Checkpoint::open(state, None)?;
-    let saved = ckpt
-        .metadata()
-        .get("model_config")
-        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-        .and_then(|c| c["num_layers"].as_u64());
-    match saved {
-        Some(l) if l as usize != layers => Err(Error::invalid_input(
-            "--layers",
-            format!(
-                "{} holds a CogLM of {l} layers, not {layers}: pass --layers {l} to resume it, or \
-                 give another --out (with --init-from this state) to grow it",
-                state.display()
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Depth growth: every layer that `init_from` left wholly fresh (none of its tensors in the file)
-/// is made the identity by zeroing its post-attention and post-MLP LayerNorms (`third_layernorm`,
-/// `fourth_layernorm`, weight and bias): a sandwich layer computes x + LN3(attention(LN1(x))) and
-/// then x + LN4(MLP(LN2(x))), so both residual branches add exactly zero. Training then starts from
-/// the file's model (the gains receive gradient from the first step, the rest of the layer once
-/// they are nonzero). Returns the indices of the layers made the identity.
-pub fn added_layers_as_identity(
-    vars: &cogview_candle::VarStore,
-    report: &crate::optim::InitReport,
-    num_layers: usize,
-) -> Result<Vec<usize>> {
-    let fresh: std::collections::HashSet<&str> = report.absent.iter().map(String::as_str).collect();
-    let all: HashMap<String, candle_core::Var> = vars
-        .vars()
-        .map(|(n, v)| (n.to_string(), v.clone()))
-        .collect();
-    let mut grown = Vec::new();
-    for i in 0..num_layers {
-        let prefix = format!("transformer.layers.{i}.");
-        let names: Vec<&String> = all.keys().filter(|n| n.starts_with(&prefix)).collect();
-        if names.is_empty() || !names.iter().all(|n| fresh.contains(n.as_str())) {
-            continue;
-        }
-        for ln in ["third_layernorm", "fourth_layernorm"] {
-            for p in ["weight", "bias"] {
-                let name = format!("{prefix}{ln}.{p}");
-                let v = all.get(&name).ok_or_else(|| {
-                    Error::invalid_input("--layers", format!("the model has no tensor {name}"))
-                })?;
-                crate::optim::cd!(v.as_tensor().zeros_like().and_then(|z| v.set(&z)))?;
-            }
-        }
-        grown.push(i);
-    }
-    Ok(grown)
-}
-
 /// A resumed state must have been trained on the same image grid: CogLM's position table does not
 /// depend on it, so the tensor shapes alone would not tell.
 fn check_resumed_grid(state: &Path, meta: &HashMap<String, String>, grid: usize) -> Result<()> {
@@ -453,14 +395,14 @@ pub fn train(
     let state = out.join("state.safetensors");
     let weights_path = out.join("coglm.safetensors");
     if state.is_file() {
-        check_resumed_layers(&state, config.num_layers)?;
+        crate::optim::check_resumed_layers(&state, config.num_layers)?;
         let (_, meta) = load_state(&state, &vars, &mut adam)?;
         check_resumed_grid(&state, &meta, opts.grid)?;
         crate::data::check_resumed_split(&state, &meta, data.split())?;
         data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
     } else if let Some(init) = &opts.init_from {
         let report = crate::optim::init_from(&vars, init)?;
-        let grown = added_layers_as_identity(&vars, &report, config.num_layers)?;
+        let grown = crate::optim::added_layers_as_identity(&vars, &report, config.num_layers)?;
         if !grown.is_empty() {
             tracing::info!(
                 "layers {grown:?} are not in {} and start as the identity",

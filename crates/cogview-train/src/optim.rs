@@ -212,6 +212,66 @@ pub fn init_from(vars: &VarStore, path: &Path) -> Result<InitReport> {
     Ok(report)
 }
 
+/// A resumed state must have as many layers as the model being trained (`--layers`); shapes
+/// alone would only say that a tensor is missing.
+pub fn check_resumed_layers(state: &Path, layers: usize) -> Result<()> {
+    let ckpt = cogview_checkpoint::Checkpoint::open(state, None)?;
+    let saved = ckpt
+        .metadata()
+        .get("model_config")
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|c| c["num_layers"].as_u64());
+    match saved {
+        Some(l) if l as usize != layers => Err(Error::invalid_input(
+            "--layers",
+            format!(
+                "{} holds a CogLM of {l} layers, not {layers}: pass --layers {l} to resume it, or \
+                 give another --out (with --init-from this state) to grow it",
+                state.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Depth growth (`cogview train … --layers`): every layer that `init_from` left wholly fresh (none of its tensors in the file)
+/// is made the identity by zeroing its post-attention and post-MLP LayerNorms (`third_layernorm`,
+/// `fourth_layernorm`, weight and bias): a sandwich layer computes x + LN3(attention(LN1(x))) and
+/// then x + LN4(MLP(LN2(x))) (DSR's second stream and ItersR too go through the same LN3 and
+/// LN4), so both residual branches add exactly zero. Training then starts from
+/// the file's model (the gains receive gradient from the first step, the rest of the layer once
+/// they are nonzero). Returns the indices of the layers made the identity.
+pub fn added_layers_as_identity(
+    vars: &VarStore,
+    report: &InitReport,
+    num_layers: usize,
+) -> Result<Vec<usize>> {
+    let fresh: std::collections::HashSet<&str> = report.absent.iter().map(String::as_str).collect();
+    let all: HashMap<String, candle_core::Var> = vars
+        .vars()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    let mut grown = Vec::new();
+    for i in 0..num_layers {
+        let prefix = format!("transformer.layers.{i}.");
+        let names: Vec<&String> = all.keys().filter(|n| n.starts_with(&prefix)).collect();
+        if names.is_empty() || !names.iter().all(|n| fresh.contains(n.as_str())) {
+            continue;
+        }
+        for ln in ["third_layernorm", "fourth_layernorm"] {
+            for p in ["weight", "bias"] {
+                let name = format!("{prefix}{ln}.{p}");
+                let v = all.get(&name).ok_or_else(|| {
+                    Error::invalid_input("--layers", format!("the model has no tensor {name}"))
+                })?;
+                cd!(v.as_tensor().zeros_like().and_then(|z| v.set(&z)))?;
+            }
+        }
+        grown.push(i);
+    }
+    Ok(grown)
+}
+
 /// Saves the variables (f32, or f16 when `half`) to a safetensors file with `metadata`.
 pub fn save_weights(
     vars: &VarStore,

@@ -1,15 +1,14 @@
-//! `cogview train coglm --layers 8 --init-from models/default/coglm.safetensors`: a deeper CogLM
-//! grown from the shipped 6-layer one starts as exactly that model (the added layers are the
-//! identity), and the added layers can learn (their gains receive gradient).
+//! `cogview train coglm --layers 8 --init-from models/default/coglm.safetensors` (and `train dsr
+//! --layers`): a deeper model grown from the shipped one starts as exactly that model (the added
+//! layers are the identity), and the added layers can learn (their gains receive gradient).
 
 use candle_core::Device;
 use cogview_candle::{CoglmModel, LoadOptions};
 use cogview_checkpoint::Checkpoint;
 use cogview_train::coglm::{
-    added_layers_as_identity, batch_tensors, config_with_layers, masked_cross_entropy,
-    text_to_image, Vocab,
+    batch_tensors, config_with_layers, masked_cross_entropy, text_to_image, Vocab,
 };
-use cogview_train::optim::{init_from, init_store};
+use cogview_train::optim::{added_layers_as_identity, init_from, init_store};
 use std::path::PathBuf;
 
 fn shipped() -> (PathBuf, Vocab) {
@@ -89,4 +88,79 @@ fn a_coglm_grown_by_identity_layers_computes_what_the_shipped_one_computes() {
         0.0
     );
     assert!(grad_norm("transformer.layers.5.mlp.dense_h_to_4h.weight") > 0.0);
+}
+
+#[test]
+fn a_dsr_grown_by_identity_layers_computes_what_the_shipped_one_computes() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/default/dsr.safetensors");
+    let (_, vocab) = shipped();
+    let text: Vec<u32> = [3u32, 17, 40]
+        .iter()
+        .map(|i| vocab.image as u32 + i)
+        .collect();
+    let low: Vec<u32> = (0..81u32)
+        .map(|j| (j * 53 + 5) % vocab.image as u32)
+        .collect();
+    let run = |layers: usize| {
+        let config = cogview_train::sr::config_with_layers(
+            cogview_candle::SrKind::Dsr,
+            &vocab,
+            9,
+            27,
+            layers,
+        );
+        let vars = init_store(&config.expected_tensors(), 3, 0.5).unwrap();
+        let report = init_from(&vars, &path).unwrap();
+        let grown = added_layers_as_identity(&vars, &report, layers).unwrap();
+        let model = cogview_candle::SrModel::from_checkpoint(&vars, config, LoadOptions::default())
+            .unwrap();
+        let logits = model.dsr_logits(&text, &low, vocab.start_of_image).unwrap();
+        (
+            grown,
+            logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        )
+    };
+    let (grown3, base) = run(3);
+    assert!(grown3.is_empty());
+    let (grown5, deeper) = run(5);
+    assert_eq!(grown5, vec![3, 4]);
+    assert_eq!(base.len(), deeper.len());
+    assert!(
+        base.iter().zip(&deeper).all(|(x, y)| x == y),
+        "grown logits differ"
+    );
+}
+
+#[test]
+fn resuming_a_state_with_another_layer_count_is_refused_with_the_count_to_pass() {
+    let (_, vocab) = shipped();
+    let dir = std::env::temp_dir().join(format!("cogview-grow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config_with_layers(&vocab, 2);
+    let vars = init_store(&config.expected_tensors(), 1, 0.5).unwrap();
+    let mut meta = std::collections::HashMap::new();
+    meta.insert(
+        "model_config".to_string(),
+        cogview_train::coglm::model_config_json(&config, 9, 63).to_string(),
+    );
+    meta.insert("step".to_string(), "0".to_string());
+    let state = dir.join("state.safetensors");
+    cogview_train::optim::checkpoint(
+        &state,
+        &dir.join("coglm.safetensors"),
+        &vars,
+        &cogview_train::optim::AdamW::new(1e-4, 0.01),
+        meta,
+    )
+    .unwrap();
+    cogview_train::optim::check_resumed_layers(&state, 2).unwrap();
+    let err = cogview_train::optim::check_resumed_layers(&state, 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 layers, not 4") && err.contains("--layers 2"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -138,14 +138,14 @@ struct CoglmArgs {
     /// when --out already holds a state to resume.
     #[arg(long)]
     init_from: Option<PathBuf>,
-    /// Transformer layers (the default model's CogLM has 6). With --init-from weights of fewer
-    /// layers, the model grows: the file's layers are copied and each added layer starts as the
-    /// identity (its post-attention and post-MLP LayerNorm gains zero), so training starts from
-    /// exactly the file's model.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=48))]
-    layers: u64,
+    /// Transformer layers (default: the default model's, 6 for CogLM and 3 for DSR and ItersR).
+    /// With --init-from weights of fewer layers, the model grows: the file's layers are copied
+    /// and each added layer starts as the identity (its post-attention and post-MLP LayerNorms
+    /// zero), so training starts from exactly the file's model.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=48))]
+    layers: Option<u64>,
     /// Share of text-conditioned infilling samples (the sequence editing runs; cogview's
-    /// addition to the official objective, which has none).
+    /// addition to the official objective, which has none). CogLM only.
     #[arg(long, default_value_t = 0.0)]
     infill_ratio: f64,
     #[arg(long, default_value_t = 10)]
@@ -368,7 +368,8 @@ pub fn run(args: Args) -> Result<()> {
         Part::Coglm(a) => {
             set_precision(&a);
             let (vq, text, vocab) = load_tokenizers(&a)?;
-            let config = cogview_train::coglm::config_with_layers(&vocab, a.layers as usize);
+            let layers = a.layers.unwrap_or(6) as usize;
+            let config = cogview_train::coglm::config_with_layers(&vocab, layers);
             let opts = cogview_train::coglm::CoglmTrainOptions {
                 steps: a.steps,
                 batch: a.batch,
@@ -450,9 +451,21 @@ fn load_tokenizers(a: &CoglmArgs) -> Result<Tokenizers> {
 }
 
 fn train_sr(a: CoglmArgs, kind: cogview::candle::SrKind) -> Result<()> {
+    if a.infill_ratio != 0.0 {
+        return Err(cogview::Error::invalid_input(
+            "--infill-ratio",
+            "text-conditioned infilling is a CogLM sample type; DSR and ItersR train on their own \
+             tasks: leave --infill-ratio out",
+        ));
+    }
     let (vq, text, vocab) = load_tokenizers(&a)?;
-    let config =
-        cogview_train::sr::default_config(kind, &vocab, a.grid as usize, 3 * a.grid as usize);
+    let config = cogview_train::sr::config_with_layers(
+        kind,
+        &vocab,
+        a.grid as usize,
+        3 * a.grid as usize,
+        a.layers.unwrap_or(3) as usize,
+    );
     let opts = cogview_train::sr::SrTrainOptions {
         steps: a.steps,
         batch: a.batch,
