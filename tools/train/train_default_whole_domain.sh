@@ -77,8 +77,9 @@ coglm-fourth)
 coglm-deep)
     # Session 11: the 6-layer CogLM stopped improving (coglm-third, coglm-fourth), so more
     # capacity: coglm-more's weights (the shipped CogLM) grown to 10 layers, the 4 added layers
-    # starting as the identity (`--layers`), 3500 steps at lr 3e-4, same data mix, seed 11.
-    $bin train coglm "${common[@]}" --out "$out/coglm-deep" --layers 10 --steps 3500 --lr 3e-4 \
+    # starting as the identity (`--layers`), 2800 steps at lr 3e-4, same data mix, seed 11 (run
+    # with --steps 3500 to step 1500, then resumed with 2800 to end within the session).
+    $bin train coglm "${common[@]}" --out "$out/coglm-deep" --layers 10 --steps 2800 --lr 3e-4 \
         --batch 16 --seed 11 --scene-fraction 0.8 --init-from "$out/coglm-more/coglm.safetensors"
     ;;
 dsr)
@@ -89,9 +90,10 @@ dsr)
     ;;
 dsr-more)
     # Session 11: after super-resolution the shape column drops below stage 1's (3 objects: 94-95 %
-    # at stage 1, 88 % final; ragged small triangles), so a continuation of the dsr stage: 2000
-    # more steps at lr 1e-4, 70 % scenes, seed 12.
-    $bin train dsr "${common[@]}" --out "$out/dsr-more" --steps 2000 --lr 1e-4 --batch 4 \
+    # at stage 1, 88 % final; ragged small triangles), so a continuation of the dsr stage: 1600
+    # more steps at lr 1e-4, 70 % scenes, seed 12 (run with --steps 2000 to step 500, then resumed
+    # with 1600 to end within the session).
+    $bin train dsr "${common[@]}" --out "$out/dsr-more" --steps 1600 --lr 1e-4 --batch 4 \
         --seed 12 --scene-fraction 0.7 --init-from "$out/dsr/dsr.safetensors"
     ;;
 itersr)

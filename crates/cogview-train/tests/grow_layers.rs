@@ -1,6 +1,6 @@
-//! `cogview train coglm --layers 8 --init-from models/default/coglm.safetensors` (and `train dsr
-//! --layers`): a deeper model grown from the shipped one starts as exactly that model (the added
-//! layers are the identity), and the added layers can learn (their gains receive gradient).
+//! `cogview train coglm --layers 10 --init-from W` (and `train dsr --layers`): a deeper model grown
+//! from weights of fewer layers starts as exactly that model (the added layers are the identity),
+//! and the added layers can learn (their gains receive gradient).
 
 use candle_core::Device;
 use cogview_candle::{CoglmModel, LoadOptions};
@@ -11,6 +11,7 @@ use cogview_train::coglm::{
 use cogview_train::optim::{added_layers_as_identity, init_from, init_store};
 use std::path::PathBuf;
 
+/// The shipped model's vocabulary (the sizes only matter).
 fn shipped() -> (PathBuf, Vocab) {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/default/coglm.safetensors");
@@ -25,9 +26,46 @@ fn shipped() -> (PathBuf, Vocab) {
     (path, vocab)
 }
 
+/// A trained-looking source to grow from: `layers` layers of the default model's shapes with the
+/// shipped model's vocabulary, random weights (not the shipped file, whose depth may change),
+/// saved as `cogview train` saves weights.
+fn saved_source(
+    name: &str,
+    expected: &[(String, Vec<usize>)],
+    seed: u64,
+) -> (tempdir::Dir, PathBuf) {
+    let dir = tempdir::Dir::new(name);
+    let vars = init_store(expected, seed, 0.5).unwrap();
+    let path = dir.0.join("weights.safetensors");
+    cogview_train::optim::save_weights(&vars, &[], &path, Default::default(), false).unwrap();
+    (dir, path)
+}
+
+mod tempdir {
+    /// A folder removed when dropped.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(name: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("cogview-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 #[test]
-fn a_coglm_grown_by_identity_layers_computes_what_the_shipped_one_computes() {
-    let (path, vocab) = shipped();
+fn a_coglm_grown_by_identity_layers_computes_what_the_source_computes() {
+    let (_, vocab) = shipped();
+    let (_dir, path) = saved_source(
+        "grow-coglm",
+        &config_with_layers(&vocab, 6).expected_tensors(),
+        11,
+    );
     // A caption of a few text ids and a 9×9 image of varied codes.
     let text: Vec<u32> = [3u32, 17, 40, 5, 99]
         .iter()
@@ -91,10 +129,12 @@ fn a_coglm_grown_by_identity_layers_computes_what_the_shipped_one_computes() {
 }
 
 #[test]
-fn a_dsr_grown_by_identity_layers_computes_what_the_shipped_one_computes() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/default/dsr.safetensors");
+fn a_dsr_grown_by_identity_layers_computes_what_the_source_computes() {
     let (_, vocab) = shipped();
+    let dsr = |layers| {
+        cogview_train::sr::config_with_layers(cogview_candle::SrKind::Dsr, &vocab, 9, 27, layers)
+    };
+    let (_dir, path) = saved_source("grow-dsr", &dsr(3).expected_tensors(), 12);
     let text: Vec<u32> = [3u32, 17, 40]
         .iter()
         .map(|i| vocab.image as u32 + i)
@@ -103,13 +143,7 @@ fn a_dsr_grown_by_identity_layers_computes_what_the_shipped_one_computes() {
         .map(|j| (j * 53 + 5) % vocab.image as u32)
         .collect();
     let run = |layers: usize| {
-        let config = cogview_train::sr::config_with_layers(
-            cogview_candle::SrKind::Dsr,
-            &vocab,
-            9,
-            27,
-            layers,
-        );
+        let config = dsr(layers);
         let vars = init_store(&config.expected_tensors(), 3, 0.5).unwrap();
         let report = init_from(&vars, &path).unwrap();
         let grown = added_layers_as_identity(&vars, &report, layers).unwrap();
