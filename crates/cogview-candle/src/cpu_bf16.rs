@@ -59,6 +59,40 @@ pub(crate) fn matmul_with(path: CpuKernels, x: &[f32], m: usize, w: &PackedBf16)
     gemm_vector(path, &a, m, w)
 }
 
+/// Rows of the activations that [`matmul_pairs_with`] takes are padded to a multiple of this: a
+/// multiple of both the vector kernels' [`MR`] and AMX's row block.
+pub(crate) const PAIR_ROWS_ALIGN: usize = 96;
+const _: () = assert!(PAIR_ROWS_ALIGN.is_multiple_of(MR));
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(PAIR_ROWS_ALIGN.is_multiple_of(crate::cpu_amx::MB));
+
+/// [`matmul_with`] for activations already rounded to bf16 and packed as pairs, rows of `w.kp`
+/// pairs ([`crate::bf16_pack::pack_rows`]'s layout), zero-padded to at least
+/// `m.div_ceil(PAIR_ROWS_ALIGN) · PAIR_ROWS_ALIGN` rows: for callers that build the activations
+/// themselves (the convolutions' im2col), saving a pass over an f32 copy.
+pub(crate) fn matmul_pairs_with(path: CpuKernels, a: &[u32], m: usize, w: &PackedBf16) -> Vec<f32> {
+    assert!(
+        a.len() >= m.div_ceil(PAIR_ROWS_ALIGN) * PAIR_ROWS_ALIGN * w.kp,
+        "A is not {m} rows of {} pairs padded to {PAIR_ROWS_ALIGN} rows",
+        w.kp
+    );
+    let path = if path.available() {
+        path
+    } else {
+        CpuKernels::best()
+    };
+    if m == 0 || w.n == 0 {
+        return vec![0f32; m * w.n];
+    }
+    #[cfg(target_arch = "x86_64")]
+    if path == CpuKernels::Amx {
+        if let Some(c) = crate::cpu_amx::gemm(a, m, w) {
+            return c;
+        }
+    }
+    gemm_vector(path, a, m, w)
+}
+
 /// `x [m, k] → x · Wᵀ + b [m, n]` for contiguous f32 x on the CPU, W and b from a [`PackedBf16`].
 pub(crate) struct PackedLinear(pub std::sync::Arc<PackedBf16>);
 

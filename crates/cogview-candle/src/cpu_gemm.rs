@@ -182,7 +182,8 @@ fn pack_b(b: &View, k0: usize, kc: usize, n0: usize, out: &mut [f32]) {
 #[target_feature(enable = "avx512f")]
 /// acc(MR×NR) = init + Σ_k a[k][·] ⊗ b[k][·]; then C (+)= acc over the valid `rows × cols`.
 /// `init` holds MR per-row starting values (the bias), or is null for zeros.
-#[allow(clippy::too_many_arguments)]
+// Indexed loops over the register tile's rows, as written (newer clippy flags them).
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 unsafe fn kernel(
     kc: usize,
     a: *const f32,

@@ -86,10 +86,11 @@ pub fn sr_memory(c: &SrConfig, dtype: DType, device: Device) -> MemoryEstimate {
 }
 
 /// Memory of decoding one `side × side`-pixel image (or encoding one): the weights in `dtype`
-/// and the largest full-resolution feature maps (four buffers of the widest full-resolution
+/// (bf16 on the CPU: the convolutions' weights packed in bf16, activations f32) and the largest full-resolution feature maps (four buffers of the widest full-resolution
 /// level: input, GroupNorm output, convolution columns and output).
 pub fn vq_memory(c: &VqConfig, side: usize, dtype: DType, device: Device) -> MemoryEstimate {
     let params = c.parameters() as u64;
+    let requested = dtype;
     let dtype = crate::vqvae::compute_dtype(dtype, device);
     let a = act_size(dtype, device);
     let full_res_channels = c
@@ -103,7 +104,11 @@ pub fn vq_memory(c: &VqConfig, side: usize, dtype: DType, device: Device) -> Mem
     let px = (side * side) as u64;
     MemoryEstimate {
         parameters: params,
-        weight_bytes: params * dtype.size() as u64,
+        weight_bytes: match (requested, device) {
+            // Packed bf16 convolution weights; norms, biases and the codebook (f32) are ~1 %.
+            (DType::Bf16, Device::Cpu) => params * 2,
+            _ => params * dtype.size() as u64,
+        },
         activation_bytes: 4 * px * full_res_channels as u64 * a + px * 9 * a,
     }
 }

@@ -16,6 +16,7 @@ mod conv_train;
 mod cpu_amx;
 mod cpu_bf16;
 mod cpu_conv;
+mod cpu_conv_bf16;
 mod cpu_gemm;
 mod cpu_int8;
 pub mod cpu_kernels;

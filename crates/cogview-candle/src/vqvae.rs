@@ -10,21 +10,34 @@ pub use cogview_model::VqConfig;
 use std::path::Path;
 
 /// A 2-D convolution with bias: the row-copy im2col of [`crate::cpu_conv`] for f32 on the CPU,
-/// candle's convolution elsewhere.
+/// candle's convolution elsewhere; or, for a tokenizer loaded in bf16 on the CPU, the bf16 GEMM
+/// of [`crate::cpu_conv_bf16`] on a weight packed at load.
 struct Conv2d {
-    weight: Tensor,
-    bias: Tensor,
+    weights: ConvWeights,
     padding: usize,
     stride: usize,
 }
 
+enum ConvWeights {
+    /// The weight [Cout, C, k, k] and bias [Cout] as loaded, in the compute dtype.
+    Tensors { weight: Tensor, bias: Tensor },
+    /// bf16 on the CPU: only the packed bf16 weight and the f32 bias (no f32 copy of W).
+    PackedBf16(crate::cpu_conv_bf16::PackedConv),
+}
+
 impl Conv2d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let training = x.track_op() || self.weight.track_op();
+        let (weight, bias) = match &self.weights {
+            ConvWeights::PackedBf16(p) => {
+                return crate::cpu_conv_bf16::conv2d(x, p, self.stride, self.padding)
+            }
+            ConvWeights::Tensors { weight, bias } => (weight, bias),
+        };
+        let training = x.track_op() || weight.track_op();
         if x.device().is_cpu() && x.dtype() == CDType::F32 && !training {
-            crate::cpu_conv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
+            crate::cpu_conv::conv2d(x, weight, bias, self.stride, self.padding)
         } else if x.device().is_cpu() && x.dtype() == CDType::F32 {
-            crate::conv_train::conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
+            crate::conv_train::conv2d(x, weight, bias, self.stride, self.padding)
         } else {
             let cfg = candle_nn::Conv2dConfig {
                 padding: self.padding,
@@ -33,7 +46,7 @@ impl Conv2d {
                 groups: 1,
                 cudnn_fwd_algo: None,
             };
-            candle_nn::Conv2d::new(self.weight.clone(), Some(self.bias.clone()), cfg).forward(x)
+            candle_nn::Conv2d::new(weight.clone(), Some(bias.clone()), cfg).forward(x)
         }
     }
 }
@@ -96,6 +109,8 @@ fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
 struct Weights<'a> {
     ckpt: &'a dyn TensorSource,
     dtype: CDType,
+    /// Pack the convolutions' weights for the bf16 GEMM (a bf16 load on the CPU).
+    pack_bf16: bool,
     device: &'a CDevice,
     cfg: &'a VqConfig,
 }
@@ -105,9 +120,27 @@ impl Weights<'_> {
         self.ckpt.load(name, self.dtype, self.device)
     }
     fn conv(&self, p: &str, padding: usize, stride: usize) -> Result<Conv2d> {
+        let (wname, bname) = (format!("{p}.weight"), format!("{p}.bias"));
+        if self.pack_bf16 {
+            // Rounded to bf16 by the loader; the bias stays f32. Variables being trained (a
+            // differentiable source) keep the tensors.
+            let weight = self.ckpt.load(&wname, CDType::BF16, self.device)?;
+            if !weight.track_op() {
+                let bias = self.ckpt.load(&bname, CDType::F32, self.device)?;
+                let packed = crate::cpu_conv_bf16::PackedConv::from_tensors(&weight, &bias)
+                    .map_err(|e| Error::backend_source(p, e))?;
+                return Ok(Conv2d {
+                    weights: ConvWeights::PackedBf16(packed),
+                    padding,
+                    stride,
+                });
+            }
+        }
         Ok(Conv2d {
-            weight: self.t(&format!("{p}.weight"))?,
-            bias: self.t(&format!("{p}.bias"))?,
+            weights: ConvWeights::Tensors {
+                weight: self.t(&wname)?,
+                bias: self.t(&bname)?,
+            },
             padding,
             stride,
         })
@@ -383,8 +416,9 @@ impl std::fmt::Debug for VqTokenizer {
     }
 }
 
-/// The dtype the VQ-VAE computes in: as asked, except bf16 on the CPU, which runs in f32 (candle's
-/// CPU convolution has no bf16 kernel; the VQ-VAE is about 1 % of the pipeline's weights).
+/// The dtype the VQ-VAE's activations are in: as asked, except bf16 on the CPU, which keeps f32
+/// activations (GroupNorm, attention and quantisation in f32) and runs its convolutions on the bf16
+/// GEMM with weights packed at load ([`crate::cpu_conv_bf16`]).
 pub fn compute_dtype(
     dtype: cogview_core::DType,
     device: cogview_core::Device,
@@ -427,6 +461,8 @@ impl VqTokenizer {
         let w = Weights {
             ckpt,
             dtype: cdtype(compute_dtype(options.dtype, options.device)),
+            pack_bf16: options.dtype == cogview_core::DType::Bf16
+                && options.device == cogview_core::Device::Cpu,
             device: &dev,
             cfg: &config,
         };

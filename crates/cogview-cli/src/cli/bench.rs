@@ -21,7 +21,8 @@ pub struct Args {
 enum What {
     /// CogLM's incremental decoding with the KV cache (stage 1).
     Coglm(CoglmArgs),
-    /// The image tokenizer: encode (pixels → ids) and decode (ids → pixels) of one image.
+    /// The image tokenizer: encode (pixels → ids) and decode (ids → pixels) of one image, in the
+    /// dtype given (`--dtype bf16` on the CPU: the convolutions on the bf16 GEMM, activations f32).
     Vq(VqArgs),
     /// One forward pass of DSR or ItersR (a folder holding `dsr/` and `itersr/`).
     Sr(SrArgs),
@@ -178,10 +179,15 @@ fn vq(args: VqArgs) -> Result<()> {
         cogview::image::resize_center_crop(&cogview::image::load_image(&args.image)?, args.size)?;
     let (grid, enc) = best_of(args.repeats, || vq.encode(&image, compression))?;
     let (_, dec) = best_of(args.repeats, || vq.decode_tensor(&grid, compression))?;
+    // bf16 on the CPU: f32 activations, convolutions on the bf16 GEMM on this kernel path.
+    let kernels = (args.backend.dtype == cogview::DType::Bf16
+        && args.backend.device == cogview::Device::Cpu)
+        .then(|| cogview::candle::cpu_kernels::CpuKernels::selected().name());
     for (op, seconds) in [("encode", enc), ("decode", dec)] {
         let out = serde_json::json!({
             "impl": "candle", "op": op, "size": args.size, "compression": args.compression,
-            "dtype": args.backend.dtype.to_string(), "seconds": seconds, "threads": threads(),
+            "dtype": args.backend.dtype.to_string(), "kernels": kernels, "seconds": seconds,
+            "threads": threads(), "peak_rss_bytes": peak_rss(),
         });
         println!("{out}");
     }
