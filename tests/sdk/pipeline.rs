@@ -607,3 +607,24 @@ fn int8_weights_keep_the_default_models_stage1_tokens() {
         .to_string();
     assert!(e.contains("\"int8\" or \"dtype\""), "{e}");
 }
+
+/// `[itersr] top_k = []` is a pipeline with no LoPAR pass (the default model's); a pass with
+/// k = 0 is refused by name.
+#[test]
+fn an_empty_itersr_top_k_means_no_pass_and_a_zero_k_is_refused() {
+    let mut cfg = config();
+    cfg.itersr.top_k = Some(vec![]);
+    let s = Settings::resolve(&cfg, true).unwrap();
+    assert!(s.itersr.as_ref().unwrap().top_k.is_empty());
+    let p = pipeline(&cfg, true);
+    let img = p
+        .generate("a red circle", 1, false, &RunContext::with_seed(3))
+        .unwrap();
+    assert_eq!(img.len(), 1);
+    cfg.itersr.top_k = Some(vec![2, 0]);
+    let e = Settings::resolve(&cfg, true).err().unwrap().to_string();
+    assert!(
+        e.contains("itersr.top_k") && e.contains("positive k"),
+        "{e}"
+    );
+}

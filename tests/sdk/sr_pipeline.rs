@@ -104,3 +104,41 @@ fn cancellation_stops_between_passes() {
         .unwrap_err();
     assert!(matches!(err, cogview::Error::Cancelled), "{err}");
 }
+
+/// `[itersr] top_k = []`: no LoPAR pass, so the final grid is DSR's, for whole images and for
+/// edits, while the same seed with one pass changes it (the default model ships with no pass:
+/// docs/default-model.md, session 11).
+#[test]
+fn with_no_lopar_pass_the_final_grid_is_dsrs() {
+    let mut sr = pipeline();
+    sr.lopar.top_k = vec![];
+    sr.lopar.validate().unwrap();
+    let ctx = RunContext::default();
+    let text = TextTokens(TEXT.to_vec());
+    let seeds = [5u64, 6];
+    let out = sr
+        .super_resolve(&text, &[low_res(), low_res()], &seeds, &ctx)
+        .unwrap();
+    for (grid, &seed) in out.iter().zip(&seeds) {
+        // DSR alone, with the stream super_resolve gives DSR for this seed.
+        let mut rng = Rng::from_seed(cogview::core::sr::stage_seed(
+            seed,
+            cogview::core::sr::DSR_STAGE,
+        ));
+        assert_eq!(grid, &sr.direct(&TEXT, &low_res(), &mut rng).unwrap());
+    }
+    let mut one_pass = pipeline();
+    one_pass.lopar.top_k = vec![1];
+    let refined = one_pass
+        .super_resolve(&text, &[low_res()], &[5], &ctx)
+        .unwrap();
+    assert_ne!(refined[0], out[0], "one pass re-samples cells");
+    // A pass with k = 0 stays an error.
+    sr.lopar.top_k = vec![0];
+    assert!(sr
+        .lopar
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("positive k"));
+}

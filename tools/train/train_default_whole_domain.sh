@@ -123,8 +123,8 @@ assemble)
     # The closed vocabulary (the warning about prompts with other words), written from the
     # training captions, and declared in pipeline.toml if the pinned one predates it.
     $bin train vocabulary --out "$m/vocabulary.txt"
-    # One ItersR pass (session 9's sweep: fewer passes, fewer ragged shapes; docs/default-model.md).
-    sed -i 's/^top_k = \[1, 1, 1, 1, 1, 1\]$/top_k = [1]/' "$m/pipeline.toml"
+    # No ItersR pass (sessions 9 and 11: fewer passes, fewer ragged shapes; docs/default-model.md).
+    sed -i 's/^top_k = \[1\(, 1\)*\]$/top_k = []/' "$m/pipeline.toml"
     grep -q '^vocabulary = ' "$m/pipeline.toml" ||
         sed -i 's/^path = "ice_text.model"$/&\nvocabulary = "vocabulary.txt"/' "$m/pipeline.toml"
     $bin eval --config "$m/pipeline.toml" --split compositions --objects 1 --count 108 --emoji 0

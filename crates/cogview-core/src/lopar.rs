@@ -38,7 +38,8 @@ impl Default for Lopar {
 }
 
 impl Lopar {
-    /// Checks that the table is a non-empty rectangle and that every pass has a positive top-k.
+    /// Checks that the table is a non-empty rectangle and that every pass has a positive top-k
+    /// (no passes at all is valid: ItersR then returns DSR's grid unchanged).
     pub fn validate(&self) -> Result<()> {
         let w = self.table.first().map(|r| r.len()).unwrap_or(0);
         if w == 0 || self.table.iter().any(|r| r.len() != w) {
@@ -48,11 +49,11 @@ impl Lopar {
                 "must be a non-empty rectangle",
             ));
         }
-        if self.top_k.is_empty() || self.top_k.contains(&0) {
+        if self.top_k.contains(&0) {
             return Err(Error::config(
                 "lopar",
                 "top_k",
-                "needs one positive k per iteration",
+                "needs a positive k for every iteration",
             ));
         }
         Ok(())

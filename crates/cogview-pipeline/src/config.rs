@@ -190,7 +190,7 @@ pub struct ItersrStageConfig {
     /// Temperature (official 1.0: the recipe's `temp_all_itersr` is never used).
     pub temperature: Option<f32>,
     /// Top-k of each LoPAR iteration; its length is the number of iterations (official
-    /// [40, 40, 40, 20, 20, 10]).
+    /// [40, 40, 40, 20, 20, 10]; `[]`: none, DSR's grid is final).
     pub top_k: Option<Vec<usize>>,
 }
 

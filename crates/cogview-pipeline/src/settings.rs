@@ -462,11 +462,12 @@ impl Settings {
                 temperature: s.temperature.unwrap_or(1.0),
                 top_k: s.top_k.clone().unwrap_or_else(|| OFFICIAL_TOP_K.to_vec()),
             };
-            if itersr.top_k.is_empty() || itersr.top_k.contains(&0) {
+            if itersr.top_k.contains(&0) {
                 return Err(Error::config(
                     "pipeline",
                     "itersr.top_k",
-                    "needs one positive k per LoPAR iteration",
+                    "needs a positive k for every LoPAR iteration (an empty list: no iteration, \
+                     DSR's grid is final)",
                 ));
             }
             (Some(dsr), Some(itersr))
