@@ -1,5 +1,7 @@
 //! The gallery of docs/gallery.md: for each prompt, the stage-1 image (the token grid decoded and
-//! enlarged), the image after DSR, and the final image after ItersR, side by side.
+//! enlarged), the image after DSR, and the final image after ItersR, side by side (two images
+//! when the pipeline runs no ItersR pass, as the default model does: DSR's is the final one),
+//! with the seconds `Pipeline::generate` took for the whole image.
 //!
 //! ```sh
 //! cargo run --release -p cogview-examples --example gallery -- [MODEL_DIR] [OUT_DIR]   # defaults: models/default docs/gallery
@@ -63,12 +65,30 @@ fn main() -> Result<()> {
     })?;
     let vq = pipeline.image_tokenizer()?;
     let factor = pipeline.geometry().high / pipeline.geometry().low;
-    let mut md = String::from(
+    let passes = sr.lopar.iterations();
+    let (columns, heading) = if passes == 0 {
+        (
+            "×3 | after DSR (the final image: the pipeline runs no ItersR pass; equal to `cogview \
+             generate PROMPT --seed N`)",
+            "stage 1 · DSR",
+        )
+    } else {
+        (
+            "×3 | after DSR | after ItersR (the final image, equal to `cogview generate PROMPT \
+             --seed N`)",
+            "stage 1 · DSR · ItersR",
+        )
+    };
+    let mut md = format!(
         "# Gallery of the default model\n\n\
          Made by `cargo run --release -p cogview-examples --example gallery` (examples/gallery.rs) with the embedded \
          default model (`models/default`). Each row: the stage-1 token grid decoded and enlarged \
-         ×3 | after DSR | after ItersR (the final image, equal to `cogview generate PROMPT --seed N`). \
-         Held out: a composition (or emoji) never seen in training.\n\n| prompt | held out | seed | stage 1 · DSR · ItersR |\n|---|---|---|---|\n",
+         {columns}. Seconds: `Pipeline::generate` for the whole image (release build, batch 1, \
+         RAYON_NUM_THREADS={threads}). Held out: a composition (or emoji) never seen in training.\n\n\
+         | prompt | held out | seed | seconds | {heading} |\n|---|---|---|---|---|\n",
+        threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).to_string()
+        }),
     );
     let emoji = cogview_emoji::EmojiSet::load("data/fluent-emoji-flat/icons.json.gz")
         .map_err(|e| Error::backend_source("", e))?;
@@ -97,19 +117,25 @@ fn main() -> Result<()> {
             cogview::image::upscale_nearest(&vq.decode(&first.low_res, Compression::X8)?, factor)?;
         let dsr_img = vq.decode(&dsr, Compression::X8)?;
         let final_img = vq.decode(&fin, Compression::X8)?;
+        let started = std::time::Instant::now();
         let whole = pipeline.generate(prompt, 1, false, &ctx)?.remove(0);
+        let seconds = started.elapsed().as_secs_f64();
         if whole.image != final_img {
             return Err(Error::backend(format!(
                 "'{prompt}': the stage-by-stage image differs from Pipeline::generate"
             )));
         }
-        let row = side_by_side(&[stage1, dsr_img, final_img], 8)?;
+        let row = if passes == 0 {
+            side_by_side(&[stage1, final_img], 8)?
+        } else {
+            side_by_side(&[stage1, dsr_img, final_img], 8)?
+        };
         let name = format!("{i:02}.png");
         save_png(&row, out.join(&name), &[])?;
         let mark = if held_out(prompt) { "yes" } else { "" };
         let _ = writeln!(
             md,
-            "| {prompt} | {mark} | {seed} | ![{prompt}](gallery/{name}) |"
+            "| {prompt} | {mark} | {seed} | {seconds:.2} | ![{prompt}](gallery/{name}) |"
         );
         eprintln!("{name}: {prompt}");
     }
