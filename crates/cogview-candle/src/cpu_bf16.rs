@@ -40,23 +40,7 @@ pub(crate) fn matmul(x: &[f32], m: usize, w: &PackedBf16) -> Vec<f32> {
 /// path falls back to the best available one).
 pub(crate) fn matmul_with(path: CpuKernels, x: &[f32], m: usize, w: &PackedBf16) -> Vec<f32> {
     assert_eq!(x.len(), m * w.k, "x is not {m}×{}", w.k);
-    let path = if path.available() {
-        path
-    } else {
-        CpuKernels::best()
-    };
-    if m == 0 || w.n == 0 {
-        return vec![0f32; m * w.n];
-    }
-    #[cfg(target_arch = "x86_64")]
-    if path == CpuKernels::Amx {
-        let a = pack_rows(x, m, w.k, w.kp, crate::cpu_amx::MB);
-        if let Some(c) = crate::cpu_amx::gemm(&a, m, w) {
-            return c;
-        }
-    }
-    let a = pack_rows(x, m, w.k, w.kp, MR);
-    gemm_vector(path, &a, m, w)
+    matmul_pairs_with(path, &pack_rows(x, m, w.k, w.kp, PAIR_ROWS_ALIGN), m, w)
 }
 
 /// Rows of the activations that [`matmul_pairs_with`] takes are padded to a multiple of this: a

@@ -294,9 +294,12 @@ fn check_resumed_grid(state: &Path, meta: &HashMap<String, String>, grid: usize)
     }
 }
 
+/// The default model's CogLM layers.
+pub const DEFAULT_LAYERS: usize = 6;
+
 /// The default model's CogLM: a small sandwich-LayerNorm GPT.
 pub fn default_config(vocab: &Vocab) -> CoglmConfig {
-    config_with_layers(vocab, 6)
+    config_with_layers(vocab, DEFAULT_LAYERS)
 }
 
 /// The default model's CogLM with `layers` transformer layers (`cogview train coglm --layers`).
@@ -401,14 +404,7 @@ pub fn train(
         crate::data::check_resumed_split(&state, &meta, data.split())?;
         data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
     } else if let Some(init) = &opts.init_from {
-        let report = crate::optim::init_from(&vars, init)?;
-        let grown = crate::optim::added_layers_as_identity(&vars, &report, config.num_layers)?;
-        if !grown.is_empty() {
-            tracing::info!(
-                "layers {grown:?} are not in {} and start as the identity",
-                init.display()
-            );
-        }
+        crate::optim::init_from_growing(&vars, init, config.num_layers)?;
     }
     let model = CoglmModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
     let mut rng = Rng::from_seed(opts.seed ^ 0xC061A);

@@ -225,7 +225,7 @@ pub fn check_resumed_layers(state: &Path, layers: usize) -> Result<()> {
         Some(l) if l as usize != layers => Err(Error::invalid_input(
             "--layers",
             format!(
-                "{} holds a CogLM of {l} layers, not {layers}: pass --layers {l} to resume it, or \
+                "{} holds a model of {l} layers, not {layers}: pass --layers {l} to resume it, or \
                  give another --out (with --init-from this state) to grow it",
                 state.display()
             ),
@@ -234,34 +234,50 @@ pub fn check_resumed_layers(state: &Path, layers: usize) -> Result<()> {
     }
 }
 
-/// Depth growth (`cogview train … --layers`): every layer that `init_from` left wholly fresh (none of its tensors in the file)
-/// is made the identity by zeroing its post-attention and post-MLP LayerNorms (`third_layernorm`,
-/// `fourth_layernorm`, weight and bias): a sandwich layer computes x + LN3(attention(LN1(x))) and
-/// then x + LN4(MLP(LN2(x))) (DSR's second stream and ItersR too go through the same LN3 and
-/// LN4), so both residual branches add exactly zero. Training then starts from
-/// the file's model (the gains receive gradient from the first step, the rest of the layer once
-/// they are nonzero). Returns the indices of the layers made the identity.
+/// Starts `vars` from trained weights ([`init_from`]) and makes every layer the file lacks the
+/// identity ([`added_layers_as_identity`]), so a model deeper than the file starts as the file's
+/// model.
+pub fn init_from_growing(vars: &VarStore, path: &Path, num_layers: usize) -> Result<InitReport> {
+    let report = init_from(vars, path)?;
+    let grown = added_layers_as_identity(vars, &report, num_layers)?;
+    if !grown.is_empty() {
+        tracing::info!(
+            "layers {grown:?} are not in {} and start as the identity",
+            path.display()
+        );
+    }
+    Ok(report)
+}
+
+/// Depth growth (`cogview train … --layers`): every layer that `init_from` left wholly fresh
+/// (none of its tensors in the file) is made the identity by zeroing its post-attention and
+/// post-MLP LayerNorms (`third_layernorm`, `fourth_layernorm`, weight and bias): a sandwich layer
+/// computes x + LN3(attention(LN1(x))) and then x + LN4(MLP(LN2(x))) (DSR's second stream and
+/// ItersR too go through the same LN3 and LN4), so both residual branches add exactly zero.
+/// Training then starts from the file's model (the gains receive gradient from the first step,
+/// the rest of the layer once they are nonzero). Returns the indices of the layers made the
+/// identity.
 pub fn added_layers_as_identity(
     vars: &VarStore,
     report: &InitReport,
     num_layers: usize,
 ) -> Result<Vec<usize>> {
-    let fresh: std::collections::HashSet<&str> = report.absent.iter().map(String::as_str).collect();
-    let all: HashMap<String, candle_core::Var> = vars
-        .vars()
-        .map(|(n, v)| (n.to_string(), v.clone()))
-        .collect();
+    let absent: std::collections::HashSet<&str> =
+        report.absent.iter().map(String::as_str).collect();
     let mut grown = Vec::new();
     for i in 0..num_layers {
         let prefix = format!("transformer.layers.{i}.");
-        let names: Vec<&String> = all.keys().filter(|n| n.starts_with(&prefix)).collect();
-        if names.is_empty() || !names.iter().all(|n| fresh.contains(n.as_str())) {
+        let mut layer = vars
+            .vars()
+            .filter(|(n, _)| n.starts_with(&prefix))
+            .peekable();
+        if layer.peek().is_none() || !layer.all(|(n, _)| absent.contains(n)) {
             continue;
         }
         for ln in ["third_layernorm", "fourth_layernorm"] {
             for p in ["weight", "bias"] {
                 let name = format!("{prefix}{ln}.{p}");
-                let v = all.get(&name).ok_or_else(|| {
+                let (_, v) = vars.vars().find(|(n, _)| *n == name).ok_or_else(|| {
                     Error::invalid_input("--layers", format!("the model has no tensor {name}"))
                 })?;
                 cd!(v.as_tensor().zeros_like().and_then(|z| v.set(&z)))?;

@@ -22,8 +22,11 @@ pub const MASK_RATIOS: [f64; 5] = [0.2, 0.4, 0.6, 0.8, 0.9];
 /// (ItersR). Their task on flat shapes is local and simple; each training image is a 672-token
 /// (DSR) or 592-token (ItersR) pass, so width is what training time pays for.
 pub fn default_config(kind: SrKind, vocab: &Vocab, low: usize, high: usize) -> SrConfig {
-    config_with_layers(kind, vocab, low, high, 3)
+    config_with_layers(kind, vocab, low, high, DEFAULT_LAYERS)
 }
+
+/// The default model's DSR and ItersR layers.
+pub const DEFAULT_LAYERS: usize = 3;
 
 /// [`default_config`] with `layers` transformer layers (`cogview train dsr|itersr --layers`).
 pub fn config_with_layers(
@@ -165,15 +168,7 @@ pub fn train(
         crate::data::check_resumed_split(&state, &meta, data.split())?;
         data.reseed(crate::data::DataMix::resumed_seed(opts.seed, adam.step));
     } else if let Some(init) = &opts.init_from {
-        let report = crate::optim::init_from(&vars, init)?;
-        let grown =
-            crate::optim::added_layers_as_identity(&vars, &report, config.backbone.num_layers)?;
-        if !grown.is_empty() {
-            tracing::info!(
-                "layers {grown:?} are not in {} and start as the identity",
-                init.display()
-            );
-        }
+        crate::optim::init_from_growing(&vars, init, config.backbone.num_layers)?;
     }
     let model = SrModel::from_checkpoint(&vars, config.clone(), LoadOptions::default())?;
     let mut rng = Rng::from_seed(opts.seed ^ 0x512);

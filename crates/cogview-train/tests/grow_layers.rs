@@ -3,96 +3,63 @@
 //! and the added layers can learn (their gains receive gradient).
 
 use candle_core::Device;
-use cogview_candle::{CoglmModel, LoadOptions};
-use cogview_checkpoint::Checkpoint;
+use cogview_candle::{CoglmModel, LoadOptions, SrKind, SrModel};
 use cogview_train::coglm::{
     batch_tensors, config_with_layers, masked_cross_entropy, text_to_image, Vocab,
 };
 use cogview_train::optim::{added_layers_as_identity, init_from, init_store};
 use std::path::PathBuf;
 
-/// The shipped model's vocabulary (the sizes only matter).
-fn shipped() -> (PathBuf, Vocab) {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/default/coglm.safetensors");
-    let ckpt = Checkpoint::open(&path, None).unwrap();
-    let c: serde_json::Value = serde_json::from_str(&ckpt.metadata()["model_config"]).unwrap();
-    let vocab = Vocab {
-        image: c["image_vocab_size"].as_u64().unwrap() as usize,
-        start_of_image: c["start_of_image_id"].as_u64().unwrap() as u32,
-        start_of_english: 0,
-        total: c["vocab_size"].as_u64().unwrap() as usize,
-    };
-    (path, vocab)
+/// A small vocabulary of the default model's layout (image codes, text pieces, specials): only
+/// the sizes matter here.
+const VOCAB: Vocab = Vocab {
+    image: 64,
+    start_of_image: 100,
+    start_of_english: 101,
+    total: 103,
+};
+
+/// `n` image codes, varied (`j·step + offset` modulo the image vocabulary).
+fn codes(n: u32, step: u32, offset: u32) -> Vec<u32> {
+    (0..n)
+        .map(|j| (j * step + offset) % VOCAB.image as u32)
+        .collect()
 }
 
-/// A trained-looking source to grow from: `layers` layers of the default model's shapes with the
-/// shipped model's vocabulary, random weights (not the shipped file, whose depth may change),
-/// saved as `cogview train` saves weights.
-fn saved_source(
-    name: &str,
-    expected: &[(String, Vec<usize>)],
-    seed: u64,
-) -> (tempdir::Dir, PathBuf) {
-    let dir = tempdir::Dir::new(name);
+/// Text ids (after the image codes) of a short caption.
+fn caption(pieces: &[u32]) -> Vec<u32> {
+    pieces.iter().map(|i| VOCAB.image as u32 + i).collect()
+}
+
+/// A source to grow from: random weights of the given tensors, saved as `cogview train` saves
+/// weights, in a folder removed with the returned guard.
+fn saved_source(expected: &[(String, Vec<usize>)], seed: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
     let vars = init_store(expected, seed, 0.5).unwrap();
-    let path = dir.0.join("weights.safetensors");
+    let path = dir.path().join("weights.safetensors");
     cogview_train::optim::save_weights(&vars, &[], &path, Default::default(), false).unwrap();
     (dir, path)
 }
 
-mod tempdir {
-    /// A folder removed when dropped.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new(name: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!("cogview-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 #[test]
 fn a_coglm_grown_by_identity_layers_computes_what_the_source_computes() {
-    let (_, vocab) = shipped();
-    let (_dir, path) = saved_source(
-        "grow-coglm",
-        &config_with_layers(&vocab, 6).expected_tensors(),
-        11,
-    );
-    // A caption of a few text ids and a 9×9 image of varied codes.
-    let text: Vec<u32> = [3u32, 17, 40, 5, 99]
-        .iter()
-        .map(|i| vocab.image as u32 + i)
-        .collect();
-    let image: Vec<u32> = (0..81u32)
-        .map(|j| (j * 37 + 11) % vocab.image as u32)
-        .collect();
-    let seq = text_to_image(&text, &image, &vocab);
+    let (_dir, path) = saved_source(&config_with_layers(&VOCAB, 6).expected_tensors(), 11);
+    let seq = text_to_image(&caption(&[3, 17, 30, 5, 29]), &codes(81, 37, 11), &VOCAB);
     let (tokens, positions, bias, targets, weights) = batch_tensors(&[seq], &Device::Cpu).unwrap();
 
     let run = |layers: usize| {
-        let config = config_with_layers(&vocab, layers);
+        let config = config_with_layers(&VOCAB, layers);
         let vars = init_store(&config.expected_tensors(), 7, 0.5).unwrap();
         let report = init_from(&vars, &path).unwrap();
         let grown = added_layers_as_identity(&vars, &report, layers).unwrap();
         let model = CoglmModel::from_checkpoint(&vars, config, LoadOptions::default()).unwrap();
         let logits = model
-            .forward_train(&tokens, &positions, &bias, vocab.total)
+            .forward_train(&tokens, &positions, &bias, VOCAB.total)
             .unwrap();
         (vars, grown, logits)
     };
     let (_, grown6, base) = run(6);
-    assert!(
-        grown6.is_empty(),
-        "the shipped model has 6 layers: {grown6:?}"
-    );
+    assert!(grown6.is_empty(), "the source has 6 layers: {grown6:?}");
     let (vars8, grown8, deeper) = run(8);
     assert_eq!(grown8, vec![6, 7]);
     let a = base.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -130,26 +97,16 @@ fn a_coglm_grown_by_identity_layers_computes_what_the_source_computes() {
 
 #[test]
 fn a_dsr_grown_by_identity_layers_computes_what_the_source_computes() {
-    let (_, vocab) = shipped();
-    let dsr = |layers| {
-        cogview_train::sr::config_with_layers(cogview_candle::SrKind::Dsr, &vocab, 9, 27, layers)
-    };
-    let (_dir, path) = saved_source("grow-dsr", &dsr(3).expected_tensors(), 12);
-    let text: Vec<u32> = [3u32, 17, 40]
-        .iter()
-        .map(|i| vocab.image as u32 + i)
-        .collect();
-    let low: Vec<u32> = (0..81u32)
-        .map(|j| (j * 53 + 5) % vocab.image as u32)
-        .collect();
+    let dsr = |layers| cogview_train::sr::config_with_layers(SrKind::Dsr, &VOCAB, 9, 27, layers);
+    let (_dir, path) = saved_source(&dsr(3).expected_tensors(), 12);
+    let (text, low) = (caption(&[3, 17, 30]), codes(81, 53, 5));
     let run = |layers: usize| {
         let config = dsr(layers);
         let vars = init_store(&config.expected_tensors(), 3, 0.5).unwrap();
         let report = init_from(&vars, &path).unwrap();
         let grown = added_layers_as_identity(&vars, &report, layers).unwrap();
-        let model = cogview_candle::SrModel::from_checkpoint(&vars, config, LoadOptions::default())
-            .unwrap();
-        let logits = model.dsr_logits(&text, &low, vocab.start_of_image).unwrap();
+        let model = SrModel::from_checkpoint(&vars, config, LoadOptions::default()).unwrap();
+        let logits = model.dsr_logits(&text, &low, VOCAB.start_of_image).unwrap();
         (
             grown,
             logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
@@ -168,10 +125,8 @@ fn a_dsr_grown_by_identity_layers_computes_what_the_source_computes() {
 
 #[test]
 fn resuming_a_state_with_another_layer_count_is_refused_with_the_count_to_pass() {
-    let (_, vocab) = shipped();
-    let dir = std::env::temp_dir().join(format!("cogview-grow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = config_with_layers(&vocab, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_layers(&VOCAB, 2);
     let vars = init_store(&config.expected_tensors(), 1, 0.5).unwrap();
     let mut meta = std::collections::HashMap::new();
     meta.insert(
@@ -179,10 +134,10 @@ fn resuming_a_state_with_another_layer_count_is_refused_with_the_count_to_pass()
         cogview_train::coglm::model_config_json(&config, 9, 63).to_string(),
     );
     meta.insert("step".to_string(), "0".to_string());
-    let state = dir.join("state.safetensors");
+    let state = dir.path().join("state.safetensors");
     cogview_train::optim::checkpoint(
         &state,
-        &dir.join("coglm.safetensors"),
+        &dir.path().join("coglm.safetensors"),
         &vars,
         &cogview_train::optim::AdamW::new(1e-4, 0.01),
         meta,
@@ -196,5 +151,4 @@ fn resuming_a_state_with_another_layer_count_is_refused_with_the_count_to_pass()
         err.contains("2 layers, not 4") && err.contains("--layers 2"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -368,7 +368,9 @@ pub fn run(args: Args) -> Result<()> {
         Part::Coglm(a) => {
             set_precision(&a);
             let (vq, text, vocab) = load_tokenizers(&a)?;
-            let layers = a.layers.unwrap_or(6) as usize;
+            let layers = a
+                .layers
+                .map_or(cogview_train::coglm::DEFAULT_LAYERS, |l| l as usize);
             let config = cogview_train::coglm::config_with_layers(&vocab, layers);
             let opts = cogview_train::coglm::CoglmTrainOptions {
                 steps: a.steps,
@@ -464,7 +466,8 @@ fn train_sr(a: CoglmArgs, kind: cogview::candle::SrKind) -> Result<()> {
         &vocab,
         a.grid as usize,
         3 * a.grid as usize,
-        a.layers.unwrap_or(3) as usize,
+        a.layers
+            .map_or(cogview_train::sr::DEFAULT_LAYERS, |l| l as usize),
     );
     let opts = cogview_train::sr::SrTrainOptions {
         steps: a.steps,

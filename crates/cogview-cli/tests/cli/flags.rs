@@ -342,3 +342,42 @@ fn invalid_utf8_text_is_refused_without_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("UTF-8") && !err.contains("panicked"), "{err}");
 }
+
+/// `cogview train dsr|itersr`: options that belong to CogLM or are out of range are refused with
+/// a message naming the option, before any file is read.
+#[test]
+fn train_refuses_options_that_do_not_apply() {
+    for part in ["dsr", "itersr"] {
+        let err = fails(&[
+            "train",
+            part,
+            "--out",
+            "unused-out",
+            "--vq",
+            "missing-vq.safetensors",
+            "--tokenizer",
+            "missing.model",
+            "--infill-ratio",
+            "0.2",
+        ]);
+        assert!(
+            err.contains("--infill-ratio") && err.contains("CogLM"),
+            "{part}: {err}"
+        );
+    }
+    let out = cogview(&[
+        "train",
+        "coglm",
+        "--out",
+        "x",
+        "--vq",
+        "v",
+        "--tokenizer",
+        "t",
+        "--layers",
+        "0",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--layers"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
