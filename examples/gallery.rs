@@ -115,7 +115,6 @@ fn main() -> Result<()> {
         )?;
         let stage1 =
             cogview::image::upscale_nearest(&vq.decode(&first.low_res, Compression::X8)?, factor)?;
-        let dsr_img = vq.decode(&dsr, Compression::X8)?;
         let final_img = vq.decode(&fin, Compression::X8)?;
         let started = std::time::Instant::now();
         let whole = pipeline.generate(prompt, 1, false, &ctx)?.remove(0);
@@ -125,11 +124,13 @@ fn main() -> Result<()> {
                 "'{prompt}': the stage-by-stage image differs from Pipeline::generate"
             )));
         }
-        let row = if passes == 0 {
-            side_by_side(&[stage1, final_img], 8)?
-        } else {
-            side_by_side(&[stage1, dsr_img, final_img], 8)?
-        };
+        // With no ItersR pass the final image is DSR's: shown once.
+        let mut panels = vec![stage1];
+        if passes > 0 {
+            panels.push(vq.decode(&dsr, Compression::X8)?);
+        }
+        panels.push(final_img);
+        let row = side_by_side(&panels, 8)?;
         let name = format!("{i:02}.png");
         save_png(&row, out.join(&name), &[])?;
         let mark = if held_out(prompt) { "yes" } else { "" };

@@ -105,8 +105,8 @@ fn cancellation_stops_between_passes() {
     assert!(matches!(err, cogview::Error::Cancelled), "{err}");
 }
 
-/// `[itersr] top_k = []`: no LoPAR pass, so the final grid is DSR's, for whole images and for
-/// edits, while the same seed with one pass changes it (the default model ships with no pass:
+/// `[itersr] top_k = []`: no LoPAR pass, so the final grid is DSR's, while the same seed with one
+/// pass changes it (the default model ships with no pass:
 /// docs/default-model.md, session 11).
 #[test]
 fn with_no_lopar_pass_the_final_grid_is_dsrs() {

@@ -5,7 +5,7 @@ mod common;
 use cogview::pipeline::record::Origin;
 use cogview_server::client::{self, multipart, EventStream, Part};
 use cogview_server::{Limits, ServeError, Server, ServerConfig};
-use common::{b64, config, dimensions, record, TestServer, PROMPT};
+use common::{b64, config, dimensions, pipeline_with_itersr_passes, record, TestServer, PROMPT};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -95,7 +95,11 @@ fn models_capabilities_and_health() {
 
 #[test]
 fn a_job_streams_its_stages_in_order_then_its_images() {
-    let s = TestServer::start(config());
+    // Two LoPAR passes, so ItersR's progress is part of the stream (the default model's own
+    // pipeline runs none).
+    let s = TestServer::start_with(config(), |batch| {
+        pipeline_with_itersr_passes(batch, Some(2))
+    });
     let r = s.post(
         "/v1/jobs",
         json!({"prompt": PROMPT, "seed": 3, "n": 2, "preview": true}),
@@ -138,8 +142,7 @@ fn a_job_streams_its_stages_in_order_then_its_images() {
     };
     assert!(pos("coglm:162/162") < pos("preview"));
     assert!(pos("preview") < pos("dsr:1/2"));
-    // ItersR reports each pass of each image: n × the pipeline's LoPAR passes (none for the
-    // default model, whose pipeline runs no pass).
+    // ItersR reports each pass of each image: n × the pipeline's LoPAR passes.
     let passes = s
         .scheduler
         .pipeline()
@@ -147,24 +150,16 @@ fn a_job_streams_its_stages_in_order_then_its_images() {
         .expect("the default model has super-resolution")
         .lopar
         .iterations();
+    assert_eq!(passes, 2);
     let itersr_steps = 2 * passes;
-    if passes == 0 {
-        // No LoPAR pass (the default model's pipeline): DSR's grids go straight to decoding.
+    assert!(pos("dsr:2/2") < pos(&format!("itersr:1/{itersr_steps}")));
+    for k in 2..=itersr_steps {
         assert!(
-            !stages.iter().any(|s| s.starts_with("itersr:")),
-            "{stages:?}"
+            pos(&format!("itersr:{}/{itersr_steps}", k - 1))
+                < pos(&format!("itersr:{k}/{itersr_steps}"))
         );
-        assert!(pos("dsr:2/2") < pos("decode:1/2"));
-    } else {
-        assert!(pos("dsr:2/2") < pos(&format!("itersr:1/{itersr_steps}")));
-        for k in 2..=itersr_steps {
-            assert!(
-                pos(&format!("itersr:{}/{itersr_steps}", k - 1))
-                    < pos(&format!("itersr:{k}/{itersr_steps}"))
-            );
-        }
-        assert!(pos(&format!("itersr:{itersr_steps}/{itersr_steps}")) < pos("decode:1/2"));
     }
+    assert!(pos(&format!("itersr:{itersr_steps}/{itersr_steps}")) < pos("decode:1/2"));
     assert!(pos("decode:2/2") == stages.len() - 1);
     let coglm: Vec<u64> = seen
         .iter()

@@ -14,12 +14,21 @@ pub const PROMPT: &str = "a large blue circle in the center";
 
 /// The default model's pipeline with CogLM batches of `batch`.
 pub fn pipeline(batch: usize) -> Pipeline {
-    let cfg = cogview::OpenOptions {
+    pipeline_with_itersr_passes(batch, None)
+}
+
+/// The embedded default model's pipeline, with `passes` LoPAR passes (top-k 1) instead of its
+/// own number (none) when given.
+pub fn pipeline_with_itersr_passes(batch: usize, passes: Option<usize>) -> Pipeline {
+    let mut cfg = cogview::OpenOptions {
         batch_size: Some(batch),
         ..Default::default()
     }
     .config()
     .expect("the embedded default model");
+    if let Some(n) = passes {
+        cfg.itersr.top_k = Some(vec![1; n]);
+    }
     Pipeline::from_settings(Settings::resolve(&cfg, true).unwrap()).unwrap()
 }
 
@@ -41,7 +50,15 @@ pub fn config() -> ServerConfig {
 }
 
 impl TestServer {
-    pub fn start(mut config: ServerConfig) -> TestServer {
+    pub fn start(config: ServerConfig) -> TestServer {
+        Self::start_with(config, pipeline)
+    }
+
+    /// [`TestServer::start`] with the pipeline `make(batch size)` builds.
+    pub fn start_with(
+        mut config: ServerConfig,
+        make: impl FnOnce(usize) -> Pipeline + Send + 'static,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap().keep();
         let image_dir = dir.join("images");
         config.image_dir = Some(image_dir.clone());
@@ -55,7 +72,7 @@ impl TestServer {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let p = pipeline(config.batch_size);
+                let p = make(config.batch_size);
                 let server = Server::bind(config, p).await.unwrap();
                 tx.send((server.local_addr(), server.scheduler().clone()))
                     .unwrap();
