@@ -193,7 +193,7 @@ typedef struct cogview_image_view {
     uint32_t height;
     const uint8_t *rgb;               /* row-major RGB, width * height * 3 bytes                */
     size_t rgb_len;
-    uint64_t seed;                    /* regenerate this image alone with this seed              */
+    uint64_t seed;                    /* regenerate this image alone with this seed (rerank 1)   */
     cogview_grid_view low_res;        /* the stage-1 grid                                       */
     cogview_grid_view high_res;       /* the super-resolved grid; ids NULL after stage 1 only    */
 } cogview_image_view;
@@ -215,7 +215,11 @@ typedef struct cogview_generate_params {
     uint32_t struct_size;             /* set by cogview_generate_default_params               */
     const char *prompt;               /* required                                               */
     uint32_t num_images;              /* default 1                                              */
-    uint64_t seed;                    /* image i uses seed + i; default 0                       */
+    uint64_t seed;                    /* image i uses seed + i; default 0. A pipeline file with
+                                       * [coglm] rerank = K draws K * num_images stage-1
+                                       * candidates (seeds seed ..) and keeps the num_images best
+                                       * by the inverse-prompt score, best first; each result's
+                                       * seed says which candidate it is                         */
     int32_t only_first_stage;         /* nonzero: stop after CogLM (the grid decoded, enlarged) */
 } cogview_generate_params;
 

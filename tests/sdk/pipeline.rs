@@ -628,3 +628,101 @@ fn an_empty_itersr_top_k_means_no_pass_and_a_zero_k_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn a_pipeline_that_reranks_keeps_each_images_best_candidate_and_regenerates_it_alone() {
+    let prompt = "a red circle";
+    let mut cfg = config();
+    cfg.coglm.rerank = Some(3);
+    let p = pipeline(&cfg, false);
+    assert_eq!(p.rerank(), 3);
+    let ctx = RunContext::with_seed(30);
+    let images = p.generate(prompt, 2, true, &ctx).unwrap();
+
+    // The independent expectation: each image's 3 candidates drawn alone with no reranking
+    // (its own seed first), each scored alone by the inverse-prompt score; the best is kept.
+    let plain = p.with_rerank(1).unwrap();
+    assert_eq!(plain.rerank(), 1);
+    assert_eq!(images.len(), 2);
+    for (i, img) in images.iter().enumerate() {
+        let seed = 30 + i as u64;
+        assert_eq!((img.index, img.seed), (i, seed), "image i keeps seed + i");
+        let seeds = RunContext::candidate_seeds(seed, 3);
+        assert_eq!(seeds[0], seed);
+        let candidates: Vec<_> = seeds
+            .iter()
+            .map(|&c| {
+                let g = plain
+                    .generate(prompt, 1, true, &RunContext::with_seed(c))
+                    .unwrap()
+                    .remove(0);
+                let score = p.caption_score(&g.low_res, prompt).unwrap();
+                (score, g)
+            })
+            .collect();
+        let best = (1..3).fold(0, |b, j| {
+            if candidates[j].0 > candidates[b].0 {
+                j
+            } else {
+                b
+            }
+        });
+        let (score, chosen) = &candidates[best];
+        assert_eq!(img.low_res, chosen.low_res, "image {i}: candidate {best}");
+        assert_eq!(img.image, chosen.image);
+        let r = img
+            .rerank
+            .as_ref()
+            .expect("a reranked image records its score");
+        assert_eq!(r.candidates, 3);
+        assert!((r.score - score).abs() < 1e-9, "{} vs {score}", r.score);
+        assert!(chosen.rerank.is_none());
+        // The same pipeline makes it again from its seed alone.
+        let alone = p
+            .generate(prompt, 1, true, &RunContext::with_seed(seed))
+            .unwrap();
+        assert_eq!(alone[0].image, img.image);
+    }
+
+    // Batched requests (a server's) rerank the same way.
+    let requests = [(prompt, 2, 30), ("a blue square", 1, 50)];
+    let (results, _) = generate_many(&p, &requests, None);
+    for (r, &(prompt, n, seed)) in results.iter().zip(&requests) {
+        let alone = p
+            .generate(prompt, n, true, &RunContext::with_seed(seed))
+            .unwrap();
+        let got = r.as_ref().unwrap();
+        assert_eq!(got.len(), n);
+        for (g, w) in got.iter().zip(&alone) {
+            assert_eq!((g.index, g.seed), (w.index, w.seed));
+            assert_eq!(g.image, w.image);
+            assert_eq!(g.rerank, w.rerank);
+        }
+    }
+}
+
+#[test]
+fn coglm_rerank_outside_one_to_the_maximum_is_refused_by_name() {
+    for k in [0, cogview::pipeline::settings::MAX_RERANK + 1] {
+        let mut cfg = config();
+        cfg.coglm.rerank = Some(k);
+        let e = Settings::resolve(&cfg, false).unwrap_err().to_string();
+        assert!(
+            e.contains("coglm.rerank") && e.contains("no reranking"),
+            "{e}"
+        );
+        let e = pipeline(&config(), false)
+            .with_rerank(k)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("coglm.rerank"), "{e}");
+    }
+    // Written in a pipeline file, it is read and kept in the resolved settings.
+    let cfg = PipelineConfig::from_toml("[coglm]\nrerank = 4\n", "p.toml").unwrap();
+    assert_eq!(cfg.coglm.rerank, Some(4));
+    let mut cfg = config();
+    cfg.coglm.rerank = Some(4);
+    let s = Settings::resolve(&cfg, false).unwrap();
+    assert_eq!(s.coglm.rerank, 4);
+    assert_eq!(s.to_config().coglm.rerank, Some(4));
+}

@@ -1099,6 +1099,7 @@ pub unsafe extern "C" fn cogview_detokenize(
                 low_res: g,
                 high_res: None,
                 image,
+                rerank: None,
             }],
         );
         Ok(())

@@ -132,6 +132,12 @@ fn the_sanitizer_run_does_catch_a_leak() {
     );
 }
 
+/// The embedded default model's pipeline, as the C API opens it with no model given.
+fn default_pipeline() -> cogview::Pipeline {
+    let cfg = cogview::OpenOptions::default().config().unwrap();
+    cogview::Pipeline::from_settings(cogview::Settings::resolve(&cfg, true).unwrap()).unwrap()
+}
+
 #[test]
 fn the_c_generator_writes_the_images_the_rust_pipeline_makes() {
     // With no model given, the C API uses the default model built into the library.
@@ -153,15 +159,9 @@ fn the_c_generator_writes_the_images_the_rust_pipeline_makes() {
         ],
     );
     let stdout = assert_clean(&o, "generate.c");
-    assert!(
-        stdout.contains("image-40.png") && stdout.contains("image-41.png"),
-        "{stdout}"
-    );
-    // The same images from Rust, with the same embedded model.
-    let cfg = cogview::OpenOptions::default().config().unwrap();
-    let p =
-        cogview::Pipeline::from_settings(cogview::Settings::resolve(&cfg, true).unwrap()).unwrap();
-    let want = p
+    // The same images from Rust, with the same embedded model (which keeps the best 2 of 4 × 2
+    // stage-1 candidates, seeds 40..=47: each file is named by its image's own seed).
+    let want = default_pipeline()
         .generate(
             "a red circle",
             2,
@@ -170,6 +170,10 @@ fn the_c_generator_writes_the_images_the_rust_pipeline_makes() {
         )
         .unwrap();
     for g in &want {
+        assert!(
+            stdout.contains(&format!("image-{}.png", g.seed)),
+            "{stdout}"
+        );
         let got =
             cogview::image::load_image(out_dir.join(format!("image-{}.png", g.seed))).unwrap();
         assert_eq!(got, g.image, "seed {}", g.seed);
@@ -303,7 +307,18 @@ fn the_cpp_wrapper_generates_and_turns_errors_into_exceptions() {
     compile(&root().join("examples/c/raii.cpp"), &exe, true, false);
     let o = run(&exe, &[]);
     let out = assert_clean(&o, "raii.cpp");
-    assert!(out.contains("image 1: 216x216, seed 6"), "{out}");
+    let want = default_pipeline()
+        .generate(
+            "a large yellow triangle at the bottom",
+            2,
+            false,
+            &cogview::RunContext::with_seed(5),
+        )
+        .unwrap();
+    assert!(
+        out.contains(&format!("image 1: 216x216, seed {}", want[1].seed)),
+        "{out}"
+    );
     assert!(out.contains("empty prompt refused (code 1)"), "{out}");
 }
 

@@ -77,6 +77,25 @@ impl RunContext {
         (0..n as u64).map(|i| self.seed.wrapping_add(i)).collect()
     }
 
+    /// The seeds of an image's `k` stage-1 candidates when each image is the best of `k` (a
+    /// pipeline's `coglm.rerank`): the image's own seed first, so one candidate is plain
+    /// generation, then `k - 1` seeds mixed from it (SplitMix64), which do not collide with the
+    /// neighbouring images' `seed + 1, …`. Image `i` is then made again, alone, by the same
+    /// reranking from its own seed.
+    pub fn candidate_seeds(image_seed: u64, k: usize) -> Vec<u64> {
+        (0..k as u64)
+            .map(|j| {
+                if j == 0 {
+                    return image_seed;
+                }
+                let mut z = image_seed ^ j.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
+            })
+            .collect()
+    }
+
     /// Returns `Err(Cancelled)` once cancellation was requested.
     pub fn check_cancelled(&self) -> Result<()> {
         if self.cancel.is_cancelled() {
@@ -91,5 +110,30 @@ impl RunContext {
         if let Some(p) = &self.progress {
             p(Progress { stage, step, total });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunContext;
+    use std::collections::HashSet;
+
+    #[test]
+    fn candidate_seeds_start_with_the_image_seed_and_never_meet_another_images() {
+        // A run of 1000 images from seed u64::MAX - 500 (wrapping), 8 candidates each: the
+        // first candidate is the image's seed, and all 8000 are distinct.
+        let ctx = RunContext::with_seed(u64::MAX - 500);
+        let images = ctx.image_seeds(1000);
+        let mut all = HashSet::new();
+        for &s in &images {
+            let c = RunContext::candidate_seeds(s, 8);
+            assert_eq!(c.len(), 8);
+            assert_eq!(c[0], s);
+            // Nested: 4 candidates are the first 4 of 8.
+            assert_eq!(RunContext::candidate_seeds(s, 4), c[..4]);
+            all.extend(c);
+        }
+        assert_eq!(all.len(), 8000);
+        assert_eq!(RunContext::candidate_seeds(7, 1), [7]);
     }
 }

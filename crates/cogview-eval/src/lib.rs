@@ -175,6 +175,8 @@ pub struct SceneReport {
     pub shape_fidelity: Vec<FidelityRow>,
     /// Seconds per image through all stages.
     pub seconds_per_image: Option<f64>,
+    /// Stage-1 candidates each generated image was chosen from (1: no reranking).
+    pub rerank: usize,
 }
 
 impl std::fmt::Display for SceneReport {
@@ -182,10 +184,18 @@ impl std::fmt::Display for SceneReport {
         let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1}%", 100.0 * r));
         writeln!(
             f,
-            "{} scenes with {} object(s), {} prompts:",
+            "{} scenes with {} object(s), {} prompts{}:",
             self.set.label(),
             self.set.objects,
-            self.rows.first().map_or(0, |r| r.scenes)
+            self.rows.first().map_or(0, |r| r.scenes),
+            if self.rerank > 1 {
+                format!(
+                    ", each image the best of {} stage-1 candidates by the inverse-prompt score",
+                    self.rerank
+                )
+            } else {
+                String::new()
+            }
         )?;
         writeln!(
             f,
@@ -277,23 +287,11 @@ pub fn evaluate_scenes(
     side: usize,
     set: SceneSet,
     seed: u64,
-    rerank: usize,
 ) -> Result<SceneReport> {
-    if rerank == 0 {
-        return Err(Error::invalid_input(
-            "rerank",
-            "0 candidates per image; pass 1 for plain generation or K > 1 for the best of K",
-        ));
-    }
-    // One image per prompt: plain generation, or the best of `rerank` candidates by the
-    // inverse-prompt score (`generate --rerank`).
-    let make = |p: &Pipeline, prompt: &str, first: bool, ctx: &RunContext| {
-        if rerank > 1 {
-            Ok(p.generate_reranked(prompt, rerank, 1, first, ctx)?.0)
-        } else {
-            p.generate(prompt, 1, first, ctx)
-        }
-    };
+    // One image per prompt, as `generate` makes it: with a pipeline that reranks
+    // (`Pipeline::rerank` K > 1, `eval --rerank K`), the best of K stage-1 candidates by the
+    // inverse-prompt score.
+    let rerank = pipeline.map_or(1, Pipeline::rerank);
     let scenes = set.scenes()?;
     let (vq, side) = match (pipeline, tokenizer) {
         (Some(p), _) => (p.image_tokenizer()?, p.geometry().image_side()),
@@ -349,7 +347,7 @@ pub fn evaluate_scenes(
                         .expect("at least two candidates");
                     add(2, best);
                 } else {
-                    let img = make(pipeline, &scene.caption(), only_first, &ctx)?;
+                    let img = pipeline.generate(&scene.caption(), 1, only_first, &ctx)?;
                     let report = check(&img[0].image, scene)?;
                     add(stage, &report);
                     fid[stage].extend(fidelity(&img[0].image, &report)?);
@@ -403,6 +401,7 @@ pub fn evaluate_scenes(
         rows,
         shape_fidelity,
         seconds_per_image: seconds,
+        rerank,
     })
 }
 

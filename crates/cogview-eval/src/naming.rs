@@ -175,6 +175,8 @@ pub struct NamingReport {
     pub chance_at_5: f64,
     /// Seconds per generated image, all stages.
     pub seconds_per_image: Option<f64>,
+    /// Stage-1 candidates each generated emoji was chosen from (1: no reranking).
+    pub rerank: usize,
 }
 
 impl std::fmt::Display for NamingReport {
@@ -182,11 +184,19 @@ impl std::fmt::Display for NamingReport {
         let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1}%", 100.0 * r));
         writeln!(
             f,
-            "generated emoji a person can name: the true render among {} (it and {} other emoji), nearest by {}×{} area-averaged RGB:",
+            "generated emoji a person can name: the true render among {} (it and {} other emoji), nearest by {}×{} area-averaged RGB{}:",
             self.candidates,
             self.candidates - 1,
             self.thumbnail_side,
-            self.thumbnail_side
+            self.thumbnail_side,
+            if self.rerank > 1 {
+                format!(
+                    "; each generated emoji the best of {} stage-1 candidates",
+                    self.rerank
+                )
+            } else {
+                String::new()
+            },
         )?;
         writeln!(
             f,
@@ -288,6 +298,7 @@ pub fn evaluate_emoji_naming(
         chance_at_1: 1.0 / CANDIDATES as f64,
         chance_at_5: 5.0 / CANDIDATES as f64,
         seconds_per_image: (k > 0).then(|| seconds / k as f64),
+        rerank: pipeline.rerank(),
     })
 }
 

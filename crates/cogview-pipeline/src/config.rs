@@ -145,6 +145,10 @@ pub struct CoglmStageConfig {
     /// The token that ends a written caption, if the model learnt one (the default model:
     /// `"<start_of_image>"`); without it a caption runs to its maximum length.
     pub caption_end: Option<String>,
+    /// Stage-1 candidates drawn per image: each image is the candidate under which CogLM finds
+    /// the prompt most likely (inverse prompting, the same score as `generate --rerank`), and only
+    /// it is super-resolved. 1 (the default, and CogView2's): no reranking.
+    pub rerank: Option<usize>,
 }
 
 /// `[dsr]`: stage 2, direct super-resolution.

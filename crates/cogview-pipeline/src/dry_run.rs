@@ -62,7 +62,10 @@ pub fn dry_run(settings: &Settings, num_images: usize) -> Result<DryRun> {
     let layout_cfg = cogview_model::inspect::model_config(&s.coglm.placement.path)?;
     let grid = layout_cfg.opt_usize("image_grid")?.unwrap_or(20);
     let max_text = layout_cfg.opt_usize("max_text_tokens")?.unwrap_or(109);
-    let batch = num_images.clamp(1, s.coglm.batch_size);
+    // A pipeline that reranks draws `coglm.rerank` stage-1 candidates per image.
+    let batch = num_images
+        .saturating_mul(s.coglm.rerank)
+        .clamp(1, s.coglm.batch_size);
     let p = &s.coglm.placement;
     stages.push(StageEstimate {
         stage: "coglm",

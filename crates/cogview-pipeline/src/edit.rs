@@ -3,10 +3,12 @@
 //! [`cogview_core::stage1`]); this is their image-level plumbing: preparing the input, the crop,
 //! the encoders, pasting and the final VQ round trip.
 
-use crate::pipeline::{GeneratedImage, Pipeline};
+use crate::pipeline::{attach_scores, GeneratedImage, Pipeline};
+pub use crate::selection::RankedCandidate;
+use crate::selection::Selection;
 use cogview_core::edit::{surrounding_square, EditMask, Square};
 use cogview_core::sampling::TopKSampler;
-use cogview_core::{Caption, CaptionRequest};
+use cogview_core::{Caption, CaptionRequest, GlobalGenerator};
 use cogview_core::{Error, Image, Result, RunContext, TokenGrid};
 
 /// The intermediate results of one edit, for inspection and tests.
@@ -71,17 +73,6 @@ pub struct WrittenCaption {
     pub text: String,
     /// Its token ids and mean log-probability.
     pub caption: Caption,
-}
-
-/// One candidate of [`Pipeline::generate_reranked`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct RankedCandidate {
-    /// The candidate's own seed.
-    pub seed: u64,
-    /// Mean log-probability of the prompt given the candidate's stage-1 grid.
-    pub score: f64,
-    /// Whether it is among the images returned.
-    pub kept: bool,
 }
 
 impl Pipeline {
@@ -256,7 +247,7 @@ impl Pipeline {
         Ok(out)
     }
 
-    fn caption_tokens(&self) -> Result<&crate::pipeline::CaptionTokens> {
+    pub(crate) fn caption_tokens(&self) -> Result<&crate::pipeline::CaptionTokens> {
         self.captions.as_ref().ok_or_else(|| {
             Error::invalid_input(
                 "pipeline",
@@ -312,7 +303,9 @@ impl Pipeline {
     /// runs the rest of the pipeline on the best `keep` only. Returns the kept images, best
     /// first, and every candidate's score. (The official script sorts by the mean negative
     /// log-likelihood in descending order, which puts the *least* likely first; cogview keeps
-    /// the most likely, as the paper describes.)
+    /// the most likely, as the paper describes.) This ignores the pipeline's own
+    /// [`Pipeline::rerank`]: `candidates` is the whole draw, and each kept image is plain
+    /// generation of its own seed (records of it name a pipeline `with_rerank(1)`).
     pub fn generate_reranked(
         &self,
         prompt: &str,
@@ -332,40 +325,71 @@ impl Pipeline {
         let seeds = ctx.image_seeds(candidates);
         let generator = self.stage1()?;
         let low = generator.generate(&text, &seeds, ctx)?;
-        let tokens = self.caption_tokens()?;
-        let raw = self.text_tokenizer().encode(prompt)?;
-        let mut scored: Vec<(f64, usize)> = Vec::with_capacity(candidates);
-        for (i, g) in low.iter().enumerate() {
-            ctx.check_cancelled()?;
-            let s = generator.caption_log_likelihood(g, tokens.start, &raw.0)?;
-            ctx.report("rerank", i + 1, candidates);
-            scored.push((s, i));
-        }
+        let selection = self.keep_best(generator.as_ref(), prompt, low, &seeds, keep, ctx)?;
         drop(generator);
         if self.low_memory {
             self.generator.release();
         }
-        let mut order = scored.clone();
-        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let kept: Vec<usize> = order.iter().take(keep).map(|&(_, i)| i).collect();
-        let ranked = scored
-            .iter()
-            .map(|&(score, i)| RankedCandidate {
-                seed: seeds[i],
-                score,
-                kept: kept.contains(&i),
-            })
-            .collect();
-        let kept_seeds: Vec<u64> = kept.iter().map(|&i| seeds[i]).collect();
-        let kept_low: Vec<TokenGrid> = kept.iter().map(|&i| low[i].clone()).collect();
-        let mut images = if only_first_stage {
-            self.finish(&kept_seeds, kept_low, None, ctx)?
+        let Selection {
+            low,
+            seeds,
+            records,
+            ranked,
+        } = selection;
+        let images = if only_first_stage {
+            self.finish(&seeds, low, None, ctx)?
         } else {
-            self.run_super_resolution(&text, kept_low, &kept_seeds, ctx)?
+            self.run_super_resolution(&text, low, &seeds, ctx)?
         };
-        for (k, img) in images.iter_mut().enumerate() {
-            img.index = k;
+        Ok((attach_scores(images, records), ranked))
+    }
+
+    /// The inverse-prompt score of `prompt` for each stage-1 grid, reported as "rerank".
+    fn inverse_prompt_scores(
+        &self,
+        generator: &dyn GlobalGenerator,
+        prompt: &str,
+        low: &[TokenGrid],
+        ctx: &RunContext,
+    ) -> Result<Vec<f64>> {
+        let tokens = self.caption_tokens()?;
+        let raw = self.text_tokenizer().encode(prompt)?;
+        let mut scores = Vec::with_capacity(low.len());
+        for (i, g) in low.iter().enumerate() {
+            ctx.check_cancelled()?;
+            scores.push(generator.caption_log_likelihood(g, tokens.start, &raw.0)?);
+            ctx.report("rerank", i + 1, low.len());
         }
-        Ok((images, ranked))
+        Ok(scores)
+    }
+
+    /// Scores stage-1 candidates (drawn with `seeds`) by the inverse-prompt score of `prompt`
+    /// and keeps the best `keep` of the whole draw ([`Selection::best_of_pool`]).
+    pub(crate) fn keep_best(
+        &self,
+        generator: &dyn GlobalGenerator,
+        prompt: &str,
+        low: Vec<TokenGrid>,
+        seeds: &[u64],
+        keep: usize,
+        ctx: &RunContext,
+    ) -> Result<Selection> {
+        let scores = self.inverse_prompt_scores(generator, prompt, &low, ctx)?;
+        Ok(Selection::best_of_pool(&scores, low, seeds, keep))
+    }
+
+    /// Each image the best of its own `k` candidates by the inverse-prompt score of `prompt`
+    /// ([`Selection::best_per_image`]).
+    pub(crate) fn best_per_image(
+        &self,
+        generator: &dyn GlobalGenerator,
+        prompt: &str,
+        low: Vec<TokenGrid>,
+        image_seeds: &[u64],
+        k: usize,
+        ctx: &RunContext,
+    ) -> Result<Selection> {
+        let scores = self.inverse_prompt_scores(generator, prompt, &low, ctx)?;
+        Selection::best_per_image(&scores, low, image_seeds, k)
     }
 }

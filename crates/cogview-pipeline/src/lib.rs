@@ -29,6 +29,7 @@ pub mod hashing;
 pub mod info;
 mod pipeline;
 pub mod record;
+mod selection;
 pub mod settings;
 pub mod vocabulary;
 

@@ -2,6 +2,7 @@
 //! the core's component traits. Built from a TOML configuration ([`Pipeline::from_settings`]) or
 //! from components in Rust ([`PipelineBuilder`]).
 
+use crate::selection::{stage1_seeds, RerankRecord, Selection};
 use crate::settings::Settings;
 use crate::vocabulary::Vocabulary;
 use cogview_core::backend::{Availability, Backend, LoadRequest};
@@ -164,6 +165,10 @@ pub struct GeneratedImage {
     pub high_res: Option<TokenGrid>,
     /// The decoded image.
     pub image: Image,
+    /// Set when the image was chosen among stage-1 candidates by the inverse-prompt score
+    /// ([`Pipeline::generate_reranked`], or a pipeline with `coglm.rerank` above 1): how many
+    /// were drawn and the image's score. Its `seed` alone (with no reranking) makes it again.
+    pub rerank: Option<RerankRecord>,
 }
 
 /// Called with a request's stage-1 grids before its super-resolution starts (e.g. to show a
@@ -223,6 +228,8 @@ pub struct Pipeline {
     predictors: Vec<Arc<StagePredictor>>,
     /// The model's closed vocabulary, if it declares one.
     vocabulary: Option<Vocabulary>,
+    /// Stage-1 candidates per image (`coglm.rerank`; 1: no reranking).
+    rerank: usize,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -232,6 +239,7 @@ impl std::fmt::Debug for Pipeline {
             .field("geometry", &self.geometry)
             .field("low_memory", &self.low_memory)
             .field("super_resolution", &self.super_resolver.is_some())
+            .field("rerank", &self.rerank)
             .finish_non_exhaustive()
     }
 }
@@ -248,6 +256,7 @@ pub struct PipelineBuilder {
     image_tokenizer: Option<Stage<dyn ImageTokenizer>>,
     captions: Option<CaptionTokens>,
     vocabulary: Option<Vocabulary>,
+    rerank: Option<usize>,
 }
 
 /// The token ids captions use: the start token, an optional end token and the text pieces.
@@ -265,6 +274,12 @@ impl PipelineBuilder {
     /// Lets the pipeline score and write captions with these tokens.
     pub fn captions(mut self, c: CaptionTokens) -> Self {
         self.captions = Some(c);
+        self
+    }
+    /// Draws `k` stage-1 candidates per image and keeps the one under which CogLM finds the
+    /// prompt most likely (needs [`PipelineBuilder::captions`]; default 1: no reranking).
+    pub fn rerank(mut self, k: usize) -> Self {
+        self.rerank = Some(k);
         self
     }
     /// The style whose template the prompts get (default: `mainbody`).
@@ -344,8 +359,16 @@ impl PipelineBuilder {
                 ),
             ));
         }
+        let rerank = crate::settings::check_rerank(self.rerank.unwrap_or(1))?;
+        if rerank > 1 && self.captions.is_none() {
+            return Err(Error::invalid_input(
+                "rerank",
+                "reranking scores the prompt as a caption; add the caption tokens (PipelineBuilder::captions) or rerank 1",
+            ));
+        }
         Ok(Pipeline {
             settings: None,
+            rerank,
             style: self.style,
             geometry: self.geometry,
             low_memory: self.low_memory,
@@ -680,6 +703,7 @@ impl Pipeline {
             sr_stages,
             image_tokenizer,
             predictors,
+            rerank: crate::settings::check_rerank(s.coglm.rerank)?,
             settings: Some(settings),
         };
         if !low_memory {
@@ -770,6 +794,38 @@ impl Pipeline {
             None => Ok(g),
         }
     }
+    /// Stage-1 candidates drawn per image by [`Pipeline::generate`] (`coglm.rerank`; 1: no
+    /// reranking).
+    pub fn rerank(&self) -> usize {
+        self.rerank
+    }
+
+    /// The same pipeline drawing `k` stage-1 candidates per image (1: no reranking), sharing
+    /// every component. `with_rerank(1)` makes a reranked image again from its own seed.
+    pub fn with_rerank(&self, k: usize) -> Result<Pipeline> {
+        let k = crate::settings::check_rerank(k)?;
+        if k > 1 {
+            self.caption_tokens()?;
+        }
+        let mut p = self.without_rerank();
+        p.rerank = k;
+        if let Some(s) = &mut p.settings {
+            s.coglm.rerank = k;
+        }
+        Ok(p)
+    }
+
+    /// The same pipeline with no reranking (`with_rerank(1)`): what makes each image of
+    /// [`Pipeline::generate_reranked`] from its seed, so the pipeline its records name.
+    pub fn without_rerank(&self) -> Pipeline {
+        let mut p = self.clone();
+        p.rerank = 1;
+        if let Some(s) = &mut p.settings {
+            s.coglm.rerank = 1;
+        }
+        p
+    }
+
     /// Its grid sizes.
     pub fn geometry(&self) -> Geometry {
         self.geometry
@@ -854,7 +910,10 @@ impl Pipeline {
 
     /// Generates `num_images` images for `prompt`; image `i` uses seed `ctx.seed + i`. With
     /// `only_first_stage`, the 20×20 grids are decoded at 160 px and enlarged ×3 by repeating
-    /// pixels, as the official `--only-first-stage` does.
+    /// pixels, as the official `--only-first-stage` does. In a pipeline that reranks
+    /// ([`Pipeline::rerank`] `k` above 1) image `i` is the best of `k` stage-1 candidates
+    /// ([`RunContext::candidate_seeds`] of its seed) by the inverse-prompt score; it keeps seed
+    /// `ctx.seed + i`, and the same pipeline makes it again from that seed alone.
     pub fn generate(
         &self,
         prompt: &str,
@@ -868,17 +927,42 @@ impl Pipeline {
         let text = self.encode_prompt(prompt)?;
         self.warn_unknown_words(prompt);
         let seeds = ctx.image_seeds(num_images);
-        let low = {
+        let selection = {
             let _span = tracing::info_span!("stage1", images = num_images).entered();
             let generator = self.stage1()?;
-            let low = generator.generate(&text, &seeds, ctx)?;
+            let low = generator.generate(&text, &stage1_seeds(&seeds, self.rerank), ctx)?;
+            let selection = self.select(generator.as_ref(), prompt, low, seeds, ctx)?;
             drop(generator);
             if self.low_memory {
                 self.generator.release();
             }
-            low
+            selection
         };
-        self.after_stage1(&text, low, &seeds, only_first_stage, ctx)
+        let images = self.after_stage1(
+            &text,
+            selection.low,
+            &selection.seeds,
+            only_first_stage,
+            ctx,
+        )?;
+        Ok(attach_scores(images, selection.records))
+    }
+
+    /// The stage-1 grids of `image_seeds` that go on: all of them, or in a pipeline that
+    /// reranks, each image's best candidate (`low` holds every candidate).
+    fn select(
+        &self,
+        generator: &dyn GlobalGenerator,
+        prompt: &str,
+        low: Vec<TokenGrid>,
+        image_seeds: Vec<u64>,
+        ctx: &RunContext,
+    ) -> Result<Selection> {
+        if self.rerank > 1 {
+            self.best_per_image(generator, prompt, low, &image_seeds, self.rerank, ctx)
+        } else {
+            Ok(Selection::all(low, image_seeds))
+        }
     }
 
     /// Generates the images of several requests (a server's concurrent requests), their stage 1
@@ -929,28 +1013,46 @@ impl Pipeline {
                     return;
                 }
             };
+            let draws: Vec<Vec<u64>> = prepared
+                .iter()
+                .map(|(_, _, seeds)| stage1_seeds(seeds, self.rerank))
+                .collect();
             let stage1: Vec<Stage1Request> = prepared
                 .iter()
-                .map(|(i, text, seeds)| Stage1Request {
+                .zip(&draws)
+                .map(|((i, text, _), seeds)| Stage1Request {
                     text,
                     seeds,
                     ctx: requests[*i].ctx,
                 })
                 .collect();
-            let lows = generator.generate_many(&stage1);
+            // With reranking, each request's candidates are scored while CogLM is loaded.
+            let lows: Vec<Result<Selection>> = generator
+                .generate_many(&stage1)
+                .into_iter()
+                .zip(&prepared)
+                .map(|(low, (i, _, seeds))| {
+                    let r = &requests[*i];
+                    low.and_then(|low| {
+                        self.select(generator.as_ref(), r.prompt, low, seeds.clone(), r.ctx)
+                    })
+                })
+                .collect();
             drop(generator);
             if self.low_memory {
                 self.generator.release();
             }
             lows
         };
-        for ((i, text, seeds), low) in prepared.into_iter().zip(lows) {
+        for ((i, text, _), sel) in prepared.into_iter().zip(lows) {
             let r = &requests[i];
-            let result = low.and_then(|low| {
+            let result = sel.and_then(|sel| {
                 if let Some(hook) = r.on_stage1 {
-                    hook(&low);
+                    hook(&sel.low);
                 }
-                self.after_stage1(&text, low, &seeds, r.only_first_stage, r.ctx)
+                let images =
+                    self.after_stage1(&text, sel.low, &sel.seeds, r.only_first_stage, r.ctx)?;
+                Ok(attach_scores(images, sel.records))
             });
             on_done(i, result);
         }
@@ -1061,6 +1163,7 @@ impl Pipeline {
                 low_res: low,
                 high_res: high,
                 image,
+                rerank: None,
             });
         }
         drop(vq);
@@ -1136,4 +1239,16 @@ fn dsr_sampler(d: &crate::settings::DsrSettings, labels: &Arc<ClusterLabels>) ->
         top_k_clusters: d.top_k_clusters,
         inner_temperature: d.inner_temperature,
     })
+}
+
+/// Numbers the images in their kept order and records their scores.
+pub(crate) fn attach_scores(
+    mut images: Vec<GeneratedImage>,
+    records: Vec<Option<RerankRecord>>,
+) -> Vec<GeneratedImage> {
+    for (k, (img, record)) in images.iter_mut().zip(records).enumerate() {
+        img.index = k;
+        img.rerank = record;
+    }
+    images
 }

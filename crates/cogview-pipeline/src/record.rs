@@ -9,6 +9,7 @@
 //! folder, a user name); [`RecordOptions::full_paths`] keeps the paths for a user who wants them.
 //! `cogview regenerate` finds the weights again by their digests ([`find_weights`]).
 
+pub use crate::selection::RerankRecord;
 use crate::settings::Settings;
 use cogview_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -61,16 +62,6 @@ pub enum Origin {
         /// The stage-1 grid given.
         low_res: cogview_core::TokenGrid,
     },
-}
-
-/// How a reranked image was chosen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RerankRecord {
-    /// Candidates drawn.
-    pub candidates: usize,
-    /// Mean log-probability of the prompt given the image's stage-1 grid.
-    pub score: f64,
 }
 
 /// The record of one image.

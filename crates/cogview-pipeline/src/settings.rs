@@ -102,6 +102,28 @@ pub struct CoglmSettings {
     pub caption_start: String,
     /// The token that ends a written caption, if any.
     pub caption_end: Option<String>,
+    /// Stage-1 candidates per image, the best kept by the inverse-prompt score (1: none).
+    #[serde(default = "one_candidate")]
+    pub rerank: usize,
+}
+
+fn one_candidate() -> usize {
+    1
+}
+
+/// The most stage-1 candidates per image `coglm.rerank` may ask for.
+pub const MAX_RERANK: usize = 64;
+
+/// Refuses a number of stage-1 candidates per image outside 1..=[`MAX_RERANK`].
+pub(crate) fn check_rerank(k: usize) -> Result<usize> {
+    if k == 0 || k > MAX_RERANK {
+        return Err(Error::config(
+            "pipeline",
+            "coglm.rerank",
+            format!("{k} stage-1 candidates per image: give 1 (no reranking) to {MAX_RERANK}"),
+        ));
+    }
+    Ok(k)
 }
 
 /// Stage 2 (DSR), resolved.
@@ -411,6 +433,7 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| "<start_of_chinese>".into()),
             caption_end: c.caption_end.clone(),
+            rerank: c.rerank.unwrap_or(1),
         };
         let text_tokenizer = locate(&cfg.text_tokenizer.path, TEXT_TOKENIZER, "text_tokenizer")?;
         // Optional: only a file the configuration names.
@@ -517,6 +540,7 @@ impl Settings {
                 "top_k and top_k_clusters must be at least 1",
             ));
         }
+        check_rerank(c.rerank)?;
         if let Some(d) = &self.dsr {
             positive(d.temperature, "dsr.temperature")?;
             positive(d.inner_temperature, "dsr.inner_temperature")?;
@@ -569,6 +593,7 @@ impl Settings {
             cluster_labels: c.cluster_labels.clone(),
             caption_start: Some(c.caption_start.clone()),
             caption_end: c.caption_end.clone(),
+            rerank: Some(c.rerank),
         };
         if let Some(d) = &self.dsr {
             cfg.dsr = crate::config::DsrStageConfig {

@@ -6,7 +6,7 @@ use cogview::core::edit::EditMask;
 use cogview::core::stage1::Style;
 use cogview::core::Image;
 use cogview::core::{CancelToken, Progress, RunContext, TokenGrid};
-use cogview::pipeline::record::{ImageRecord, Origin, RerankRecord, WeightFile};
+use cogview::pipeline::record::{ImageRecord, Origin, WeightFile};
 use cogview::pipeline::{GeneratedImage, GenerationRequest};
 use cogview::Pipeline;
 use std::collections::{HashMap, VecDeque};
@@ -1003,9 +1003,9 @@ impl Scheduler {
         let pipeline = self.styled(&jobs[0]);
         pipeline.generate_many(&requests, |i, result| {
             let only_first_stage = specs[i].only_first_stage;
-            self.complete(&jobs[i], result, |_| Origin::Generate {
+            self.complete(&jobs[i], result, |img| Origin::Generate {
                 only_first_stage,
-                rerank: None,
+                rerank: img.rerank.clone(),
             });
         });
     }
@@ -1013,7 +1013,13 @@ impl Scheduler {
     /// The pipeline in the job's style (sharing the loaded models).
     fn styled(&self, job: &Job) -> Pipeline {
         let style = job.request.style().unwrap_or(self.pipeline.style());
-        self.pipeline.with_style(style)
+        let p = self.pipeline.with_style(style);
+        // A job that names its own draw (`rerank`) keeps candidates made by plain generation
+        // from their seeds, and its records say so.
+        match &job.request {
+            JobRequest::Generate(g) if g.rerank.is_some() => p.without_rerank(),
+            _ => p,
+        }
     }
 
     fn run_alone(&self, job: &Arc<Job>) {
@@ -1025,16 +1031,11 @@ impl Scheduler {
                 let result =
                     pipeline.generate_reranked(&g.prompt, k, g.n, g.only_first_stage, &ctx);
                 match result {
-                    Ok((images, ranked)) => {
+                    Ok((images, _)) => {
                         let only_first_stage = g.only_first_stage;
                         self.complete(job, Ok(images), |img| Origin::Generate {
                             only_first_stage,
-                            rerank: ranked.iter().find(|c| c.seed == img.seed).map(|c| {
-                                RerankRecord {
-                                    candidates: ranked.len(),
-                                    score: c.score,
-                                }
-                            }),
+                            rerank: img.rerank.clone(),
                         })
                     }
                     Err(e) => self.complete(job, Err(e), |_| unreachable!()),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use cogview::pipeline::record::Origin;
+use cogview::pipeline::record::{Origin, RerankRecord};
 use cogview_server::client::{self, multipart, EventStream, Part};
 use cogview_server::{Limits, ServeError, Server, ServerConfig};
 use common::{b64, config, dimensions, pipeline_with_itersr_passes, record, TestServer, PROMPT};
@@ -29,11 +29,12 @@ fn the_openai_route_returns_pngs_with_cogview_records() {
         assert_eq!(rec.prompt, PROMPT);
         assert_eq!(rec.seed, 11 + k as u64);
         assert_eq!((rec.index, rec.of), (k, 2));
+        // The default model keeps each image's best of 4 stage-1 candidates.
         assert!(matches!(
             rec.origin,
             Origin::Generate {
                 only_first_stage: true,
-                rerank: None
+                rerank: Some(RerankRecord { candidates: 4, .. })
             }
         ));
         assert!(!rec.weights.is_empty() && rec.weights.iter().all(|w| w.sha256.len() == 64));
@@ -140,7 +141,9 @@ fn a_job_streams_its_stages_in_order_then_its_images() {
             .position(|s| s == x)
             .unwrap_or_else(|| panic!("{x} not in {stages:?}"))
     };
-    assert!(pos("coglm:162/162") < pos("preview"));
+    // CogLM draws each image's candidates (the default model keeps the best of 4).
+    let tokens = 81 * 2 * s.scheduler.pipeline().rerank();
+    assert!(pos(&format!("coglm:{tokens}/{tokens}")) < pos("preview"));
     assert!(pos("preview") < pos("dsr:1/2"));
     // ItersR reports each pass of each image: n × the pipeline's LoPAR passes.
     let passes = s

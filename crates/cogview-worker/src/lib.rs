@@ -24,7 +24,7 @@
 use async_nats::jetstream::{self, AckKind};
 use cogview::core::edit::EditMask;
 use cogview::core::{CancelToken, Progress, RunContext};
-use cogview::pipeline::record::{ImageRecord, Origin, RerankRecord, WeightFile};
+use cogview::pipeline::record::{ImageRecord, Origin, WeightFile};
 use cogview::Pipeline;
 use cogview_queue::{
     input_names, parse_spec, result_name, JobKind, JobRecord, JobSpec, JobStatus, ProgressEvent,
@@ -530,34 +530,26 @@ pub fn run_job(
         Some(name) => Some(pipeline.with_style(name.parse()?)),
         None => None,
     };
-    let pipeline = styled.as_ref().unwrap_or(pipeline);
+    let mut pipeline = styled.as_ref().unwrap_or(pipeline);
+    let plain;
     let images: Vec<(usize, u64, cogview::core::Image, Origin)> = match &spec.kind {
         JobKind::Generate => {
-            let (images, ranked) = match spec.rerank {
+            // The job's `rerank` (the whole draw), else the pipeline's own (`coglm.rerank`).
+            let images = match spec.rerank {
                 Some(k) => {
-                    let (images, ranked) = pipeline.generate_reranked(
-                        &spec.prompt,
-                        k,
-                        spec.n,
-                        spec.only_first_stage,
-                        ctx,
-                    )?;
-                    (images, Some(ranked))
+                    // Each kept candidate is plain generation of its seed: so say its record.
+                    plain = pipeline.without_rerank();
+                    pipeline = &plain;
+                    pipeline
+                        .generate_reranked(&spec.prompt, k, spec.n, spec.only_first_stage, ctx)?
+                        .0
                 }
-                None => (
-                    pipeline.generate(&spec.prompt, spec.n, spec.only_first_stage, ctx)?,
-                    None,
-                ),
+                None => pipeline.generate(&spec.prompt, spec.n, spec.only_first_stage, ctx)?,
             };
             images
                 .into_iter()
                 .map(|g| {
-                    let rerank = ranked.as_ref().and_then(|r| {
-                        r.iter().find(|c| c.seed == g.seed).map(|c| RerankRecord {
-                            candidates: r.len(),
-                            score: c.score,
-                        })
-                    });
+                    let rerank = g.rerank.clone();
                     (
                         g.index,
                         g.seed,

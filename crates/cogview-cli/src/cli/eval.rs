@@ -52,11 +52,13 @@ pub struct Args {
     /// Scene edits to score (two-object scenes, one object's cell masked and recaptioned; 0: skip).
     #[arg(long, default_value_t = 0)]
     edit: usize,
-    /// Generate each image as the best of K candidates by the inverse-prompt score
-    /// (`generate --rerank K`); 1: plain generation. Adds the row "stage 1 checker's best":
-    /// the best of the K stage-1 candidates by the scene checker, the most any reranker could get.
-    #[arg(long, default_value_t = 1)]
-    rerank: usize,
+    /// Generate each image (scenes and named emoji) as the best of K stage-1 candidates by the
+    /// inverse-prompt score (`generate --rerank K`); 1: plain generation. Default: the
+    /// pipeline's `coglm.rerank` (the default model's: 4). With K > 1 the row "stage 1 checker's
+    /// best" is added: the best of the K stage-1 candidates by the scene checker, the most any
+    /// reranker could get.
+    #[arg(long, value_name = "K")]
+    rerank: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -73,10 +75,18 @@ pub fn run(args: Args) -> Result<()> {
         ),
         None => {
             let cfg = args.pipeline.config()?;
-            (
-                Some(Pipeline::from_settings(Settings::resolve(&cfg, true)?)?),
-                None,
-            )
+            let p = Pipeline::from_settings(Settings::resolve(&cfg, true)?)?;
+            let p = match args.rerank {
+                Some(0) => {
+                    return Err(Error::invalid_input(
+                        "--rerank",
+                        "0 candidates per image; pass 1 for plain generation or K > 1 for the best of K",
+                    ))
+                }
+                Some(k) => p.with_rerank(k)?,
+                None => p,
+            };
+            (Some(p), None)
         }
     };
     let mut reports = Vec::new();
@@ -100,7 +110,6 @@ pub fn run(args: Args) -> Result<()> {
             args.side,
             set,
             args.seed,
-            args.rerank,
         )?;
         if !args.json {
             println!("{r}");

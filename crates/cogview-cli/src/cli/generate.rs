@@ -3,7 +3,7 @@
 use super::pipeline_args::{prepare_output_dir, records, slug, warn_unknown_words, PipelineArgs};
 use super::progress;
 use cogview::core::grid_file::GridFile;
-use cogview::pipeline::record::{weight_records, Origin, RerankRecord};
+use cogview::pipeline::record::{weight_records, Origin};
 use cogview::pipeline::{dry_run, Settings};
 use cogview::{Error, Pipeline, Result, RunContext};
 use std::path::PathBuf;
@@ -26,7 +26,10 @@ pub struct Args {
     only_first_stage: bool,
     /// Inverse prompting: make K stage-1 candidates (seeds seed..seed+K-1), keep the
     /// --num-images best by the mean log-probability of the prompt given each (CogView2's
-    /// inverse-prompt score) and super-resolve only those.
+    /// inverse-prompt score) and super-resolve only those; each image keeps its candidate's
+    /// seed. Without it, a pipeline's `coglm.rerank` K makes image i the best of K candidates
+    /// of its own seed, seed + i (the default model's K is 4); K equal to --num-images keeps
+    /// every candidate (no selection).
     #[arg(long, value_name = "K")]
     rerank: Option<usize>,
     /// Output folder: one PNG per image, <prompt>-<seed>.png.
@@ -62,6 +65,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     prepare_output_dir(&args.out)?;
     let pipeline = Pipeline::from_settings(settings)?;
+    // --rerank K keeps candidates that plain generation makes from their own seeds: the
+    // records name the pipeline without its own reranking.
+    let pipeline = match args.rerank {
+        Some(_) => pipeline.without_rerank(),
+        None => pipeline,
+    };
     // Fail on the prompt before any model runs.
     pipeline.encode_prompt(&args.prompt)?;
     warn_unknown_words(&pipeline, &args.prompt);
@@ -71,6 +80,7 @@ pub fn run(args: Args) -> Result<()> {
     ctx.progress = progress::reporter(args.quiet);
     progress::cancel_on_ctrl_c(&ctx.cancel);
     let started = std::time::Instant::now();
+    // --rerank K (the whole draw), else the pipeline's own (`coglm.rerank`, K per image).
     let (images, ranked) = match args.rerank {
         Some(k) => {
             let (images, ranked) = pipeline.generate_reranked(
@@ -104,12 +114,7 @@ pub fn run(args: Args) -> Result<()> {
         &images,
         |img| Origin::Generate {
             only_first_stage: only_first,
-            rerank: ranked.as_ref().and_then(|r| {
-                r.iter().find(|c| c.seed == img.seed).map(|c| RerankRecord {
-                    candidates: r.len(),
-                    score: c.score,
-                })
-            }),
+            rerank: img.rerank.clone(),
         },
         &weights,
     )?;

@@ -915,7 +915,24 @@ fn eval_with_reranking_adds_the_checkers_best_candidate_which_is_never_worse() {
             .sum::<f64>()
     };
     assert!(attrs(best) >= attrs(picked) - 1e-9, "{rows:?}");
-    // Without reranking there are no candidates to compare, and no such row.
+    // Without reranking (`--rerank 1`; the default model's own is 4) there are no candidates
+    // to compare, and no such row.
+    let out = ok(&[
+        "eval",
+        "--objects",
+        "1",
+        "--count",
+        "1",
+        "--emoji",
+        "0",
+        "--rerank",
+        "1",
+        "--json",
+    ]);
+    assert!(!out.contains("checker's best"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["scenes"][0]["rerank"], 1);
+    // With no --rerank, the model's own: each image the best of 4.
     let out = ok(&[
         "eval",
         "--objects",
@@ -926,7 +943,9 @@ fn eval_with_reranking_adds_the_checkers_best_candidate_which_is_never_worse() {
         "0",
         "--json",
     ]);
-    assert!(!out.contains("checker's best"), "{out}");
+    assert!(out.contains("checker's best"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["scenes"][0]["rerank"], 4);
     // No candidates at all is refused, not run as plain generation.
     let e = fails(&[
         "eval",
@@ -939,18 +958,21 @@ fn eval_with_reranking_adds_the_checkers_best_candidate_which_is_never_worse() {
         "--rerank",
         "0",
     ]);
-    assert!(e.contains("0 candidates") && e.contains("pass 1"), "{e}");
+    assert!(
+        e.contains("--rerank") && e.contains("0 candidates") && e.contains("pass 1"),
+        "{e}"
+    );
 }
 
 #[test]
 fn with_no_model_given_the_embedded_default_model_draws_the_readme_prompt() {
-    // The README's main command, on eight seeds: every image must be exactly the scene the
+    // The README's main command, eight images: every image must be exactly the scene the
     // prompt describes, by the scene checker (independent of the model: it reads pixels).
     let prompt = "a large blue circle in the center";
     let scene = cogview_scenes::Scene::parse(prompt).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    ok(&[
+    let printed = ok(&[
         "generate",
         prompt,
         "-n",
@@ -961,19 +983,40 @@ fn with_no_model_given_the_embedded_default_model_draws_the_readme_prompt() {
         out.to_str().unwrap(),
         "--quiet",
     ]);
-    for seed in 1..=8 {
-        let png = out.join(format!("a-large-blue-circle-in-the-center-{seed}.png"));
-        let img = cogview::image::load_image(&png).unwrap();
+    let pngs: Vec<PathBuf> = printed.lines().map(PathBuf::from).collect();
+    assert_eq!(pngs.len(), 8, "{printed}");
+    let mut seeds = Vec::new();
+    for png in &pngs {
+        let img = cogview::image::load_image(png).unwrap();
         assert_eq!((img.width, img.height), (216, 216));
         let report = cogview_scenes::check(&img, &scene).unwrap();
-        assert!(report.exact, "seed {seed}: {report}");
-        assert!(report.extra.is_empty(), "seed {seed}: {report}");
+        assert!(report.exact, "{}: {report}", png.display());
+        assert!(report.extra.is_empty(), "{}: {report}", png.display());
+        // With the default model each image is the best of 4 stage-1 candidates of its own
+        // seed (1..=8) by the inverse-prompt score, and its record says so.
+        let rec = ImageRecord::read_png(png).unwrap();
+        assert_eq!(rec.settings.coglm.rerank, 4);
+        match &rec.origin {
+            Origin::Generate {
+                rerank: Some(r), ..
+            } => assert_eq!(r.candidates, 4),
+            o => panic!("{o:?}"),
+        }
+        seeds.push(rec.seed);
     }
-    // The record names the embedded weights.
-    let png = out.join("a-large-blue-circle-in-the-center-1.png");
-    let text = cogview::image::read_png_text(&png).unwrap();
+    assert_eq!(seeds, (1..=8).collect::<Vec<u64>>());
+    // The record names the embedded weights, and regenerate finds them and makes the reranked
+    // image again from its seed.
+    let text = cogview::image::read_png_text(&pngs[0]).unwrap();
     let record = &text.iter().find(|(k, _)| k == "cogview").unwrap().1;
     assert!(record.contains("coglm.safetensors"), "{record}");
+    let again = tmp.path().join("again.png");
+    let r = cogview(&["regenerate", s(&pngs[0]), "--out", s(&again), "--quiet"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        cogview::image::load_image(&again).unwrap(),
+        cogview::image::load_image(&pngs[0]).unwrap()
+    );
 }
 
 #[test]
