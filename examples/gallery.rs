@@ -83,12 +83,20 @@ fn main() -> Result<()> {
         "# Gallery of the default model\n\n\
          Made by `cargo run --release -p cogview-examples --example gallery` (examples/gallery.rs) with the embedded \
          default model (`models/default`). Each row: the stage-1 token grid decoded and enlarged \
-         {columns}. Seconds: `Pipeline::generate` for the whole image (release build, batch 1, \
-         RAYON_NUM_THREADS={threads}). Held out: a composition (or emoji) never seen in training.\n\n\
+         {columns}.{rerank} Seconds: `Pipeline::generate` for the whole image (release build, \
+         batch 1, RAYON_NUM_THREADS={threads}). Held out: a composition (or emoji) never seen in \
+         training.\n\n\
          | prompt | held out | seed | seconds | {heading} |\n|---|---|---|---|---|\n",
         threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| {
             std::thread::available_parallelism().map_or(1, |n| n.get()).to_string()
         }),
+        rerank = match pipeline.rerank() {
+            1 => String::new(),
+            k => format!(
+                " Each image (both panels) is the best of {k} stage-1 candidates of its seed by \
+                 the inverse-prompt score (the model's `[coglm] rerank`)."
+            ),
+        },
     );
     let emoji = cogview_emoji::EmojiSet::load("data/fluent-emoji-flat/icons.json.gz")
         .map_err(|e| Error::backend_source("", e))?;
