@@ -165,9 +165,10 @@ pub struct GeneratedImage {
     pub high_res: Option<TokenGrid>,
     /// The decoded image.
     pub image: Image,
-    /// Set when the image was chosen among stage-1 candidates by the inverse-prompt score
-    /// ([`Pipeline::generate_reranked`], or a pipeline with `coglm.rerank` above 1): how many
-    /// were drawn and the image's score. Its `seed` alone (with no reranking) makes it again.
+    /// Set when the image was chosen among stage-1 candidates by the inverse-prompt score: how
+    /// many were drawn and the image's score. From a pipeline with `coglm.rerank` above 1, the
+    /// same pipeline makes it again from `seed`; from [`Pipeline::generate_reranked`], plain
+    /// generation of `seed` ([`Pipeline::without_rerank`]) does.
     pub rerank: Option<RerankRecord>,
 }
 
@@ -801,13 +802,13 @@ impl Pipeline {
     }
 
     /// The same pipeline drawing `k` stage-1 candidates per image (1: no reranking), sharing
-    /// every component. `with_rerank(1)` makes a reranked image again from its own seed.
+    /// every component; `k` outside 1..=64, or above 1 without caption tokens, is refused.
     pub fn with_rerank(&self, k: usize) -> Result<Pipeline> {
         let k = crate::settings::check_rerank(k)?;
         if k > 1 {
             self.caption_tokens()?;
         }
-        let mut p = self.without_rerank();
+        let mut p = self.clone();
         p.rerank = k;
         if let Some(s) = &mut p.settings {
             s.coglm.rerank = k;
