@@ -684,6 +684,31 @@ fn a_pipeline_that_reranks_keeps_each_images_best_candidate_and_regenerates_it_a
         assert_eq!(alone[0].image, img.image);
     }
 
+    // The records name the settings that make each image again from its seed: this pipeline
+    // (rerank 3) for its own images; no reranking for a candidate kept from a pool.
+    let record = |img: &cogview::pipeline::GeneratedImage| {
+        cogview::pipeline::ImageRecord::for_image(
+            &p,
+            prompt,
+            (img.seed, img.index, 1),
+            cogview::pipeline::record::Origin::Generate {
+                only_first_stage: true,
+                rerank: img.rerank.clone(),
+            },
+            &[],
+        )
+        .unwrap()
+    };
+    assert_eq!(record(&images[0]).settings.coglm.rerank, 3);
+    assert!(images[0].rerank.as_ref().unwrap().per_image);
+    let (pooled, _) = p.generate_reranked(prompt, 4, 1, true, &ctx).unwrap();
+    assert!(!pooled[0].rerank.as_ref().unwrap().per_image);
+    assert_eq!(record(&pooled[0]).settings.coglm.rerank, 1);
+    let again = plain
+        .generate(prompt, 1, true, &RunContext::with_seed(pooled[0].seed))
+        .unwrap();
+    assert_eq!(again[0].image, pooled[0].image);
+
     // Batched requests (a server's) rerank the same way.
     let requests = [(prompt, 2, 30), ("a blue square", 1, 50)];
     let (results, _) = generate_many(&p, &requests, None);

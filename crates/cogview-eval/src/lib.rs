@@ -188,14 +188,7 @@ impl std::fmt::Display for SceneReport {
             self.set.label(),
             self.set.objects,
             self.rows.first().map_or(0, |r| r.scenes),
-            if self.rerank > 1 {
-                format!(
-                    ", each image the best of {} stage-1 candidates by the inverse-prompt score",
-                    self.rerank
-                )
-            } else {
-                String::new()
-            }
+            naming::best_of_note(self.rerank, ", each image")
         )?;
         writeln!(
             f,

@@ -179,6 +179,16 @@ pub struct NamingReport {
     pub rerank: usize,
 }
 
+/// `"{what} the best of K stage-1 candidates …"` for a report whose images were reranked, else
+/// nothing.
+pub(crate) fn best_of_note(rerank: usize, what: &str) -> String {
+    if rerank > 1 {
+        format!("{what} the best of {rerank} stage-1 candidates by the inverse-prompt score")
+    } else {
+        String::new()
+    }
+}
+
 impl std::fmt::Display for NamingReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1}%", 100.0 * r));
@@ -189,14 +199,7 @@ impl std::fmt::Display for NamingReport {
             self.candidates - 1,
             self.thumbnail_side,
             self.thumbnail_side,
-            if self.rerank > 1 {
-                format!(
-                    "; each generated emoji the best of {} stage-1 candidates",
-                    self.rerank
-                )
-            } else {
-                String::new()
-            },
+            best_of_note(self.rerank, "; each generated emoji"),
         )?;
         writeln!(
             f,

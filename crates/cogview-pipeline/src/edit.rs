@@ -305,7 +305,7 @@ impl Pipeline {
     /// log-likelihood in descending order, which puts the *least* likely first; cogview keeps
     /// the most likely, as the paper describes.) This ignores the pipeline's own
     /// [`Pipeline::rerank`]: `candidates` is the whole draw, and each kept image is plain
-    /// generation of its own seed (records of it name a pipeline `with_rerank(1)`).
+    /// generation of its own seed (its records say `rerank = 1`).
     pub fn generate_reranked(
         &self,
         prompt: &str,

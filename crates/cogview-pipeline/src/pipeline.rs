@@ -166,9 +166,9 @@ pub struct GeneratedImage {
     /// The decoded image.
     pub image: Image,
     /// Set when the image was chosen among stage-1 candidates by the inverse-prompt score: how
-    /// many were drawn and the image's score. From a pipeline with `coglm.rerank` above 1, the
-    /// same pipeline makes it again from `seed`; from [`Pipeline::generate_reranked`], plain
-    /// generation of `seed` ([`Pipeline::without_rerank`]) does.
+    /// many were drawn, the image's score, and whether the same pipeline makes it again from
+    /// `seed` (`coglm.rerank` above 1) or plain generation of `seed` does
+    /// ([`Pipeline::generate_reranked`]).
     pub rerank: Option<RerankRecord>,
 }
 
@@ -814,17 +814,6 @@ impl Pipeline {
             s.coglm.rerank = k;
         }
         Ok(p)
-    }
-
-    /// The same pipeline with no reranking (`with_rerank(1)`): what makes each image of
-    /// [`Pipeline::generate_reranked`] from its seed, so the pipeline its records name.
-    pub fn without_rerank(&self) -> Pipeline {
-        let mut p = self.clone();
-        p.rerank = 1;
-        if let Some(s) = &mut p.settings {
-            s.coglm.rerank = 1;
-        }
-        p
     }
 
     /// Its grid sizes.

@@ -325,10 +325,21 @@ impl ImageRecord {
         origin: Origin,
         weights: &[WeightFile],
     ) -> Result<Self> {
-        let settings = pipeline
+        let mut settings = pipeline
             .settings()
             .cloned()
             .ok_or_else(|| Error::backend("the pipeline has no recorded settings"))?;
+        // A candidate kept from a pool (`--rerank K`) is plain generation of its seed: the
+        // settings that make it again rerank nothing.
+        if let Origin::Generate {
+            rerank: Some(RerankRecord {
+                per_image: false, ..
+            }),
+            ..
+        } = &origin
+        {
+            settings.coglm.rerank = 1;
+        }
         Ok(ImageRecord {
             format: FORMAT.into(),
             version: VERSION,

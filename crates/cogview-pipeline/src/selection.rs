@@ -13,6 +13,11 @@ pub struct RerankRecord {
     pub candidates: usize,
     /// Mean log-probability of the prompt given the image's stage-1 grid.
     pub score: f64,
+    /// `true`: the best of its own seed's candidates (a pipeline's `coglm.rerank`), which the
+    /// same pipeline makes again from the seed. `false` (and in records written before this
+    /// field): kept from a pool (`--rerank K`), a candidate plain generation makes from its seed.
+    #[serde(default)]
+    pub per_image: bool,
 }
 
 /// One candidate of [`Pipeline::generate_reranked`].
@@ -75,6 +80,7 @@ impl Selection {
                     Some(RerankRecord {
                         candidates,
                         score: scores[i],
+                        per_image: false,
                     })
                 })
                 .collect(),
@@ -129,6 +135,7 @@ impl Selection {
             records.push(Some(RerankRecord {
                 candidates: k,
                 score: scores[best],
+                per_image: true,
             }));
         }
         let mut low: Vec<Option<TokenGrid>> = low.into_iter().map(Some).collect();

@@ -1013,13 +1013,7 @@ impl Scheduler {
     /// The pipeline in the job's style (sharing the loaded models).
     fn styled(&self, job: &Job) -> Pipeline {
         let style = job.request.style().unwrap_or(self.pipeline.style());
-        let p = self.pipeline.with_style(style);
-        // A job that names its own draw (`rerank`) keeps candidates made by plain generation
-        // from their seeds, and its records say so.
-        match &job.request {
-            JobRequest::Generate(g) if g.rerank.is_some() => p.without_rerank(),
-            _ => p,
-        }
+        self.pipeline.with_style(style)
     }
 
     fn run_alone(&self, job: &Arc<Job>) {

@@ -530,16 +530,12 @@ pub fn run_job(
         Some(name) => Some(pipeline.with_style(name.parse()?)),
         None => None,
     };
-    let mut pipeline = styled.as_ref().unwrap_or(pipeline);
-    let plain;
+    let pipeline = styled.as_ref().unwrap_or(pipeline);
     let images: Vec<(usize, u64, cogview::core::Image, Origin)> = match &spec.kind {
         JobKind::Generate => {
             // The job's `rerank` (the whole draw), else the pipeline's own (`coglm.rerank`).
             let images = match spec.rerank {
                 Some(k) => {
-                    // Each kept candidate is plain generation of its seed: so say its record.
-                    plain = pipeline.without_rerank();
-                    pipeline = &plain;
                     pipeline
                         .generate_reranked(&spec.prompt, k, spec.n, spec.only_first_stage, ctx)?
                         .0

@@ -65,12 +65,6 @@ pub fn run(args: Args) -> Result<()> {
     }
     prepare_output_dir(&args.out)?;
     let pipeline = Pipeline::from_settings(settings)?;
-    // --rerank K keeps candidates that plain generation makes from their own seeds: the
-    // records name the pipeline without its own reranking.
-    let pipeline = match args.rerank {
-        Some(_) => pipeline.without_rerank(),
-        None => pipeline,
-    };
     // Fail on the prompt before any model runs.
     pipeline.encode_prompt(&args.prompt)?;
     warn_unknown_words(&pipeline, &args.prompt);

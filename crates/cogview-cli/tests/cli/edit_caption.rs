@@ -208,12 +208,19 @@ fn generate_with_rerank_keeps_the_best_candidates_and_records_them() {
                 rerank: Some(r), ..
             } => {
                 assert_eq!(r.candidates, 4);
+                assert!(!r.per_image);
                 assert!(kept
                     .iter()
                     .any(|l| l.contains(&format!("seed {}:", rec.seed))));
             }
             o => panic!("{o:?}"),
         }
+        // Kept from the pool, the image is plain generation of its seed (the default model's
+        // own best-of-4 is off in its record), and regenerate makes it again.
+        assert_eq!(rec.settings.coglm.rerank, 1);
+        let again = tmp.path().join("again.png");
+        let (_, stderr) = ok(&["regenerate", f, "--out", s(&again), "--quiet"]);
+        assert!(stderr.contains("identical"), "{stderr}");
     }
     let e = fails(&[
         "generate",

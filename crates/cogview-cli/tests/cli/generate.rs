@@ -915,49 +915,22 @@ fn eval_with_reranking_adds_the_checkers_best_candidate_which_is_never_worse() {
             .sum::<f64>()
     };
     assert!(attrs(best) >= attrs(picked) - 1e-9, "{rows:?}");
+    // One prompt, with `extra` flags.
+    let one = |extra: &[&'static str]| {
+        let mut a = vec!["eval", "--objects", "1", "--count", "1", "--emoji", "0"];
+        a.extend_from_slice(extra);
+        a
+    };
     // Without reranking (`--rerank 1`; the default model's own is 4) there are no candidates
-    // to compare, and no such row.
-    let out = ok(&[
-        "eval",
-        "--objects",
-        "1",
-        "--count",
-        "1",
-        "--emoji",
-        "0",
-        "--rerank",
-        "1",
-        "--json",
-    ]);
-    assert!(!out.contains("checker's best"), "{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["scenes"][0]["rerank"], 1);
-    // With no --rerank, the model's own: each image the best of 4.
-    let out = ok(&[
-        "eval",
-        "--objects",
-        "1",
-        "--count",
-        "1",
-        "--emoji",
-        "0",
-        "--json",
-    ]);
-    assert!(out.contains("checker's best"), "{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["scenes"][0]["rerank"], 4);
+    // to compare, and no such row; with no --rerank, the model's own: each the best of 4.
+    for (extra, rerank) in [(&["--rerank", "1", "--json"][..], 1), (&["--json"][..], 4)] {
+        let out = ok(&one(extra));
+        assert_eq!(out.contains("checker's best"), rerank > 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["scenes"][0]["rerank"], rerank);
+    }
     // No candidates at all is refused, not run as plain generation.
-    let e = fails(&[
-        "eval",
-        "--objects",
-        "1",
-        "--count",
-        "1",
-        "--emoji",
-        "0",
-        "--rerank",
-        "0",
-    ]);
+    let e = fails(&one(&["--rerank", "0"]));
     assert!(
         e.contains("--rerank") && e.contains("0 candidates") && e.contains("pass 1"),
         "{e}"
