@@ -727,6 +727,40 @@ fn a_pipeline_that_reranks_keeps_each_images_best_candidate_and_regenerates_it_a
 }
 
 #[test]
+fn coglm_guidance_outside_one_to_the_maximum_is_refused_by_name() {
+    let max = cogview::pipeline::settings::MAX_GUIDANCE;
+    for g in [0.5, -1.0, max + 0.5, f32::NAN, f32::INFINITY] {
+        let mut cfg = config();
+        cfg.coglm.guidance = Some(g);
+        let e = Settings::resolve(&cfg, false).unwrap_err().to_string();
+        assert!(
+            e.contains("coglm.guidance") && e.contains("none"),
+            "{g}: {e}"
+        );
+    }
+    // Written in a pipeline file, it is read, kept in the resolved settings and written back;
+    // left out, it is 1 (no guidance), also in settings recorded before it existed.
+    let cfg = PipelineConfig::from_toml("[coglm]\nguidance = 2.5\n", "p.toml").unwrap();
+    assert_eq!(cfg.coglm.guidance, Some(2.5));
+    let mut cfg = config();
+    cfg.coglm.guidance = Some(2.5);
+    let s = Settings::resolve(&cfg, false).unwrap();
+    assert_eq!(s.coglm.guidance, 2.5);
+    assert_eq!(s.to_config().coglm.guidance, Some(2.5));
+    assert_eq!(
+        Settings::resolve(&config(), false).unwrap().coglm.guidance,
+        1.0
+    );
+    let mut recorded = serde_json::to_value(&s).unwrap();
+    recorded["coglm"]
+        .as_object_mut()
+        .unwrap()
+        .remove("guidance");
+    let old: Settings = serde_json::from_value(recorded).unwrap();
+    assert_eq!(old.coglm.guidance, 1.0);
+}
+
+#[test]
 fn coglm_rerank_outside_one_to_the_maximum_is_refused_by_name() {
     for k in [0, cogview::pipeline::settings::MAX_RERANK + 1] {
         let mut cfg = config();

@@ -16,6 +16,7 @@
 #   bash tools/train/train_default_whole_domain.sh coglm-deep # CogLM grown to 10 layers (session 11)
 #   bash tools/train/train_default_whole_domain.sh coglm-emoji # CogLM, 2400 more, 60 % emoji (session 12)
 #   bash tools/train/train_default_whole_domain.sh coglm-emoji2 # 2400 more after that, 50 % emoji
+#   bash tools/train/train_default_whole_domain.sh coglm-guided # 1500 more with captions dropped (guidance)
 #   bash tools/train/train_default_whole_domain.sh dsr        # DSR
 #   bash tools/train/train_default_whole_domain.sh dsr-more   # DSR, 2000 more steps (session 11)
 #   bash tools/train/train_default_whole_domain.sh itersr     # ItersR (independent of dsr)
@@ -97,6 +98,15 @@ coglm-emoji2)
     # leg from it, half emoji, 2400 steps, lr 1e-4, seed 14.
     $bin train coglm "${common[@]}" --out "$out/coglm-emoji2" --steps 2400 --lr 1e-4 --batch 16 \
         --seed 14 --scene-fraction 0.5 --init-from "$out/coglm-emoji/coglm.safetensors"
+    ;;
+coglm-guided)
+    # Session 13: classifier-free guidance (`[coglm] guidance`) needs a model that also knows the
+    # unconditional image distribution: 1500 more steps from the shipped CogLM with 15 % of the
+    # text → image samples trained without their text (--caption-dropout), 40 % emoji, lr 1e-4,
+    # seed 15.
+    $bin train coglm "${common[@]}" --out "$out/coglm-guided" --steps 1500 --lr 1e-4 --batch 16 \
+        --seed 15 --scene-fraction 0.6 --caption-dropout 0.15 \
+        --init-from "$out/coglm-more/coglm.safetensors"
     ;;
 dsr)
     # DSR and ItersR see the caption and local token context, so a short warm-started schedule on

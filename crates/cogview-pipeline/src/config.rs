@@ -149,6 +149,11 @@ pub struct CoglmStageConfig {
     /// the prompt most likely (inverse prompting, the same score as `generate --rerank`), and only
     /// it is super-resolved. 1 (the default, and CogView2's): no reranking.
     pub rerank: Option<usize>,
+    /// Classifier-free guidance scale: each image token is drawn from the unconditional logits
+    /// plus this times (conditional − unconditional). 1 (the default, and CogView2's): none;
+    /// above 1 stage 1 runs the model twice per token. Needs a CogLM trained with some captions
+    /// dropped (the default model is).
+    pub guidance: Option<f32>,
 }
 
 /// `[dsr]`: stage 2, direct super-resolution.

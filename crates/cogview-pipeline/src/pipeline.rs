@@ -605,6 +605,7 @@ impl Pipeline {
             layout,
             text_bias: c.text_bias,
             max_batch: c.batch_size,
+            guidance: c.guidance,
         };
         let coglm_backend = stage_backend(&c.placement, "coglm")?;
         let generator = Stage::lazy("coglm", move || {

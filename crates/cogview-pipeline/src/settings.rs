@@ -105,11 +105,21 @@ pub struct CoglmSettings {
     /// Stage-1 candidates per image, the best kept by the inverse-prompt score (1: none).
     #[serde(default = "one_candidate")]
     pub rerank: usize,
+    /// Classifier-free guidance scale (1: none).
+    #[serde(default = "no_guidance")]
+    pub guidance: f32,
 }
 
 fn one_candidate() -> usize {
     1
 }
+
+fn no_guidance() -> f32 {
+    1.0
+}
+
+/// The largest classifier-free guidance scale `coglm.guidance` accepts.
+pub const MAX_GUIDANCE: f32 = 20.0;
 
 /// The most stage-1 candidates per image `coglm.rerank` may ask for.
 pub const MAX_RERANK: usize = 64;
@@ -434,6 +444,7 @@ impl Settings {
                 .unwrap_or_else(|| "<start_of_chinese>".into()),
             caption_end: c.caption_end.clone(),
             rerank: c.rerank.unwrap_or(1),
+            guidance: c.guidance.unwrap_or(1.0),
         };
         let text_tokenizer = locate(&cfg.text_tokenizer.path, TEXT_TOKENIZER, "text_tokenizer")?;
         // Optional: only a file the configuration names.
@@ -541,6 +552,16 @@ impl Settings {
             ));
         }
         check_rerank(c.rerank)?;
+        if !(c.guidance.is_finite() && (1.0..=MAX_GUIDANCE).contains(&c.guidance)) {
+            return Err(Error::config(
+                "pipeline",
+                "coglm.guidance",
+                format!(
+                    "{} is not a guidance scale: give 1 (none, CogView2's) to {MAX_GUIDANCE}",
+                    c.guidance
+                ),
+            ));
+        }
         if let Some(d) = &self.dsr {
             positive(d.temperature, "dsr.temperature")?;
             positive(d.inner_temperature, "dsr.inner_temperature")?;
@@ -594,6 +615,7 @@ impl Settings {
             caption_start: Some(c.caption_start.clone()),
             caption_end: c.caption_end.clone(),
             rerank: Some(c.rerank),
+            guidance: Some(c.guidance),
         };
         if let Some(d) = &self.dsr {
             cfg.dsr = crate::config::DsrStageConfig {

@@ -328,6 +328,11 @@ pub struct CoglmTrainOptions {
     /// Share of text-conditioned infilling samples ([`text_infill`]; 0 in the official objective).
     #[serde(default)]
     pub infill_ratio: f64,
+    /// Share of text → image samples whose text is dropped (the image follows `<start_of_image>`
+    /// alone), so that the model also learns the unconditional distribution classifier-free
+    /// guidance needs (0 in the official objective).
+    #[serde(default)]
+    pub caption_dropout: f64,
     pub grid: usize,
     pub seed: u64,
     pub save_every: u64,
@@ -345,6 +350,7 @@ impl Default for CoglmTrainOptions {
             warmup: 200,
             caption_ratio: 0.3,
             infill_ratio: 0.0,
+            caption_dropout: 0.0,
             grid: 8,
             seed: 2,
             save_every: 250,
@@ -440,6 +446,8 @@ pub fn train(
             } else if r < opts.caption_ratio + opts.infill_ratio {
                 let mask = random_rectangle(opts.grid, &mut rng);
                 text_infill(&ids, &grid.ids, opts.grid, &mask, vocab)?
+            } else if rng.next_f64() < opts.caption_dropout {
+                text_to_image(&[], &grid.ids, vocab)
             } else {
                 text_to_image(&ids, &grid.ids, vocab)
             });

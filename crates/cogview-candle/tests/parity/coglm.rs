@@ -6,8 +6,9 @@ use cogview_backend_tests as common;
 use cogview::candle::{CoglmModel, LoadOptions};
 use cogview::core::lm::{AutoregressiveLm, LmInput, LmSession, LogitsRequest};
 use cogview::core::npy::read_npy_file;
-use cogview::core::sampling::TopKSampler;
-use cogview::core::stage1::{full_logits, CoglmGenerator, CoglmMask, Stage1Settings};
+use cogview::core::sampling::{Sampler, TopKSampler};
+use cogview::core::stage1::{full_logits, CoglmGenerator, CoglmMask, Stage1Layout, Stage1Settings};
+use cogview::core::Rng;
 use cogview::{DType, GlobalGenerator, RunContext, TextTokens};
 use common::*;
 use std::sync::Arc;
@@ -229,6 +230,81 @@ fn seeded_stage1_generation_is_reproducible() {
     // Image 1 of the batch is reproduced alone from its own seed.
     let alone = g.generate(&text, &[seeds[1]], &ctx).unwrap();
     assert_eq!(alone[0], a[1]);
+}
+
+/// Classifier-free guidance against a reference built from uncached whole-sequence forwards:
+/// at every step the conditional logits (text, `<start_of_image>`, the image so far) and the
+/// unconditional ones (`<start_of_image>`, the image so far) are computed from scratch, combined
+/// as `u + s·(c − u)` and sampled with the image's own generator.
+#[test]
+fn guided_generation_samples_the_guided_logits_of_uncached_forwards() {
+    let model = Arc::new(load("tiny-f32", DType::F32));
+    let sampler = TopKSampler {
+        temperature: 1.0,
+        top_k: 40,
+    };
+    let layout = Stage1Layout {
+        grid_height: 3,
+        grid_width: 4,
+        ..Default::default()
+    };
+    let settings = |guidance| Stage1Settings {
+        layout,
+        max_batch: 2,
+        guidance,
+        ..Default::default()
+    };
+    let guided =
+        CoglmGenerator::new(model.clone(), Arc::new(sampler.clone()), settings(2.5)).unwrap();
+    let plain =
+        CoglmGenerator::new(model.clone(), Arc::new(sampler.clone()), settings(1.0)).unwrap();
+    let text = TextTokens(vec![1049, 1176, 1112]);
+    let seeds = [5u64, 6, 7];
+    let ctx = RunContext::with_seed(5);
+    let got = guided.generate(&text, &seeds, &ctx).unwrap();
+
+    let spec = model.spec();
+    let vocab = spec.image_vocab_size;
+    let soi = spec.start_of_image_id;
+    let last_row = |tokens: &[u32], positions: &[u32], text_len: usize| -> Vec<f32> {
+        let mask = CoglmMask {
+            text_len,
+            text_bias: Stage1Settings::default().text_bias,
+        };
+        let all = full_logits(model.as_ref(), tokens, positions, mask, vocab).unwrap();
+        all.row(all.rows - 1).to_vec()
+    };
+    for (grid, &seed) in got.iter().zip(&seeds) {
+        let mut rng = Rng::from_seed(seed);
+        let mut image: Vec<u32> = Vec::new();
+        for j in 0..layout.image_tokens() {
+            let image_positions = (0..j).map(|i| layout.image_position(i));
+            let mut c_tokens = text.0.clone();
+            c_tokens.push(soi);
+            c_tokens.extend(&image);
+            let mut c_positions: Vec<u32> = (0..text.0.len() as u32).collect();
+            c_positions.push(layout.start_of_image_position as u32);
+            c_positions.extend(image_positions.clone());
+            let c = last_row(&c_tokens, &c_positions, text.0.len());
+            let mut u_tokens = vec![soi];
+            u_tokens.extend(&image);
+            let mut u_positions = vec![layout.start_of_image_position as u32];
+            u_positions.extend(image_positions);
+            let u = last_row(&u_tokens, &u_positions, 0);
+            let mixed: Vec<f32> = c.iter().zip(&u).map(|(c, u)| u + 2.5 * (c - u)).collect();
+            image.push(sampler.sample(&mixed, &mut rng).unwrap());
+        }
+        assert_eq!(grid.ids, image, "seed {seed}");
+    }
+    let unguided = plain.generate(&text, &seeds, &ctx).unwrap();
+    assert_ne!(got, unguided, "guidance changes what is drawn");
+    // A scale that is not a number, or below zero, is refused when the generator is made.
+    for bad in [f32::NAN, -1.0, f32::INFINITY] {
+        let err = CoglmGenerator::new(model.clone(), Arc::new(sampler.clone()), settings(bad))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("guidance"), "{err}");
+    }
 }
 
 #[test]

@@ -148,6 +148,11 @@ struct CoglmArgs {
     /// addition to the official objective, which has none). CogLM only.
     #[arg(long, default_value_t = 0.0)]
     infill_ratio: f64,
+    /// Share of text → image samples trained without their text, so that the model also knows
+    /// the unconditional image distribution (what `[coglm] guidance` contrasts the prompt
+    /// with). CogLM only; 0 (the official objective) by default.
+    #[arg(long, default_value_t = 0.0)]
+    caption_dropout: f64,
     #[arg(long, default_value_t = 10)]
     log_every: u64,
 }
@@ -378,14 +383,27 @@ pub fn run(args: Args) -> Result<()> {
                 lr: a.lr,
                 seed: a.seed,
                 infill_ratio: a.infill_ratio,
+                caption_dropout: a.caption_dropout,
                 grid: a.grid as usize,
                 init_from: a.init_from.clone(),
                 ..Default::default()
             };
+            if !(0.0..=0.5).contains(&a.caption_dropout) {
+                return Err(cogview::Error::invalid_input(
+                    "--caption-dropout",
+                    "give a share of the text → image samples between 0 and 0.5 (0.1 is usual)",
+                ));
+            }
             if !(0.0..=0.7).contains(&a.infill_ratio) {
                 return Err(cogview::Error::invalid_input(
                     "--infill-ratio",
                     "give a share between 0 and 0.7 (the caption samples take 0.3)",
+                ));
+            }
+            if !(0.0..=0.5).contains(&a.caption_dropout) {
+                return Err(cogview::Error::invalid_input(
+                    "--caption-dropout",
+                    "give a share of the text → image samples between 0 and 0.5 (0.1 is usual)",
                 ));
             }
             let mut mix = data(&a.emoji, a.seed, a.split, a.scene_fraction)?;
@@ -453,6 +471,13 @@ fn load_tokenizers(a: &CoglmArgs) -> Result<Tokenizers> {
 }
 
 fn train_sr(a: CoglmArgs, kind: cogview::candle::SrKind) -> Result<()> {
+    if a.caption_dropout != 0.0 {
+        return Err(cogview::Error::invalid_input(
+            "--caption-dropout",
+            "dropping captions trains CogLM's unconditional distribution; DSR and ItersR do not \
+             use guidance: leave --caption-dropout out",
+        ));
+    }
     if a.infill_ratio != 0.0 {
         return Err(cogview::Error::invalid_input(
             "--infill-ratio",

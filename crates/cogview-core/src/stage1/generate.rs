@@ -4,11 +4,11 @@
 
 use super::caption::{caption, caption_log_likelihood};
 use super::completion::Completer;
-use super::layout::Stage1Settings;
+use super::layout::{Stage1Layout, Stage1Settings};
 use super::mask::CoglmMask;
 use crate::context::RunContext;
 use crate::error::{Error, Result};
-use crate::lm::{AutoregressiveLm, LmInput, LogitsRequest};
+use crate::lm::{AutoregressiveLm, LmInput, LmSession, Logits, LogitsRequest};
 use crate::rng::Rng;
 use crate::sampling::Sampler;
 use crate::traits::{GlobalGenerator, Stage1Request};
@@ -37,6 +37,15 @@ impl CoglmGenerator {
         settings.layout.check_fits(spec.max_positions)?;
         if settings.max_batch == 0 {
             return Err(Error::invalid_input("max_batch", "must be at least 1"));
+        }
+        if !(settings.guidance.is_finite() && settings.guidance >= 0.0) {
+            return Err(Error::invalid_input(
+                "guidance",
+                format!(
+                    "{} is not a guidance scale: give 1 for none, more to follow the text more",
+                    settings.guidance
+                ),
+            ));
         }
         if spec.image_vocab_size == 0 || spec.image_vocab_size > spec.vocab_size {
             return Err(Error::config(
@@ -101,9 +110,24 @@ impl CoglmGenerator {
             bias: &bias,
             logits: LogitsRequest::Last { vocab },
         })?;
+        let scale = self.settings.guidance;
+        let mut unconditional = if scale != 1.0 {
+            Some(Unconditional::start(
+                self.model.as_ref(),
+                layout,
+                spec.start_of_image_id,
+                batch,
+                vocab,
+            )?)
+        } else {
+            None
+        };
         for j in 0..n_img {
             if reporters.iter().all(|&b| rows[b].ctx.cancel.is_cancelled()) {
                 return Err(Error::Cancelled);
+            }
+            if let Some(u) = &unconditional {
+                u.guide(&mut logits, scale);
             }
             let next: Vec<u32> = (0..batch)
                 .map(|b| self.sampler.sample(logits.row(b), &mut rngs[b]))
@@ -119,6 +143,9 @@ impl CoglmGenerator {
             }
             if j + 1 == n_img {
                 break;
+            }
+            if let Some(u) = &mut unconditional {
+                u.advance(&next, j)?;
             }
             let q = context_len + j;
             logits = session.forward(&LmInput {
@@ -140,6 +167,68 @@ impl CoglmGenerator {
             .layout
             .query(&text.0, spec.start_of_image_id)
             .map(|_| ())
+    }
+}
+
+/// The unconditional stream of classifier-free guidance: the same image tokens after
+/// `<start_of_image>` alone (no text), in a session of its own, one row per batch row.
+struct Unconditional<'m> {
+    session: Box<dyn LmSession + 'm>,
+    layout: Stage1Layout,
+    logits: Logits,
+    vocab: usize,
+}
+
+impl<'m> Unconditional<'m> {
+    fn start(
+        model: &'m dyn AutoregressiveLm,
+        layout: &Stage1Layout,
+        start_of_image_id: u32,
+        batch: usize,
+        vocab: usize,
+    ) -> Result<Self> {
+        let (context, positions) = layout.query(&[], start_of_image_id)?;
+        let mut session = model.new_session(batch, context.len() + layout.image_tokens())?;
+        let tokens: Vec<u32> = (0..batch).flat_map(|_| context.iter().copied()).collect();
+        let logits = session.forward(&LmInput {
+            tokens: &tokens,
+            positions: &positions,
+            bias: &Self::mask().bias_rows(0, context.len(), context.len()),
+            logits: LogitsRequest::Last { vocab },
+        })?;
+        Ok(Unconditional {
+            session,
+            layout: *layout,
+            logits,
+            vocab,
+        })
+    }
+
+    /// No text keys, so no text bias.
+    fn mask() -> CoglmMask {
+        CoglmMask {
+            text_len: 0,
+            text_bias: 0.0,
+        }
+    }
+
+    /// `conditional ← unconditional + scale · (conditional − unconditional)`, row by row.
+    fn guide(&self, conditional: &mut Logits, scale: f32) {
+        for (c, &u) in conditional.data.iter_mut().zip(&self.logits.data) {
+            *c = u + scale * (*c - u);
+        }
+    }
+
+    /// Feeds image token `j` of every row (the tokens the guided logits chose).
+    fn advance(&mut self, next: &[u32], j: usize) -> Result<()> {
+        let q = self.session.cached_len();
+        self.logits = self.session.forward(&LmInput {
+            tokens: next,
+            positions: &[self.layout.image_position(j)],
+            bias: &Self::mask().bias_rows(q, 1, q + 1),
+            logits: LogitsRequest::Last { vocab: self.vocab },
+        })?;
+        Ok(())
     }
 }
 

@@ -94,6 +94,12 @@ pub struct Stage1Settings {
     pub text_bias: f32,
     /// Images generated together in one batch (official `--max-inference-batch-size` 8).
     pub max_batch: usize,
+    /// Classifier-free guidance scale `s`: each image token is sampled from
+    /// `u + s · (c − u)`, `c` the logits given the text and `u` those of the same image after
+    /// `<start_of_image>` alone. 1 (CogView2's) is no guidance and costs nothing; above 1 each
+    /// step runs the model twice. Only a model trained with some captions dropped
+    /// (`cogview train coglm --caption-dropout`) knows `u`.
+    pub guidance: f32,
 }
 
 impl Default for Stage1Settings {
@@ -102,6 +108,7 @@ impl Default for Stage1Settings {
             layout: Stage1Layout::default(),
             text_bias: 1.4,
             max_batch: 8,
+            guidance: 1.0,
         }
     }
 }
