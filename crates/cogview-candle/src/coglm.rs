@@ -3,6 +3,7 @@
 //! `BaseTransformer` with `layernorm_order='sandwich'` as CogView2 runs it.
 
 use crate::backbone::{matmul_wt, Backbone};
+use crate::cached_attention::{CachedAttention, MAX_QUERIES};
 use crate::util::{BackendResult, LoadOptions};
 use candle_core::{DType as CDType, Tensor};
 use cogview_core::lm::{
@@ -199,6 +200,7 @@ impl CoglmSession<'_> {
         layer: usize,
         x: &Tensor,
         bias: &Tensor,
+        bias_values: &[f32],
         n: usize,
     ) -> candle_core::Result<Tensor> {
         let c = &self.model.b.config;
@@ -217,6 +219,15 @@ impl CoglmSession<'_> {
         kc.slice_set(&k, 2, self.len)?;
         vc.slice_set(&v, 2, self.len)?;
         let total = self.len + n;
+        if q.device().is_cpu() && q.dtype() == CDType::F32 && n <= MAX_QUERIES {
+            let op = CachedAttention {
+                keys: total,
+                bias: bias_values.to_vec(),
+                scale: 1.0 / (d as f32).sqrt(),
+            };
+            let ctx = q.apply_op3_no_bwd(kc, vc, &op)?.reshape((b * n, a))?;
+            return l.dense.forward(&ctx);
+        }
         let keys = kc.narrow(2, 0, total)?;
         let values = vc.narrow(2, 0, total)?;
         let q = (q * (1.0 / (d as f64).sqrt()))?;
@@ -253,7 +264,7 @@ impl CoglmSession<'_> {
         let bias = Tensor::from_slice(input.bias, (n, self.len + n), &m.b.device)?;
         for i in 0..m.b.layers.len() {
             let l = &m.b.layers[i];
-            let a = self.attention(i, &l.input_layernorm.forward(&x)?, &bias, n)?;
+            let a = self.attention(i, &l.input_layernorm.forward(&x)?, &bias, input.bias, n)?;
             x = (x + l.third_layernorm.forward(&a)?)?;
             x = m.b.mlp(i, &x)?;
         }

@@ -11,6 +11,7 @@
 mod backbone;
 mod backend;
 mod bf16_pack;
+mod cached_attention;
 mod coglm;
 mod conv_train;
 mod cpu_amx;

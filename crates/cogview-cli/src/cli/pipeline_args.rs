@@ -33,6 +33,11 @@ pub struct PipelineArgs {
     /// Images CogLM generates together (official 8).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Classifier-free guidance scale of stage 1 (overrides the file's `coglm.guidance`): each
+    /// image token is drawn from the unconditional logits plus S times the prompt's difference
+    /// to them; 1: none (CogView2's). Above 1 stage 1 takes about twice as long.
+    #[arg(long, value_name = "S")]
+    pub guidance: Option<f32>,
     /// Record the full paths of the weight files in the PNGs (default: their file names,
     /// sizes and SHA-256 only, so a shared image does not tell where your files are).
     #[arg(long)]
@@ -49,6 +54,21 @@ impl PipelineArgs {
 impl PipelineArgs {
     /// The configuration: the file (if any) with the flags applied on top.
     pub fn config(&self) -> Result<PipelineConfig> {
+        let mut cfg = self.file_config()?;
+        if let Some(g) = self.guidance {
+            let max = cogview::pipeline::settings::MAX_GUIDANCE;
+            if !(g.is_finite() && (1.0..=max).contains(&g)) {
+                return Err(Error::invalid_input(
+                    "--guidance",
+                    format!("{g} is not a guidance scale: give 1 (none) to {max}"),
+                ));
+            }
+            cfg.coglm.guidance = Some(g);
+        }
+        Ok(cfg)
+    }
+
+    fn file_config(&self) -> Result<PipelineConfig> {
         cogview::OpenOptions {
             config: self.config.clone(),
             model_dir: self.model_dir.clone(),
