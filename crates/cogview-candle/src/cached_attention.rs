@@ -4,12 +4,78 @@
 //! transposed view of the cache, two small batched matrix products (each dispatched on its own,
 //! with the keys copied to make them contiguous) and a separate softmax. Here each (row, head)
 //! reads its keys and values straight from the cache once: scores, one softmax, the weighted sum
-//! of values. The arithmetic is the same (`q·k` scaled, plus the bias, softmax in f32).
+//! of values. The arithmetic is the same (`q·k` scaled, plus the bias, softmax in f32). The cache
+//! holds f32, or bf16 for bf16 stages (half the bytes a step reads; widened exactly to f32 here).
 
-use crate::local_attention::dot;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Shape};
 use rayon::prelude::*;
+
+/// What a cache holds: f32, or bf16 widened exactly to f32 when read.
+pub(crate) trait KvValue: Copy + Send + Sync {
+    fn widen(self) -> f32;
+}
+
+impl KvValue for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl KvValue for half::bf16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from_bits(u32::from(self.to_bits()) << 16)
+    }
+}
+
+/// Dot product with 16 independent lanes (vectorises without reassociating a serial sum).
+#[inline(always)]
+fn dot<T: KvValue>(a: &[f32], b: &[T]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ac, ar) = a.split_at(a.len() / 16 * 16);
+    let (bc, br) = b.split_at(ac.len());
+    for (x, y) in ac.chunks_exact(16).zip(bc.chunks_exact(16)) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l].widen();
+        }
+    }
+    let mut s: f32 = ar.iter().zip(br).map(|(x, y)| x * y.widen()).sum();
+    for v in acc {
+        s += v;
+    }
+    s
+}
+
+/// `e^x` for `x ≤ 0` (a score minus the row's maximum) without a libm call, so that the loop
+/// over a row's scores vectorises: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2` (Cody-Waite), a degree-7
+/// polynomial for `e^r` (truncation below 6e-9 relative), `2^n` from the exponent bits. Below
+/// −87 (where f32 turns subnormal, 1e-38 of the largest weight) it is 0, as is `e^−∞`.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to an integer
+    let xc = x.max(-87.0);
+    let n = (xc * LOG2E + MAGIC) - MAGIC;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        p * scale
+    }
+}
 
 /// New queries at most for which [`CachedAttention`] is used (decoding steps); longer inputs
 /// (the prefill) go through matrix products.
@@ -29,24 +95,31 @@ pub(crate) struct CachedAttention {
     pub scale: f32,
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        candle_core::bail!("cached-attention: {what} must be f32, not {:?}", s.dtype());
-    };
+fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("cached-attention: {what} must be contiguous"),
     }
 }
 
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = s else {
+        candle_core::bail!(
+            "cached-attention: {what} must be f32 (or both caches bf16), not {:?}",
+            s.dtype()
+        );
+    };
+    contiguous(data, l, what)
+}
+
 impl CachedAttention {
     /// The attention of `q` ([batch·heads, n, d] as a slice) over the caches `k`, `v`
     /// ([batch·heads, capacity, d]); returns [batch, n, heads·d].
-    pub(crate) fn run(
+    pub(crate) fn run<T: KvValue>(
         &self,
         q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        k: &[T],
+        v: &[T],
         (batch, heads, n, d): (usize, usize, usize, usize),
         capacity: usize,
     ) -> Vec<f32> {
@@ -90,14 +163,14 @@ impl CachedAttention {
 }
 
 /// One (batch row, head): its `n` queries `[n, d]` and its cache rows `[keys, d]`.
-struct Head<'a> {
+struct Head<'a, T> {
     q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
+    k: &'a [T],
+    v: &'a [T],
     d: usize,
 }
 
-impl Head<'_> {
+impl<T: KvValue> Head<'_, T> {
     /// Scores, softmax and the weighted sum of values for every query; `out` is `[n, d]`, zero.
     #[inline(always)]
     fn attend(&self, bias: &[f32], scale: f32, scores: &mut [f32], out: &mut [f32]) {
@@ -117,7 +190,7 @@ impl Head<'_> {
             }
             let mut total = 0f32;
             for s in scores.iter_mut() {
-                *s = (*s - max).exp();
+                *s = exp_nonpositive(*s - max);
                 total += *s;
             }
             let inv = 1.0 / total;
@@ -127,7 +200,7 @@ impl Head<'_> {
                 }
                 let p = s * inv;
                 for (ov, vv) in o.iter_mut().zip(vj) {
-                    *ov += p * vv;
+                    *ov += p * vv.widen();
                 }
             }
         }
@@ -173,9 +246,23 @@ impl candle_core::CustomOp3 for CachedAttention {
             );
         }
         let q = f32_slice(s1, l1, "q")?;
-        let k = f32_slice(s2, l2, "the key cache")?;
-        let v = f32_slice(s3, l3, "the value cache")?;
-        let out = self.run(q, k, v, (batch, heads, n, d), capacity);
+        let dims = (batch, heads, n, d);
+        let out = match (s2, s3) {
+            (CpuStorage::BF16(k), CpuStorage::BF16(v)) => self.run(
+                q,
+                contiguous(k, l2, "the key cache")?,
+                contiguous(v, l3, "the value cache")?,
+                dims,
+                capacity,
+            ),
+            _ => self.run(
+                q,
+                f32_slice(s2, l2, "the key cache")?,
+                f32_slice(s3, l3, "the value cache")?,
+                dims,
+                capacity,
+            ),
+        };
         Ok((CpuStorage::F32(out), Shape::from((batch, n, heads * d))))
     }
 }
@@ -222,6 +309,21 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn exp_of_nonpositive_scores_is_within_two_ulp_and_zero_below_the_f32_range() {
+        let mut worst = 0f64;
+        for i in 0..=870_000 {
+            let x = -(i as f32) * 1e-4;
+            let want = (x as f64).exp();
+            let got = exp_nonpositive(x) as f64;
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 2.5e-7, "relative error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-87.5), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
     }
 
     #[test]
@@ -279,6 +381,28 @@ mod tests {
                 .map(|(g, w)| (*g as f64 - w).abs())
                 .fold(0.0, f64::max);
             assert!(worst < 1e-5, "{batch}x{heads}x{n}x{d}: {worst}");
+            // A bf16 cache: the same values as the f32 cache of its widened contents.
+            let k16: Vec<half::bf16> = k.iter().map(|&x| half::bf16::from_f32(x)).collect();
+            let v16: Vec<half::bf16> = v.iter().map(|&x| half::bf16::from_f32(x)).collect();
+            let k_wide: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
+            let v_wide: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
+            let want16 = reference(
+                &q,
+                &k_wide,
+                &v_wide,
+                &bias,
+                (batch, heads, n, d),
+                capacity,
+                keys,
+                scale,
+            );
+            let got16 = op.run(&q, &k16, &v16, (batch, heads, n, d), capacity);
+            let worst = got16
+                .iter()
+                .zip(&want16)
+                .map(|(g, w)| (*g as f64 - w).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-5, "bf16 {batch}x{heads}x{n}x{d}: {worst}");
             // The portable body, whatever the CPU.
             let mut out = vec![0f32; n * d];
             let mut scores = vec![0f32; keys];

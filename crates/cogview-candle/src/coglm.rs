@@ -144,10 +144,17 @@ impl CoglmModel {
         }
         let c = &self.b.config;
         let shape = (batch, c.num_attention_heads, capacity, c.head_dim);
+        // A bf16 stage on the CPU computes in f32 but keeps its keys and values in bf16: a
+        // decoding step reads the whole cache, as many bytes as the weights at batch 8.
+        let kv_dtype = if self.b.device.is_cpu() && self.b.dtype == CDType::BF16 {
+            CDType::BF16
+        } else {
+            self.b.act_dtype
+        };
         let mut cache = Vec::with_capacity(c.num_layers);
         for _ in 0..c.num_layers {
-            let k = Tensor::zeros(shape, self.b.act_dtype, &self.b.device).be()?;
-            let v = Tensor::zeros(shape, self.b.act_dtype, &self.b.device).be()?;
+            let k = Tensor::zeros(shape, kv_dtype, &self.b.device).be()?;
+            let v = Tensor::zeros(shape, kv_dtype, &self.b.device).be()?;
             cache.push((k, v));
         }
         Ok(CoglmSession {
@@ -216,8 +223,8 @@ impl CoglmSession<'_> {
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let (kc, vc) = &self.cache[layer];
-        kc.slice_set(&k, 2, self.len)?;
-        vc.slice_set(&v, 2, self.len)?;
+        kc.slice_set(&k.to_dtype(kc.dtype())?, 2, self.len)?;
+        vc.slice_set(&v.to_dtype(vc.dtype())?, 2, self.len)?;
         let total = self.len + n;
         if q.device().is_cpu() && q.dtype() == CDType::F32 && n <= MAX_QUERIES {
             let op = CachedAttention {
@@ -228,8 +235,8 @@ impl CoglmSession<'_> {
             let ctx = q.apply_op3_no_bwd(kc, vc, &op)?.reshape((b * n, a))?;
             return l.dense.forward(&ctx);
         }
-        let keys = kc.narrow(2, 0, total)?;
-        let values = vc.narrow(2, 0, total)?;
+        let keys = kc.narrow(2, 0, total)?.to_dtype(q.dtype())?;
+        let values = vc.narrow(2, 0, total)?.to_dtype(q.dtype())?;
         let q = (q * (1.0 / (d as f64).sqrt()))?;
         let scores = q
             .matmul(&keys.t()?)?

@@ -262,14 +262,19 @@ fn vnni_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
     use rayon::prelude::*;
     let rows: Vec<(Vec<u8>, f32)> = x.chunks_exact(w.k).map(|r| quantize_row(r, w.kp)).collect();
     let xq: Vec<u8> = rows.iter().flat_map(|r| r.0.iter().copied()).collect();
-    // Integer sums, transposed [panel rows, m], in parallel chunks of PANELS panels.
-    const PANELS: usize = 4;
+    // Integer sums, transposed [panel rows, m], in parallel chunks of panels: about two per
+    // thread, and at least MIN_PANELS (64 output rows) each. A chunk of 16 rows reads a few tens
+    // of KiB, microseconds of work: finer chunks cost more in scheduling than they gain, and
+    // made two threads slower than one.
+    const MIN_PANELS: usize = 4;
+    let threads = rayon::current_num_threads().max(1);
+    let panels_per_chunk = w.panels().div_ceil(2 * threads).max(MIN_PANELS);
     let groups = w.kp / 4;
     let mut t = vec![0i32; w.panels() * PR * m];
-    t.par_chunks_mut(PANELS * PR * m)
+    t.par_chunks_mut(panels_per_chunk * PR * m)
         .enumerate()
         .for_each(|(c, out)| {
-            let p0 = c * PANELS;
+            let p0 = c * panels_per_chunk;
             let np = out.len() / (PR * m);
             let q = &w.q[p0 * groups * PR * 4..(p0 + np) * groups * PR * 4];
             #[cfg(target_arch = "x86_64")]

@@ -28,7 +28,7 @@ pub(crate) enum Extra<'a> {
 
 /// Dot product with 16 independent lanes (vectorises without reassociating a serial sum).
 #[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let (ac, ar) = a.split_at(a.len() / 16 * 16);
     let (bc, br) = b.split_at(ac.len());
