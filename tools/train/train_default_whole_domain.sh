@@ -17,7 +17,7 @@
 #   bash tools/train/train_default_whole_domain.sh coglm-emoji # CogLM, 2400 more, 60 % emoji (session 12)
 #   bash tools/train/train_default_whole_domain.sh coglm-emoji2 # 2400 more after that, 50 % emoji
 #   bash tools/train/train_default_whole_domain.sh coglm-guided # 1500 more with captions dropped (guidance)
-#   bash tools/train/train_default_whole_domain.sh coglm-emoji3 # 5000 more from coglm-emoji2 at lr 3e-4
+#   bash tools/train/train_default_whole_domain.sh coglm-emoji3 # 3500 more from coglm-emoji2 at lr 3e-4
 #   bash tools/train/train_default_whole_domain.sh dsr        # DSR
 #   bash tools/train/train_default_whole_domain.sh dsr-more   # DSR, 2000 more steps (session 11)
 #   bash tools/train/train_default_whole_domain.sh itersr     # ItersR (independent of dsr)
@@ -112,9 +112,10 @@ coglm-guided)
 coglm-emoji3)
     # Session 13: the emoji legs at lr 1e-4 raised recall@5 but not recall@1; memorising each
     # emoji's 9x9 layout needs many more passes, so a longer leg at the whole-domain run's peak
-    # rate: 5000 more steps from coglm-emoji2, half emoji, lr 3e-4, seed 16 (about 14 more passes
-    # over the training emoji).
-    $bin train coglm "${common[@]}" --out "$out/coglm-emoji3" --steps 5000 --lr 3e-4 --batch 16 \
+    # rate: 3500 more steps from coglm-emoji2, half emoji, lr 3e-4, seed 16 (about 10 more passes
+    # over the training emoji). Run with --steps 5000 to step 500, then resumed with 3500 to end
+    # within the session.
+    $bin train coglm "${common[@]}" --out "$out/coglm-emoji3" --steps 3500 --lr 3e-4 --batch 16 \
         --seed 16 --scene-fraction 0.5 --init-from "$out/coglm-emoji2/coglm.safetensors"
     ;;
 dsr)

@@ -279,9 +279,7 @@ mod tests {
         v: &[f32],
         bias: &[f32],
         (batch, heads, n, d): (usize, usize, usize, usize),
-        capacity: usize,
-        keys: usize,
-        scale: f32,
+        (capacity, keys, scale): (usize, usize, f32),
     ) -> Vec<f64> {
         let mut out = vec![0f64; batch * n * heads * d];
         for b in 0..batch {
@@ -370,9 +368,7 @@ mod tests {
                 &v,
                 &bias,
                 (batch, heads, n, d),
-                capacity,
-                keys,
-                scale,
+                (capacity, keys, scale),
             );
             let got = op.run(&q, &k, &v, (batch, heads, n, d), capacity);
             let worst = got
@@ -392,9 +388,7 @@ mod tests {
                 &v_wide,
                 &bias,
                 (batch, heads, n, d),
-                capacity,
-                keys,
-                scale,
+                (capacity, keys, scale),
             );
             let got16 = op.run(&q, &k16, &v16, (batch, heads, n, d), capacity);
             let worst = got16
