@@ -7,6 +7,7 @@
 //! of values. The arithmetic is the same (`q·k` scaled, plus the bias, softmax in f32). The cache
 //! holds f32, or bf16 for bf16 stages (half the bytes a step reads; widened exactly to f32 here).
 
+use crate::cpu_linear::contiguous;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Shape};
 use rayon::prelude::*;
@@ -86,33 +87,26 @@ pub(crate) const MAX_QUERIES: usize = 16;
 /// Inputs (all f32, contiguous): `q` `[batch, heads, n, d]`, the key and value caches
 /// `[batch, heads, capacity, d]`. `bias` is `[n, keys]`, shared by every row and head (−∞ where a
 /// query may not look). Output: `[batch, n, heads·d]`, the layout the dense layer reads.
-pub(crate) struct CachedAttention {
+pub(crate) struct CachedAttention<'a> {
     /// Cache positions attended to (those written so far, the new ones included).
     pub keys: usize,
     /// `[n, keys]` additive bias.
-    pub bias: Vec<f32>,
+    pub bias: &'a [f32],
     /// Applied to `q·k` (1/√d).
     pub scale: f32,
-}
-
-fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("cached-attention: {what} must be contiguous"),
-    }
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(data) = s else {
         candle_core::bail!(
-            "cached-attention: {what} must be f32 (or both caches bf16), not {:?}",
+            "{what} must be f32 (or both caches bf16), not {:?}",
             s.dtype()
         );
     };
     contiguous(data, l, what)
 }
 
-impl CachedAttention {
+impl CachedAttention<'_> {
     /// The attention of `q` ([batch·heads, n, d] as a slice) over the caches `k`, `v`
     /// ([batch·heads, capacity, d]); returns [batch, n, heads·d].
     pub(crate) fn run<T: KvValue>(
@@ -141,11 +135,11 @@ impl CachedAttention {
                     #[cfg(target_arch = "x86_64")]
                     if wide {
                         // SAFETY: `wide` says the CPU has AVX-512F.
-                        unsafe { head.attend_avx512(&self.bias, self.scale, scores, &mut out) };
+                        unsafe { head.attend_avx512(self.bias, self.scale, scores, &mut out) };
                         return out;
                     }
                     let _ = wide;
-                    head.attend(&self.bias, self.scale, scores, &mut out);
+                    head.attend(self.bias, self.scale, scores, &mut out);
                     out
                 },
             )
@@ -214,7 +208,7 @@ impl<T: KvValue> Head<'_, T> {
     }
 }
 
-impl candle_core::CustomOp3 for CachedAttention {
+impl candle_core::CustomOp3 for CachedAttention<'_> {
     fn name(&self) -> &'static str {
         "cached-attention"
     }
@@ -245,20 +239,20 @@ impl candle_core::CustomOp3 for CachedAttention {
                 self.bias.len()
             );
         }
-        let q = f32_slice(s1, l1, "q")?;
+        let q = f32_slice(s1, l1, "cached-attention: q")?;
         let dims = (batch, heads, n, d);
         let out = match (s2, s3) {
             (CpuStorage::BF16(k), CpuStorage::BF16(v)) => self.run(
                 q,
-                contiguous(k, l2, "the key cache")?,
-                contiguous(v, l3, "the value cache")?,
+                contiguous(k, l2, "cached-attention: the key cache")?,
+                contiguous(v, l3, "cached-attention: the value cache")?,
                 dims,
                 capacity,
             ),
             _ => self.run(
                 q,
-                f32_slice(s2, l2, "the key cache")?,
-                f32_slice(s3, l3, "the value cache")?,
+                f32_slice(s2, l2, "cached-attention: the key cache")?,
+                f32_slice(s3, l3, "cached-attention: the value cache")?,
                 dims,
                 capacity,
             ),
@@ -307,6 +301,13 @@ mod tests {
             }
         }
         out
+    }
+
+    fn largest_difference(got: &[f32], want: &[f64]) -> f64 {
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| (*g as f64 - w).abs())
+            .fold(0.0, f64::max)
     }
 
     #[test]
@@ -359,7 +360,7 @@ mod tests {
             let scale = 1.0 / (d as f32).sqrt();
             let op = CachedAttention {
                 keys,
-                bias: bias.clone(),
+                bias: &bias,
                 scale,
             };
             let want = reference(
@@ -371,11 +372,7 @@ mod tests {
                 (capacity, keys, scale),
             );
             let got = op.run(&q, &k, &v, (batch, heads, n, d), capacity);
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (*g as f64 - w).abs())
-                .fold(0.0, f64::max);
+            let worst = largest_difference(&got, &want);
             assert!(worst < 1e-5, "{batch}x{heads}x{n}x{d}: {worst}");
             // A bf16 cache: the same values as the f32 cache of its widened contents.
             let k16: Vec<half::bf16> = k.iter().map(|&x| half::bf16::from_f32(x)).collect();
@@ -391,11 +388,7 @@ mod tests {
                 (capacity, keys, scale),
             );
             let got16 = op.run(&q, &k16, &v16, (batch, heads, n, d), capacity);
-            let worst = got16
-                .iter()
-                .zip(&want16)
-                .map(|(g, w)| (*g as f64 - w).abs())
-                .fold(0.0, f64::max);
+            let worst = largest_difference(&got16, &want16);
             assert!(worst < 1e-5, "bf16 {batch}x{heads}x{n}x{d}: {worst}");
             // The portable body, whatever the CPU.
             let mut out = vec![0f32; n * d];

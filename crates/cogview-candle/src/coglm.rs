@@ -229,7 +229,7 @@ impl CoglmSession<'_> {
         if q.device().is_cpu() && q.dtype() == CDType::F32 && n <= MAX_QUERIES {
             let op = CachedAttention {
                 keys: total,
-                bias: bias_values.to_vec(),
+                bias: bias_values,
                 scale: 1.0 / (d as f32).sqrt(),
             };
             let ctx = q.apply_op3_no_bwd(kc, vc, &op)?.reshape((b * n, a))?;

@@ -255,10 +255,16 @@ pub(crate) fn product_dims(
     Ok((m, k, n))
 }
 
-fn contiguous<'a, T>(s: &'a [T], l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
+/// The part of a CPU storage `l` covers, if it is contiguous; else an error naming `what`
+/// (the custom op and its operand).
+pub(crate) fn contiguous<'a, T>(
+    s: &'a [T],
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("small-rows-linear: {what} must be contiguous"),
+        None => candle_core::bail!("{what} must be contiguous"),
     }
 }
 
@@ -277,17 +283,25 @@ impl candle_core::CustomOp2 for SmallRowsLinear {
         let (m, k, n) = product_dims(l1, l2, "small-rows-linear")?;
         // x is read as f32 whatever its dtype; the result has x's dtype; w is read in its own.
         let x32: std::borrow::Cow<[f32]> = match s1 {
-            CpuStorage::F32(x) => std::borrow::Cow::Borrowed(contiguous(x, l1, "x")?),
-            CpuStorage::BF16(x) => contiguous(x, l1, "x")?.iter().map(|v| v.to_f32()).collect(),
-            CpuStorage::F16(x) => contiguous(x, l1, "x")?.iter().map(|v| v.to_f32()).collect(),
+            CpuStorage::F32(x) => {
+                std::borrow::Cow::Borrowed(contiguous(x, l1, "small-rows-linear: x")?)
+            }
+            CpuStorage::BF16(x) => contiguous(x, l1, "small-rows-linear: x")?
+                .iter()
+                .map(|v| v.to_f32())
+                .collect(),
+            CpuStorage::F16(x) => contiguous(x, l1, "small-rows-linear: x")?
+                .iter()
+                .map(|v| v.to_f32())
+                .collect(),
             other => {
                 candle_core::bail!("small-rows-linear: unsupported x dtype {:?}", other.dtype())
             }
         };
         let y = match s2 {
-            CpuStorage::F32(w) => run(&x32, m, k, contiguous(w, l2, "w")?, n),
-            CpuStorage::BF16(w) => run(&x32, m, k, contiguous(w, l2, "w")?, n),
-            CpuStorage::F16(w) => run(&x32, m, k, contiguous(w, l2, "w")?, n),
+            CpuStorage::F32(w) => run(&x32, m, k, contiguous(w, l2, "small-rows-linear: w")?, n),
+            CpuStorage::BF16(w) => run(&x32, m, k, contiguous(w, l2, "small-rows-linear: w")?, n),
+            CpuStorage::F16(w) => run(&x32, m, k, contiguous(w, l2, "small-rows-linear: w")?, n),
             other => {
                 candle_core::bail!("small-rows-linear: unsupported w dtype {:?}", other.dtype())
             }

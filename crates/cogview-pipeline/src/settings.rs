@@ -121,6 +121,13 @@ fn no_guidance() -> f32 {
 /// The largest classifier-free guidance scale `coglm.guidance` accepts.
 pub const MAX_GUIDANCE: f32 = 20.0;
 
+/// What is wrong with `g` as a classifier-free guidance scale (1 to [`MAX_GUIDANCE`]), if anything.
+pub fn guidance_problem(g: f32) -> Option<String> {
+    (!(g.is_finite() && (1.0..=MAX_GUIDANCE).contains(&g))).then(|| {
+        format!("{g} is not a guidance scale: give 1 (none, CogView2's) to {MAX_GUIDANCE}")
+    })
+}
+
 /// The most stage-1 candidates per image `coglm.rerank` may ask for.
 pub const MAX_RERANK: usize = 64;
 
@@ -552,15 +559,8 @@ impl Settings {
             ));
         }
         check_rerank(c.rerank)?;
-        if !(c.guidance.is_finite() && (1.0..=MAX_GUIDANCE).contains(&c.guidance)) {
-            return Err(Error::config(
-                "pipeline",
-                "coglm.guidance",
-                format!(
-                    "{} is not a guidance scale: give 1 (none, CogView2's) to {MAX_GUIDANCE}",
-                    c.guidance
-                ),
-            ));
+        if let Some(problem) = guidance_problem(c.guidance) {
+            return Err(Error::config("pipeline", "coglm.guidance", problem));
         }
         if let Some(d) = &self.dsr {
             positive(d.temperature, "dsr.temperature")?;

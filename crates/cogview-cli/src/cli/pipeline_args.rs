@@ -56,12 +56,8 @@ impl PipelineArgs {
     pub fn config(&self) -> Result<PipelineConfig> {
         let mut cfg = self.file_config()?;
         if let Some(g) = self.guidance {
-            let max = cogview::pipeline::settings::MAX_GUIDANCE;
-            if !(g.is_finite() && (1.0..=max).contains(&g)) {
-                return Err(Error::invalid_input(
-                    "--guidance",
-                    format!("{g} is not a guidance scale: give 1 (none) to {max}"),
-                ));
+            if let Some(problem) = cogview::pipeline::settings::guidance_problem(g) {
+                return Err(Error::invalid_input("--guidance", problem));
             }
             cfg.coglm.guidance = Some(g);
         }

@@ -372,6 +372,19 @@ pub fn run(args: Args) -> Result<()> {
         }
         Part::Coglm(a) => {
             set_precision(&a);
+            // The shares are checked before any file is read.
+            if !(0.0..=0.5).contains(&a.caption_dropout) {
+                return Err(cogview::Error::invalid_input(
+                    "--caption-dropout",
+                    "give a share of the text → image samples between 0 and 0.5 (0.1 is usual)",
+                ));
+            }
+            if !(0.0..=0.7).contains(&a.infill_ratio) {
+                return Err(cogview::Error::invalid_input(
+                    "--infill-ratio",
+                    "give a share between 0 and 0.7 (the caption samples take 0.3)",
+                ));
+            }
             let (vq, text, vocab) = load_tokenizers(&a)?;
             let layers = a
                 .layers
@@ -388,24 +401,6 @@ pub fn run(args: Args) -> Result<()> {
                 init_from: a.init_from.clone(),
                 ..Default::default()
             };
-            if !(0.0..=0.5).contains(&a.caption_dropout) {
-                return Err(cogview::Error::invalid_input(
-                    "--caption-dropout",
-                    "give a share of the text → image samples between 0 and 0.5 (0.1 is usual)",
-                ));
-            }
-            if !(0.0..=0.7).contains(&a.infill_ratio) {
-                return Err(cogview::Error::invalid_input(
-                    "--infill-ratio",
-                    "give a share between 0 and 0.7 (the caption samples take 0.3)",
-                ));
-            }
-            if !(0.0..=0.5).contains(&a.caption_dropout) {
-                return Err(cogview::Error::invalid_input(
-                    "--caption-dropout",
-                    "give a share of the text → image samples between 0 and 0.5 (0.1 is usual)",
-                ));
-            }
             let mut mix = data(&a.emoji, a.seed, a.split, a.scene_fraction)?;
             let mut rate = Rate::new();
             let mut avg: Option<f64> = None;

@@ -365,6 +365,42 @@ fn train_refuses_options_that_do_not_apply() {
             "{part}: {err}"
         );
     }
+    for part in ["dsr", "itersr"] {
+        let err = fails(&[
+            "train",
+            part,
+            "--out",
+            "unused-out",
+            "--vq",
+            "missing-vq.safetensors",
+            "--tokenizer",
+            "missing.model",
+            "--caption-dropout",
+            "0.1",
+        ]);
+        assert!(
+            err.contains("--caption-dropout") && err.contains("CogLM"),
+            "{part}: {err}"
+        );
+    }
+    for (flag, value) in [("--caption-dropout", "0.9"), ("--infill-ratio", "0.8")] {
+        let err = fails(&[
+            "train",
+            "coglm",
+            "--out",
+            "unused-out",
+            "--vq",
+            "missing-vq.safetensors",
+            "--tokenizer",
+            "missing.model",
+            flag,
+            value,
+        ]);
+        assert!(
+            err.contains(flag) && err.contains("between 0 and") && !err.contains("missing-vq"),
+            "{flag}: {err}"
+        );
+    }
     let out = cogview(&[
         "train",
         "coglm",
@@ -380,4 +416,24 @@ fn train_refuses_options_that_do_not_apply() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--layers"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `--guidance` outside 1-20 (or not a number the scale can be) is refused by name before any
+/// model is loaded.
+#[test]
+fn guidance_outside_its_range_is_refused_by_name() {
+    for g in ["0.5", "21", "NaN", "inf"] {
+        let err = fails(&[
+            "generate",
+            "a red circle",
+            "--guidance",
+            g,
+            "--out",
+            "unused-out",
+        ]);
+        assert!(
+            err.contains("--guidance") && err.contains("1 (none"),
+            "{g}: {err}"
+        );
+    }
 }
