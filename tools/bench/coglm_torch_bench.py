@@ -142,6 +142,40 @@ def decode(model, ctx, mask, pos, law, batch, steps):
     return seconds, torch.cat(out, 1)
 
 
+def prefill(model, ctx, mask, pos, law, n_total, image_vocab, gen):
+    """One forward over the context and n_total - len(context) image tokens (no cache), image
+    logits at every position, as cogview's `bench coglm --prefill` and the tch example's `prefill`.
+    Returns the seconds of the forward."""
+    dtype = next(model.parameters()).dtype
+    images = torch.randint(0, image_vocab, (1, n_total - ctx.shape[1]), generator=gen).to(ctx.device)
+    ids = torch.cat([ctx, images], 1)
+    sync(ctx.device)
+    t0 = time.perf_counter()
+    logits, *_ = model(input_ids=ids, position_ids=pos[:, :n_total], attention_mask=mask.to(dtype),
+                       mems=None, log_attention_weights=law.to(dtype))
+    sync(ctx.device)
+    seconds = time.perf_counter() - t0
+    assert logits.shape == (1, n_total, image_vocab), logits.shape
+    return seconds
+
+
+def run_prefill(opts, model, args, device, soi, image_vocab):
+    n_total = opts.prefill
+    if not opts.text_len + 1 < n_total <= opts.text_len + 1 + args.max_sequence_length - SOI_POSITION:
+        sys.exit(f"--prefill {n_total} must exceed the context ({opts.text_len} + 1) and fit the positions")
+    gen = torch.Generator().manual_seed(opts.seed)
+    ctx, mask, pos, law = (t.to(device) for t in coglm_context(opts.text_len, n_total, image_vocab, soi, soi, gen))
+    with torch.inference_mode():
+        times = [prefill(model, ctx, mask, pos, law, n_total, image_vocab, gen)
+                 for _ in range(1 + opts.repeats)][1:]
+    print(json.dumps({
+        "impl": "pytorch", "op": "prefill", "tokens": n_total, "dtype": opts.dtype,
+        "seconds": min(times), "seconds_all": [round(t, 4) for t in times],
+        "threads": opts.threads, "torch": torch.__version__, "device": opts.device,
+        "text_len": opts.text_len, "model": os.path.abspath(opts.model),
+    }), flush=True)
+
+
 def run(opts):
     torch.set_num_threads(opts.threads)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[opts.dtype]
@@ -150,6 +184,9 @@ def run(opts):
     model = model.to(device=device, dtype=dtype).eval()
     soi = int(getattr(args, "start_of_image_id", 150000))
     image_vocab = int(getattr(args, "image_vocab_size", 20000))
+    if opts.prefill:
+        run_prefill(opts, model, args, device, soi, image_vocab)
+        return
     n_total = opts.text_len + 1 + max(opts.steps, opts.warmup_steps)  # context + fed tokens
     if opts.text_len > SOI_POSITION or SOI_POSITION + max(opts.steps, opts.warmup_steps) >= args.max_sequence_length:
         sys.exit(f"--steps {opts.steps} does not fit max_sequence_length {args.max_sequence_length}")
@@ -182,6 +219,10 @@ def main():
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     ap.add_argument("--warmup-steps", type=int, default=1,
                     help="incremental steps of the untimed warm-up pass (after its context forward)")
+    ap.add_argument("--prefill", type=int, default=0, metavar="N",
+                    help="instead of decoding: time one uncached forward over N positions (text, "
+                         "start_of_image, image tokens), image logits at each; one warm-up, then --repeats")
+    ap.add_argument("--repeats", type=int, default=1, help="timed prefill forwards; 'seconds' is the best")
     ap.add_argument("--seed", type=int, default=1234)
     opts = ap.parse_args()
     if opts.make_model:

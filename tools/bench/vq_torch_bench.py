@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch eager (CPU, float32) timing of icetk's VQ-VAE image tokenizer.
+"""PyTorch eager (CPU, float32 or bfloat16) timing of icetk's VQ-VAE image tokenizer.
 
 Run with the reference venv (tools/reference/setup_venv.sh):
 
@@ -105,6 +105,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ops", default="encode,decode")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                    help="bf16: the model's parameters and the input image in bfloat16 (icetk's own "
+                         "fp16 switch, with bfloat16)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -118,9 +121,12 @@ def main():
     # the input: cute_girl.jpg through icetk's Resize+CenterCrop, as floats in [0, 1]
     img = fx.icetk_resize(pil_to_tensor(Image.open(CUTE_GIRL)), args.size, antialias=True)
     img = img.float().div(255.).unsqueeze(0)
+    if args.dtype == "bf16":
+        it.model = it.model.to(torch.bfloat16)
+        img = img.to(torch.bfloat16)
     side = args.size // args.compression
     common = {"impl": "pytorch", "size": args.size, "compression": args.compression,
-              "threads": args.threads, "repeats": args.repeats, "device": "cpu", "dtype": "float32",
+              "threads": args.threads, "repeats": args.repeats, "device": "cpu", "dtype": args.dtype,
               "torch": torch.__version__, "channels": cfg["channels"], "n_embed": cfg["n_embed"]}
 
     ids = None

@@ -118,7 +118,16 @@ impl CachedAttention<'_> {
         capacity: usize,
     ) -> Vec<f32> {
         let keys = self.keys;
-        let wide = crate::cpu_gemm::available();
+        #[cfg(target_arch = "x86_64")]
+        let path = crate::cpu_kernels::CpuKernels::selected();
+        // AVX-512 where the path allows it, else AVX2/FMA where selected, else portable.
+        #[cfg(target_arch = "x86_64")]
+        let (wide, avx2) = (
+            crate::cpu_gemm::available(),
+            path == crate::cpu_kernels::CpuKernels::Avx2,
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        let wide = false;
         // One (row, head) per task: its n outputs of d values.
         let per_head: Vec<Vec<f32>> = (0..batch * heads)
             .into_par_iter()
@@ -133,10 +142,17 @@ impl CachedAttention<'_> {
                     };
                     let mut out = vec![0f32; n * d];
                     #[cfg(target_arch = "x86_64")]
-                    if wide {
-                        // SAFETY: `wide` says the CPU has AVX-512F.
-                        unsafe { head.attend_avx512(self.bias, self.scale, scores, &mut out) };
-                        return out;
+                    {
+                        if wide {
+                            // SAFETY: `wide` says the CPU has AVX-512F.
+                            unsafe { head.attend_avx512(self.bias, self.scale, scores, &mut out) };
+                            return out;
+                        }
+                        if avx2 {
+                            // SAFETY: the avx2 path is selected only where the CPU has AVX2 and FMA.
+                            unsafe { head.attend_avx2(self.bias, self.scale, scores, &mut out) };
+                            return out;
+                        }
                     }
                     let _ = wide;
                     head.attend(self.bias, self.scale, scores, &mut out);
@@ -204,6 +220,13 @@ impl<T: KvValue> Head<'_, T> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,fma")]
     unsafe fn attend_avx512(&self, bias: &[f32], scale: f32, scores: &mut [f32], out: &mut [f32]) {
+        self.attend(bias, scale, scores, out)
+    }
+
+    /// [`Head::attend`] compiled for AVX2 and FMA (8-lane vectors).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn attend_avx2(&self, bias: &[f32], scale: f32, scores: &mut [f32], out: &mut [f32]) {
         self.attend(bias, scale, scores, out)
     }
 }
@@ -407,6 +430,33 @@ mod tests {
                         (out[i * d + c] as f64 - w).abs() < 1e-5,
                         "portable: {i} {c}"
                     );
+                }
+            }
+            // The AVX2/FMA and AVX-512 bodies where this CPU has them, whatever path is selected.
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut bodies: Vec<(&str, Vec<f32>)> = Vec::new();
+                if crate::cpu_kernels::CpuKernels::Avx2.available() {
+                    let mut out = vec![0f32; n * d];
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    unsafe { head.attend_avx2(&bias, scale, &mut scores, &mut out) };
+                    bodies.push(("avx2", out));
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    let mut out = vec![0f32; n * d];
+                    // SAFETY: the CPU has AVX-512F/VL (checked just above); FMA comes with them.
+                    unsafe { head.attend_avx512(&bias, scale, &mut scores, &mut out) };
+                    bodies.push(("avx512", out));
+                }
+                for (body, out) in bodies {
+                    for i in 0..n {
+                        for c in 0..d {
+                            let w = want[i * heads * d + c];
+                            assert!((out[i * d + c] as f64 - w).abs() < 1e-5, "{body}: {i} {c}");
+                        }
+                    }
                 }
             }
         }

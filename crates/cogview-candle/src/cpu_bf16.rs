@@ -245,6 +245,100 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2 {
+    use super::{KCP, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// `RR` (≤ 4) rows of A from row `r0` times the 16 columns of the panel from `c0`: 8
+    /// accumulators, four widened B vectors and two broadcast A values in the 16 registers. A's
+    /// values come widened from `af` ([kcp][R][even, odd] f32) by broadcast loads. (Measured on
+    /// Zen 3: keeping even and odd k in separate accumulators, 6 rows × 8 columns, was slower —
+    /// twice the broadcasts per FMA and a register spill.)
+    #[inline(always)]
+    unsafe fn block<const R: usize, const RR: usize>(
+        kcp: usize,
+        af: &[f32],
+        b: *const u32,
+        init: *const f32,
+        out: *mut f32,
+        r0: usize,
+        c0: usize,
+    ) {
+        // SAFETY: the caller ([`kernel`]) upholds the pointer contract; features as enabled there.
+        unsafe {
+            let hi_mask = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
+            let even = |v: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+            let odd = |v: __m256i| _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));
+            let i0 = _mm256_loadu_ps(init.add(c0));
+            let i1 = _mm256_loadu_ps(init.add(c0 + 8));
+            let mut acc = [[i0, i1]; RR];
+            let af = af.as_ptr();
+            for p in 0..kcp {
+                let v0 = _mm256_loadu_si256(b.add(p * NR + c0).cast());
+                let v1 = _mm256_loadu_si256(b.add(p * NR + c0 + 8).cast());
+                let (b0e, b0o, b1e, b1o) = (even(v0), odd(v0), even(v1), odd(v1));
+                let ap = af.add((p * R + r0) * 2);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let ae = _mm256_broadcast_ss(&*ap.add(2 * r));
+                    let ao = _mm256_broadcast_ss(&*ap.add(2 * r + 1));
+                    row[0] = _mm256_fmadd_ps(ae, b0e, row[0]);
+                    row[1] = _mm256_fmadd_ps(ae, b1e, row[1]);
+                    row[0] = _mm256_fmadd_ps(ao, b0o, row[0]);
+                    row[1] = _mm256_fmadd_ps(ao, b1o, row[1]);
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add((r0 + r) * NR + c0), row[0]);
+                _mm256_storeu_ps(out.add((r0 + r) * NR + c0 + 8), row[1]);
+            }
+        }
+    }
+
+    /// The tile of [`super::x86::kernel_f32`] in 256-bit FMAs: `R` rows × 32 columns as blocks of
+    /// 4 rows × 16 columns (a 12×32 tile of 256-bit accumulators would not fit 16 registers),
+    /// with A's bf16 pairs widened to f32 once per call.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA; `kcp ≤ KCP`; `a` is valid for `kcp·MR` u32, `b` for
+    /// `kcp·NR` u32, `init` for `NR` f32 and `out` for `R·NR` f32.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn kernel<const R: usize>(
+        kcp: usize,
+        a: *const u32,
+        b: *const u32,
+        init: *const f32,
+        out: *mut f32,
+    ) {
+        debug_assert!(kcp <= KCP);
+        let mut af = [0f32; KCP * MR * 2];
+        // SAFETY: the caller upholds the contract above; every block stays inside R rows and NR
+        // columns, and `af` holds kcp·R pairs.
+        unsafe {
+            for p in 0..kcp {
+                for r in 0..R {
+                    let pair = *a.add(p * MR + r);
+                    af[(p * R + r) * 2] = f32::from_bits(pair << 16);
+                    af[(p * R + r) * 2 + 1] = f32::from_bits(pair & 0xFFFF_0000);
+                }
+            }
+            for c0 in [0, 16] {
+                let mut r0 = 0;
+                while r0 + 4 <= R {
+                    block::<R, 4>(kcp, &af, b, init, out, r0, c0);
+                    r0 += 4;
+                }
+                match R - r0 {
+                    0 => {}
+                    1 => block::<R, 1>(kcp, &af, b, init, out, r0, c0),
+                    2 => block::<R, 2>(kcp, &af, b, init, out, r0, c0),
+                    _ => block::<R, 3>(kcp, &af, b, init, out, r0, c0),
+                }
+            }
+        }
+    }
+}
+
 /// One register tile on `path` (not AMX): `rows` (≤ MR) rows of packed A times a panel block.
 #[inline(always)]
 fn tile(
@@ -284,9 +378,17 @@ fn tile(
                 x86::kernel_f32::<R>(kcp, a.as_ptr(), b.as_ptr(), init.as_ptr(), out.as_mut_ptr())
             }
         }
+        fn avx2<const R: usize>(kcp: usize, a: &[u32], b: &[u32], init: &[f32], out: &mut [f32]) {
+            // SAFETY: taken only when `CpuKernels::Avx2` (AVX2 and FMA) is available; lengths as
+            // above.
+            unsafe {
+                x86_avx2::kernel::<R>(kcp, a.as_ptr(), b.as_ptr(), init.as_ptr(), out.as_mut_ptr())
+            }
+        }
         match path {
             CpuKernels::Avx512Bf16 => return by_rows!(bf16),
             CpuKernels::Avx512 => return by_rows!(f32),
+            CpuKernels::Avx2 => return by_rows!(avx2),
             _ => {}
         }
     }
@@ -364,6 +466,9 @@ fn gemm_vector(path: CpuKernels, a: &[u32], m: usize, w: &PackedBf16) -> Vec<f32
 pub enum GemmKind {
     /// The f32 AVX-512 GEMM that f32 stages use (operands f32).
     F32,
+    /// candle's own f32 matrix product (the `gemm` crate), which f32 stages use below the
+    /// AVX-512 paths.
+    CandleF32,
     /// The bf16 GEMM of bf16 stages on the given path (weights pre-packed once, outside the
     /// timing; the activations' rounding and packing inside it, as in a linear layer).
     Bf16(CpuKernels),
@@ -378,15 +483,15 @@ pub fn time_gemm(
     k: usize,
     n: usize,
     repeats: usize,
-) -> Result<f64, crate::cpu_kernels::KernelChoiceError> {
+) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
     let values = crate::pseudo_random::lcg_values;
     let (a, w) = (values(1, m * k), values(2, n * k));
     let mut run: Box<dyn FnMut()> = match kind {
         GemmKind::F32 => {
             if !crate::cpu_gemm::available() {
-                return Err(crate::cpu_kernels::KernelChoiceError::Unavailable(
-                    CpuKernels::Avx512,
-                ));
+                return Err(
+                    crate::cpu_kernels::KernelChoiceError::Unavailable(CpuKernels::Avx512).into(),
+                );
             }
             Box::new(move || {
                 let av = crate::cpu_gemm::View {
@@ -406,9 +511,19 @@ pub fn time_gemm(
                 std::hint::black_box(crate::cpu_gemm::gemm(av, &wt));
             })
         }
+        GemmKind::CandleF32 => {
+            let dev = candle_core::Device::Cpu;
+            let at = candle_core::Tensor::from_vec(a, (m, k), &dev)?;
+            let wt = candle_core::Tensor::from_vec(w, (n, k), &dev)?.t()?;
+            // One product outside the timing: its error (if any) is returned, not timed.
+            at.matmul(&wt)?;
+            Box::new(move || {
+                let _ = std::hint::black_box(at.matmul(&wt));
+            })
+        }
         GemmKind::Bf16(path) => {
             if !path.available() {
-                return Err(crate::cpu_kernels::KernelChoiceError::Unavailable(path));
+                return Err(crate::cpu_kernels::KernelChoiceError::Unavailable(path).into());
             }
             let packed = PackedBf16::from_f32(&w, n, k, None);
             Box::new(move || {

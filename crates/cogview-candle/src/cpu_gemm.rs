@@ -121,14 +121,13 @@ impl BSource for ConvCols<'_> {
     }
 }
 
-/// Whether the fast path can run on this CPU (and the process did not force the portable
-/// kernels with `COGVIEW_CPU_KERNELS=portable`).
+/// Whether the fast path can run on this CPU (and the process did not force a path below AVX-512
+/// with `COGVIEW_CPU_KERNELS=avx2` or `portable`).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
-            && crate::cpu_kernels::CpuKernels::selected()
-                != crate::cpu_kernels::CpuKernels::Portable
+            && crate::cpu_kernels::CpuKernels::selected().uses_avx512()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -162,7 +162,7 @@ impl candle_core::CustomOp1 for SmallRowsInt8 {
 }
 
 /// Whether the VNNI kernel runs: the CPU has AVX512-VNNI and `COGVIEW_CPU_KERNELS` does not
-/// force the f32 (`avx512`) or `portable` kernels.
+/// force the f32 (`avx512`), `avx2` or `portable` kernels.
 pub(crate) fn vnni_available() -> bool {
     use crate::cpu_kernels::CpuKernels;
     #[cfg(target_arch = "x86_64")]
@@ -171,7 +171,7 @@ pub(crate) fn vnni_available() -> bool {
             && std::arch::is_x86_feature_detected!("avx512bw")
             && !matches!(
                 CpuKernels::selected(),
-                CpuKernels::Portable | CpuKernels::Avx512
+                CpuKernels::Portable | CpuKernels::Avx2 | CpuKernels::Avx512
             )
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -184,25 +184,27 @@ pub(crate) fn vnni_available() -> bool {
 /// kernels forced): each panel's 16 rows are widened once into a row-major f32 block, then every
 /// row of x takes plain dot products with them; `y = (x · qᵀ) · scale + b`.
 fn widened_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
+    let avx2 = crate::cpu_kernels::CpuKernels::selected() == crate::cpu_kernels::CpuKernels::Avx2;
+    widened_product_with(x, m, w, avx2)
+}
+
+/// [`widened_product`] with the AVX2/FMA build of the panel loop when `avx2` (which the caller
+/// checked the CPU can run), the portable build otherwise.
+fn widened_product_with(x: &[f32], m: usize, w: &Int8Weights, avx2: bool) -> Vec<f32> {
     use rayon::prelude::*;
-    let (k, kp, groups) = (w.k, w.kp, w.kp / 4);
+    let groups = w.kp / 4;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx2;
     let mut t = vec![0f32; w.panels() * PR * m];
     t.par_chunks_mut(PR * m).enumerate().for_each(|(p, out)| {
         let panel = &w.q[p * groups * PR * 4..(p + 1) * groups * PR * 4];
-        let mut rows = vec![0f32; PR * kp];
-        for (g, block) in panel.chunks_exact(PR * 4).enumerate() {
-            for (r, q) in block.chunks_exact(4).enumerate() {
-                for (u, &v) in q.iter().enumerate() {
-                    rows[r * kp + 4 * g + u] = v as f32;
-                }
-            }
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the avx2 path is selected only where the CPU has AVX2 and FMA.
+            unsafe { widened_panel_avx2(x, m, w, panel, out) };
+            return;
         }
-        for i in 0..m {
-            let xr = &x[i * k..(i + 1) * k];
-            for r in 0..PR {
-                out[r * m + i] = dot(xr, &rows[r * kp..r * kp + k]);
-            }
-        }
+        widened_panel(x, m, w, panel, out);
     });
     let mut y = vec![0f32; m * w.n];
     for i in 0..m {
@@ -213,7 +215,36 @@ fn widened_product(x: &[f32], m: usize, w: &Int8Weights) -> Vec<f32> {
     y
 }
 
+/// One panel's PR output rows for every row of x, into `out` ([PR][m]): the panel widened to f32
+/// rows, then plain dot products.
+#[inline(always)]
+fn widened_panel(x: &[f32], m: usize, w: &Int8Weights, panel: &[i8], out: &mut [f32]) {
+    let (k, kp) = (w.k, w.kp);
+    let mut rows = vec![0f32; PR * kp];
+    for (g, block) in panel.chunks_exact(PR * 4).enumerate() {
+        for (r, q) in block.chunks_exact(4).enumerate() {
+            for (u, &v) in q.iter().enumerate() {
+                rows[r * kp + 4 * g + u] = v as f32;
+            }
+        }
+    }
+    for i in 0..m {
+        let xr = &x[i * k..(i + 1) * k];
+        for r in 0..PR {
+            out[r * m + i] = dot(xr, &rows[r * kp..r * kp + k]);
+        }
+    }
+}
+
+/// [`widened_panel`] compiled for AVX2 and FMA (8-lane vectors).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn widened_panel_avx2(x: &[f32], m: usize, w: &Int8Weights, panel: &[i8], out: &mut [f32]) {
+    widened_panel(x, m, w, panel, out)
+}
+
 /// Σ a·b with eight independent sums (so that the compiler vectorises it).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -431,6 +462,14 @@ mod tests {
         for (m, k, n) in SHAPES {
             let (x, q, bias) = case(m, k, n);
             let want = plus_bias(reference_product_wt(&x, m, k, &q.dequantize(), n), &bias);
+            if m <= crate::cpu_linear::MAX_ROWS && crate::cpu_kernels::CpuKernels::Avx2.available()
+            {
+                let err = max_abs_diff(&widened_product_with(&x, m, &q, true), &want);
+                assert!(
+                    err < 1e-4 * (k as f64).sqrt(),
+                    "avx2: m {m} k {k} n {n}: {err}"
+                );
+            }
             let got = if m <= crate::cpu_linear::MAX_ROWS {
                 widened_product(&x, m, &q)
             } else {

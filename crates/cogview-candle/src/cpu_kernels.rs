@@ -1,10 +1,15 @@
 //! Which CPU kernels run the matrix products: chosen at run time from what the CPU reports, with a
-//! fallback chain AMX → AVX512-BF16 → AVX-512 f32 → portable, and the environment variable
-//! `COGVIEW_CPU_KERNELS` (`amx`, `avx512bf16`, `avx512` or `portable`) to force one. A forced path
-//! this CPU lacks is reported (a warning naming the path used instead), never a crash.
+//! fallback chain AMX → AVX512-BF16 → AVX-512 f32 → AVX2/FMA → portable, and the environment
+//! variable `COGVIEW_CPU_KERNELS` (`amx`, `avx512bf16`, `avx512`, `avx2` or `portable`) to force
+//! one. A forced path this CPU lacks is reported (a warning naming the path used instead), never a
+//! crash. Forcing a path also turns off every kernel of the paths above it, so that a machine with
+//! AVX-512 can run the whole backend as an AVX2-only or a plain x86-64 CPU would.
 //!
-//! The f32 GEMM ([`crate::cpu_gemm`]) runs on every path but `portable`; the bf16 GEMM
-//! ([`crate::cpu_bf16`]) has one kernel per path.
+//! The f32 GEMM ([`crate::cpu_gemm`]) and the other AVX-512 kernels run on the first three paths
+//! ([`CpuKernels::uses_avx512`]); below them the f32 products are candle's (the `gemm` crate,
+//! AVX2 where the CPU has it). The bf16 GEMM ([`crate::cpu_bf16`]) has one kernel per path; the
+//! decoding-step kernels ([`crate::cpu_linear`], [`crate::cached_attention`], the int8 fallback
+//! of [`crate::cpu_int8`]) have an AVX-512, an AVX2/FMA and a portable build.
 
 use std::sync::OnceLock;
 
@@ -21,6 +26,9 @@ pub enum CpuKernels {
     Avx512Bf16,
     /// AVX-512F fused multiply-adds in f32 (bf16 operands widened in registers).
     Avx512,
+    /// AVX2 and FMA: 256-bit fused multiply-adds in f32 (bf16 operands widened in registers), for
+    /// x86-64 CPUs without AVX-512 (AMD Zen 1-3, most Intel client CPUs before 2021).
+    Avx2,
     /// Plain Rust, for any CPU.
     Portable,
 }
@@ -28,7 +36,7 @@ pub enum CpuKernels {
 /// Why a requested kernel path cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelChoiceError {
-    /// The name is none of `amx`, `avx512bf16`, `avx512`, `portable`.
+    /// The name is none of `amx`, `avx512bf16`, `avx512`, `avx2`, `portable`.
     Unknown(String),
     /// This CPU (or its operating system) lacks what the path needs.
     Unavailable(CpuKernels),
@@ -39,7 +47,7 @@ impl std::fmt::Display for KernelChoiceError {
         match self {
             KernelChoiceError::Unknown(s) => write!(
                 f,
-                "unknown CPU kernel path {s:?} (expected amx, avx512bf16, avx512 or portable)"
+                "unknown CPU kernel path {s:?} (expected amx, avx512bf16, avx512, avx2 or portable)"
             ),
             KernelChoiceError::Unavailable(k) => {
                 write!(f, "this CPU cannot run the {} kernels", k.name())
@@ -52,10 +60,11 @@ impl std::error::Error for KernelChoiceError {}
 
 impl CpuKernels {
     /// Every path, best first.
-    pub const ALL: [CpuKernels; 4] = [
+    pub const ALL: [CpuKernels; 5] = [
         CpuKernels::Amx,
         CpuKernels::Avx512Bf16,
         CpuKernels::Avx512,
+        CpuKernels::Avx2,
         CpuKernels::Portable,
     ];
 
@@ -65,6 +74,7 @@ impl CpuKernels {
             CpuKernels::Amx => "amx",
             CpuKernels::Avx512Bf16 => "avx512bf16",
             CpuKernels::Avx512 => "avx512",
+            CpuKernels::Avx2 => "avx2",
             CpuKernels::Portable => "portable",
         }
     }
@@ -89,6 +99,11 @@ impl CpuKernels {
                         && std::arch::is_x86_feature_detected!("avx512bf16")
                 }
                 CpuKernels::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                CpuKernels::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                        && std::arch::is_x86_feature_detected!("f16c")
+                }
                 CpuKernels::Portable => true,
             }
         }
@@ -96,6 +111,16 @@ impl CpuKernels {
         {
             self == CpuKernels::Portable
         }
+    }
+
+    /// Whether this path may use the AVX-512 kernels (the f32 GEMM, the convolutions, the
+    /// decoding-step kernels' 512-bit builds): the paths from `avx512` up. A CPU with AVX-512
+    /// forced to `avx2` or `portable` runs as one without it would.
+    pub fn uses_avx512(self) -> bool {
+        matches!(
+            self,
+            CpuKernels::Amx | CpuKernels::Avx512Bf16 | CpuKernels::Avx512
+        )
     }
 
     /// The best path this CPU can run.

@@ -5,7 +5,7 @@
 //! in registers) so that half-precision weights halve the memory traffic. Accumulation is in f32.
 //!
 //! On x86-64 with AVX-512 it uses explicit vector intrinsics (4 or 2 rows of x × 4 rows of W per
-//! tile); elsewhere a portable loop.
+//! tile), with AVX2 and FMA 256-bit ones (2 rows of x × 4 rows of W); elsewhere a portable loop.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Shape};
@@ -198,18 +198,169 @@ mod avx512 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn run<W: avx512::Load>(x: &[f32], m: usize, k: usize, w: &[W], n: usize) -> Vec<f32> {
-    // AVX-512 unless the process forced the portable kernels (COGVIEW_CPU_KERNELS=portable).
-    let fast = std::arch::is_x86_feature_detected!("avx512f")
-        && crate::cpu_kernels::CpuKernels::selected() != crate::cpu_kernels::CpuKernels::Portable;
-    run_with(x, m, k, w, n, |x, m, k, w, j0, out| {
-        if fast {
-            // SAFETY: the CPU supports AVX-512F (checked above); `block` reads rows j0.. of `w`
-            // and `m` rows of `x`, all inside the slices whose lengths `cpu_fwd` checked.
-            unsafe { avx512::block(x, m, k, w, j0, out) }
-        } else {
-            block_portable(x, m, k, w, j0, out)
+mod avx2 {
+    use super::Weight;
+    use std::arch::x86_64::*;
+
+    pub(super) trait Load: Weight {
+        /// Loads 8 weights starting at `p` as f32.
+        unsafe fn load8(p: *const Self) -> __m256;
+    }
+    impl Load for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            // SAFETY: the caller upholds this function's contract (pointers valid for the
+            // lengths used, the CPU features checked by the dispatcher).
+            unsafe { _mm256_loadu_ps(p) }
         }
+    }
+    impl Load for half::bf16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            // SAFETY: as above; a bf16 is the high half of an f32.
+            unsafe {
+                let h = _mm_loadu_si128(p as *const __m128i);
+                _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+            }
+        }
+    }
+    impl Load for half::f16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            // SAFETY: as above (F16C is part of the avx2 path's requirements).
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+        }
+    }
+
+    /// Σ of the 8 lanes.
+    #[inline(always)]
+    unsafe fn sum8(v: __m256) -> f32 {
+        // SAFETY: register-only arithmetic on the features the caller enabled.
+        unsafe {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+            _mm_cvtss_f32(s)
+        }
+    }
+
+    /// Dot products of IB (≤ 2) rows of x with 4 rows of w: 8 accumulators, two x vectors and
+    /// one weight vector in the 16 registers.
+    #[inline(always)]
+    unsafe fn tile<W: Load, const IB: usize>(
+        x: [*const f32; IB],
+        w: [*const W; 4],
+        k: usize,
+    ) -> [[f32; 4]; IB] {
+        // SAFETY: the caller upholds this function's contract (pointers valid for `k` elements,
+        // the CPU features checked by the dispatcher).
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 4]; IB];
+            let full = k / 8 * 8;
+            let mut c = 0;
+            while c < full {
+                let mut xv = [_mm256_setzero_ps(); IB];
+                for i in 0..IB {
+                    xv[i] = _mm256_loadu_ps(x[i].add(c));
+                }
+                for j in 0..4 {
+                    let wv = W::load8(w[j].add(c));
+                    for i in 0..IB {
+                        acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
+                    }
+                }
+                c += 8;
+            }
+            let mut out = [[0f32; 4]; IB];
+            for i in 0..IB {
+                for j in 0..4 {
+                    let mut s = sum8(acc[i][j]);
+                    for t in full..k {
+                        s += *x[i].add(t) * (*w[j].add(t)).to_f32();
+                    }
+                    out[i][j] = s;
+                }
+            }
+            out
+        }
+    }
+
+    /// Rows `j0..j0 + out.len()/m` of the transposed result.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn block<W: Load>(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        w: &[W],
+        j0: usize,
+        out: &mut [f32],
+    ) {
+        // SAFETY: the caller upholds this function's contract (pointers valid for the lengths
+        // used, the CPU features checked by the dispatcher).
+        unsafe {
+            let nj = out.len() / m;
+            let mut jj = 0;
+            while jj < nj {
+                let jb = (nj - jj).min(4);
+                // Past the last row, repeat it; those results are not stored.
+                let wp: [*const W; 4] =
+                    std::array::from_fn(|b| w.as_ptr().add((j0 + jj + b.min(jb - 1)) * k));
+                let mut i = 0;
+                while i + 2 <= m {
+                    let t =
+                        tile::<W, 2>([x.as_ptr().add(i * k), x.as_ptr().add((i + 1) * k)], wp, k);
+                    for b in 0..jb {
+                        out[(jj + b) * m + i] = t[0][b];
+                        out[(jj + b) * m + i + 1] = t[1][b];
+                    }
+                    i += 2;
+                }
+                if i < m {
+                    let t = tile::<W, 1>([x.as_ptr().add(i * k)], wp, k);
+                    for b in 0..jb {
+                        out[(jj + b) * m + i] = t[0][b];
+                    }
+                }
+                jj += jb;
+            }
+        }
+    }
+}
+
+/// The widest kernel the process's path allows.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Width {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn width() -> Width {
+    use crate::cpu_kernels::CpuKernels;
+    let path = CpuKernels::selected();
+    if path.uses_avx512() && std::arch::is_x86_feature_detected!("avx512f") {
+        Width::Avx512
+    } else if path == CpuKernels::Avx2 {
+        Width::Avx2
+    } else {
+        Width::Portable
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn run<W: avx512::Load + avx2::Load>(x: &[f32], m: usize, k: usize, w: &[W], n: usize) -> Vec<f32> {
+    // AVX-512 unless the process forced a lower path (COGVIEW_CPU_KERNELS=avx2 or portable).
+    let width = width();
+    run_with(x, m, k, w, n, |x, m, k, w, j0, out| match width {
+        // SAFETY: the CPU supports AVX-512F (checked by `width`); `block` reads rows j0.. of `w`
+        // and `m` rows of `x`, all inside the slices whose lengths `cpu_fwd` checked.
+        Width::Avx512 => unsafe { avx512::block(x, m, k, w, j0, out) },
+        // SAFETY: the avx2 path is selected only where the CPU has AVX2, FMA and F16C; lengths
+        // as above.
+        Width::Avx2 => unsafe { avx2::block(x, m, k, w, j0, out) },
+        Width::Portable => block_portable(x, m, k, w, j0, out),
     })
 }
 
@@ -320,26 +471,64 @@ mod tests {
     use super::*;
     use crate::test_util::{max_abs_diff, random_values, reference_product_wt};
 
+    /// The product on every kernel this CPU can run (portable, AVX2, AVX-512), whatever path the
+    /// process selected, named for the failure messages.
+    #[cfg(target_arch = "x86_64")]
+    fn on_every_kernel<W: avx512::Load + avx2::Load>(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        w: &[W],
+        n: usize,
+    ) -> Vec<(&'static str, Vec<f32>)> {
+        let mut got = vec![
+            ("selected", run(x, m, k, w, n)),
+            ("portable", run_with(x, m, k, w, n, block_portable)),
+        ];
+        if crate::cpu_kernels::CpuKernels::Avx2.available() {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+            let y = run_with(x, m, k, w, n, |x, m, k, w, j0, out| unsafe {
+                avx2::block(x, m, k, w, j0, out)
+            });
+            got.push(("avx2", y));
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            let y = run_with(x, m, k, w, n, |x, m, k, w, j0, out| unsafe {
+                avx512::block(x, m, k, w, j0, out)
+            });
+            got.push(("avx512", y));
+        }
+        got
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn on_every_kernel<W: Weight>(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        w: &[W],
+        n: usize,
+    ) -> Vec<(&'static str, Vec<f32>)> {
+        vec![("portable", run_with(x, m, k, w, n, block_portable))]
+    }
+
     #[test]
-    fn matches_a_plain_matrix_product_for_every_shape_and_dtype() {
+    fn matches_a_plain_matrix_product_for_every_shape_dtype_and_kernel() {
         for (m, k, n) in [
             (1, 5, 3),
             (2, 16, 4),
             (3, 37, 130),
             (8, 768, 67),
             (5, 33, 1),
+            (16, 100, 9),
         ] {
             let x = random_values(1 + k as u64, m * k);
             let w = random_values(2 + n as u64, n * k);
             let want = reference_product_wt(&x, m, k, &w, n);
-            assert!(
-                max_abs_diff(&run(&x, m, k, &w, n), &want) < 1e-4,
-                "f32 {m}x{k}x{n}"
-            );
-            assert!(
-                max_abs_diff(&run_with(&x, m, k, &w, n, block_portable), &want) < 1e-4,
-                "portable {m}x{k}x{n}"
-            );
+            for (kernel, got) in on_every_kernel(&x, m, k, &w, n) {
+                assert!(max_abs_diff(&got, &want) < 1e-4, "f32 {kernel} {m}x{k}x{n}");
+            }
             // Half-precision weights: compare with the product of the rounded weights.
             let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
             let want_b = reference_product_wt(
@@ -349,10 +538,12 @@ mod tests {
                 &wb.iter().map(|v| v.to_f32()).collect::<Vec<_>>(),
                 n,
             );
-            assert!(
-                max_abs_diff(&run(&x, m, k, &wb, n), &want_b) < 1e-4,
-                "bf16 {m}x{k}x{n}"
-            );
+            for (kernel, got) in on_every_kernel(&x, m, k, &wb, n) {
+                assert!(
+                    max_abs_diff(&got, &want_b) < 1e-4,
+                    "bf16 {kernel} {m}x{k}x{n}"
+                );
+            }
             let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
             let want_h = reference_product_wt(
                 &x,
@@ -361,10 +552,12 @@ mod tests {
                 &wh.iter().map(|v| v.to_f32()).collect::<Vec<_>>(),
                 n,
             );
-            assert!(
-                max_abs_diff(&run(&x, m, k, &wh, n), &want_h) < 1e-4,
-                "f16 {m}x{k}x{n}"
-            );
+            for (kernel, got) in on_every_kernel(&x, m, k, &wh, n) {
+                assert!(
+                    max_abs_diff(&got, &want_h) < 1e-4,
+                    "f16 {kernel} {m}x{k}x{n}"
+                );
+            }
         }
     }
 }

@@ -26,8 +26,9 @@ enum What {
     Vq(VqArgs),
     /// One forward pass of DSR or ItersR (a folder holding `dsr/` and `itersr/`).
     Sr(SrArgs),
-    /// The CPU matrix-product kernels alone: `C [m, n] = A [m, k] · Wᵀ` in f32 (AVX-512) and bf16
-    /// on every kernel path this CPU has (COGVIEW_CPU_KERNELS names them), in GFLOP/s.
+    /// The CPU matrix-product kernels alone: `C [m, n] = A [m, k] · Wᵀ` in f32 (candle's product,
+    /// and the AVX-512 kernel where the CPU has it) and bf16 on every kernel path this CPU has
+    /// (COGVIEW_CPU_KERNELS names them), in GFLOP/s.
     Gemm(GemmArgs),
 }
 
@@ -50,7 +51,10 @@ pub struct GemmArgs {
 fn gemm(args: GemmArgs) -> Result<()> {
     use cogview::candle::cpu_kernels::CpuKernels;
     use cogview::candle::{time_gemm, GemmKind};
-    let mut kinds = vec![("f32", "avx512", GemmKind::F32)];
+    let mut kinds = vec![("f32", "candle", GemmKind::CandleF32)];
+    if CpuKernels::selected().uses_avx512() {
+        kinds.push(("f32", "avx512", GemmKind::F32));
+    }
     kinds.extend(
         CpuKernels::available_paths()
             .into_iter()
