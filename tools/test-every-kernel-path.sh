@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command once per CPU kernel path this machine can run, each forced with
 # COGVIEW_CPU_KERNELS (crates/cogview-candle/src/cpu_kernels.rs): amx where the CPU has AMX-BF16,
-# avx512bf16 where it has AVX512-BF16, avx512 where it has AVX-512F, and portable everywhere.
+# avx512bf16 where it has AVX512-BF16, avx512 where it has AVX-512F, avx2 where it has AVX2, FMA
+# and F16C, and portable everywhere.
 # The paths are read from /proc/cpuinfo as the backend reads them (amx also needs the kernel's
 # permission for the tile state; where it is refused, the backend warns and uses avx512bf16, and
 # this script says so). Each run's log goes to target/kernel-paths/<path>.log; the script prints
@@ -23,12 +24,13 @@ else
   has amx_bf16 && has amx_tile && has avx512f && paths+=(amx)
   has avx512_bf16 && has avx512f && paths+=(avx512bf16)
   has avx512f && paths+=(avx512)
+  has avx2 && has fma && has f16c && paths+=(avx2)
   paths+=(portable)
 fi
 for p in "${paths[@]}"; do
   case "$p" in
-    amx | avx512bf16 | avx512 | portable) ;;
-    *) echo "error: $p is not a kernel path (amx, avx512bf16, avx512, portable)" >&2; exit 2 ;;
+    amx | avx512bf16 | avx512 | avx2 | portable) ;;
+    *) echo "error: $p is not a kernel path (amx, avx512bf16, avx512, avx2, portable)" >&2; exit 2 ;;
   esac
 done
 mkdir -p target/kernel-paths

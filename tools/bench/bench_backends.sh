@@ -95,7 +95,7 @@ gemm() {
   target/release/cogview bench gemm | tag "$r"
   target/release/cogview bench gemm --m 4096 --k 4096 --n 4096 --repeats 3 | tag "$r"
   for d in f32 bf16; do
-    "$py" tools/bench/gemm_torch_bench.py --dtype $d --threads "$threads" | tag "$r"
+    "$py" tools/bench/gemm_torch_bench.py --dtype $d --threads "$threads" --repeats 2 | tag "$r"
   done
 }
 pipeline() { # pipeline ROUND BACKEND DTYPE: one 480 px image, wall seconds
