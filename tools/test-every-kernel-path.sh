@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's test command once per CPU kernel path this machine can run, each forced with
+# The README's test command (with --no-fail-fast) once per CPU kernel path this machine can run, each forced with
 # COGVIEW_CPU_KERNELS (crates/cogview-candle/src/cpu_kernels.rs): amx where the CPU has AMX-BF16,
 # avx512bf16 where it has AVX512-BF16, avx512 where it has AVX-512F, avx2 where it has AVX2, FMA
 # and F16C, and portable everywhere.
@@ -37,9 +37,10 @@ mkdir -p target/kernel-paths
 failed=()
 for p in "${paths[@]}"; do
   log=target/kernel-paths/$p.log
-  echo "== COGVIEW_CPU_KERNELS=$p cargo test --workspace -- --include-ignored (log: $log)"
+  echo "== COGVIEW_CPU_KERNELS=$p cargo test --workspace --no-fail-fast -- --include-ignored (log: $log)"
   start=$(date +%s)
-  COGVIEW_CPU_KERNELS=$p cargo test --workspace -- --include-ignored >"$log" 2>&1
+  # --no-fail-fast: every test target runs, so one failure does not hide the others' results.
+  COGVIEW_CPU_KERNELS=$p cargo test --workspace --no-fail-fast -- --include-ignored >"$log" 2>&1
   rc=$?
   passed=$(grep -o '[0-9]* passed' "$log" | awk '{s += $1} END {print s + 0}')
   failed_n=$(grep -o '[0-9]* failed' "$log" | awk '{s += $1} END {print s + 0}')

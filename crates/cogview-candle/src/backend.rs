@@ -52,7 +52,7 @@ fn options(request: &LoadRequest) -> Result<LoadOptions> {
     }
     if int8_weights && !crate::cpu_int8::vnni_available() {
         tracing::warn!(
-            "int8 weights without AVX512-VNNI (or with COGVIEW_CPU_KERNELS forcing avx512/portable): the weights take a quarter of f32's memory, but decoding falls back to a slower loop than f32 weights (docs/benchmarks.md, \"int8 weights\")"
+            "int8 weights without AVX512-VNNI (or with COGVIEW_CPU_KERNELS forcing avx512, avx2 or portable): the weights take a quarter of f32's memory, but decoding falls back to a slower loop than f32 weights (docs/benchmarks.md, \"int8 weights\")"
         );
     }
     request.check_cancelled()?;

@@ -207,4 +207,27 @@ mod tests {
         }
         assert!(CpuKernels::available_paths().contains(&CpuKernels::Portable));
     }
+
+    #[test]
+    fn exactly_the_paths_above_avx2_use_the_avx512_kernels() {
+        let rank = |k: CpuKernels| CpuKernels::ALL.iter().position(|&p| p == k).unwrap();
+        for k in CpuKernels::ALL {
+            assert_eq!(
+                k.uses_avx512(),
+                rank(k) < rank(CpuKernels::Avx2),
+                "{}",
+                k.name()
+            );
+            // A path that may use them is only ever selected on a CPU that has them.
+            #[cfg(target_arch = "x86_64")]
+            if k.uses_avx512() && k.available() {
+                assert!(
+                    std::arch::is_x86_feature_detected!("avx512f"),
+                    "{}",
+                    k.name()
+                );
+            }
+        }
+        assert_eq!(CpuKernels::parse("avx2"), Ok(CpuKernels::Avx2));
+    }
 }
