@@ -39,10 +39,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The 20 text tokens every pass is given.
+fn text() -> Vec<u32> {
+    (0..20).map(|i| 512 + 37 * i).collect()
+}
+
 /// Text, <start_of_image>, 400 image tokens, with CogView2's positions.
 fn sequence(lm: &dyn AutoregressiveLm) -> (Vec<u32>, Vec<u32>, usize) {
     let spec = lm.spec();
-    let text: Vec<u32> = (0..20).map(|i| 512 + 37 * i).collect();
+    let text = text();
     let mut tokens = text.clone();
     tokens.push(spec.start_of_image_id);
     tokens.extend((0..400).map(|i| (i * 53 % spec.image_vocab_size) as u32));
@@ -249,6 +254,21 @@ fn interleave<T: ?Sized>(
     }
 }
 
+/// One runner per backend, each with the model `load` gives it, in the stage's own dtype.
+fn load_on_each<T: ?Sized>(
+    backends: &[(&'static str, Arc<dyn Backend>)],
+    load: impl Fn(&dyn Backend) -> Arc<T>,
+) -> Vec<Runner<T>> {
+    backends
+        .iter()
+        .map(|(name, b)| Runner {
+            backend: name,
+            weights: "dtype",
+            model: load(b.as_ref()),
+        })
+        .collect()
+}
+
 /// `path` resized and centre-cropped to `size`, as the pipeline gives images to the tokenizer.
 fn square_image(path: &std::path::Path, size: usize) -> Image {
     cogview_image::resize_center_crop(&cogview_image::load_image(path).unwrap(), size).unwrap()
@@ -297,14 +317,7 @@ fn main() {
         };
         if has("prefill") || has("decode") {
             let path = args.coglm.as_ref().unwrap();
-            let mut runners: Vec<Runner<dyn AutoregressiveLm>> = backends
-                .iter()
-                .map(|(name, b)| Runner {
-                    backend: name,
-                    weights: "dtype",
-                    model: b.load_lm(path, &request("")).unwrap(),
-                })
-                .collect();
+            let mut runners = load_on_each(&backends, |b| b.load_lm(path, &request("")).unwrap());
             let prefill_pass = |m: &Arc<dyn AutoregressiveLm>| prefill(m.as_ref());
             let decode_pass = |m: &Arc<dyn AutoregressiveLm>| decode(m.as_ref());
             let mut passes: Vec<(&str, &dyn Fn(&Arc<dyn AutoregressiveLm>) -> Duration)> =
@@ -335,16 +348,10 @@ fn main() {
                 continue;
             }
             let path = path.as_ref().unwrap();
-            let runners: Vec<Runner<dyn GridPredictor>> = backends
-                .iter()
-                .map(|(name, b)| Runner {
-                    backend: name,
-                    weights: "dtype",
-                    model: b.load_grid_predictor(path, &request("")).unwrap(),
-                })
-                .collect();
+            let runners =
+                load_on_each(&backends, |b| b.load_grid_predictor(path, &request("")).unwrap());
             let spec = runners[0].model.spec().unwrap();
-            let text: Vec<u32> = (0..20).map(|i| 512 + 37 * i).collect();
+            let text = text();
             let side = if op == "dsr" { spec.low } else { spec.high };
             let grid = TokenGrid::new(
                 side,
@@ -364,14 +371,8 @@ fn main() {
                 continue;
             }
             let path = args.vq.as_ref().unwrap();
-            let runners: Vec<Runner<dyn ImageTokenizer>> = backends
-                .iter()
-                .map(|(name, b)| Runner {
-                    backend: name,
-                    weights: "dtype",
-                    model: b.load_image_tokenizer(path, &request("")).unwrap(),
-                })
-                .collect();
+            let runners =
+                load_on_each(&backends, |b| b.load_image_tokenizer(path, &request("")).unwrap());
             let image = square_image(args.image.as_ref().unwrap(), size);
             let grid = runners[0].model.encode(&image, Compression::X8).unwrap();
             let encode = |m: &Arc<dyn ImageTokenizer>| {
@@ -384,12 +385,8 @@ fn main() {
                 m.decode(&grid, Compression::X8).unwrap();
                 t.elapsed()
             };
-            let (enc, dec) = if size == 160 {
-                ("vq160 encode", "vq160 decode")
-            } else {
-                ("vq480 encode", "vq480 decode")
-            };
-            interleave(&mut rec, args.rounds, &runners, &[(enc, &encode), (dec, &decode)]);
+            let (enc, dec) = (format!("{op} encode"), format!("{op} decode"));
+            interleave(&mut rec, args.rounds, &runners, &[(&enc, &encode), (&dec, &decode)]);
         }
         tables.push(rec);
     }

@@ -347,41 +347,26 @@ fn invalid_utf8_text_is_refused_without_a_panic() {
 /// a message naming the option, before any file is read.
 #[test]
 fn train_refuses_options_that_do_not_apply() {
+    // Each CogLM-only option, on each super-resolution part.
     for part in ["dsr", "itersr"] {
-        let err = fails(&[
-            "train",
-            part,
-            "--out",
-            "unused-out",
-            "--vq",
-            "missing-vq.safetensors",
-            "--tokenizer",
-            "missing.model",
-            "--infill-ratio",
-            "0.2",
-        ]);
-        assert!(
-            err.contains("--infill-ratio") && err.contains("CogLM"),
-            "{part}: {err}"
-        );
-    }
-    for part in ["dsr", "itersr"] {
-        let err = fails(&[
-            "train",
-            part,
-            "--out",
-            "unused-out",
-            "--vq",
-            "missing-vq.safetensors",
-            "--tokenizer",
-            "missing.model",
-            "--caption-dropout",
-            "0.1",
-        ]);
-        assert!(
-            err.contains("--caption-dropout") && err.contains("CogLM"),
-            "{part}: {err}"
-        );
+        for (flag, value) in [("--infill-ratio", "0.2"), ("--caption-dropout", "0.1")] {
+            let err = fails(&[
+                "train",
+                part,
+                "--out",
+                "unused-out",
+                "--vq",
+                "missing-vq.safetensors",
+                "--tokenizer",
+                "missing.model",
+                flag,
+                value,
+            ]);
+            assert!(
+                err.contains(flag) && err.contains("CogLM"),
+                "{part} {flag}: {err}"
+            );
+        }
     }
     for (flag, value) in [("--caption-dropout", "0.9"), ("--infill-ratio", "0.8")] {
         let err = fails(&[
